@@ -1,0 +1,27 @@
+# ember_library(NAME SRCS ... DEPS ... PRIVATE_DEPS ...): a component library named ember_<NAME>.
+function(ember_library name)
+  cmake_parse_arguments(ARG "" "" "SRCS;DEPS;PRIVATE_DEPS" ${ARGN})
+  add_library(ember_${name} STATIC ${ARG_SRCS})
+  target_include_directories(ember_${name} PUBLIC ${PROJECT_SOURCE_DIR}/src)
+  target_link_libraries(ember_${name} PUBLIC ${ARG_DEPS} PRIVATE ${ARG_PRIVATE_DEPS})
+  ember_warnings(ember_${name})
+endfunction()
+
+# ember_test(NAME SRCS ... DEPS ... LABEL unit): a GoogleTest binary registered with ctest.
+function(ember_test name)
+  cmake_parse_arguments(ARG "" "LABEL" "SRCS;DEPS" ${ARGN})
+  if(NOT ARG_LABEL)
+    set(ARG_LABEL unit)
+  endif()
+  add_executable(${name} ${ARG_SRCS})
+  target_link_libraries(${name} PRIVATE ${ARG_DEPS} GTest::gmock GTest::gtest_main)
+  ember_warnings(${name})
+  gtest_discover_tests(${name} PROPERTIES LABELS ${ARG_LABEL} DISCOVERY_TIMEOUT 30)
+endfunction()
+
+function(ember_warnings target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra)
+  if(EMBER_WERROR)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+endfunction()

@@ -1,0 +1,145 @@
+// ember's command line: `ember serve`, `ember bench`, `ember model synth`. CLI11 lives here
+// only; each subcommand fills an options struct and calls its component.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "bench/load.h"
+#include "cli/duration.h"
+#include "common/log.h"
+#include "engine/synth/synth.h"
+#include "server/server.h"
+
+namespace ember::cli {
+namespace {
+
+struct DurationFlags {
+  std::string queue_timeout = "30s", drain_timeout = "30s", read_timeout = "30s",
+              liveness_timeout = "60s";
+};
+
+void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
+  auto* serve = app.add_subcommand("serve", "Serve a GGUF model over an OpenAI-compatible API");
+  serve->add_option("--model,-m", o.model_path, "GGUF model file")->envname("EMBER_MODEL");
+  serve->add_option("--model-id", o.model_id, "Name clients use (default: file name)")
+      ->envname("EMBER_MODEL_ID");
+  serve->add_option("--host", o.host, "Address to listen on")->envname("EMBER_HOST");
+  serve->add_option("--port", o.port, "Port (0 = any free port)")->envname("EMBER_PORT");
+  serve->add_option("--ctx-size,-c", o.ctx_size, "KV-cache tokens in all, split over --parallel")
+      ->envname("EMBER_CTX_SIZE")->check(CLI::Range(1, 1 << 24));
+  serve->add_option("--parallel,--np", o.parallel, "Sequences decoded together")
+      ->envname("EMBER_PARALLEL")->check(CLI::Range(1, 1024));
+  serve->add_option("--threads,-t", o.threads, "Compute threads (0 = usable CPUs)")
+      ->envname("EMBER_THREADS")->check(CLI::Range(0, 1024));
+  serve->add_option("--batch-size,-b", o.batch_size, "Most tokens per engine step")
+      ->envname("EMBER_BATCH_SIZE")->check(CLI::Range(1, 1 << 16));
+  serve->add_option("--queue-size", o.queue_size, "Requests that may wait for a slot")
+      ->envname("EMBER_QUEUE_SIZE")->check(CLI::Range(0, 1 << 20));
+  serve->add_option("--queue-timeout", d.queue_timeout, "Longest wait for a slot (503 after)")
+      ->envname("EMBER_QUEUE_TIMEOUT");
+  serve->add_option("--drain-timeout", d.drain_timeout, "Grace period after SIGTERM")
+      ->envname("EMBER_DRAIN_TIMEOUT");
+  serve->add_option("--read-timeout", d.read_timeout, "Time a client has to send a request")
+      ->envname("EMBER_READ_TIMEOUT");
+  serve->add_option("--liveness-timeout", d.liveness_timeout,
+                    "/health fails when the engine makes no progress this long")
+      ->envname("EMBER_LIVENESS_TIMEOUT");
+  serve->add_option("--max-body-bytes", o.max_body_bytes, "Largest request body (413 above)")
+      ->envname("EMBER_MAX_BODY_BYTES");
+  serve->add_option("--http-threads", o.http_threads, "HTTP I/O threads")
+      ->envname("EMBER_HTTP_THREADS")->check(CLI::Range(1, 64));
+}
+
+Status ApplyDurations(const DurationFlags& d, server::ServeOptions& o) {
+  const std::pair<const std::string*, std::chrono::milliseconds*> all[] = {
+      {&d.queue_timeout, &o.queue_timeout}, {&d.drain_timeout, &o.drain_timeout},
+      {&d.read_timeout, &o.read_timeout}, {&d.liveness_timeout, &o.liveness_timeout}};
+  for (const auto& [text, out] : all) {
+    auto parsed = ParseDuration(*text);
+    if (!parsed) return std::unexpected(parsed.error());
+    *out = *parsed;
+  }
+  return {};
+}
+
+void AddBench(CLI::App& app, bench::LoadOptions& o, bool& json, bool& no_stream, int& timeout) {
+  auto* b = app.add_subcommand("bench", "Load-test an OpenAI-compatible server");
+  b->add_option("--host", o.host);
+  b->add_option("--port", o.port);
+  b->add_option("--endpoint", o.endpoint, "/v1/completions or /v1/chat/completions");
+  b->add_option("--model", o.model);
+  b->add_option("--concurrency", o.concurrency)->check(CLI::Range(1, 4096));
+  b->add_option("--requests", o.requests)->check(CLI::Range(1, 10'000'000));
+  b->add_option("--prompt-min-words", o.prompt_min_words)->check(CLI::Range(0, 100000));
+  b->add_option("--prompt-max-words", o.prompt_max_words)->check(CLI::Range(0, 100000));
+  b->add_option("--max-tokens", o.max_tokens)->check(CLI::Range(1, 1'000'000));
+  b->add_flag("--no-stream", no_stream, "Ask for non-streamed responses");
+  b->add_option("--temperature", o.temperature);
+  b->add_option("--seed", o.seed, "Seed of the prompt generator");
+  b->add_option("--timeout", timeout, "Per-request timeout in seconds");
+  b->add_option("--label", o.label);
+  b->add_flag("--json", json, "Print the report as JSON");
+}
+
+void AddSynth(CLI::App& app, std::string& shape, std::string& type, synth::SynthOptions& o) {
+  auto* model = app.add_subcommand("model", "Model utilities");
+  auto* s = model->add_subcommand("synth", "Write a llama GGUF with seeded random weights");
+  s->add_option("--shape", shape, "tiny, 110m or 1b")->required();
+  s->add_option("--type", type, "f32, f16, q8_0 or q4_0")->required();
+  s->add_option("-o,--output", o.output_path, "Output GGUF file")->required();
+  s->add_option("--seed", o.seed);
+  s->add_option("--vocab", o.vocab_path, "GGUF with the tokenizer (default: llama.cpp's)");
+  model->require_subcommand(1);
+}
+
+int Fail(const Error& e) {
+  std::fprintf(stderr, "ember: %s\n", e.message.c_str());
+  return 2;
+}
+
+}  // namespace
+
+int Main(int argc, char** argv) {
+  CLI::App app{"ember: an LLM serving runtime for platform teams"};
+  app.require_subcommand(1);
+  server::ServeOptions serve;
+  DurationFlags durations;
+  AddServe(app, serve, durations);
+  bench::LoadOptions load;
+  bool json = false, no_stream = false;
+  int timeout = 120;
+  AddBench(app, load, json, no_stream, timeout);
+  std::string shape, type;
+  synth::SynthOptions synth_options;
+  AddSynth(app, shape, type, synth_options);
+  CLI11_PARSE(app, argc, argv);
+
+  if (app.got_subcommand("serve")) {
+    if (serve.model_path.empty()) return Fail({ErrorCode::kInvalidArgument,
+                                               "serve needs --model PATH (or EMBER_MODEL)", ""});
+    if (auto ok = ApplyDurations(durations, serve); !ok) return Fail(ok.error());
+    return server::RunServe(serve);
+  }
+  if (app.got_subcommand("bench")) {
+    load.stream = !no_stream;
+    load.timeout = std::chrono::seconds(timeout);
+    auto report = bench::RunLoad(load);
+    if (!report) return Fail(report.error());
+    std::cout << (json ? bench::FormatJson(*report) : bench::FormatTable(*report)) << std::endl;
+    return report->requests_failed == 0 ? 0 : 1;
+  }
+  auto parsed_shape = synth::ParseShape(shape);
+  if (!parsed_shape) return Fail(parsed_shape.error());
+  auto parsed_type = synth::ParseWeightType(type);
+  if (!parsed_type) return Fail(parsed_type.error());
+  synth_options.shape = *parsed_shape;
+  synth_options.type = *parsed_type;
+  if (auto ok = synth::SynthesizeModel(synth_options); !ok) return Fail(ok.error());
+  std::fprintf(stderr, "wrote %s\n", synth_options.output_path.c_str());
+  return 0;
+}
+
+}  // namespace ember::cli
+
+int main(int argc, char** argv) { return ember::cli::Main(argc, argv); }

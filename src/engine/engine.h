@@ -1,0 +1,73 @@
+// The engine interface: what the scheduler drives each step. One implementation wraps
+// libllama (engine/llama, the only code that includes llama.h); engine/fake is a scripted
+// engine for scheduler tests.
+//
+// Threads: Tokenizer methods and Info() are safe from any thread (the vocabulary is immutable
+// after load). Everything else is called only from the scheduler's engine thread.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/error.h"
+#include "engine/types.h"
+
+namespace ember::engine {
+
+struct ModelInfo {
+  std::string id;            // the name clients use in "model"
+  std::string path;
+  int n_ctx_total = 0;       // KV cells in all
+  int n_ctx_per_seq = 0;     // KV cells one sequence may use (prompt + output)
+  int n_parallel = 0;        // sequences that can run at once (slots)
+  int n_batch = 0;           // most tokens one step may carry
+  int n_vocab = 0;
+  int n_ctx_train = 0;
+  std::string chat_template;  // "gguf:<name>" or "fallback"
+  std::int64_t created = 0;   // unix seconds the model was loaded
+};
+
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+  // add_special: prepend BOS (and whatever the model's vocab adds) as llama.cpp does.
+  [[nodiscard]] virtual Result<std::vector<Token>> Tokenize(std::string_view text,
+                                                            bool add_special) const = 0;
+  // The raw bytes of one token; may be a partial UTF-8 sequence.
+  virtual std::string TokenPiece(Token token) const = 0;
+  virtual bool IsEndOfGeneration(Token token) const = 0;
+  virtual int VocabSize() const = 0;
+  // Renders messages with the model's chat template, or the documented fallback
+  // (docs/api.md) when the model has none; ends with the assistant turn opened.
+  [[nodiscard]] virtual Result<std::string> ApplyChatTemplate(
+      std::span<const ChatMessage> messages) const = 0;
+};
+
+// One sequence's share of a step: feed `tokens` at positions [pos, pos + tokens.size()).
+// When `sample` is set the engine samples the sequence's next token from the last position.
+struct BatchEntry {
+  int slot = 0;
+  std::span<const Token> tokens;
+  int pos = 0;
+  bool sample = false;
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  virtual const ModelInfo& Info() const = 0;
+  virtual const Tokenizer& tokenizer() const = 0;
+
+  // Prepares slot [0, n_parallel) for a new sequence with its own sampler state.
+  [[nodiscard]] virtual Status BeginSequence(int slot, const SamplingParams& params) = 0;
+  // Forgets the slot's sequence and frees its KV cells at once.
+  virtual void EndSequence(int slot) = 0;
+  // Runs one forward pass over all entries and returns one sampled token per entry with
+  // `sample` set, in entry order.
+  [[nodiscard]] virtual Result<std::vector<Token>> Step(std::span<const BatchEntry> batch) = 0;
+};
+
+}  // namespace ember::engine

@@ -1,0 +1,87 @@
+#include "engine/fake/fake_engine.h"
+
+#include <thread>
+
+namespace ember::engine {
+
+Result<std::vector<Token>> FakeEngine::ByteTokenizer::Tokenize(std::string_view text,
+                                                               bool add_special) const {
+  std::vector<Token> out;
+  if (add_special) out.push_back(1);  // BOS
+  for (unsigned char c : text) out.push_back(c == 0 ? 2 : c);
+  return out;
+}
+
+std::string FakeEngine::ByteTokenizer::TokenPiece(Token token) const {
+  if (token <= 2 || token > 255) return {};
+  return std::string(1, static_cast<char>(token));
+}
+
+Result<std::string> FakeEngine::ByteTokenizer::ApplyChatTemplate(
+    std::span<const ChatMessage> messages) const {
+  std::string out;
+  for (const ChatMessage& m : messages) out += m.role + ": " + m.content + "\n";
+  return out + "assistant:";
+}
+
+FakeEngine::FakeEngine(FakeEngineOptions options)
+    : options_(options), sampled_count_(options.parallel, 0), live_(options.parallel, false) {
+  info_.id = "fake";
+  info_.path = "fake";
+  info_.n_parallel = options.parallel;
+  info_.n_ctx_per_seq = options.ctx_per_seq;
+  info_.n_ctx_total = options.ctx_per_seq * options.parallel;
+  info_.n_batch = options.batch_size;
+  info_.n_vocab = 256;
+  info_.n_ctx_train = options.ctx_per_seq;
+  info_.chat_template = "fake";
+}
+
+Status FakeEngine::BeginSequence(int slot, const SamplingParams& /*params*/) {
+  if (slot < 0 || slot >= options_.parallel) return Internal("slot out of range");
+  if (live_[slot]) return Internal("slot already in use");
+  live_[slot] = true;
+  sampled_count_[slot] = 0;
+  ++active_;
+  return {};
+}
+
+void FakeEngine::EndSequence(int slot) {
+  if (slot < 0 || slot >= options_.parallel || !live_[slot]) return;
+  live_[slot] = false;
+  --active_;
+}
+
+Result<std::vector<Token>> FakeEngine::Step(std::span<const BatchEntry> batch) {
+  if (options_.step_delay.count() > 0) std::this_thread::sleep_for(options_.step_delay);
+  if (fail_next_.exchange(false)) return Internal("injected engine failure");
+  std::vector<RecordedEntry> record;
+  std::vector<Token> sampled;
+  int total = 0;
+  for (const BatchEntry& e : batch) {
+    if (e.slot < 0 || e.slot >= options_.parallel || !live_[e.slot]) {
+      return Internal("step on a slot with no sequence");
+    }
+    total += static_cast<int>(e.tokens.size());
+    record.push_back({e.slot, e.pos, static_cast<int>(e.tokens.size()), e.sample});
+    if (!e.sample) continue;
+    const int n = ++sampled_count_[e.slot];
+    if (options_.eos_after >= 0 && n > options_.eos_after) {
+      sampled.push_back(0);
+      continue;
+    }
+    const Token last = e.tokens.empty() ? 'a' : e.tokens.back();
+    sampled.push_back(last >= 'a' && last < 'z' ? last + 1 : 'a');
+  }
+  if (total > options_.batch_size) return Internal("step exceeds the batch size");
+  std::lock_guard lock(mu_);
+  batches_.push_back(std::move(record));
+  return sampled;
+}
+
+std::vector<std::vector<FakeEngine::RecordedEntry>> FakeEngine::Batches() const {
+  std::lock_guard lock(mu_);
+  return batches_;
+}
+
+}  // namespace ember::engine

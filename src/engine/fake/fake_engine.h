@@ -1,0 +1,70 @@
+// A scripted engine for scheduler and server tests: a byte-level "tokenizer" (token = byte
+// value, vocab 256, token 0 is end-of-generation) and a model that answers each sampled
+// position with the next letter after the last token it was fed ('a'..'z', wrapping).
+// Records every batch so tests can check chunking and ordering.
+//
+// Threads: like every Engine, Step/BeginSequence/EndSequence run on the engine thread;
+// Batches()/Active() may be read from any thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <vector>
+
+#include "engine/engine.h"
+
+namespace ember::engine {
+
+struct FakeEngineOptions {
+  int parallel = 4;
+  int ctx_per_seq = 256;
+  int batch_size = 64;
+  std::chrono::microseconds step_delay{0};
+  int eos_after = -1;  // emit token 0 after this many sampled tokens of a sequence; -1 = never
+};
+
+class FakeEngine final : public Engine {
+ public:
+  struct RecordedEntry {
+    int slot;
+    int pos;
+    int n_tokens;
+    bool sample;
+  };
+
+  explicit FakeEngine(FakeEngineOptions options);
+
+  const ModelInfo& Info() const override { return info_; }
+  const Tokenizer& tokenizer() const override { return tokenizer_; }
+  Status BeginSequence(int slot, const SamplingParams& params) override;
+  void EndSequence(int slot) override;
+  Result<std::vector<Token>> Step(std::span<const BatchEntry> batch) override;
+
+  std::vector<std::vector<RecordedEntry>> Batches() const;
+  // Slots with a live sequence (KV cells held).
+  int Active() const { return active_.load(); }
+  void FailNextStep() { fail_next_ = true; }
+
+ private:
+  class ByteTokenizer final : public Tokenizer {
+   public:
+    Result<std::vector<Token>> Tokenize(std::string_view text, bool add_special) const override;
+    std::string TokenPiece(Token token) const override;
+    bool IsEndOfGeneration(Token token) const override { return token == 0; }
+    int VocabSize() const override { return 256; }
+    Result<std::string> ApplyChatTemplate(std::span<const ChatMessage> messages) const override;
+  };
+
+  FakeEngineOptions options_;
+  ModelInfo info_;
+  ByteTokenizer tokenizer_;
+  std::vector<int> sampled_count_;  // per slot; engine thread only
+  std::vector<bool> live_;          // per slot; engine thread only
+  std::atomic<int> active_{0};
+  std::atomic<bool> fail_next_{false};
+  mutable std::mutex mu_;
+  std::vector<std::vector<RecordedEntry>> batches_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace ember::engine

@@ -1,0 +1,213 @@
+#include "engine/llama/llama_engine.h"
+
+#include <llama.h>
+
+#include <chrono>
+#include <filesystem>
+#include <mutex>
+#include <random>
+#include <vector>
+
+#include "common/log.h"
+#include "engine/llama/llama_tokenizer.h"
+
+namespace ember::engine {
+namespace {
+
+void LogFromLlama(ggml_log_level level, const char* text, void* /*user*/) {
+  std::string_view line(text);
+  while (!line.empty() && line.back() == '\n') line.remove_suffix(1);
+  if (line.empty()) return;
+  if (level == GGML_LOG_LEVEL_ERROR) {
+    log::Error("llama: ", line);
+  } else if (level == GGML_LOG_LEVEL_WARN) {
+    log::Warn("llama: ", line);
+  } else {
+    log::Debug("llama: ", line);
+  }
+}
+
+void InitBackendOnce() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    llama_log_set(LogFromLlama, nullptr);
+    llama_backend_init();
+  });
+}
+
+struct ModelDeleter {
+  void operator()(llama_model* m) const { llama_model_free(m); }
+};
+struct ContextDeleter {
+  void operator()(llama_context* c) const { llama_free(c); }
+};
+struct SamplerDeleter {
+  void operator()(llama_sampler* s) const { llama_sampler_free(s); }
+};
+using SamplerPtr = std::unique_ptr<llama_sampler, SamplerDeleter>;
+
+SamplerPtr BuildSampler(const SamplingParams& p, int n_vocab, int penalty_window) {
+  SamplerPtr chain(llama_sampler_chain_init(llama_sampler_chain_default_params()));
+  if (p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
+    llama_sampler_chain_add(chain.get(),
+                            llama_sampler_init_penalties(n_vocab, penalty_window, 1.0f,
+                                                         p.frequency_penalty, p.presence_penalty));
+  }
+  if (p.temperature <= 0.0f) {
+    llama_sampler_chain_add(chain.get(), llama_sampler_init_greedy());
+    return chain;
+  }
+  if (p.top_k > 0) llama_sampler_chain_add(chain.get(), llama_sampler_init_top_k(p.top_k));
+  if (p.top_p < 1.0f) llama_sampler_chain_add(chain.get(), llama_sampler_init_top_p(p.top_p, 1));
+  if (p.min_p > 0.0f) llama_sampler_chain_add(chain.get(), llama_sampler_init_min_p(p.min_p, 1));
+  llama_sampler_chain_add(chain.get(), llama_sampler_init_temp(p.temperature));
+  const std::uint64_t seed = p.seed ? *p.seed : std::random_device{}();
+  // llama's dist sampler takes 32 bits; fold the high half in so every seed bit matters.
+  llama_sampler_chain_add(chain.get(), llama_sampler_init_dist(static_cast<uint32_t>(
+                                           seed ^ (seed >> 32))));
+  return chain;
+}
+
+class LlamaEngine final : public Engine {
+ public:
+  LlamaEngine(std::unique_ptr<llama_model, ModelDeleter> model,
+              std::unique_ptr<llama_context, ContextDeleter> ctx, ModelInfo info)
+      : model_(std::move(model)),
+        ctx_(std::move(ctx)),
+        tokenizer_(model_.get()),
+        info_(std::move(info)),
+        samplers_(info_.n_parallel),
+        batch_(llama_batch_init(info_.n_batch, 0, 1)) {
+    info_.chat_template = tokenizer_.TemplateDescription();
+  }
+  ~LlamaEngine() override { llama_batch_free(batch_); }
+
+  const ModelInfo& Info() const override { return info_; }
+  const Tokenizer& tokenizer() const override { return tokenizer_; }
+
+  Status BeginSequence(int slot, const SamplingParams& params) override {
+    if (slot < 0 || slot >= info_.n_parallel) return Internal("sequence slot out of range");
+    llama_memory_seq_rm(llama_get_memory(ctx_.get()), slot, -1, -1);
+    samplers_[slot] = BuildSampler(params, info_.n_vocab, info_.n_ctx_per_seq);
+    return {};
+  }
+
+  void EndSequence(int slot) override {
+    if (slot < 0 || slot >= info_.n_parallel) return;
+    llama_memory_seq_rm(llama_get_memory(ctx_.get()), slot, -1, -1);
+    samplers_[slot].reset();
+  }
+
+  Result<std::vector<Token>> Step(std::span<const BatchEntry> entries) override;
+
+  // Runs one token through slot 0 so the first request does not pay for lazy allocations.
+  Status WarmUp() {
+    const Token bos = llama_vocab_bos(llama_model_get_vocab(model_.get()));
+    const Token token = bos >= 0 ? bos : 0;
+    BatchEntry entry{0, std::span<const Token>(&token, 1), 0, false};
+    auto result = Step(std::span<const BatchEntry>(&entry, 1));
+    llama_memory_clear(llama_get_memory(ctx_.get()), true);
+    if (!result) return std::unexpected(result.error());
+    return {};
+  }
+
+ private:
+  std::unique_ptr<llama_model, ModelDeleter> model_;
+  std::unique_ptr<llama_context, ContextDeleter> ctx_;
+  LlamaTokenizer tokenizer_;
+  ModelInfo info_;
+  std::vector<SamplerPtr> samplers_;
+  llama_batch batch_;
+};
+
+Result<std::vector<Token>> LlamaEngine::Step(std::span<const BatchEntry> entries) {
+  batch_.n_tokens = 0;
+  std::vector<int> sample_rows;
+  for (const BatchEntry& e : entries) {
+    for (std::size_t i = 0; i < e.tokens.size(); ++i) {
+      if (batch_.n_tokens >= info_.n_batch) return Internal("step exceeds the batch size");
+      const int row = batch_.n_tokens++;
+      batch_.token[row] = e.tokens[i];
+      batch_.pos[row] = e.pos + static_cast<int>(i);
+      batch_.n_seq_id[row] = 1;
+      batch_.seq_id[row][0] = e.slot;
+      batch_.logits[row] = e.sample && i + 1 == e.tokens.size();
+    }
+    if (e.sample) sample_rows.push_back(batch_.n_tokens - 1);
+  }
+  if (batch_.n_tokens == 0) return std::vector<Token>{};
+  const int rc = llama_decode(ctx_.get(), batch_);
+  if (rc != 0) return Internal(StrCat("llama_decode failed (code ", rc, ")"));
+  std::vector<Token> sampled;
+  sampled.reserve(sample_rows.size());
+  std::size_t k = 0;
+  for (const BatchEntry& e : entries) {
+    if (!e.sample) continue;
+    llama_sampler* sampler = samplers_[e.slot].get();
+    if (sampler == nullptr) return Internal("sampling a slot with no sequence");
+    sampled.push_back(llama_sampler_sample(sampler, ctx_.get(), sample_rows[k++]));
+  }
+  return sampled;
+}
+
+std::string DefaultModelId(const std::string& path) {
+  std::string name = std::filesystem::path(path).filename().string();
+  if (name.size() > 5 && name.ends_with(".gguf")) name.resize(name.size() - 5);
+  return name;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
+  if (options.threads <= 0) return InvalidArgument("threads must be positive", "threads");
+  if (options.parallel <= 0 || options.ctx_size < options.parallel) {
+    return InvalidArgument("ctx-size must be at least parallel, and parallel positive");
+  }
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(options.model_path, ec)) {
+    return NotFound(StrCat("model file not found: ", options.model_path), "model");
+  }
+  InitBackendOnce();
+  const auto t0 = std::chrono::steady_clock::now();
+  llama_model_params mparams = llama_model_default_params();
+  std::unique_ptr<llama_model, ModelDeleter> model(
+      llama_model_load_from_file(options.model_path.c_str(), mparams));
+  if (!model) return InvalidArgument(StrCat("cannot load model ", options.model_path,
+                                            ": not a GGUF model llama.cpp can read"));
+  llama_context_params cparams = llama_context_default_params();
+  cparams.n_ctx = static_cast<uint32_t>(options.ctx_size);
+  cparams.n_seq_max = static_cast<uint32_t>(options.parallel);
+  cparams.n_batch = static_cast<uint32_t>(options.batch_size);
+  cparams.n_ubatch = static_cast<uint32_t>(options.batch_size);
+  cparams.n_threads = options.threads;
+  cparams.n_threads_batch = options.threads;
+  cparams.kv_unified = false;  // one KV stream per sequence: no cross-request placement effects
+  cparams.no_perf = true;
+  std::unique_ptr<llama_context, ContextDeleter> ctx(llama_init_from_model(model.get(), cparams));
+  if (!ctx) return ResourceExhausted("cannot create the llama context (KV cache too large?)");
+
+  ModelInfo info;
+  info.id = options.model_id.empty() ? DefaultModelId(options.model_path) : options.model_id;
+  info.path = options.model_path;
+  info.n_ctx_total = static_cast<int>(llama_n_ctx(ctx.get()));
+  info.n_ctx_per_seq = static_cast<int>(llama_n_ctx_seq(ctx.get()));
+  info.n_parallel = static_cast<int>(llama_n_seq_max(ctx.get()));
+  info.n_batch = static_cast<int>(llama_n_batch(ctx.get()));
+  info.n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model.get()));
+  info.n_ctx_train = llama_model_n_ctx_train(model.get());
+  info.created = std::chrono::duration_cast<std::chrono::seconds>(
+                     std::chrono::system_clock::now().time_since_epoch())
+                     .count();
+  auto engine = std::make_unique<LlamaEngine>(std::move(model), std::move(ctx), std::move(info));
+  if (auto warm = engine->WarmUp(); !warm) return std::unexpected(warm.error());
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - t0)
+                      .count();
+  const ModelInfo& i = engine->Info();
+  log::Info("loaded ", i.id, " in ", ms, " ms: ", i.n_parallel, " sequences x ", i.n_ctx_per_seq,
+            " tokens, batch ", i.n_batch, ", ", options.threads, " threads, chat template ",
+            i.chat_template);
+  return engine;
+}
+
+}  // namespace ember::engine

@@ -1,0 +1,28 @@
+// The libllama adapter: the only code in ember that includes llama.h. Loads a GGUF model,
+// owns its llama_context (one KV stream per sequence slot) and one sampler chain per slot.
+//
+// Threads: Create() runs on the caller's thread; afterwards Step/BeginSequence/EndSequence
+// run only on the scheduler's engine thread. The Tokenizer is immutable and callable from
+// any thread.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/error.h"
+#include "engine/engine.h"
+
+namespace ember::engine {
+
+struct LlamaOptions {
+  std::string model_path;
+  std::string model_id;  // empty = file name without ".gguf"
+  int ctx_size = 4096;   // KV cells in all, split evenly over `parallel` sequences
+  int parallel = 4;
+  int batch_size = 512;  // most tokens per step
+  int threads = 0;       // 0 = caller must decide; Create() rejects it
+};
+
+[[nodiscard]] Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options);
+
+}  // namespace ember::engine

@@ -1,0 +1,43 @@
+// Plain data shared by the engine, the scheduler and the API encoders: tokens, sampling
+// parameters, chat messages, finish reasons and usage. No behaviour, no third-party types;
+// api/ may include this header (it is the vocabulary of a generation, not the engine).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ember::engine {
+
+using Token = std::int32_t;
+
+struct SamplingParams {
+  float temperature = 1.0f;  // 0 = greedy
+  float top_p = 1.0f;        // (0, 1]
+  int top_k = 0;             // 0 = disabled
+  float min_p = 0.0f;        // [0, 1]
+  float presence_penalty = 0.0f;   // [-2, 2], over generated tokens (OpenAI semantics)
+  float frequency_penalty = 0.0f;  // [-2, 2]
+  std::optional<std::uint64_t> seed;  // unset = a fresh random seed per request
+};
+
+struct ChatMessage {
+  std::string role;  // "system", "user" or "assistant"
+  std::string content;
+};
+
+enum class FinishReason {
+  kStop,       // end-of-generation token or a stop string
+  kLength,     // max_tokens or the sequence's context reached
+  kCancelled,  // client went away or the request was aborted
+  kError,      // the engine failed mid-request
+};
+
+struct Usage {
+  int prompt_tokens = 0;
+  int completion_tokens = 0;
+  int total_tokens() const { return prompt_tokens + completion_tokens; }
+};
+
+}  // namespace ember::engine

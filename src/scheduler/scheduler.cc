@@ -1,0 +1,312 @@
+#include "scheduler/scheduler.h"
+
+#include <algorithm>
+
+#include "common/log.h"
+
+namespace ember::scheduler {
+
+using engine::FinishReason;
+using engine::Token;
+
+struct Scheduler::Sequence {
+  GenerateRequest request;
+  std::shared_ptr<RequestStream> stream;
+  int slot = 0;
+  int prefilled = 0;     // prompt tokens already fed
+  int generated = 0;     // tokens sampled
+  Token next = 0;        // last sampled token, fed in the next step
+  TextStream text;
+  SteadyTime admitted{};
+  SteadyTime first_token{};
+  SteadyTime last_token{};
+  bool in_step = false;  // part of the step being built
+
+  int kv_cells() const { return prefilled + std::max(0, generated - 1); }
+  bool decoding() const { return prefilled == static_cast<int>(request.prompt.size()); }
+};
+
+Result<std::unique_ptr<Scheduler>> Scheduler::Create(SchedulerOptions options,
+                                                     std::unique_ptr<engine::Engine> engine,
+                                                     SchedulerObserver* observer, Clock& clock) {
+  if (!engine) return InvalidArgument("scheduler needs an engine");
+  if (options.queue_size < 0) return InvalidArgument("queue size must not be negative");
+  std::unique_ptr<Scheduler> s(new Scheduler(options, std::move(engine), observer, clock));
+  s->thread_ = std::thread([raw = s.get()] { raw->Run(); });
+  return s;
+}
+
+Scheduler::Scheduler(SchedulerOptions options, std::unique_ptr<engine::Engine> engine,
+                     SchedulerObserver* observer, Clock& clock)
+    : options_(options),
+      engine_(std::move(engine)),
+      observer_(observer != nullptr ? observer : &null_observer_),
+      clock_(clock),
+      slots_(engine_->Info().n_parallel) {
+  last_progress_ns_ = clock_.Now().time_since_epoch().count();
+}
+
+Scheduler::~Scheduler() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+Status Scheduler::Submit(GenerateRequest request, std::shared_ptr<RequestStream> stream) {
+  if (draining_.load()) return Unavailable("server is shutting down; retry on another replica");
+  int waiting = waiting_count_.load();
+  do {
+    if (waiting >= options_.queue_size) {
+      return ResourceExhausted("server is at capacity: the wait queue is full; retry later");
+    }
+  } while (!waiting_count_.compare_exchange_weak(waiting, waiting + 1));
+  {
+    std::lock_guard lock(mu_);
+    inbox_.push_back({std::move(request), std::move(stream)});
+  }
+  wake_.notify_one();
+  return {};
+}
+
+void Scheduler::Cancel(const std::shared_ptr<RequestStream>& stream) {
+  stream->Cancel();
+  wake_.notify_one();
+}
+
+void Scheduler::BeginDrain() { draining_.store(true); }
+
+bool Scheduler::WaitIdle(SteadyTime deadline) {
+  std::unique_lock lock(mu_);
+  while (waiting_count_.load() > 0 || running_count_.load() > 0) {
+    const auto now = clock_.Now();
+    if (now >= deadline) return false;
+    idle_.wait_for(lock, std::min<std::chrono::nanoseconds>(deadline - now,
+                                                            std::chrono::milliseconds(50)));
+  }
+  return true;
+}
+
+void Scheduler::AbortAll() {
+  {
+    std::lock_guard lock(mu_);
+    abort_ = true;
+  }
+  wake_.notify_all();
+}
+
+SchedulerSnapshot Scheduler::Snapshot() const {
+  SchedulerSnapshot s;
+  s.running = running_count_.load();
+  s.waiting = waiting_count_.load();
+  s.kv_cells_used = kv_used_.load();
+  s.kv_cells_total = engine_->Info().n_ctx_per_seq * engine_->Info().n_parallel;
+  s.draining = draining_.load();
+  s.has_work = s.running > 0 || s.waiting > 0;
+  s.since_progress = clock_.Now().time_since_epoch() -
+                     std::chrono::nanoseconds(last_progress_ns_.load());
+  return s;
+}
+
+void Scheduler::Run() {
+  for (;;) {
+    {
+      std::unique_lock lock(mu_);
+      const bool idle = running_count_.load() == 0 && queue_.empty() && inbox_.empty();
+      if (idle && !stop_ && !abort_) {
+        idle_.notify_all();
+        wake_.wait_for(lock, std::chrono::milliseconds(100));
+      }
+      if (stop_) break;
+      if (abort_) {
+        abort_ = false;
+        lock.unlock();
+        TakeInbox();
+        for (auto& w : queue_) w.stream->Cancel();
+        for (auto& s : slots_) if (s) s->stream->Cancel();
+      }
+    }
+    TakeInbox();
+    ExpireWaiting();
+    DropCancelled();
+    AdmitWaiting();
+    if (!RunStep()) last_progress_ns_ = clock_.Now().time_since_epoch().count();
+  }
+  TakeInbox();
+  const Error shutdown{ErrorCode::kUnavailable, "server stopped before the request finished", ""};
+  for (auto& w : queue_) FailWaiting(w, FinishReason::kError, shutdown);
+  queue_.clear();
+  for (auto& s : slots_) {
+    if (s) Finish(*s, FinishReason::kError, shutdown);
+  }
+  idle_.notify_all();
+}
+
+void Scheduler::TakeInbox() {
+  std::lock_guard lock(mu_);
+  while (!inbox_.empty()) {
+    queue_.push_back(std::move(inbox_.front()));
+    inbox_.pop_front();
+  }
+}
+
+void Scheduler::FailWaiting(Waiting& waiting, FinishReason reason, std::optional<Error> error) {
+  Finished f;
+  f.reason = reason;
+  f.usage.prompt_tokens = static_cast<int>(waiting.request.prompt.size());
+  f.timings.total = clock_.Now() - waiting.request.arrival;
+  f.timings.queue = f.timings.total;
+  f.error = std::move(error);
+  observer_->OnFinished(f);
+  waiting_count_.fetch_sub(1);
+  waiting.stream->Push(std::move(f));
+}
+
+void Scheduler::ExpireWaiting() {
+  const SteadyTime now = clock_.Now();
+  for (auto it = queue_.begin(); it != queue_.end();) {
+    if (it->stream->cancelled()) {
+      FailWaiting(*it, FinishReason::kCancelled, std::nullopt);
+      it = queue_.erase(it);
+    } else if (now - it->request.arrival > options_.queue_timeout) {
+      FailWaiting(*it, FinishReason::kError,
+                  Error{ErrorCode::kDeadlineExceeded,
+                             StrCat("request waited longer than the queue timeout (",
+                                    options_.queue_timeout.count(),
+                                    " ms) for a free slot; retry later"),
+                             ""});
+      it = queue_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Scheduler::AdmitWaiting() {
+  for (std::size_t slot = 0; slot < slots_.size() && !queue_.empty(); ++slot) {
+    if (slots_[slot]) continue;
+    Waiting w = std::move(queue_.front());
+    queue_.pop_front();
+    waiting_count_.fetch_sub(1);
+    if (auto ok = engine_->BeginSequence(static_cast<int>(slot), w.request.sampling); !ok) {
+      waiting_count_.fetch_add(1);  // FailWaiting decrements it again
+      FailWaiting(w, FinishReason::kError, ok.error());
+      continue;
+    }
+    auto seq = std::make_unique<Sequence>();
+    seq->slot = static_cast<int>(slot);
+    seq->text = TextStream(w.request.stop);
+    seq->admitted = clock_.Now();
+    seq->request = std::move(w.request);
+    seq->stream = std::move(w.stream);
+    observer_->OnAdmitted(seq->admitted - seq->request.arrival);
+    slots_[slot] = std::move(seq);
+    running_count_.fetch_add(1);
+  }
+}
+
+void Scheduler::DropCancelled() {
+  for (auto& s : slots_) {
+    if (s && s->stream->cancelled()) Finish(*s, FinishReason::kCancelled, std::nullopt);
+  }
+}
+
+// Builds and runs one step. Returns false when there was nothing to run.
+bool Scheduler::RunStep() {
+  std::vector<engine::BatchEntry> batch;
+  std::vector<Sequence*> order;
+  int budget = engine_->Info().n_batch;
+  for (auto& s : slots_) {  // decodes first: a running sequence never waits behind a prompt
+    if (!s || !s->decoding() || budget == 0) continue;
+    batch.push_back({s->slot, std::span<const Token>(&s->next, 1), s->kv_cells(), true});
+    order.push_back(s.get());
+    --budget;
+  }
+  std::vector<Sequence*> prefilling;
+  for (auto& s : slots_) if (s && !s->decoding()) prefilling.push_back(s.get());
+  std::sort(prefilling.begin(), prefilling.end(),
+            [](Sequence* a, Sequence* b) { return a->admitted < b->admitted; });
+  for (Sequence* s : prefilling) {
+    if (budget == 0) break;
+    const int remaining = static_cast<int>(s->request.prompt.size()) - s->prefilled;
+    const int chunk = std::min(remaining, budget);
+    batch.push_back({s->slot, std::span<const Token>(s->request.prompt).subspan(s->prefilled, chunk),
+                     s->prefilled, chunk == remaining});
+    order.push_back(s);
+    budget -= chunk;
+  }
+  if (batch.empty()) return false;
+
+  const SteadyTime start = clock_.Now();
+  auto sampled = engine_->Step(batch);
+  const SteadyTime now = clock_.Now();
+  last_progress_ns_ = now.time_since_epoch().count();
+  observer_->OnStep(engine_->Info().n_batch - budget, static_cast<int>(batch.size()), now - start);
+  if (!sampled) {
+    log::Error("engine step failed: ", sampled.error().message);
+    for (Sequence* s : order) Finish(*s, FinishReason::kError, sampled.error());
+    return true;
+  }
+  std::size_t k = 0;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    Sequence* s = order[i];
+    if (!s->decoding()) s->prefilled += static_cast<int>(batch[i].tokens.size());
+    if (batch[i].sample && k < sampled->size()) HandleSampled(*s, (*sampled)[k++], now);
+  }
+  PublishGauges();
+  return true;
+}
+
+void Scheduler::HandleSampled(Sequence& seq, Token token, SteadyTime now) {
+  ++seq.generated;
+  seq.next = token;
+  if (seq.generated == 1) {
+    seq.first_token = now;
+    observer_->OnFirstToken(now - seq.request.arrival);
+  } else {
+    observer_->OnTokenInterval(now - seq.last_token);
+  }
+  seq.last_token = now;
+  const engine::Tokenizer& tok = engine_->tokenizer();
+  if (tok.IsEndOfGeneration(token)) return Finish(seq, FinishReason::kStop, std::nullopt);
+  std::string text = seq.text.Append(tok.TokenPiece(token));
+  if (!text.empty() || seq.text.stopped()) seq.stream->Push(TextDelta{std::move(text), 1});
+  if (seq.text.stopped()) return Finish(seq, FinishReason::kStop, std::nullopt);
+  const bool context_full = seq.kv_cells() >= engine_->Info().n_ctx_per_seq;
+  if (seq.generated >= seq.request.max_tokens || context_full) {
+    Finish(seq, FinishReason::kLength, std::nullopt);
+  }
+}
+
+void Scheduler::Finish(Sequence& seq, FinishReason reason, std::optional<Error> error) {
+  const int slot = seq.slot;
+  engine_->EndSequence(slot);
+  if (reason == FinishReason::kStop || reason == FinishReason::kLength) {
+    std::string tail = seq.text.Flush();
+    if (!tail.empty()) seq.stream->Push(TextDelta{std::move(tail), 0});
+  }
+  Finished f;
+  f.reason = reason;
+  f.error = std::move(error);
+  f.usage.prompt_tokens = static_cast<int>(seq.request.prompt.size());
+  f.usage.completion_tokens = seq.generated;
+  const SteadyTime now = clock_.Now();
+  f.timings.queue = seq.admitted - seq.request.arrival;
+  if (seq.generated > 0) f.timings.first_token = seq.first_token - seq.request.arrival;
+  f.timings.total = now - seq.request.arrival;
+  observer_->OnFinished(f);
+  seq.stream->Push(std::move(f));
+  slots_[slot].reset();  // `seq` is gone after this line
+  running_count_.fetch_sub(1);
+  PublishGauges();
+}
+
+void Scheduler::PublishGauges() {
+  int used = 0;
+  for (auto& s : slots_) if (s) used += s->kv_cells();
+  kv_used_.store(used);
+}
+
+}  // namespace ember::scheduler

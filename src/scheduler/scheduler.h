@@ -1,0 +1,126 @@
+// The scheduler: a bounded wait queue and the one engine thread that owns the Engine.
+// Each step it admits waiting requests into free sequence slots, puts one decode token of
+// every generating sequence into the batch first, fills the rest of the per-step token
+// budget with prompt chunks (oldest first), runs the engine, and turns sampled tokens into
+// events. A finished or cancelled sequence frees its slot and KV cells in the same step.
+//
+// Threads: Submit/BeginDrain/Snapshot are called from HTTP threads; the step loop runs on
+// the engine thread started by Create(). The scheduler knows nothing of tenants or money:
+// it reports what each request consumed in its Finished event.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "common/clock.h"
+#include "common/error.h"
+#include "engine/engine.h"
+#include "scheduler/request.h"
+#include "scheduler/text_stream.h"
+
+namespace ember::scheduler {
+
+struct SchedulerOptions {
+  int queue_size = 64;  // requests that may wait for a slot; beyond it Submit fails (429)
+  std::chrono::milliseconds queue_timeout{30'000};  // waiting longer fails the request (503)
+};
+
+// Observations for metrics, called on the engine thread. Default: ignore.
+class SchedulerObserver {
+ public:
+  virtual ~SchedulerObserver() = default;
+  virtual void OnAdmitted(std::chrono::nanoseconds /*queue_time*/) {}
+  virtual void OnFirstToken(std::chrono::nanoseconds /*ttft*/) {}
+  virtual void OnTokenInterval(std::chrono::nanoseconds /*itl*/) {}
+  virtual void OnFinished(const Finished& /*finished*/) {}
+  virtual void OnStep(int /*tokens*/, int /*sequences*/, std::chrono::nanoseconds /*took*/) {}
+};
+
+struct SchedulerSnapshot {
+  int running = 0;
+  int waiting = 0;
+  int kv_cells_used = 0;
+  int kv_cells_total = 0;
+  bool draining = false;
+  // True when there is work but the engine thread has not finished a step for too long.
+  std::chrono::nanoseconds since_progress{0};
+  bool has_work = false;
+};
+
+class Scheduler {
+ public:
+  static Result<std::unique_ptr<Scheduler>> Create(SchedulerOptions options,
+                                                   std::unique_ptr<engine::Engine> engine,
+                                                   SchedulerObserver* observer, Clock& clock);
+  ~Scheduler();  // stops the engine thread; unfinished requests get an Unavailable error
+
+  const engine::ModelInfo& model() const { return engine_->Info(); }
+  const engine::Tokenizer& tokenizer() const { return engine_->tokenizer(); }
+
+  // Queues a request. ResourceExhausted when the wait queue is full, Unavailable while
+  // draining. The stream gets events until its Finished event.
+  [[nodiscard]] Status Submit(GenerateRequest request, std::shared_ptr<RequestStream> stream);
+  // Wakes the engine thread so a cancelled stream is dropped at once.
+  void Cancel(const std::shared_ptr<RequestStream>& stream);
+
+  // Stops accepting requests; everything already queued or running continues.
+  void BeginDrain();
+  // Waits until nothing is queued or running; false if `deadline` passed first.
+  bool WaitIdle(SteadyTime deadline);
+  // Cancels every queued and running request (after a drain deadline).
+  void AbortAll();
+
+  SchedulerSnapshot Snapshot() const;
+
+ private:
+  struct Waiting {
+    GenerateRequest request;
+    std::shared_ptr<RequestStream> stream;
+  };
+  struct Sequence;
+
+  Scheduler(SchedulerOptions options, std::unique_ptr<engine::Engine> engine,
+            SchedulerObserver* observer, Clock& clock);
+  void Run();
+  void TakeInbox();
+  void ExpireWaiting();
+  void AdmitWaiting();
+  void DropCancelled();
+  bool RunStep();
+  void HandleSampled(Sequence& seq, engine::Token token, SteadyTime now);
+  void Finish(Sequence& seq, engine::FinishReason reason, std::optional<Error> error);
+  void FailWaiting(Waiting& waiting, engine::FinishReason reason, std::optional<Error> error);
+  void PublishGauges();
+
+  SchedulerOptions options_;
+  std::unique_ptr<engine::Engine> engine_;
+  SchedulerObserver* observer_;
+  Clock& clock_;
+  SchedulerObserver null_observer_;
+
+  // Shared with HTTP threads.
+  mutable std::mutex mu_;
+  std::condition_variable wake_;
+  std::condition_variable idle_;
+  std::deque<Waiting> inbox_;  // GUARDED_BY(mu_)
+  bool stop_ = false;          // GUARDED_BY(mu_)
+  bool abort_ = false;         // GUARDED_BY(mu_)
+  std::atomic<int> waiting_count_{0};  // inbox + local queue
+  std::atomic<int> running_count_{0};
+  std::atomic<int> kv_used_{0};
+  std::atomic<bool> draining_{false};
+  std::atomic<std::int64_t> last_progress_ns_{0};
+
+  // Engine thread only.
+  std::deque<Waiting> queue_;
+  std::vector<std::unique_ptr<Sequence>> slots_;
+  std::thread thread_;
+};
+
+}  // namespace ember::scheduler

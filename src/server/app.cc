@@ -1,0 +1,130 @@
+#include "server/app.h"
+
+#include <nlohmann/json.hpp>
+
+#include "api/openai.h"
+#include "common/log.h"
+#include "server/generation.h"
+
+namespace ember::server {
+
+App::App(AppOptions options, ServerMetrics& metrics) : options_(options), metrics_(metrics) {}
+
+void App::SetScheduler(scheduler::Scheduler* scheduler) {
+  scheduler_.store(scheduler);
+  metrics_.BindScheduler(scheduler);
+}
+
+void App::Reply(http::Exchange& ex, const std::string& endpoint, int status, std::string body,
+                http::Headers extra) {
+  metrics_.CountHttp(endpoint, status);
+  ex.Respond(status, "application/json", std::move(body), std::move(extra));
+}
+
+void App::ReplyError(http::Exchange& ex, const std::string& endpoint, const Error& error) {
+  api::HttpError http = api::ToHttpError(error);
+  http::Headers extra;
+  if (http.status == 429 || http.status == 503) extra.emplace_back("Retry-After", "1");
+  Reply(ex, endpoint, http.status, std::move(http.body), std::move(extra));
+}
+
+void App::Handle(std::shared_ptr<http::Exchange> ex) {
+  const http::Request& req = ex->request();
+  const std::string& path = req.path;
+  const bool get = req.method == "GET";
+  const bool post = req.method == "POST";
+  if (path == "/health" && get) return HandleHealth(*ex);
+  if (path == "/ready" && get) return HandleReady(*ex);
+  if (path == "/metrics" && get) {
+    metrics_.CountHttp("/metrics", 200);
+    return ex->Respond(200, "text/plain; version=0.0.4; charset=utf-8",
+                       metrics_.registry().Render());
+  }
+  if (path == "/v1/models" && get) return HandleModels(*ex);
+  if (path == "/v1/completions" && post) return HandleGenerate(std::move(ex), false);
+  if (path == "/v1/chat/completions" && post) return HandleGenerate(std::move(ex), true);
+  if (path == "/tokenize" && post) return HandleTokenize(*ex);
+  const bool known = path == "/health" || path == "/ready" || path == "/metrics" ||
+                     path == "/v1/models" || path == "/v1/completions" ||
+                     path == "/v1/chat/completions" || path == "/tokenize";
+  if (known) {
+    return ReplyError(*ex, path, Error{ErrorCode::kInvalidArgument,
+                                       StrCat("method ", req.method, " not allowed on ", path), ""});
+  }
+  ReplyError(*ex, "other", Error{ErrorCode::kNotFound, StrCat("no such endpoint: ", path), ""});
+}
+
+void App::HandleHealth(http::Exchange& ex) {
+  scheduler::Scheduler* s = scheduler_.load();
+  if (s != nullptr) {
+    const auto snap = s->Snapshot();
+    if (snap.has_work && snap.since_progress > options_.liveness_timeout) {
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(snap.since_progress);
+      return Reply(ex, "/health", 503,
+                   StrCat("{\"status\":\"stalled\",\"ms_since_progress\":", ms.count(), "}"));
+    }
+  }
+  Reply(ex, "/health", 200, "{\"status\":\"ok\"}");
+}
+
+void App::HandleReady(http::Exchange& ex) {
+  switch (phase()) {
+    case Phase::kReady: return Reply(ex, "/ready", 200, "{\"status\":\"ready\"}");
+    case Phase::kLoading: return Reply(ex, "/ready", 503, "{\"status\":\"loading\"}");
+    case Phase::kDraining: return Reply(ex, "/ready", 503, "{\"status\":\"draining\"}");
+  }
+}
+
+void App::HandleModels(http::Exchange& ex) {
+  std::vector<api::ModelCard> cards;
+  if (scheduler::Scheduler* s = scheduler_.load()) {
+    const auto& info = s->model();
+    cards.push_back({info.id, info.created, "ember", info.n_ctx_per_seq});
+  }
+  Reply(ex, "/v1/models", 200, api::EncodeModelList(cards));
+}
+
+// POST /tokenize {"content": "...", "add_special": true} -> {"tokens": [...]}, like
+// llama-server's, so clients can count tokens exactly as the server does.
+void App::HandleTokenize(http::Exchange& ex) {
+  scheduler::Scheduler* s = scheduler_.load();
+  if (s == nullptr) return ReplyError(ex, "/tokenize", Error{ErrorCode::kUnavailable,
+                                                             "model is loading", ""});
+  nlohmann::json body = nlohmann::json::parse(ex.request().body, nullptr, false);
+  if (!body.is_object() || !body.contains("content") || !body["content"].is_string()) {
+    return ReplyError(ex, "/tokenize", Error{ErrorCode::kInvalidArgument,
+                                             "body must be {\"content\": string}", "content"});
+  }
+  const bool add_special = body.value("add_special", true);
+  auto tokens = s->tokenizer().Tokenize(body["content"].get<std::string>(), add_special);
+  if (!tokens) return ReplyError(ex, "/tokenize", tokens.error());
+  Reply(ex, "/tokenize", 200, nlohmann::json{{"tokens", *tokens}}.dump());
+}
+
+}  // namespace ember::server
+
+namespace ember::server {
+
+void App::HandleGenerate(std::shared_ptr<http::Exchange> ex, bool chat) {
+  const std::string endpoint = chat ? "/v1/chat/completions" : "/v1/completions";
+  if (phase() == Phase::kLoading || scheduler_.load() == nullptr) {
+    metrics_.CountRejected("loading");
+    return ReplyError(*ex, endpoint, Error{ErrorCode::kUnavailable,
+                                           "the model is still loading; retry shortly", ""});
+  }
+  if (phase() == Phase::kDraining) {
+    metrics_.CountRejected("draining");
+    return ReplyError(*ex, endpoint, Error{ErrorCode::kUnavailable,
+                                           "server is shutting down; retry on another replica", ""});
+  }
+  auto params = chat ? api::ParseChatRequest(ex->request().body)
+                     : api::ParseCompletionRequest(ex->request().body);
+  if (!params) {
+    metrics_.CountRejected("invalid");
+    return ReplyError(*ex, endpoint, params.error());
+  }
+  auto generation = std::make_shared<Generation>(*this, std::move(ex), std::move(*params), endpoint);
+  generation->Start();
+}
+
+}  // namespace ember::server

@@ -1,0 +1,174 @@
+#include "server/generation.h"
+
+#include "common/clock.h"
+#include "common/ids.h"
+#include "common/log.h"
+#include "server/app.h"
+
+namespace ember::server {
+
+using engine::FinishReason;
+
+Generation::Generation(App& app, std::shared_ptr<http::Exchange> exchange,
+                       api::GenerationParams params, std::string endpoint)
+    : app_(app), exchange_(std::move(exchange)), params_(std::move(params)),
+      endpoint_(std::move(endpoint)) {
+  app_.open_generations_.fetch_add(1);
+}
+
+Generation::~Generation() { app_.open_generations_.fetch_sub(1); }
+
+Result<scheduler::GenerateRequest> Generation::BuildRequest() {
+  scheduler::Scheduler* s = app_.scheduler_.load();
+  const engine::ModelInfo& info = s->model();
+  if (!params_.model.empty() && params_.model != info.id) {
+    return NotFound(StrCat("model '", params_.model, "' does not exist; this server serves '",
+                           info.id, "' (see GET /v1/models)"),
+                    "model");
+  }
+  scheduler::GenerateRequest req;
+  const engine::Tokenizer& tok = s->tokenizer();
+  if (params_.endpoint == api::Endpoint::kChatCompletions) {
+    auto prompt = tok.ApplyChatTemplate(params_.messages);
+    if (!prompt) return std::unexpected(prompt.error());
+    auto tokens = tok.Tokenize(*prompt, true);
+    if (!tokens) return std::unexpected(tokens.error());
+    req.prompt = std::move(*tokens);
+  } else if (auto* text = std::get_if<std::string>(&params_.prompt)) {
+    auto tokens = tok.Tokenize(*text, true);
+    if (!tokens) return std::unexpected(tokens.error());
+    req.prompt = std::move(*tokens);
+  } else {
+    req.prompt = std::get<std::vector<engine::Token>>(params_.prompt);
+    for (engine::Token t : req.prompt) {
+      if (t < 0 || t >= info.n_vocab) {
+        return InvalidArgument(StrCat("token id ", t, " is outside the vocabulary [0, ",
+                                      info.n_vocab, ")"), "prompt");
+      }
+    }
+  }
+  const int n_prompt = static_cast<int>(req.prompt.size());
+  if (n_prompt == 0) return InvalidArgument("the prompt is empty", "prompt");
+  const int n_ctx = info.n_ctx_per_seq;
+  if (params_.max_tokens && n_prompt + *params_.max_tokens > n_ctx) {
+    return InvalidArgument(StrCat("prompt (", n_prompt, " tokens) + max_tokens (",
+                                  *params_.max_tokens, ") exceeds the context of ", n_ctx,
+                                  " tokens per sequence"), "max_tokens");
+  }
+  if (n_prompt >= n_ctx) {
+    return InvalidArgument(StrCat("prompt (", n_prompt, " tokens) does not fit the context of ",
+                                  n_ctx, " tokens per sequence"), "prompt");
+  }
+  req.max_tokens = params_.max_tokens.value_or(n_ctx - n_prompt);
+  req.sampling = params_.sampling;
+  req.stop = params_.stop;
+  return req;
+}
+
+void Generation::Start() {
+  const bool chat = params_.endpoint == api::Endpoint::kChatCompletions;
+  auto built = BuildRequest();
+  if (!built) return Fail(built.error());
+  scheduler::GenerateRequest req = std::move(*built);
+  meta_.id = NewRequestId(chat ? "chatcmpl" : "cmpl");
+  meta_.created = Clock::Real().UnixSeconds();
+  meta_.model = app_.scheduler_.load()->model().id;
+  req.id = meta_.id;
+  req.arrival = Clock::Real().Now();
+
+  stream_ = std::make_shared<scheduler::RequestStream>();
+  std::weak_ptr<Generation> weak = weak_from_this();
+  auto ex = exchange_;
+  stream_->SetNotify([weak, ex] {
+    ex->Post([weak] {
+      if (auto self = weak.lock()) self->Pump();
+    });
+  });
+  // The exchange holds this Generation alive until the response ends or the client leaves.
+  exchange_->OnClientGone([weak] {
+    auto self = weak.lock();
+    if (!self || self->done_) return;
+    self->client_gone_ = true;
+    self->app_.metrics_.CountCancelled();
+    self->app_.scheduler_.load()->Cancel(self->stream_);
+  });
+  if (auto ok = app_.scheduler_.load()->Submit(std::move(req), stream_); !ok) {
+    app_.metrics_.CountRejected(ok.error().code == ErrorCode::kResourceExhausted ? "queue_full"
+                                                                                 : "draining");
+    return Fail(ok.error());
+  }
+  keep_alive_ = shared_from_this();
+}
+
+void Generation::Pump() {
+  for (scheduler::Event& event : stream_->Take()) {
+    if (auto* delta = std::get_if<scheduler::TextDelta>(&event)) {
+      OnText(*delta);
+    } else {
+      OnFinished(std::get<scheduler::Finished>(event));
+    }
+  }
+}
+
+void Generation::EnsureStreamStarted() {
+  if (stream_started_) return;
+  stream_started_ = true;
+  app_.metrics_.CountHttp(endpoint_, 200);
+  exchange_->StartStream(200, "text/event-stream");
+  if (params_.endpoint == api::Endpoint::kChatCompletions) {
+    exchange_->Write(api::EncodeChatRoleChunk(meta_, params_.include_usage));
+  }
+}
+
+void Generation::OnText(const scheduler::TextDelta& delta) {
+  if (delta.text.empty()) return;
+  if (!params_.stream) {
+    text_ += delta.text;
+    return;
+  }
+  EnsureStreamStarted();
+  exchange_->Write(params_.endpoint == api::Endpoint::kChatCompletions
+                       ? api::EncodeChatChunk(meta_, delta.text, std::nullopt,
+                                              params_.include_usage)
+                       : api::EncodeCompletionChunk(meta_, delta.text, std::nullopt,
+                                                    params_.include_usage));
+}
+
+void Generation::OnFinished(const scheduler::Finished& f) {
+  done_ = true;
+  auto self = std::move(keep_alive_);  // released when this call returns
+  if (client_gone_) return;
+  std::optional<Error> error = f.error;
+  if (!error && f.reason == FinishReason::kCancelled) {
+    error = Error{ErrorCode::kUnavailable, "server is shutting down; the request was stopped", ""};
+  }
+  if (error) {
+    if (!stream_started_) return Fail(*error);
+    exchange_->Write(api::EncodeErrorEvent(*error));
+    exchange_->Write(std::string(api::kSseDone));
+    return exchange_->End();
+  }
+  const bool chat = params_.endpoint == api::Endpoint::kChatCompletions;
+  if (!params_.stream) {
+    app_.metrics_.CountHttp(endpoint_, 200);
+    return exchange_->Respond(
+        200, "application/json",
+        chat ? api::EncodeChatCompletion(meta_, text_, f.reason, f.usage)
+             : api::EncodeCompletion(meta_, text_, f.reason, f.usage));
+  }
+  EnsureStreamStarted();
+  exchange_->Write(chat ? api::EncodeChatChunk(meta_, "", f.reason, params_.include_usage)
+                        : api::EncodeCompletionChunk(meta_, "", f.reason, params_.include_usage));
+  if (params_.include_usage) {
+    exchange_->Write(api::EncodeUsageChunk(meta_, params_.endpoint, f.usage));
+  }
+  exchange_->Write(std::string(api::kSseDone));
+  exchange_->End();
+}
+
+void Generation::Fail(const Error& error) {
+  done_ = true;
+  app_.ReplyError(*exchange_, endpoint_, error);
+}
+
+}  // namespace ember::server

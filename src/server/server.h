@@ -1,0 +1,34 @@
+// The composition root: builds the object graph (HTTP server, scheduler, engine, metrics),
+// owns the lifecycle (loading -> ready -> draining -> stopped) and the signal handling.
+// Called from cli/ on the main thread; RunServe blocks until the server has drained.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "common/error.h"
+
+namespace ember::server {
+
+struct ServeOptions {
+  std::string model_path;
+  std::string model_id;  // empty = file name without .gguf
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  int ctx_size = 4096;
+  int parallel = 4;
+  int threads = 0;  // 0 = the CPUs this process may use (cgroup quota and affinity)
+  int batch_size = 512;
+  int queue_size = 64;
+  std::chrono::milliseconds queue_timeout{30'000};
+  std::chrono::milliseconds drain_timeout{30'000};
+  std::chrono::milliseconds read_timeout{30'000};
+  std::chrono::milliseconds liveness_timeout{60'000};
+  std::size_t max_body_bytes = 8 << 20;
+  int http_threads = 1;
+};
+
+// Returns the process exit code.
+int RunServe(const ServeOptions& options);
+
+}  // namespace ember::server
