@@ -16,7 +16,7 @@ namespace {
 
 struct DurationFlags {
   std::string queue_timeout = "30s", drain_timeout = "30s", read_timeout = "30s",
-              liveness_timeout = "60s";
+              liveness_timeout = "60s", step_delay = "0";
 };
 
 void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
@@ -49,12 +49,15 @@ void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
       ->envname("EMBER_MAX_BODY_BYTES");
   serve->add_option("--http-threads", o.http_threads, "HTTP I/O threads")
       ->envname("EMBER_HTTP_THREADS")->check(CLI::Range(1, 64));
+  // Testing aid, hidden from --help: slows every engine step so tests can hold requests.
+  serve->add_option("--debug-step-delay", d.step_delay)->group("");
 }
 
 Status ApplyDurations(const DurationFlags& d, server::ServeOptions& o) {
   const std::pair<const std::string*, std::chrono::milliseconds*> all[] = {
       {&d.queue_timeout, &o.queue_timeout}, {&d.drain_timeout, &o.drain_timeout},
-      {&d.read_timeout, &o.read_timeout}, {&d.liveness_timeout, &o.liveness_timeout}};
+      {&d.read_timeout, &o.read_timeout}, {&d.liveness_timeout, &o.liveness_timeout},
+      {&d.step_delay, &o.step_delay}};
   for (const auto& [text, out] : all) {
     auto parsed = ParseDuration(*text);
     if (!parsed) return std::unexpected(parsed.error());

@@ -220,14 +220,23 @@ awaitable<void> Session(tcp::socket socket, Strand strand, const ServerOptions& 
     bhttp::request_parser<bhttp::string_body> parser;
     parser.body_limit(options.max_body_bytes);
     parser.header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
-    stream.expires_after(options.read_timeout);
+    // Not tcp_stream's expiry: it closes the socket, and a slow client should get its 408.
+    bool timed_out = false;
+    asio::steady_timer deadline(strand, options.read_timeout);
+    deadline.async_wait([&stream, &timed_out](beast::error_code ec) {
+      if (ec) return;  // cancelled: touches nothing, so it is safe after the frame is gone
+      timed_out = true;
+      stream.socket().cancel();
+    });
     beast::error_code ec;
     co_await bhttp::async_read(stream, buffer, parser,
                                asio::redirect_error(asio::use_awaitable, ec));
+    deadline.cancel();
     if (ec) {
       std::string message;
+      if (timed_out) ec = beast::error::timeout;
       // A connection idle between requests that times out is closed quietly.
-      const bool idle = ec == beast::error::timeout && buffer.size() == 0 && !parser.got_some();
+      const bool idle = timed_out && buffer.size() == 0 && !parser.got_some();
       const int status = idle ? 0 : ReadErrorStatus(ec, message);
       if (status != 0) co_await WriteProtocolError(stream, status, message, options);
       break;

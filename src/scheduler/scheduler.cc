@@ -239,6 +239,7 @@ bool Scheduler::RunStep() {
   }
   if (batch.empty()) return false;
 
+  if (options_.step_delay.count() > 0) std::this_thread::sleep_for(options_.step_delay);
   const SteadyTime start = clock_.Now();
   auto sampled = engine_->Step(batch);
   const SteadyTime now = clock_.Now();

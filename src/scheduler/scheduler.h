@@ -29,6 +29,8 @@ namespace ember::scheduler {
 struct SchedulerOptions {
   int queue_size = 64;  // requests that may wait for a slot; beyond it Submit fails (429)
   std::chrono::milliseconds queue_timeout{30'000};  // waiting longer fails the request (503)
+  // Testing aid: sleep this long after every step, so tests can hold requests in flight.
+  std::chrono::milliseconds step_delay{0};
 };
 
 // Observations for metrics, called on the engine thread. Default: ignore.

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <filesystem>
 #include <thread>
 
 #include "common/clock.h"
@@ -35,7 +36,14 @@ int WaitSignal(const sigset_t& set) {
   return sig;
 }
 
-std::string DefaultModelIdFor(const ServeOptions& o) { return o.model_id; }
+// The name clients use: --model-id, else the file name without ".gguf". Known before the
+// model loads, so metrics carry the right model_name label from the start.
+std::string ModelIdFor(const ServeOptions& o) {
+  if (!o.model_id.empty()) return o.model_id;
+  std::string name = std::filesystem::path(o.model_path).filename().string();
+  if (name.size() > 5 && name.ends_with(".gguf")) name.resize(name.size() - 5);
+  return name;
+}
 
 }  // namespace
 
@@ -45,13 +53,13 @@ int RunServe(const ServeOptions& options) {
 
   engine::LlamaOptions llama;
   llama.model_path = options.model_path;
-  llama.model_id = DefaultModelIdFor(options);
+  llama.model_id = ModelIdFor(options);
   llama.ctx_size = options.ctx_size;
   llama.parallel = options.parallel;
   llama.batch_size = options.batch_size;
   llama.threads = threads;
 
-  ServerMetrics metrics(options.model_id.empty() ? "loading" : options.model_id);
+  ServerMetrics metrics(llama.model_id);
   App app(AppOptions{options.liveness_timeout}, metrics);
   http::ServerOptions http_options;
   http_options.host = options.host;
@@ -92,7 +100,8 @@ int RunServe(const ServeOptions& options) {
     (*http)->Stop();
     return 1;
   }
-  scheduler::SchedulerOptions sched_options{options.queue_size, options.queue_timeout};
+  scheduler::SchedulerOptions sched_options{options.queue_size, options.queue_timeout,
+                                            options.step_delay};
   auto scheduler = scheduler::Scheduler::Create(sched_options, std::move(*engine), &metrics,
                                                 Clock::Real());
   if (!scheduler) {

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# One command from a fresh clone to a serving ember: installs and builds everything
+# (scripts/setup.sh), then serves ../shared/models/stories260K.gguf when present, else a
+# synthesized tiny model. Extra arguments go to `ember serve` (e.g. --port 9000).
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+"$repo/scripts/setup.sh" release
+ember="$repo/build/release/src/cli/ember"
+model="${EMBER_MODEL:-$repo/../shared/models/stories260K.gguf}"
+if [[ -f "$model" ]]; then
+  echo "[serve] serving $model" >&2
+else
+  model="$repo/ember-data/models/tiny-f32.gguf"
+  echo "[serve] $repo/../shared/models/stories260K.gguf not found; serving a synthesized tiny model ($model)" >&2
+  if [[ ! -f "$model" ]]; then
+    mkdir -p "$(dirname "$model")"
+    "$ember" model synth --shape tiny --type f32 -o "$model"
+  fi
+fi
+exec "$ember" serve --model "$model" "$@"

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs everything ember needs on a fresh Debian 12 machine and builds it:
+# Debian packages (when missing), the pinned llama.cpp (cached outside the clone, see
+# scripts/llama_cpp.sh) and ember itself (CMake preset, default "release").
+#   scripts/setup.sh [preset]
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+preset="${1:-release}"
+
+packages=(g++ cmake ninja-build git npm python3 curl libboost1.74-dev nlohmann-json3-dev
+          libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "[setup] installing ${missing[*]}" >&2
+  SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+export EMBER_LLAMA_PREFIX="$("$repo/scripts/llama_cpp.sh" prefix)"
+export EMBER_LLAMA_SOURCE="$("$repo/scripts/llama_cpp.sh" source)"
+cmake --preset "$preset" -S "$repo" -DEMBER_LLAMA_PREFIX="$EMBER_LLAMA_PREFIX" \
+  -DEMBER_LLAMA_SOURCE="$EMBER_LLAMA_SOURCE" ${EMBER_CMAKE_ARGS:-} >/dev/null
+cmake --build "$repo/build/$preset" -j "$(nproc)"
+echo "[setup] built $repo/build/$preset/src/cli/ember" >&2

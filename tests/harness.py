@@ -1,0 +1,133 @@
+"""Starts the real ember binary on an ephemeral port and talks HTTP to it (stdlib only).
+
+EMBER_BIN and EMBER_TEST_MODEL are set by ctest (tests/CMakeLists.txt)."""
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+EMBER_BIN = os.environ.get("EMBER_BIN", "build/release/src/cli/ember")
+MODEL = os.environ.get("EMBER_TEST_MODEL", "../shared/models/stories260K.gguf")
+
+
+class Server:
+    def __init__(self, *args, model=MODEL, wait_ready=True):
+        self.proc = subprocess.Popen(
+            [EMBER_BIN, "serve", "--model", model, "--port", "0", "--threads", "1", *args],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.log = []
+        self.port = None
+        port_found = threading.Event()
+
+        def pump():
+            for line in self.proc.stderr:
+                self.log.append(line)
+                m = re.search(r"listening on http://[^:]+:(\d+)", line)
+                if m:
+                    self.port = int(m.group(1))
+                    port_found.set()
+            port_found.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        if not port_found.wait(30) or self.port is None:
+            self.stop()
+            raise RuntimeError("ember did not start:\n" + "".join(self.log))
+        if wait_ready:
+            self.wait_ready()
+
+    def wait_ready(self, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                if self.get("/ready")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("ember never became ready:\n" + "".join(self.log))
+
+    def conn(self, timeout=60):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def request(self, method, path, body=None, headers=None, timeout=60):
+        c = self.conn(timeout)
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+        c.request(method, path, body=body, headers=headers or {"Content-Type": "application/json"})
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r.status, data, dict(r.getheaders())
+
+    def get(self, path):
+        return self.request("GET", path)
+
+    def post(self, path, body, **kw):
+        return self.request("POST", path, body, **kw)
+
+    def post_json(self, path, body, **kw):
+        status, data, headers = self.post(path, body, **kw)
+        return status, json.loads(data) if data else None, headers
+
+    def stream(self, path, body, timeout=60):
+        """Returns (status, list of parsed data events, saw_done)."""
+        c = self.conn(timeout)
+        c.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        if r.status != 200:
+            data = r.read()
+            c.close()
+            return r.status, [json.loads(data)], False
+        events, done = [], False
+        for raw in r:
+            line = raw.decode().strip()
+            if not line.startswith("data: "):
+                continue
+            payload = line[len("data: "):]
+            if payload == "[DONE]":
+                done = True
+                break
+            events.append(json.loads(payload))
+        c.close()
+        return 200, events, done
+
+    def metric(self, name, labels=None):
+        """Sum of the samples of `name` whose labels include `labels`."""
+        _, text, _ = self.get("/metrics")
+        total, found = 0.0, False
+        for line in text.decode().splitlines():
+            if line.startswith("#"):
+                continue
+            m = re.match(r"([^{\s]+)(\{[^}]*\})?\s+(\S+)$", line)
+            if not m or m.group(1) != name:
+                continue
+            if labels and not all(f'{k}="{v}"' in (m.group(2) or "") for k, v in labels.items()):
+                continue
+            total += float(m.group(3))
+            found = True
+        return total if found else None
+
+    def wait_metric(self, name, value, timeout=10, labels=None):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.metric(name, labels) == value:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def signal(self, sig=signal.SIGTERM):
+        self.proc.send_signal(sig)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+
+
+def raw_socket(port):
+    return socket.create_connection(("127.0.0.1", port), timeout=10)
