@@ -1,0 +1,144 @@
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "api/openai.h"
+
+namespace ember::api {
+namespace {
+
+using ::testing::HasSubstr;
+
+GenerationParams ParseOk(std::string_view body) {
+  auto result = ParseChatRequest(body);
+  EXPECT_TRUE(result.has_value()) << body << " -> " << (result ? "" : result.error().message);
+  return result ? *result : GenerationParams{};
+}
+
+// Wraps `extra` fields around one valid user message.
+std::string WithMessage(std::string_view extra) {
+  return std::string(R"({"messages":[{"role":"user","content":"hi"}])") +
+         (extra.empty() ? "" : ",") + std::string(extra) + "}";
+}
+
+TEST(ParseChatTest, ReadsMessagesInOrder) {
+  const GenerationParams p = ParseOk(R"({"model":"stories","messages":[
+      {"role":"system","content":"Be brief."},{"role":"user","content":"Hi","name":"ann"},
+      {"role":"assistant","content":"Hello!"},{"role":"user","content":""}]})");
+  EXPECT_EQ(p.endpoint, Endpoint::kChatCompletions);
+  EXPECT_EQ(p.model, "stories");
+  ASSERT_EQ(p.messages.size(), 4u);
+  EXPECT_EQ(p.messages[0].role, "system");
+  EXPECT_EQ(p.messages[0].content, "Be brief.");
+  EXPECT_EQ(p.messages[1].role, "user");
+  EXPECT_EQ(p.messages[1].content, "Hi");
+  EXPECT_EQ(p.messages[2].role, "assistant");
+  EXPECT_EQ(p.messages[3].content, "");
+  EXPECT_FALSE(p.max_tokens.has_value());
+}
+
+TEST(ParseChatTest, DeveloperRoleBecomesSystem) {
+  const GenerationParams p = ParseOk(R"({"messages":[{"role":"developer","content":"Rules"}]})");
+  ASSERT_EQ(p.messages.size(), 1u);
+  EXPECT_EQ(p.messages[0].role, "system");
+  EXPECT_EQ(p.messages[0].content, "Rules");
+}
+
+TEST(ParseChatTest, TextPartsAreConcatenated) {
+  const GenerationParams p = ParseOk(R"({"messages":[{"role":"user","content":[
+      {"type":"text","text":"Hello, "},{"type":"text","text":"world"}]}]})");
+  ASSERT_EQ(p.messages.size(), 1u);
+  EXPECT_EQ(p.messages[0].content, "Hello, world");
+}
+
+TEST(ParseChatTest, MaxCompletionTokensWinsOverMaxTokens) {
+  EXPECT_EQ(ParseOk(WithMessage(R"("max_tokens":10,"max_completion_tokens":20)")).max_tokens, 20);
+  EXPECT_EQ(ParseOk(WithMessage(R"("max_tokens":10)")).max_tokens, 10);
+  EXPECT_EQ(ParseOk(WithMessage(R"("max_tokens":10,"max_completion_tokens":null)")).max_tokens, 10);
+}
+
+TEST(ParseChatTest, SharedFieldsAreRead) {
+  const GenerationParams p = ParseOk(WithMessage(
+      R"("temperature":0,"seed":7,"stop":"\n","stream":true,"stream_options":{"include_usage":true})"));
+  EXPECT_FLOAT_EQ(p.sampling.temperature, 0.0f);
+  EXPECT_EQ(p.sampling.seed, 7u);
+  EXPECT_EQ(p.stop, std::vector<std::string>{"\n"});
+  EXPECT_TRUE(p.stream);
+  EXPECT_TRUE(p.include_usage);
+}
+
+TEST(ParseChatTest, DefaultValuedUnsupportedFieldsAreAccepted) {
+  const GenerationParams p = ParseOk(WithMessage(
+      R"("n":1,"tools":[],"tool_choice":"none","functions":null,"function_call":"none",
+         "response_format":{"type":"text"},"logprobs":false,"top_logprobs":null,
+         "logit_bias":{},"user":"u","store":false,"parallel_tool_calls":true)"));
+  EXPECT_EQ(p.messages.size(), 1u);
+}
+
+struct RejectCase {
+  std::string body;
+  std::string param;
+  std::string message_part;
+};
+
+void PrintTo(const RejectCase& c, std::ostream* os) { *os << c.body; }
+
+class ChatRejectTest : public ::testing::TestWithParam<RejectCase> {};
+
+TEST_P(ChatRejectTest, NamesTheFieldAndSaysWhy) {
+  auto result = ParseChatRequest(GetParam().body);
+  ASSERT_FALSE(result.has_value()) << "accepted: " << GetParam().body;
+  EXPECT_EQ(result.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(result.error().param, GetParam().param);
+  EXPECT_THAT(result.error().message, HasSubstr(GetParam().message_part));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Messages, ChatRejectTest,
+    ::testing::Values(
+        RejectCase{R"({})", "messages", "non-empty array"},
+        RejectCase{R"({"messages":[]})", "messages", "non-empty array"},
+        RejectCase{R"({"messages":"hi"})", "messages", "got a string"},
+        RejectCase{R"({"messages":[5]})", "messages[0]", "must be an object"},
+        RejectCase{R"({"messages":[{"content":"x"}]})", "messages[0].role", "must be one of"},
+        RejectCase{
+            R"({"messages":[{"role":"user","content":"a"},{"role":"wizard","content":"b"}]})",
+            "messages[1].role", "got 'wizard'"},
+        RejectCase{R"({"messages":[{"role":"tool","content":"42","tool_call_id":"c1"}]})",
+                   "messages[0].role", "does not do tool calling"},
+        RejectCase{R"({"messages":[{"role":"user"}]})", "messages[0].content",
+                   "string or an array of text parts"},
+        RejectCase{R"({"messages":[{"role":"user","content":5}]})", "messages[0].content", "got 5"},
+        RejectCase{R"({"messages":[{"role":"user","content":[{"type":"image_url",
+                   "image_url":{"url":"http://x"}}]}]})",
+                   "messages[0].content[0].type", "got 'image_url'"},
+        RejectCase{R"({"messages":[{"role":"user","content":[{"type":"text"}]}]})",
+                   "messages[0].content[0].text", "must be a string"},
+        RejectCase{R"({"messages":[{"role":"user","content":["hi"]}]})", "messages[0].content[0]",
+                   "must be an object"},
+        RejectCase{
+            R"({"messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"c"}]}]})",
+            "messages[0].tool_calls", "does not do tool calling"}));
+
+INSTANTIATE_TEST_SUITE_P(
+    Fields, ChatRejectTest,
+    ::testing::Values(
+        RejectCase{WithMessage(R"("tools":[{"type":"function"}])"), "tools", "not supported"},
+        RejectCase{WithMessage(R"("tool_choice":"auto")"), "tool_choice", "not supported"},
+        RejectCase{WithMessage(R"("functions":[{"name":"f"}])"), "functions", "not supported"},
+        RejectCase{WithMessage(R"("function_call":"auto")"), "function_call", "not supported"},
+        RejectCase{WithMessage(R"("response_format":{"type":"json_object"})"), "response_format",
+                   "response_format is not supported"},
+        RejectCase{WithMessage(R"("logprobs":true)"), "logprobs", "logprobs is not supported"},
+        RejectCase{WithMessage(R"("top_logprobs":5)"), "top_logprobs", "not supported"},
+        RejectCase{WithMessage(R"("max_completion_tokens":0)"), "max_completion_tokens",
+                   "between 1 and 1000000"},
+        RejectCase{WithMessage(R"("max_completion_tokens":5,"max_tokens":-1)"), "max_tokens",
+                   "between 1 and 1000000"},
+        RejectCase{WithMessage(R"("n":3)"), "n", "n must be 1"},
+        RejectCase{WithMessage(R"("temperature":9)"), "temperature", "between 0 and 2"},
+        RejectCase{WithMessage(R"("stop":[1])"), "stop", "non-empty string"}));
+
+}  // namespace
+}  // namespace ember::api

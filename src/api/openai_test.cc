@@ -1,0 +1,240 @@
+#include "api/openai.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <string>
+
+namespace ember::api {
+namespace {
+
+using Json = nlohmann::json;
+using engine::FinishReason;
+using engine::Usage;
+
+constexpr std::string_view kFffd = "\xEF\xBF\xBD";
+
+std::string Escaped(std::string_view text) {
+  std::string out;
+  AppendJsonEscaped(out, text);
+  return out;
+}
+
+// Decodes `text` the way a client would: escaped, wrapped in quotes, parsed as JSON.
+std::string RoundTrip(std::string_view text) {
+  std::string literal = "\"";
+  AppendJsonEscaped(literal, text);
+  literal += '"';
+  return Json::parse(literal).get<std::string>();
+}
+
+// The JSON inside one SSE frame; the frame must be "data: <json>\n\n".
+Json ParseFrame(std::string_view frame) {
+  EXPECT_TRUE(frame.starts_with("data: ")) << frame;
+  EXPECT_TRUE(frame.ends_with("\n\n")) << frame;
+  if (frame.size() < 8) return Json();
+  return Json::parse(frame.substr(6, frame.size() - 8));
+}
+
+const ResponseMeta kMeta{"cmpl-abc", 1700000000, "stories"};
+
+TEST(AppendJsonEscapedTest, EscapesQuotesBackslashesAndControlCharacters) {
+  EXPECT_EQ(Escaped("plain text"), "plain text");
+  EXPECT_EQ(Escaped("say \"hi\" \\o/"), "say \\\"hi\\\" \\\\o/");
+  EXPECT_EQ(Escaped("a\nb\rc\td\be\ff"), "a\\nb\\rc\\td\\be\\ff");
+  EXPECT_EQ(Escaped(std::string_view("\x01\x1f\0", 3)), "\\u0001\\u001f\\u0000");
+  EXPECT_EQ(Escaped("\x7f"), "\x7f");
+}
+
+TEST(AppendJsonEscapedTest, PassesValidMultibyteUtf8Through) {
+  const std::string text =
+      "caf\xC3\xA9 \xE6\x97\xA5\xE6\x9C\xAC \xF0\x9F\x99\x82";  // café 日本 🙂
+  EXPECT_EQ(Escaped(text), text);
+  EXPECT_EQ(RoundTrip(text), text);
+}
+
+TEST(AppendJsonEscapedTest, EscapesLineAndParagraphSeparators) {
+  EXPECT_EQ(Escaped("a\xE2\x80\xA8"
+                    "b\xE2\x80\xA9"),
+            "a\\u2028b\\u2029");
+  EXPECT_EQ(RoundTrip("\xE2\x80\xA8"), "\xE2\x80\xA8");
+}
+
+TEST(AppendJsonEscapedTest, ReplacesInvalidBytesWithReplacementCharacter) {
+  const std::string r(kFffd);
+  EXPECT_EQ(Escaped("\xFF"), r);
+  EXPECT_EQ(Escaped("a\x80"
+                    "b"),
+            "a" + r + "b");                               // lone continuation
+  EXPECT_EQ(Escaped("\xC0\xAF"), r + r);                  // overlong '/'
+  EXPECT_EQ(Escaped("\xE0\x80\x80"), r + r + r);          // overlong NUL
+  EXPECT_EQ(Escaped("\xED\xA0\x80"), r + r + r);          // surrogate U+D800
+  EXPECT_EQ(Escaped("\xF4\x90\x80\x80"), r + r + r + r);  // above U+10FFFF
+  EXPECT_EQ(Escaped("\xE6\x97x\"y"), r + "x\\\"y");       // cut short mid-text
+}
+
+TEST(AppendJsonEscapedTest, ReplacesSequenceTruncatedAtEndWithOneReplacementCharacter) {
+  EXPECT_EQ(Escaped("ab\xE6\x97"), "ab" + std::string(kFffd));
+  EXPECT_EQ(Escaped("\xF0\x9F\x99"), std::string(kFffd));
+}
+
+TEST(AppendJsonEscapedTest, AppendsWithoutClearingOutput) {
+  std::string out = "{\"text\":\"";
+  AppendJsonEscaped(out, "x\n");
+  EXPECT_EQ(out, "{\"text\":\"x\\n");
+}
+
+TEST(AppendJsonEscapedTest, ArbitraryBytesAlwaysProduceParsableJson) {
+  std::mt19937 rng(12345);
+  for (int i = 0; i < 2000; ++i) {
+    std::string bytes(rng() % 16, '\0');
+    for (char& c : bytes) c = static_cast<char>(rng() & 0xFF);
+    EXPECT_NO_THROW(RoundTrip(bytes)) << "input #" << i;
+  }
+}
+
+TEST(EncodeTest, CompletionBodyMatchesOpenAiShape) {
+  const Json body =
+      Json::parse(EncodeCompletion(kMeta, "Once \"upon\"\n", FinishReason::kLength, Usage{5, 7}));
+  EXPECT_EQ(body["id"], "cmpl-abc");
+  EXPECT_EQ(body["object"], "text_completion");
+  EXPECT_EQ(body["created"], 1700000000);
+  EXPECT_EQ(body["model"], "stories");
+  ASSERT_EQ(body["choices"].size(), 1u);
+  EXPECT_EQ(body["choices"][0]["index"], 0);
+  EXPECT_EQ(body["choices"][0]["text"], "Once \"upon\"\n");
+  EXPECT_TRUE(body["choices"][0]["logprobs"].is_null());
+  EXPECT_EQ(body["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(body["usage"], Json::parse(R"({"prompt_tokens":5,"completion_tokens":7,
+                                           "total_tokens":12})"));
+}
+
+TEST(EncodeTest, ChatBodyMatchesOpenAiShape) {
+  const Json body =
+      Json::parse(EncodeChatCompletion(kMeta, "Hi there", FinishReason::kStop, Usage{3, 2}));
+  EXPECT_EQ(body["object"], "chat.completion");
+  EXPECT_EQ(body["choices"][0]["message"], Json::parse(R"({"role":"assistant",
+                                                          "content":"Hi there"})"));
+  EXPECT_EQ(body["choices"][0]["finish_reason"], "stop");
+  EXPECT_TRUE(body["choices"][0]["logprobs"].is_null());
+  EXPECT_EQ(body["usage"]["total_tokens"], 5);
+}
+
+TEST(EncodeTest, FinishReasonStrings) {
+  EXPECT_EQ(FinishReasonString(FinishReason::kStop), "stop");
+  EXPECT_EQ(FinishReasonString(FinishReason::kLength), "length");
+  EXPECT_EQ(FinishReasonString(FinishReason::kError), "error");
+  EXPECT_EQ(FinishReasonString(FinishReason::kCancelled), "error");
+}
+
+TEST(EncodeTest, CompletionChunksCarryTextAndFinishReason) {
+  const Json chunk = ParseFrame(EncodeCompletionChunk(kMeta, " upon", std::nullopt, false));
+  EXPECT_EQ(chunk["object"], "text_completion");
+  EXPECT_EQ(chunk["id"], "cmpl-abc");
+  EXPECT_EQ(chunk["choices"][0]["text"], " upon");
+  EXPECT_TRUE(chunk["choices"][0]["finish_reason"].is_null());
+  EXPECT_FALSE(chunk.contains("usage"));
+
+  const Json last = ParseFrame(EncodeCompletionChunk(kMeta, "", FinishReason::kStop, true));
+  EXPECT_EQ(last["choices"][0]["finish_reason"], "stop");
+  EXPECT_TRUE(last.contains("usage"));
+  EXPECT_TRUE(last["usage"].is_null());
+}
+
+TEST(EncodeTest, ChatChunksFollowRoleThenContentThenEmptyDelta) {
+  const Json role = ParseFrame(EncodeChatRoleChunk(kMeta, true));
+  EXPECT_EQ(role["object"], "chat.completion.chunk");
+  EXPECT_EQ(role["choices"][0]["delta"], Json::parse(R"({"role":"assistant","content":""})"));
+  EXPECT_TRUE(role["choices"][0]["finish_reason"].is_null());
+  EXPECT_TRUE(role["usage"].is_null());
+
+  const Json content = ParseFrame(EncodeChatChunk(kMeta, "\xE6\x97\xA5\t", std::nullopt, false));
+  EXPECT_EQ(content["choices"][0]["delta"], Json::parse(R"({"content":"日\t"})"));
+  EXPECT_FALSE(content.contains("usage"));
+
+  const Json last = ParseFrame(EncodeChatChunk(kMeta, "", FinishReason::kLength, false));
+  EXPECT_EQ(last["choices"][0]["delta"], Json::object());
+  EXPECT_EQ(last["choices"][0]["finish_reason"], "length");
+}
+
+TEST(EncodeTest, ChunkWithInvalidUtf8TextStillParses) {
+  const Json chunk = ParseFrame(EncodeChatChunk(kMeta, "ok\xF0\x9F", std::nullopt, false));
+  EXPECT_EQ(chunk["choices"][0]["delta"]["content"], "ok\xEF\xBF\xBD");
+}
+
+TEST(EncodeTest, UsageChunkHasEmptyChoicesAndEndpointObject) {
+  const Json chat = ParseFrame(EncodeUsageChunk(kMeta, Endpoint::kChatCompletions, Usage{4, 6}));
+  EXPECT_EQ(chat["object"], "chat.completion.chunk");
+  EXPECT_EQ(chat["choices"], Json::array());
+  EXPECT_EQ(chat["usage"]["prompt_tokens"], 4);
+  EXPECT_EQ(chat["usage"]["completion_tokens"], 6);
+  EXPECT_EQ(chat["usage"]["total_tokens"], 10);
+  const Json completion = ParseFrame(EncodeUsageChunk(kMeta, Endpoint::kCompletions, Usage{}));
+  EXPECT_EQ(completion["object"], "text_completion");
+  EXPECT_EQ(completion["usage"]["total_tokens"], 0);
+}
+
+TEST(EncodeTest, DoneFrame) { EXPECT_EQ(kSseDone, "data: [DONE]\n\n"); }
+
+TEST(EncodeTest, ModelListMatchesOpenAiShape) {
+  const Json list = Json::parse(
+      EncodeModelList({{"stories", 1700000000, "ember", 512}, {"other\"model", 1, "me", 4096}}));
+  EXPECT_EQ(list["object"], "list");
+  ASSERT_EQ(list["data"].size(), 2u);
+  EXPECT_EQ(list["data"][0], Json::parse(R"({"id":"stories","object":"model","created":1700000000,
+                                             "owned_by":"ember","context_length":512})"));
+  EXPECT_EQ(list["data"][1]["id"], "other\"model");
+  EXPECT_EQ(Json::parse(EncodeModelList({})), Json::parse(R"({"object":"list","data":[]})"));
+}
+
+struct HttpCase {
+  ErrorCode code;
+  std::string param;
+  int status;
+  std::string type;
+  std::string error_code;
+};
+
+class ToHttpErrorTest : public ::testing::TestWithParam<HttpCase> {};
+
+TEST_P(ToHttpErrorTest, MapsCodeToStatusTypeAndEnvelope) {
+  const HttpCase& c = GetParam();
+  const HttpError http = ToHttpError(Error{c.code, "bad \"thing\"\n", c.param});
+  EXPECT_EQ(http.status, c.status);
+  const Json error = Json::parse(http.body)["error"];
+  EXPECT_EQ(error["message"], "bad \"thing\"\n");
+  EXPECT_EQ(error["type"], c.type);
+  EXPECT_EQ(error["code"], c.error_code);
+  if (c.param.empty()) {
+    EXPECT_TRUE(error["param"].is_null());
+  } else {
+    EXPECT_EQ(error["param"], c.param);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, ToHttpErrorTest,
+    ::testing::Values(
+        HttpCase{ErrorCode::kInvalidArgument, "max_tokens", 400, "invalid_request_error",
+                 "invalid_value"},
+        HttpCase{ErrorCode::kNotFound, "model", 404, "invalid_request_error", "model_not_found"},
+        HttpCase{ErrorCode::kNotFound, "", 404, "invalid_request_error", "not_found"},
+        HttpCase{ErrorCode::kUnauthenticated, "", 401, "authentication_error", "unauthenticated"},
+        HttpCase{ErrorCode::kPermissionDenied, "", 403, "permission_error", "permission_denied"},
+        HttpCase{ErrorCode::kResourceExhausted, "", 429, "rate_limit_error", "rate_limit_exceeded"},
+        HttpCase{ErrorCode::kUnavailable, "", 503, "server_error", "service_unavailable"},
+        HttpCase{ErrorCode::kDeadlineExceeded, "", 503, "server_error", "queue_timeout"},
+        HttpCase{ErrorCode::kInternal, "", 500, "server_error", "internal_error"}));
+
+TEST(ErrorEventTest, IsADataFrameWithTheErrorEnvelope) {
+  const Json event = ParseFrame(EncodeErrorEvent(Error{ErrorCode::kInternal, "engine \xFF", ""}));
+  EXPECT_EQ(event["error"]["message"], "engine \xEF\xBF\xBD");
+  EXPECT_EQ(event["error"]["type"], "server_error");
+  EXPECT_TRUE(event["error"]["param"].is_null());
+}
+
+}  // namespace
+}  // namespace ember::api
