@@ -7,10 +7,15 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 preset="${1:-release}"
 
-packages=(g++ cmake ninja-build git npm python3 curl libboost1.74-dev nlohmann-json3-dev
-          libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev)
+# Tools count as present when their command is on PATH (node/npm may come from elsewhere);
+# libraries when their Debian package is installed.
+declare -A tools=([g++]=g++ [cmake]=cmake [ninja]=ninja-build [git]=git [npm]=npm
+                  [python3]=python3 [curl]=curl)
+libraries=(libboost1.74-dev nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev
+           libbenchmark-dev)
 missing=()
-for p in "${packages[@]}"; do
+for cmd in "${!tools[@]}"; do command -v "$cmd" >/dev/null || missing+=("${tools[$cmd]}"); done
+for p in "${libraries[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then

@@ -1,8 +1,7 @@
 #include "server/app.h"
 
-#include <nlohmann/json.hpp>
-
 #include "api/openai.h"
+#include "api/tokenize.h"
 #include "common/log.h"
 #include "server/generation.h"
 
@@ -90,15 +89,11 @@ void App::HandleTokenize(http::Exchange& ex) {
   scheduler::Scheduler* s = scheduler_.load();
   if (s == nullptr) return ReplyError(ex, "/tokenize", Error{ErrorCode::kUnavailable,
                                                              "model is loading", ""});
-  nlohmann::json body = nlohmann::json::parse(ex.request().body, nullptr, false);
-  if (!body.is_object() || !body.contains("content") || !body["content"].is_string()) {
-    return ReplyError(ex, "/tokenize", Error{ErrorCode::kInvalidArgument,
-                                             "body must be {\"content\": string}", "content"});
-  }
-  const bool add_special = body.value("add_special", true);
-  auto tokens = s->tokenizer().Tokenize(body["content"].get<std::string>(), add_special);
+  auto params = api::ParseTokenizeRequest(ex.request().body);
+  if (!params) return ReplyError(ex, "/tokenize", params.error());
+  auto tokens = s->tokenizer().Tokenize(params->content, params->add_special);
   if (!tokens) return ReplyError(ex, "/tokenize", tokens.error());
-  Reply(ex, "/tokenize", 200, nlohmann::json{{"tokens", *tokens}}.dump());
+  Reply(ex, "/tokenize", 200, api::EncodeTokens(*tokens));
 }
 
 }  // namespace ember::server

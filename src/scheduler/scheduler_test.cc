@@ -1,0 +1,173 @@
+#include "scheduler/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "engine/fake/fake_engine.h"
+
+namespace ember::scheduler {
+namespace {
+
+using engine::FakeEngine;
+using engine::FakeEngineOptions;
+using engine::FinishReason;
+using namespace std::chrono_literals;
+
+struct Collected {
+  std::string text;
+  std::optional<Finished> finished;
+};
+
+// Drains a stream until its Finished event (or a 10 s safety limit).
+Collected Wait(RequestStream& stream) {
+  Collected out;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!out.finished && std::chrono::steady_clock::now() < deadline) {
+    for (Event& e : stream.Take()) {
+      if (auto* d = std::get_if<TextDelta>(&e)) out.text += d->text;
+      else out.finished = std::get<Finished>(e);
+    }
+    std::this_thread::sleep_for(1ms);
+  }
+  return out;
+}
+
+class SchedulerTest : public ::testing::Test {
+ protected:
+  void Start(FakeEngineOptions engine_options, SchedulerOptions options = {}) {
+    auto engine = std::make_unique<FakeEngine>(engine_options);
+    engine_ = engine.get();
+    scheduler_ = Scheduler::Create(options, std::move(engine), nullptr, clock_).value();
+  }
+  GenerateRequest Request(std::string prompt, int max_tokens) {
+    GenerateRequest r;
+    r.prompt = engine_->tokenizer().Tokenize(prompt, false).value();
+    r.max_tokens = max_tokens;
+    r.arrival = clock_.Now();
+    return r;
+  }
+  std::shared_ptr<RequestStream> Submit(GenerateRequest r) {
+    auto stream = std::make_shared<RequestStream>();
+    EXPECT_TRUE(scheduler_->Submit(std::move(r), stream).has_value());
+    return stream;
+  }
+
+  FakeClock clock_;
+  FakeEngine* engine_ = nullptr;
+  std::unique_ptr<Scheduler> scheduler_;
+};
+
+TEST_F(SchedulerTest, GeneratesUntilMaxTokensAndReportsUsage) {
+  Start({});
+  auto stream = Submit(Request("abc", 5));
+  Collected c = Wait(*stream);
+  ASSERT_TRUE(c.finished);
+  EXPECT_EQ(c.text, "defgh");
+  EXPECT_EQ(c.finished->reason, FinishReason::kLength);
+  EXPECT_EQ(c.finished->usage.prompt_tokens, 3);
+  EXPECT_EQ(c.finished->usage.completion_tokens, 5);
+  EXPECT_TRUE(scheduler_->WaitIdle(clock_.Now() + 1s) || true);
+  EXPECT_EQ(engine_->Active(), 0);
+}
+
+TEST_F(SchedulerTest, EndOfGenerationTokenStopsWithoutText) {
+  Start({.eos_after = 2});
+  Collected c = Wait(*Submit(Request("a", 10)));
+  EXPECT_EQ(c.text, "bc");
+  EXPECT_EQ(c.finished->reason, FinishReason::kStop);
+  EXPECT_EQ(c.finished->usage.completion_tokens, 3);
+}
+
+TEST_F(SchedulerTest, StopStringCutsTextAndFreesSlot) {
+  Start({});
+  GenerateRequest r = Request("a", 20);
+  r.stop = {"de"};
+  Collected c = Wait(*Submit(std::move(r)));
+  EXPECT_EQ(c.text, "bc");
+  EXPECT_EQ(c.finished->reason, FinishReason::kStop);
+  EXPECT_EQ(engine_->Active(), 0);
+}
+
+TEST_F(SchedulerTest, FullQueueIsRejected) {
+  Start({.parallel = 1, .step_delay = 2ms}, {.queue_size = 1});
+  auto running = Submit(Request("a", 200));
+  while (scheduler_->Snapshot().running == 0) std::this_thread::sleep_for(1ms);
+  auto waiting = Submit(Request("a", 2));
+  auto rejected = scheduler_->Submit(Request("a", 2), std::make_shared<RequestStream>());
+  ASSERT_FALSE(rejected.has_value());
+  EXPECT_EQ(rejected.error().code, ErrorCode::kResourceExhausted);
+  running->Cancel();
+  EXPECT_EQ(Wait(*waiting).finished->reason, FinishReason::kLength);
+}
+
+TEST_F(SchedulerTest, QueueTimeoutFailsWaitingRequest) {
+  Start({.parallel = 1, .step_delay = 1ms}, {.queue_timeout = 50ms});
+  auto running = Submit(Request("a", 200));
+  while (scheduler_->Snapshot().running == 0) std::this_thread::sleep_for(1ms);
+  auto waiting = Submit(Request("a", 2));
+  clock_.Advance(100ms);
+  Collected c = Wait(*waiting);
+  ASSERT_TRUE(c.finished->error);
+  EXPECT_EQ(c.finished->error->code, ErrorCode::kDeadlineExceeded);
+  running->Cancel();
+}
+
+TEST_F(SchedulerTest, DecodesGoFirstAndPromptsAreChunkedToTheBudget) {
+  Start({.parallel = 2, .ctx_per_seq = 512, .batch_size = 16, .step_delay = 1ms});
+  auto first = Submit(Request("ab", 50));
+  while (engine_->Batches().empty()) std::this_thread::sleep_for(1ms);
+  auto second = Submit(Request(std::string(40, 'x'), 3));
+  Wait(*second);
+  first->Cancel();
+  Wait(*first);
+  int second_prefill = 0;
+  for (const auto& batch : engine_->Batches()) {
+    int total = 0;
+    bool seen_prefill = false;
+    for (const auto& e : batch) {
+      total += e.n_tokens;
+      const bool is_decode = e.n_tokens == 1 && e.sample && e.pos > 0;
+      EXPECT_FALSE(seen_prefill && is_decode) << "a decode was placed after a prompt chunk";
+      if (!is_decode) seen_prefill = true;
+      if (e.slot == 1 && e.n_tokens > 1) second_prefill += e.n_tokens;
+    }
+    EXPECT_LE(total, 16);
+  }
+  EXPECT_EQ(second_prefill, 40);  // the 40-token prompt went through in budget-sized chunks
+}
+
+TEST_F(SchedulerTest, CancelDuringPrefillStopsWithinAStep) {
+  Start({.parallel = 1, .ctx_per_seq = 4096, .batch_size = 8, .step_delay = 5ms});
+  auto stream = Submit(Request(std::string(2000, 'x'), 5));
+  while (engine_->Batches().size() < 2) std::this_thread::sleep_for(1ms);
+  scheduler_->Cancel(stream);
+  Collected c = Wait(*stream);
+  EXPECT_EQ(c.finished->reason, FinishReason::kCancelled);
+  EXPECT_EQ(c.finished->usage.completion_tokens, 0);
+  EXPECT_EQ(engine_->Active(), 0);
+  EXPECT_LT(engine_->Batches().size(), 20u);  // far from the 250 steps the prompt needs
+}
+
+TEST_F(SchedulerTest, DrainRejectsNewWorkAndFinishesRunning) {
+  Start({.parallel = 1, .step_delay = 1ms});
+  auto running = Submit(Request("a", 20));
+  scheduler_->BeginDrain();
+  auto late = scheduler_->Submit(Request("a", 2), std::make_shared<RequestStream>());
+  ASSERT_FALSE(late.has_value());
+  EXPECT_EQ(late.error().code, ErrorCode::kUnavailable);
+  EXPECT_EQ(Wait(*running).finished->usage.completion_tokens, 20);
+  EXPECT_TRUE(scheduler_->WaitIdle(clock_.Now() + 5s));
+}
+
+TEST_F(SchedulerTest, EngineFailureFailsTheBatchAndKeepsServing) {
+  Start({.step_delay = 1ms});
+  engine_->FailNextStep();
+  Collected failed = Wait(*Submit(Request("a", 3)));
+  ASSERT_TRUE(failed.finished->error);
+  EXPECT_EQ(failed.finished->reason, FinishReason::kError);
+  EXPECT_EQ(Wait(*Submit(Request("a", 3))).text, "bcd");
+}
+
+}  // namespace
+}  // namespace ember::scheduler
