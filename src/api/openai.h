@@ -22,14 +22,14 @@ enum class Endpoint { kCompletions, kChatCompletions };
 // prompt + max_tokens <= context) are done by the caller, which knows the model.
 struct GenerationParams {
   Endpoint endpoint = Endpoint::kCompletions;
-  std::string model;                                              // as sent; may be empty
-  std::variant<std::string, std::vector<engine::Token>> prompt;   // completions only
-  std::vector<engine::ChatMessage> messages;                      // chat only, non-empty
+  std::string model;                                             // as sent; may be empty
+  std::variant<std::string, std::vector<engine::Token>> prompt;  // completions only
+  std::vector<engine::ChatMessage> messages;                     // chat only, non-empty
   std::optional<int> max_tokens;  // unset = as many as fit in the sequence's context
   engine::SamplingParams sampling;
   std::vector<std::string> stop;  // at most 4, each non-empty
   bool stream = false;
-  bool include_usage = false;     // stream_options.include_usage
+  bool include_usage = false;  // stream_options.include_usage
 };
 
 // Both return kInvalidArgument with `param` naming the offending field on any client mistake:
@@ -39,7 +39,7 @@ struct GenerationParams {
 [[nodiscard]] Result<GenerationParams> ParseChatRequest(std::string_view body);
 
 struct ResponseMeta {
-  std::string id;        // "cmpl-…" or "chatcmpl-…"
+  std::string id;  // "cmpl-…" or "chatcmpl-…"
   std::int64_t created = 0;
   std::string model;
 };

@@ -14,8 +14,8 @@ Result<TokenizeParams> ParseTokenizeRequest(std::string_view body) {
   }
   params.content = content->get<std::string>();
   if (const Json* add_special = FindField(*json, "add_special")) {
-    if (!add_special->is_boolean()) return InvalidArgument("add_special must be a boolean",
-                                                           "add_special");
+    if (!add_special->is_boolean())
+      return InvalidArgument("add_special must be a boolean", "add_special");
     params.add_special = add_special->get<bool>();
   }
   return params;

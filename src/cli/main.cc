@@ -27,36 +27,45 @@ void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
   serve->add_option("--host", o.host, "Address to listen on")->envname("EMBER_HOST");
   serve->add_option("--port", o.port, "Port (0 = any free port)")->envname("EMBER_PORT");
   serve->add_option("--ctx-size,-c", o.ctx_size, "KV-cache tokens in all, split over --parallel")
-      ->envname("EMBER_CTX_SIZE")->check(CLI::Range(1, 1 << 24));
+      ->envname("EMBER_CTX_SIZE")
+      ->check(CLI::Range(1, 1 << 24));
   serve->add_option("--parallel,--np", o.parallel, "Sequences decoded together")
-      ->envname("EMBER_PARALLEL")->check(CLI::Range(1, 1024));
+      ->envname("EMBER_PARALLEL")
+      ->check(CLI::Range(1, 1024));
   serve->add_option("--threads,-t", o.threads, "Compute threads (0 = usable CPUs)")
-      ->envname("EMBER_THREADS")->check(CLI::Range(0, 1024));
+      ->envname("EMBER_THREADS")
+      ->check(CLI::Range(0, 1024));
   serve->add_option("--batch-size,-b", o.batch_size, "Most tokens per engine step")
-      ->envname("EMBER_BATCH_SIZE")->check(CLI::Range(1, 1 << 16));
+      ->envname("EMBER_BATCH_SIZE")
+      ->check(CLI::Range(1, 1 << 16));
   serve->add_option("--queue-size", o.queue_size, "Requests that may wait for a slot")
-      ->envname("EMBER_QUEUE_SIZE")->check(CLI::Range(0, 1 << 20));
+      ->envname("EMBER_QUEUE_SIZE")
+      ->check(CLI::Range(0, 1 << 20));
   serve->add_option("--queue-timeout", d.queue_timeout, "Longest wait for a slot (503 after)")
       ->envname("EMBER_QUEUE_TIMEOUT");
   serve->add_option("--drain-timeout", d.drain_timeout, "Grace period after SIGTERM")
       ->envname("EMBER_DRAIN_TIMEOUT");
   serve->add_option("--read-timeout", d.read_timeout, "Time a client has to send a request")
       ->envname("EMBER_READ_TIMEOUT");
-  serve->add_option("--liveness-timeout", d.liveness_timeout,
-                    "/health fails when the engine makes no progress this long")
+  serve
+      ->add_option("--liveness-timeout", d.liveness_timeout,
+                   "/health fails when the engine makes no progress this long")
       ->envname("EMBER_LIVENESS_TIMEOUT");
   serve->add_option("--max-body-bytes", o.max_body_bytes, "Largest request body (413 above)")
       ->envname("EMBER_MAX_BODY_BYTES");
   serve->add_option("--http-threads", o.http_threads, "HTTP I/O threads")
-      ->envname("EMBER_HTTP_THREADS")->check(CLI::Range(1, 64));
+      ->envname("EMBER_HTTP_THREADS")
+      ->check(CLI::Range(1, 64));
   // Testing aid, hidden from --help: slows every engine step so tests can hold requests.
   serve->add_option("--debug-step-delay", d.step_delay)->group("");
 }
 
 Status ApplyDurations(const DurationFlags& d, server::ServeOptions& o) {
   const std::pair<const std::string*, std::chrono::milliseconds*> all[] = {
-      {&d.queue_timeout, &o.queue_timeout}, {&d.drain_timeout, &o.drain_timeout},
-      {&d.read_timeout, &o.read_timeout}, {&d.liveness_timeout, &o.liveness_timeout},
+      {&d.queue_timeout, &o.queue_timeout},
+      {&d.drain_timeout, &o.drain_timeout},
+      {&d.read_timeout, &o.read_timeout},
+      {&d.liveness_timeout, &o.liveness_timeout},
       {&d.step_delay, &o.step_delay}};
   for (const auto& [text, out] : all) {
     auto parsed = ParseDuration(*text);
@@ -119,8 +128,8 @@ int Main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   if (app.got_subcommand("serve")) {
-    if (serve.model_path.empty()) return Fail({ErrorCode::kInvalidArgument,
-                                               "serve needs --model PATH (or EMBER_MODEL)", ""});
+    if (serve.model_path.empty())
+      return Fail({ErrorCode::kInvalidArgument, "serve needs --model PATH (or EMBER_MODEL)", ""});
     if (auto ok = ApplyDurations(durations, serve); !ok) return Fail(ok.error());
     return server::RunServe(serve);
   }

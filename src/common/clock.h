@@ -21,7 +21,9 @@ class Clock {
 class FakeClock final : public Clock {
  public:
   SteadyTime Now() const override { return SteadyTime(std::chrono::nanoseconds(now_ns_.load())); }
-  std::int64_t UnixSeconds() const override { return 1'700'000'000 + now_ns_.load() / 1'000'000'000; }
+  std::int64_t UnixSeconds() const override {
+    return 1'700'000'000 + now_ns_.load() / 1'000'000'000;
+  }
   void Advance(std::chrono::nanoseconds d) { now_ns_ += d.count(); }
 
  private:

@@ -7,8 +7,8 @@
 namespace ember {
 
 std::string NewRequestId(std::string_view prefix) {
-  static const std::uint64_t boot = std::random_device{}() ^
-                                    (static_cast<std::uint64_t>(std::random_device{}()) << 32);
+  static const std::uint64_t boot =
+      std::random_device{}() ^ (static_cast<std::uint64_t>(std::random_device{}()) << 32);
   static std::atomic<std::uint64_t> counter{0};
   char buf[40];
   std::snprintf(buf, sizeof(buf), "-%016llx%08llx", static_cast<unsigned long long>(boot),

@@ -18,12 +18,12 @@
 namespace ember::engine {
 
 struct ModelInfo {
-  std::string id;            // the name clients use in "model"
+  std::string id;  // the name clients use in "model"
   std::string path;
-  int n_ctx_total = 0;       // KV cells in all
-  int n_ctx_per_seq = 0;     // KV cells one sequence may use (prompt + output)
-  int n_parallel = 0;        // sequences that can run at once (slots)
-  int n_batch = 0;           // most tokens one step may carry
+  int n_ctx_total = 0;    // KV cells in all
+  int n_ctx_per_seq = 0;  // KV cells one sequence may use (prompt + output)
+  int n_parallel = 0;     // sequences that can run at once (slots)
+  int n_batch = 0;        // most tokens one step may carry
   int n_vocab = 0;
   int n_ctx_train = 0;
   std::string chat_template;  // "gguf:<name>" or "fallback"

@@ -13,12 +13,12 @@ namespace ember::engine {
 using Token = std::int32_t;
 
 struct SamplingParams {
-  float temperature = 1.0f;  // 0 = greedy
-  float top_p = 1.0f;        // (0, 1]
-  int top_k = 0;             // 0 = disabled
-  float min_p = 0.0f;        // [0, 1]
-  float presence_penalty = 0.0f;   // [-2, 2], over generated tokens (OpenAI semantics)
-  float frequency_penalty = 0.0f;  // [-2, 2]
+  float temperature = 1.0f;           // 0 = greedy
+  float top_p = 1.0f;                 // (0, 1]
+  int top_k = 0;                      // 0 = disabled
+  float min_p = 0.0f;                 // [0, 1]
+  float presence_penalty = 0.0f;      // [-2, 2], over generated tokens (OpenAI semantics)
+  float frequency_penalty = 0.0f;     // [-2, 2]
   std::optional<std::uint64_t> seed;  // unset = a fresh random seed per request
 };
 

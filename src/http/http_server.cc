@@ -1,8 +1,6 @@
 #include "http/http_server.h"
 
 // Boost 1.74's Asio uses std::exchange without including <utility>.
-#include <utility>
-
 #include <sys/socket.h>
 
 #include <atomic>
@@ -16,6 +14,7 @@
 #include <cctype>
 #include <deque>
 #include <thread>
+#include <utility>
 
 #include "common/log.h"
 
@@ -30,8 +29,7 @@ using Strand = asio::strand<asio::io_context::executor_type>;
 
 std::string Request::Header(std::string_view name) const {
   for (const auto& [k, v] : headers) {
-    if (k.size() == name.size() &&
-        std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
+    if (k.size() == name.size() && std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
           return std::tolower(static_cast<unsigned char>(a)) ==
                  std::tolower(static_cast<unsigned char>(b));
         })) {
@@ -61,7 +59,9 @@ std::string HeaderBlock(int status, const std::string& content_type, const Heade
 class ExchangeImpl final : public Exchange, public std::enable_shared_from_this<ExchangeImpl> {
  public:
   ExchangeImpl(Strand strand, Request request, bool keep_alive)
-      : strand_(std::move(strand)), signal_(strand_), request_(std::move(request)),
+      : strand_(std::move(strand)),
+        signal_(strand_),
+        request_(std::move(request)),
         keep_alive_(keep_alive) {}
 
   const Request& request() const override { return request_; }
@@ -273,8 +273,8 @@ class ServerImpl final : public HttpServer {
     if (!ec) acceptor_.bind(endpoint, ec);
     if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) {
-      return Unavailable(StrCat("cannot listen on ", options_.host, ":", options_.port, ": ",
-                                ec.message()));
+      return Unavailable(
+          StrCat("cannot listen on ", options_.host, ":", options_.port, ": ", ec.message()));
     }
     port_ = acceptor_.local_endpoint().port();
     return {};

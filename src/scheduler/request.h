@@ -67,9 +67,9 @@ class RequestStream {
 
  private:
   std::mutex mu_;
-  std::vector<Event> events_;      // GUARDED_BY(mu_)
-  std::function<void()> notify_;   // GUARDED_BY(mu_)
-  bool notified_ = false;          // GUARDED_BY(mu_)
+  std::vector<Event> events_;     // GUARDED_BY(mu_)
+  std::function<void()> notify_;  // GUARDED_BY(mu_)
+  bool notified_ = false;         // GUARDED_BY(mu_)
   std::atomic<bool> cancelled_{false};
 };
 

@@ -13,9 +13,9 @@ struct Scheduler::Sequence {
   GenerateRequest request;
   std::shared_ptr<RequestStream> stream;
   int slot = 0;
-  int prefilled = 0;     // prompt tokens already fed
-  int generated = 0;     // tokens sampled
-  Token next = 0;        // last sampled token, fed in the next step
+  int prefilled = 0;  // prompt tokens already fed
+  int generated = 0;  // tokens sampled
+  Token next = 0;     // last sampled token, fed in the next step
   TextStream text;
   SteadyTime admitted{};
   SteadyTime first_token{};
@@ -83,8 +83,8 @@ bool Scheduler::WaitIdle(SteadyTime deadline) {
   while (waiting_count_.load() > 0 || running_count_.load() > 0) {
     const auto now = clock_.Now();
     if (now >= deadline) return false;
-    idle_.wait_for(lock, std::min<std::chrono::nanoseconds>(deadline - now,
-                                                            std::chrono::milliseconds(50)));
+    idle_.wait_for(
+        lock, std::min<std::chrono::nanoseconds>(deadline - now, std::chrono::milliseconds(50)));
   }
   return true;
 }
@@ -105,8 +105,8 @@ SchedulerSnapshot Scheduler::Snapshot() const {
   s.kv_cells_total = engine_->Info().n_ctx_per_seq * engine_->Info().n_parallel;
   s.draining = draining_.load();
   s.has_work = s.running > 0 || s.waiting > 0;
-  s.since_progress = clock_.Now().time_since_epoch() -
-                     std::chrono::nanoseconds(last_progress_ns_.load());
+  s.since_progress =
+      clock_.Now().time_since_epoch() - std::chrono::nanoseconds(last_progress_ns_.load());
   return s;
 }
 
@@ -125,7 +125,8 @@ void Scheduler::Run() {
         lock.unlock();
         TakeInbox();
         for (auto& w : queue_) w.stream->Cancel();
-        for (auto& s : slots_) if (s) s->stream->Cancel();
+        for (auto& s : slots_)
+          if (s) s->stream->Cancel();
       }
     }
     TakeInbox();
@@ -173,10 +174,9 @@ void Scheduler::ExpireWaiting() {
     } else if (now - it->request.arrival > options_.queue_timeout) {
       FailWaiting(*it, FinishReason::kError,
                   Error{ErrorCode::kDeadlineExceeded,
-                             StrCat("request waited longer than the queue timeout (",
-                                    options_.queue_timeout.count(),
-                                    " ms) for a free slot; retry later"),
-                             ""});
+                        StrCat("request waited longer than the queue timeout (",
+                               options_.queue_timeout.count(), " ms) for a free slot; retry later"),
+                        ""});
       it = queue_.erase(it);
     } else {
       ++it;
@@ -225,14 +225,16 @@ bool Scheduler::RunStep() {
     --budget;
   }
   std::vector<Sequence*> prefilling;
-  for (auto& s : slots_) if (s && !s->decoding()) prefilling.push_back(s.get());
+  for (auto& s : slots_)
+    if (s && !s->decoding()) prefilling.push_back(s.get());
   std::sort(prefilling.begin(), prefilling.end(),
             [](Sequence* a, Sequence* b) { return a->admitted < b->admitted; });
   for (Sequence* s : prefilling) {
     if (budget == 0) break;
     const int remaining = static_cast<int>(s->request.prompt.size()) - s->prefilled;
     const int chunk = std::min(remaining, budget);
-    batch.push_back({s->slot, std::span<const Token>(s->request.prompt).subspan(s->prefilled, chunk),
+    batch.push_back({s->slot,
+                     std::span<const Token>(s->request.prompt).subspan(s->prefilled, chunk),
                      s->prefilled, chunk == remaining});
     order.push_back(s);
     budget -= chunk;
@@ -306,7 +308,8 @@ void Scheduler::Finish(Sequence& seq, FinishReason reason, std::optional<Error> 
 
 void Scheduler::PublishGauges() {
   int used = 0;
-  for (auto& s : slots_) if (s) used += s->kv_cells();
+  for (auto& s : slots_)
+    if (s) used += s->kv_cells();
   kv_used_.store(used);
 }
 

@@ -110,9 +110,9 @@ class Scheduler {
   mutable std::mutex mu_;
   std::condition_variable wake_;
   std::condition_variable idle_;
-  std::deque<Waiting> inbox_;  // GUARDED_BY(mu_)
-  bool stop_ = false;          // GUARDED_BY(mu_)
-  bool abort_ = false;         // GUARDED_BY(mu_)
+  std::deque<Waiting> inbox_;          // GUARDED_BY(mu_)
+  bool stop_ = false;                  // GUARDED_BY(mu_)
+  bool abort_ = false;                 // GUARDED_BY(mu_)
   std::atomic<int> waiting_count_{0};  // inbox + local queue
   std::atomic<int> running_count_{0};
   std::atomic<int> kv_used_{0};

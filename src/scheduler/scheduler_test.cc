@@ -25,8 +25,10 @@ Collected Wait(RequestStream& stream) {
   const auto deadline = std::chrono::steady_clock::now() + 10s;
   while (!out.finished && std::chrono::steady_clock::now() < deadline) {
     for (Event& e : stream.Take()) {
-      if (auto* d = std::get_if<TextDelta>(&e)) out.text += d->text;
-      else out.finished = std::get<Finished>(e);
+      if (auto* d = std::get_if<TextDelta>(&e))
+        out.text += d->text;
+      else
+        out.finished = std::get<Finished>(e);
     }
     std::this_thread::sleep_for(1ms);
   }

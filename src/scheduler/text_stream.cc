@@ -13,9 +13,12 @@ std::size_t IncompleteUtf8Tail(std::string_view s) {
     const auto c = static_cast<unsigned char>(s[s.size() - i]);
     if ((c & 0xC0) == 0x80) continue;  // continuation byte: keep looking for the lead
     std::size_t need = 1;
-    if ((c & 0xE0) == 0xC0) need = 2;
-    else if ((c & 0xF0) == 0xE0) need = 3;
-    else if ((c & 0xF8) == 0xF0) need = 4;
+    if ((c & 0xE0) == 0xC0)
+      need = 2;
+    else if ((c & 0xF0) == 0xE0)
+      need = 3;
+    else if ((c & 0xF8) == 0xF0)
+      need = 4;
     return need > i ? i : 0;
   }
   return 0;

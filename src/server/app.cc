@@ -47,8 +47,9 @@ void App::Handle(std::shared_ptr<http::Exchange> ex) {
                      path == "/v1/models" || path == "/v1/completions" ||
                      path == "/v1/chat/completions" || path == "/tokenize";
   if (known) {
-    return ReplyError(*ex, path, Error{ErrorCode::kInvalidArgument,
-                                       StrCat("method ", req.method, " not allowed on ", path), ""});
+    return ReplyError(*ex, path,
+                      Error{ErrorCode::kInvalidArgument,
+                            StrCat("method ", req.method, " not allowed on ", path), ""});
   }
   ReplyError(*ex, "other", Error{ErrorCode::kNotFound, StrCat("no such endpoint: ", path), ""});
 }
@@ -68,9 +69,12 @@ void App::HandleHealth(http::Exchange& ex) {
 
 void App::HandleReady(http::Exchange& ex) {
   switch (phase()) {
-    case Phase::kReady: return Reply(ex, "/ready", 200, "{\"status\":\"ready\"}");
-    case Phase::kLoading: return Reply(ex, "/ready", 503, "{\"status\":\"loading\"}");
-    case Phase::kDraining: return Reply(ex, "/ready", 503, "{\"status\":\"draining\"}");
+    case Phase::kReady:
+      return Reply(ex, "/ready", 200, "{\"status\":\"ready\"}");
+    case Phase::kLoading:
+      return Reply(ex, "/ready", 503, "{\"status\":\"loading\"}");
+    case Phase::kDraining:
+      return Reply(ex, "/ready", 503, "{\"status\":\"draining\"}");
   }
 }
 
@@ -87,8 +91,8 @@ void App::HandleModels(http::Exchange& ex) {
 // llama-server's, so clients can count tokens exactly as the server does.
 void App::HandleTokenize(http::Exchange& ex) {
   scheduler::Scheduler* s = scheduler_.load();
-  if (s == nullptr) return ReplyError(ex, "/tokenize", Error{ErrorCode::kUnavailable,
-                                                             "model is loading", ""});
+  if (s == nullptr)
+    return ReplyError(ex, "/tokenize", Error{ErrorCode::kUnavailable, "model is loading", ""});
   auto params = api::ParseTokenizeRequest(ex.request().body);
   if (!params) return ReplyError(ex, "/tokenize", params.error());
   auto tokens = s->tokenizer().Tokenize(params->content, params->add_special);
@@ -104,13 +108,15 @@ void App::HandleGenerate(std::shared_ptr<http::Exchange> ex, bool chat) {
   const std::string endpoint = chat ? "/v1/chat/completions" : "/v1/completions";
   if (phase() == Phase::kLoading || scheduler_.load() == nullptr) {
     metrics_.CountRejected("loading");
-    return ReplyError(*ex, endpoint, Error{ErrorCode::kUnavailable,
-                                           "the model is still loading; retry shortly", ""});
+    return ReplyError(
+        *ex, endpoint,
+        Error{ErrorCode::kUnavailable, "the model is still loading; retry shortly", ""});
   }
   if (phase() == Phase::kDraining) {
     metrics_.CountRejected("draining");
-    return ReplyError(*ex, endpoint, Error{ErrorCode::kUnavailable,
-                                           "server is shutting down; retry on another replica", ""});
+    return ReplyError(
+        *ex, endpoint,
+        Error{ErrorCode::kUnavailable, "server is shutting down; retry on another replica", ""});
   }
   auto params = chat ? api::ParseChatRequest(ex->request().body)
                      : api::ParseCompletionRequest(ex->request().body);
@@ -118,7 +124,8 @@ void App::HandleGenerate(std::shared_ptr<http::Exchange> ex, bool chat) {
     metrics_.CountRejected("invalid");
     return ReplyError(*ex, endpoint, params.error());
   }
-  auto generation = std::make_shared<Generation>(*this, std::move(ex), std::move(*params), endpoint);
+  auto generation =
+      std::make_shared<Generation>(*this, std::move(ex), std::move(*params), endpoint);
   generation->Start();
 }
 

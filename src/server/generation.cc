@@ -11,7 +11,9 @@ using engine::FinishReason;
 
 Generation::Generation(App& app, std::shared_ptr<http::Exchange> exchange,
                        api::GenerationParams params, std::string endpoint)
-    : app_(app), exchange_(std::move(exchange)), params_(std::move(params)),
+    : app_(app),
+      exchange_(std::move(exchange)),
+      params_(std::move(params)),
       endpoint_(std::move(endpoint)) {
   app_.open_generations_.fetch_add(1);
 }
@@ -42,8 +44,8 @@ Result<scheduler::GenerateRequest> Generation::BuildRequest() {
     req.prompt = std::get<std::vector<engine::Token>>(params_.prompt);
     for (engine::Token t : req.prompt) {
       if (t < 0 || t >= info.n_vocab) {
-        return InvalidArgument(StrCat("token id ", t, " is outside the vocabulary [0, ",
-                                      info.n_vocab, ")"), "prompt");
+        return InvalidArgument(
+            StrCat("token id ", t, " is outside the vocabulary [0, ", info.n_vocab, ")"), "prompt");
       }
     }
   }
@@ -51,13 +53,15 @@ Result<scheduler::GenerateRequest> Generation::BuildRequest() {
   if (n_prompt == 0) return InvalidArgument("the prompt is empty", "prompt");
   const int n_ctx = info.n_ctx_per_seq;
   if (params_.max_tokens && n_prompt + *params_.max_tokens > n_ctx) {
-    return InvalidArgument(StrCat("prompt (", n_prompt, " tokens) + max_tokens (",
-                                  *params_.max_tokens, ") exceeds the context of ", n_ctx,
-                                  " tokens per sequence"), "max_tokens");
+    return InvalidArgument(
+        StrCat("prompt (", n_prompt, " tokens) + max_tokens (", *params_.max_tokens,
+               ") exceeds the context of ", n_ctx, " tokens per sequence"),
+        "max_tokens");
   }
   if (n_prompt >= n_ctx) {
     return InvalidArgument(StrCat("prompt (", n_prompt, " tokens) does not fit the context of ",
-                                  n_ctx, " tokens per sequence"), "prompt");
+                                  n_ctx, " tokens per sequence"),
+                           "prompt");
   }
   req.max_tokens = params_.max_tokens.value_or(n_ctx - n_prompt);
   req.sampling = params_.sampling;
@@ -127,11 +131,10 @@ void Generation::OnText(const scheduler::TextDelta& delta) {
     return;
   }
   EnsureStreamStarted();
-  exchange_->Write(params_.endpoint == api::Endpoint::kChatCompletions
-                       ? api::EncodeChatChunk(meta_, delta.text, std::nullopt,
-                                              params_.include_usage)
-                       : api::EncodeCompletionChunk(meta_, delta.text, std::nullopt,
-                                                    params_.include_usage));
+  exchange_->Write(
+      params_.endpoint == api::Endpoint::kChatCompletions
+          ? api::EncodeChatChunk(meta_, delta.text, std::nullopt, params_.include_usage)
+          : api::EncodeCompletionChunk(meta_, delta.text, std::nullopt, params_.include_usage));
 }
 
 void Generation::OnFinished(const scheduler::Finished& f) {
@@ -151,10 +154,9 @@ void Generation::OnFinished(const scheduler::Finished& f) {
   const bool chat = params_.endpoint == api::Endpoint::kChatCompletions;
   if (!params_.stream) {
     app_.metrics_.CountHttp(endpoint_, 200);
-    return exchange_->Respond(
-        200, "application/json",
-        chat ? api::EncodeChatCompletion(meta_, text_, f.reason, f.usage)
-             : api::EncodeCompletion(meta_, text_, f.reason, f.usage));
+    return exchange_->Respond(200, "application/json",
+                              chat ? api::EncodeChatCompletion(meta_, text_, f.reason, f.usage)
+                                   : api::EncodeCompletion(meta_, text_, f.reason, f.usage));
   }
   EnsureStreamStarted();
   exchange_->Write(chat ? api::EncodeChatChunk(meta_, "", f.reason, params_.include_usage)

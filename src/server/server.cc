@@ -68,7 +68,8 @@ int RunServe(const ServeOptions& options) {
   http_options.max_body_bytes = options.max_body_bytes;
   http_options.read_timeout = options.read_timeout;
   http_options.on_protocol_error = [&metrics](int status) { metrics.CountHttp("other", status); };
-  auto http = http::HttpServer::Create(http_options, [&app](auto ex) { app.Handle(std::move(ex)); });
+  auto http =
+      http::HttpServer::Create(http_options, [&app](auto ex) { app.Handle(std::move(ex)); });
   if (!http) {
     log::Error(http.error().message);
     return 1;
@@ -102,8 +103,8 @@ int RunServe(const ServeOptions& options) {
   }
   scheduler::SchedulerOptions sched_options{options.queue_size, options.queue_timeout,
                                             options.step_delay};
-  auto scheduler = scheduler::Scheduler::Create(sched_options, std::move(*engine), &metrics,
-                                                Clock::Real());
+  auto scheduler =
+      scheduler::Scheduler::Create(sched_options, std::move(*engine), &metrics, Clock::Real());
   if (!scheduler) {
     log::Error("cannot serve: ", scheduler.error().message);
     (*http)->Stop();

@@ -29,12 +29,12 @@ ServerMetrics::ServerMetrics(std::string model_id)
                                     "Time a request waited for a sequence slot.",
                                     metrics::LatencyBuckets(), model_labels_)),
       step_(registry_.GetHistogram("ember_engine_step_duration_seconds",
-                                   "Duration of one engine step (one forward pass).",
-                                   StepBuckets(), model_labels_)),
+                                   "Duration of one engine step (one forward pass).", StepBuckets(),
+                                   model_labels_)),
       prompt_tokens_(registry_.GetCounter("ember_prompt_tokens_total",
                                           "Prompt tokens of finished requests.", model_labels_)),
-      generation_tokens_(registry_.GetCounter("ember_generation_tokens_total",
-                                              "Generated tokens.", model_labels_)),
+      generation_tokens_(registry_.GetCounter("ember_generation_tokens_total", "Generated tokens.",
+                                              model_labels_)),
       cancelled_(registry_.GetCounter("ember_requests_cancelled_total",
                                       "Requests stopped because the client disconnected.",
                                       model_labels_)),
@@ -71,8 +71,8 @@ void ServerMetrics::CountHttp(const std::string& endpoint, int status) {
 
 void ServerMetrics::CountRejected(const std::string& reason) {
   registry_
-      .GetCounter("ember_requests_rejected_total",
-                  "Requests refused before generation, by reason.", {{"reason", reason}})
+      .GetCounter("ember_requests_rejected_total", "Requests refused before generation, by reason.",
+                  {{"reason", reason}})
       .Inc();
 }
 

@@ -63,8 +63,8 @@ SamplerPtr BuildSampler(const SamplingParams& p, int n_vocab, int penalty_window
   llama_sampler_chain_add(chain.get(), llama_sampler_init_temp(p.temperature));
   const std::uint64_t seed = p.seed ? *p.seed : std::random_device{}();
   // llama's dist sampler takes 32 bits; fold the high half in so every seed bit matters.
-  llama_sampler_chain_add(chain.get(), llama_sampler_init_dist(static_cast<uint32_t>(
-                                           seed ^ (seed >> 32))));
+  llama_sampler_chain_add(chain.get(),
+                          llama_sampler_init_dist(static_cast<uint32_t>(seed ^ (seed >> 32))));
   return chain;
 }
 
@@ -172,8 +172,9 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
   llama_model_params mparams = llama_model_default_params();
   std::unique_ptr<llama_model, ModelDeleter> model(
       llama_model_load_from_file(options.model_path.c_str(), mparams));
-  if (!model) return InvalidArgument(StrCat("cannot load model ", options.model_path,
-                                            ": not a GGUF model llama.cpp can read"));
+  if (!model)
+    return InvalidArgument(
+        StrCat("cannot load model ", options.model_path, ": not a GGUF model llama.cpp can read"));
   llama_context_params cparams = llama_context_default_params();
   cparams.n_ctx = static_cast<uint32_t>(options.ctx_size);
   cparams.n_seq_max = static_cast<uint32_t>(options.parallel);
@@ -200,9 +201,9 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
                      .count();
   auto engine = std::make_unique<LlamaEngine>(std::move(model), std::move(ctx), std::move(info));
   if (auto warm = engine->WarmUp(); !warm) return std::unexpected(warm.error());
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::steady_clock::now() - t0)
-                      .count();
+  const auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   const ModelInfo& i = engine->Info();
   log::Info("loaded ", i.id, " in ", ms, " ms: ", i.n_parallel, " sequences x ", i.n_ctx_per_seq,
             " tokens, batch ", i.n_batch, ", ", options.threads, " threads, chat template ",

@@ -72,8 +72,7 @@ LlamaTokenizer::LlamaTokenizer(const llama_model* model) : vocab_(llama_model_ge
   template_description_ = "gguf:" + first_line;
 }
 
-Result<std::vector<Token>> LlamaTokenizer::Tokenize(std::string_view text,
-                                                    bool add_special) const {
+Result<std::vector<Token>> LlamaTokenizer::Tokenize(std::string_view text, bool add_special) const {
   if (text.size() > static_cast<std::size_t>(INT32_MAX / 2)) {
     return InvalidArgument("prompt is too long", "prompt");
   }
@@ -106,12 +105,11 @@ bool LlamaTokenizer::IsEndOfGeneration(Token token) const {
 
 int LlamaTokenizer::VocabSize() const { return llama_vocab_n_tokens(vocab_); }
 
-Result<std::string> LlamaTokenizer::ApplyChatTemplate(
-    std::span<const ChatMessage> messages) const {
+Result<std::string> LlamaTokenizer::ApplyChatTemplate(std::span<const ChatMessage> messages) const {
   if (template_.empty()) return FallbackChatPrompt(messages);
   auto rendered = Render(template_, messages);
-  if (!rendered) return InvalidArgument("the model's chat template rejected these messages",
-                                        "messages");
+  if (!rendered)
+    return InvalidArgument("the model's chat template rejected these messages", "messages");
   return *rendered;
 }
 
