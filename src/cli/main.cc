@@ -53,6 +53,9 @@ void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
       ->envname("EMBER_LIVENESS_TIMEOUT");
   serve->add_option("--max-body-bytes", o.max_body_bytes, "Largest request body (413 above)")
       ->envname("EMBER_MAX_BODY_BYTES");
+  serve->add_option("--flash-attn", o.flash_attn, "Flash attention: auto, on or off")
+      ->envname("EMBER_FLASH_ATTN")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
   serve->add_option("--http-threads", o.http_threads, "HTTP I/O threads")
       ->envname("EMBER_HTTP_THREADS")
       ->check(CLI::Range(1, 64));

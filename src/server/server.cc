@@ -58,6 +58,9 @@ int RunServe(const ServeOptions& options) {
   llama.parallel = options.parallel;
   llama.batch_size = options.batch_size;
   llama.threads = threads;
+  llama.flash_attn = options.flash_attn == "on"    ? engine::FlashAttention::kOn
+                     : options.flash_attn == "off" ? engine::FlashAttention::kOff
+                                                   : engine::FlashAttention::kAuto;
 
   ServerMetrics metrics(llama.model_id);
   App app(AppOptions{options.liveness_timeout}, metrics);

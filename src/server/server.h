@@ -26,6 +26,7 @@ struct ServeOptions {
   std::chrono::milliseconds liveness_timeout{60'000};
   std::size_t max_body_bytes = 8 << 20;
   int http_threads = 1;
+  std::string flash_attn = "auto";          // auto | on | off
   std::chrono::milliseconds step_delay{0};  // testing aid (hidden flag)
 };
 

@@ -184,6 +184,10 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
   cparams.n_threads_batch = options.threads;
   cparams.kv_unified = false;  // one KV stream per sequence: no cross-request placement effects
   cparams.no_perf = true;
+  cparams.flash_attn_type =
+      options.flash_attn == FlashAttention::kOn    ? LLAMA_FLASH_ATTN_TYPE_ENABLED
+      : options.flash_attn == FlashAttention::kOff ? LLAMA_FLASH_ATTN_TYPE_DISABLED
+                                                   : LLAMA_FLASH_ATTN_TYPE_AUTO;
   std::unique_ptr<llama_context, ContextDeleter> ctx(llama_init_from_model(model.get(), cparams));
   if (!ctx) return ResourceExhausted("cannot create the llama context (KV cache too large?)");
 

@@ -14,6 +14,8 @@
 
 namespace ember::engine {
 
+enum class FlashAttention { kAuto, kOn, kOff };
+
 struct LlamaOptions {
   std::string model_path;
   std::string model_id;  // empty = file name without ".gguf"
@@ -21,6 +23,7 @@ struct LlamaOptions {
   int parallel = 4;
   int batch_size = 512;  // most tokens per step
   int threads = 0;       // 0 = caller must decide; Create() rejects it
+  FlashAttention flash_attn = FlashAttention::kAuto;
 };
 
 [[nodiscard]] Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options);
