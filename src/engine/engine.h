@@ -61,6 +61,11 @@ class Engine {
   virtual const ModelInfo& Info() const = 0;
   virtual const Tokenizer& tokenizer() const = 0;
 
+  // Runs once on the engine thread before the first step (first-touch allocations, thread
+  // pools). Compute threads belong to the thread that first runs the model: libgomp sizes its
+  // spin-waiting by the threads of every team, so a second team (say, a warm-up on another
+  // thread) makes every barrier sleep in the kernel.
+  [[nodiscard]] virtual Status WarmUp() { return {}; }
   // Prepares slot [0, n_parallel) for a new sequence with its own sampler state.
   [[nodiscard]] virtual Status BeginSequence(int slot, const SamplingParams& params) = 0;
   // Forgets the slot's sequence and frees its KV cells at once.

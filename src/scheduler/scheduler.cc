@@ -1,6 +1,7 @@
 #include "scheduler/scheduler.h"
 
 #include <algorithm>
+#include <future>
 
 #include "common/log.h"
 
@@ -32,7 +33,18 @@ Result<std::unique_ptr<Scheduler>> Scheduler::Create(SchedulerOptions options,
   if (!engine) return InvalidArgument("scheduler needs an engine");
   if (options.queue_size < 0) return InvalidArgument("queue size must not be negative");
   std::unique_ptr<Scheduler> s(new Scheduler(options, std::move(engine), observer, clock));
-  s->thread_ = std::thread([raw = s.get()] { raw->Run(); });
+  std::promise<Status> warmed;
+  auto warm_result = warmed.get_future();
+  s->thread_ = std::thread([raw = s.get(), &warmed] {
+    Status warm = raw->engine_->WarmUp();
+    const bool ok = warm.has_value();
+    warmed.set_value(std::move(warm));
+    if (ok) raw->Run();
+  });
+  if (Status warm = warm_result.get(); !warm) {
+    s->thread_.join();
+    return std::unexpected(warm.error());
+  }
   return s;
 }
 

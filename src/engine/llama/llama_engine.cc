@@ -101,7 +101,7 @@ class LlamaEngine final : public Engine {
   Result<std::vector<Token>> Step(std::span<const BatchEntry> entries) override;
 
   // Runs one token through slot 0 so the first request does not pay for lazy allocations.
-  Status WarmUp() {
+  Status WarmUp() override {
     const Token bos = llama_vocab_bos(llama_model_get_vocab(model_.get()));
     const Token token = bos >= 0 ? bos : 0;
     BatchEntry entry{0, std::span<const Token>(&token, 1), 0, false};
@@ -204,7 +204,6 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
                      std::chrono::system_clock::now().time_since_epoch())
                      .count();
   auto engine = std::make_unique<LlamaEngine>(std::move(model), std::move(ctx), std::move(info));
-  if (auto warm = engine->WarmUp(); !warm) return std::unexpected(warm.error());
   const auto ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
           .count();
