@@ -109,7 +109,8 @@ TEST(EncodeTest, CompletionBodyMatchesOpenAiShape) {
   EXPECT_TRUE(body["choices"][0]["logprobs"].is_null());
   EXPECT_EQ(body["choices"][0]["finish_reason"], "length");
   EXPECT_EQ(body["usage"], Json::parse(R"({"prompt_tokens":5,"completion_tokens":7,
-                                           "total_tokens":12})"));
+                                           "total_tokens":12,
+                                           "prompt_tokens_details":{"cached_tokens":0}})"));
 }
 
 TEST(EncodeTest, ChatBodyMatchesOpenAiShape) {

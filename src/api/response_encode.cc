@@ -31,7 +31,9 @@ void AppendUsage(std::string& out, const engine::Usage& usage) {
   AppendInt(out, usage.completion_tokens);
   out += ",\"total_tokens\":";
   AppendInt(out, usage.total_tokens());
-  out += '}';
+  out += ",\"prompt_tokens_details\":{\"cached_tokens\":";
+  AppendInt(out, usage.cached_tokens);
+  out += "}}";
 }
 
 // Writes `,"logprobs":null,"finish_reason":…}]` closing the single choice and the array.

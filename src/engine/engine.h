@@ -66,10 +66,15 @@ class Engine {
   // spin-waiting by the threads of every team, so a second team (say, a warm-up on another
   // thread) makes every barrier sleep in the kernel.
   [[nodiscard]] virtual Status WarmUp() { return {}; }
-  // Prepares slot [0, n_parallel) for a new sequence with its own sampler state.
-  [[nodiscard]] virtual Status BeginSequence(int slot, const SamplingParams& params) = 0;
-  // Forgets the slot's sequence and frees its KV cells at once.
-  virtual void EndSequence(int slot) = 0;
+  // Prepares slot [0, n_parallel) for a new sequence with its own sampler state. The slot's
+  // KV cells at positions [0, keep) hold a prefix the new sequence shares with the previous
+  // one (a prompt-cache hit) and are kept; all later cells are dropped. Returns how many
+  // positions were kept (0 when the memory cannot drop a suffix).
+  [[nodiscard]] virtual Result<int> BeginSequence(int slot, const SamplingParams& params,
+                                                  int keep) = 0;
+  // Ends the slot's sequence. With keep_cells its KV cells stay as a reusable prefix for the
+  // next sequence in this slot (they no longer count as used); otherwise they are cleared.
+  virtual void EndSequence(int slot, bool keep_cells) = 0;
   // Runs one forward pass over all entries and returns one sampled token per entry with
   // `sample` set, in entry order.
   [[nodiscard]] virtual Result<std::vector<Token>> Step(std::span<const BatchEntry> batch) = 0;

@@ -37,6 +37,7 @@ enum class FinishReason {
 struct Usage {
   int prompt_tokens = 0;
   int completion_tokens = 0;
+  int cached_tokens = 0;  // prompt tokens whose KV cells were reused, not recomputed
   int total_tokens() const { return prompt_tokens + completion_tokens; }
 };
 

@@ -14,14 +14,15 @@ struct Scheduler::Sequence {
   GenerateRequest request;
   std::shared_ptr<RequestStream> stream;
   int slot = 0;
-  int prefilled = 0;  // prompt tokens already fed
-  int generated = 0;  // tokens sampled
-  Token next = 0;     // last sampled token, fed in the next step
+  int prefilled = 0;          // prompt tokens already fed
+  int generated = 0;          // tokens sampled
+  int cached = 0;             // prompt tokens reused from the slot's previous sequence
+  Token next = 0;             // last sampled token, fed in the next step
+  std::vector<Token> output;  // every sampled token, in order
   TextStream text;
   SteadyTime admitted{};
   SteadyTime first_token{};
   SteadyTime last_token{};
-  bool in_step = false;  // part of the step being built
 
   int kv_cells() const { return prefilled + std::max(0, generated - 1); }
   bool decoding() const { return prefilled == static_cast<int>(request.prompt.size()); }
@@ -54,7 +55,9 @@ Scheduler::Scheduler(SchedulerOptions options, std::unique_ptr<engine::Engine> e
       engine_(std::move(engine)),
       observer_(observer != nullptr ? observer : &null_observer_),
       clock_(clock),
-      slots_(engine_->Info().n_parallel) {
+      slots_(engine_->Info().n_parallel),
+      cached_(engine_->Info().n_parallel),
+      last_used_(engine_->Info().n_parallel, 0) {
   last_progress_ns_ = clock_.Now().time_since_epoch().count();
 }
 
@@ -196,24 +199,49 @@ void Scheduler::ExpireWaiting() {
   }
 }
 
-void Scheduler::AdmitWaiting() {
-  for (std::size_t slot = 0; slot < slots_.size() && !queue_.empty(); ++slot) {
+// The free slot whose cached tokens share the longest prefix with `prompt`; among equals,
+// the one idle longest. Returns the slot and the shared length, or {-1, 0} when none is free.
+std::pair<int, int> Scheduler::PickSlot(const std::vector<Token>& prompt) const {
+  int best = -1, best_len = -1;
+  for (std::size_t slot = 0; slot < slots_.size(); ++slot) {
     if (slots_[slot]) continue;
+    const std::vector<Token>& cached = cached_[slot];
+    const auto mismatch = std::mismatch(cached.begin(), cached.end(), prompt.begin(), prompt.end());
+    const int len = static_cast<int>(mismatch.first - cached.begin());
+    if (len > best_len || (len == best_len && last_used_[slot] < last_used_[best])) {
+      best = static_cast<int>(slot);
+      best_len = len;
+    }
+  }
+  return {best, std::max(best_len, 0)};
+}
+
+void Scheduler::AdmitWaiting() {
+  while (!queue_.empty()) {
+    auto [slot, shared] = PickSlot(queue_.front().request.prompt);
+    if (slot < 0) return;
     Waiting w = std::move(queue_.front());
     queue_.pop_front();
     waiting_count_.fetch_sub(1);
-    if (auto ok = engine_->BeginSequence(static_cast<int>(slot), w.request.sampling); !ok) {
+    // At least the last prompt token is recomputed: its logits give the first token.
+    const int reuse = std::min(shared, static_cast<int>(w.request.prompt.size()) - 1);
+    auto kept = engine_->BeginSequence(slot, w.request.sampling, reuse);
+    cached_[slot].clear();
+    if (!kept) {
       waiting_count_.fetch_add(1);  // FailWaiting decrements it again
-      FailWaiting(w, FinishReason::kError, ok.error());
+      FailWaiting(w, FinishReason::kError, kept.error());
       continue;
     }
     auto seq = std::make_unique<Sequence>();
-    seq->slot = static_cast<int>(slot);
+    seq->slot = slot;
+    seq->prefilled = *kept;
+    seq->cached = *kept;
     seq->text = TextStream(w.request.stop);
     seq->admitted = clock_.Now();
     seq->request = std::move(w.request);
     seq->stream = std::move(w.stream);
     observer_->OnAdmitted(seq->admitted - seq->request.arrival);
+    last_used_[slot] = ++use_counter_;
     slots_[slot] = std::move(seq);
     running_count_.fetch_add(1);
   }
@@ -277,6 +305,7 @@ bool Scheduler::RunStep() {
 void Scheduler::HandleSampled(Sequence& seq, Token token, SteadyTime now) {
   ++seq.generated;
   seq.next = token;
+  seq.output.push_back(token);
   if (seq.generated == 1) {
     seq.first_token = now;
     observer_->OnFirstToken(now - seq.request.arrival);
@@ -297,7 +326,16 @@ void Scheduler::HandleSampled(Sequence& seq, Token token, SteadyTime now) {
 
 void Scheduler::Finish(Sequence& seq, FinishReason reason, std::optional<Error> error) {
   const int slot = seq.slot;
-  engine_->EndSequence(slot);
+  // Keep the cells as a prompt cache unless the engine failed (their contents are unknown).
+  const bool keep = reason != FinishReason::kError;
+  engine_->EndSequence(slot, keep);
+  if (keep) {
+    std::vector<Token>& cached = cached_[slot];
+    cached.assign(seq.request.prompt.begin(), seq.request.prompt.begin() + seq.prefilled);
+    if (seq.decoding() && seq.generated > 1) {  // the last sampled token was never fed
+      cached.insert(cached.end(), seq.output.begin(), seq.output.end() - 1);
+    }
+  }
   if (reason == FinishReason::kStop || reason == FinishReason::kLength) {
     std::string tail = seq.text.Flush();
     if (!tail.empty()) seq.stream->Push(TextDelta{std::move(tail), 0});
@@ -307,6 +345,7 @@ void Scheduler::Finish(Sequence& seq, FinishReason reason, std::optional<Error> 
   f.error = std::move(error);
   f.usage.prompt_tokens = static_cast<int>(seq.request.prompt.size());
   f.usage.completion_tokens = seq.generated;
+  f.usage.cached_tokens = seq.cached;
   const SteadyTime now = clock_.Now();
   f.timings.queue = seq.admitted - seq.request.arrival;
   if (seq.generated > 0) f.timings.first_token = seq.first_token - seq.request.arrival;

@@ -92,6 +92,7 @@ class Scheduler {
   void Run();
   void TakeInbox();
   void ExpireWaiting();
+  std::pair<int, int> PickSlot(const std::vector<engine::Token>& prompt) const;
   void AdmitWaiting();
   void DropCancelled();
   bool RunStep();
@@ -122,6 +123,10 @@ class Scheduler {
   // Engine thread only.
   std::deque<Waiting> queue_;
   std::vector<std::unique_ptr<Sequence>> slots_;
+  // Tokens whose KV cells each idle slot still holds: the prompt cache.
+  std::vector<std::vector<engine::Token>> cached_;
+  std::vector<std::uint64_t> last_used_;
+  std::uint64_t use_counter_ = 0;
   std::thread thread_;
 };
 

@@ -173,3 +173,26 @@ TEST_F(SchedulerTest, EngineFailureFailsTheBatchAndKeepsServing) {
 
 }  // namespace
 }  // namespace ember::scheduler
+
+namespace ember::scheduler {
+namespace {
+
+TEST_F(SchedulerTest, SharedPrefixReusesTheIdleSlotsCells) {
+  Start({.parallel = 2, .step_delay = 1ms});
+  Collected first = Wait(*Submit(Request("abcdef", 3)));
+  EXPECT_EQ(first.finished->usage.cached_tokens, 0);
+  // The slot now holds "abcdef" + the two fed outputs "gh": a prompt sharing six tokens
+  // starts from position 6 (the fake engine rejects a step that skips or repeats cells).
+  Collected second = Wait(*Submit(Request("abcdefXY", 2)));
+  ASSERT_FALSE(second.finished->error) << second.finished->error->message;
+  EXPECT_EQ(second.finished->usage.cached_tokens, 6);
+  EXPECT_EQ(second.finished->usage.prompt_tokens, 8);
+  EXPECT_EQ(second.text, "ab");
+  // A whole-prompt hit still recomputes the last token to get its logits.
+  Collected third = Wait(*Submit(Request("abcdefXY", 2)));
+  EXPECT_EQ(third.finished->usage.cached_tokens, 7);
+  EXPECT_EQ(scheduler_->Snapshot().kv_cells_used, 0);
+}
+
+}  // namespace
+}  // namespace ember::scheduler

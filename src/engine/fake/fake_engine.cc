@@ -1,5 +1,6 @@
 #include "engine/fake/fake_engine.h"
 
+#include <algorithm>
 #include <thread>
 
 namespace ember::engine {
@@ -25,7 +26,10 @@ Result<std::string> FakeEngine::ByteTokenizer::ApplyChatTemplate(
 }
 
 FakeEngine::FakeEngine(FakeEngineOptions options)
-    : options_(options), sampled_count_(options.parallel, 0), live_(options.parallel, false) {
+    : options_(options),
+      sampled_count_(options.parallel, 0),
+      live_(options.parallel, false),
+      kv_len_(options.parallel, 0) {
   info_.id = "fake";
   info_.path = "fake";
   info_.n_parallel = options.parallel;
@@ -37,18 +41,20 @@ FakeEngine::FakeEngine(FakeEngineOptions options)
   info_.chat_template = "fake";
 }
 
-Status FakeEngine::BeginSequence(int slot, const SamplingParams& /*params*/) {
+Result<int> FakeEngine::BeginSequence(int slot, const SamplingParams& /*params*/, int keep) {
   if (slot < 0 || slot >= options_.parallel) return Internal("slot out of range");
   if (live_[slot]) return Internal("slot already in use");
   live_[slot] = true;
   sampled_count_[slot] = 0;
+  kv_len_[slot] = std::clamp(keep, 0, kv_len_[slot]);
   ++active_;
-  return {};
+  return kv_len_[slot];
 }
 
-void FakeEngine::EndSequence(int slot) {
+void FakeEngine::EndSequence(int slot, bool keep_cells) {
   if (slot < 0 || slot >= options_.parallel || !live_[slot]) return;
   live_[slot] = false;
+  if (!keep_cells) kv_len_[slot] = 0;
   --active_;
 }
 
@@ -62,6 +68,8 @@ Result<std::vector<Token>> FakeEngine::Step(std::span<const BatchEntry> batch) {
     if (e.slot < 0 || e.slot >= options_.parallel || !live_[e.slot]) {
       return Internal("step on a slot with no sequence");
     }
+    if (e.pos != kv_len_[e.slot]) return Internal("step does not continue the slot's KV cells");
+    kv_len_[e.slot] += static_cast<int>(e.tokens.size());
     total += static_cast<int>(e.tokens.size());
     record.push_back({e.slot, e.pos, static_cast<int>(e.tokens.size()), e.sample});
     if (!e.sample) continue;

@@ -37,8 +37,8 @@ class FakeEngine final : public Engine {
 
   const ModelInfo& Info() const override { return info_; }
   const Tokenizer& tokenizer() const override { return tokenizer_; }
-  Status BeginSequence(int slot, const SamplingParams& params) override;
-  void EndSequence(int slot) override;
+  Result<int> BeginSequence(int slot, const SamplingParams& params, int keep) override;
+  void EndSequence(int slot, bool keep_cells) override;
   Result<std::vector<Token>> Step(std::span<const BatchEntry> batch) override;
 
   std::vector<std::vector<RecordedEntry>> Batches() const;
@@ -61,6 +61,7 @@ class FakeEngine final : public Engine {
   ByteTokenizer tokenizer_;
   std::vector<int> sampled_count_;  // per slot; engine thread only
   std::vector<bool> live_;          // per slot; engine thread only
+  std::vector<int> kv_len_;         // per slot: positions holding KV; engine thread only
   std::atomic<int> active_{0};
   std::atomic<bool> fail_next_{false};
   mutable std::mutex mu_;

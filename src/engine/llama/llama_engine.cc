@@ -85,16 +85,20 @@ class LlamaEngine final : public Engine {
   const ModelInfo& Info() const override { return info_; }
   const Tokenizer& tokenizer() const override { return tokenizer_; }
 
-  Status BeginSequence(int slot, const SamplingParams& params) override {
+  Result<int> BeginSequence(int slot, const SamplingParams& params, int keep) override {
     if (slot < 0 || slot >= info_.n_parallel) return Internal("sequence slot out of range");
-    llama_memory_seq_rm(llama_get_memory(ctx_.get()), slot, -1, -1);
+    llama_memory_t mem = llama_get_memory(ctx_.get());
+    if (keep <= 0 || !llama_memory_seq_rm(mem, slot, keep, -1)) {
+      llama_memory_seq_rm(mem, slot, -1, -1);
+      keep = 0;
+    }
     samplers_[slot] = BuildSampler(params, info_.n_vocab, info_.n_ctx_per_seq);
-    return {};
+    return keep;
   }
 
-  void EndSequence(int slot) override {
+  void EndSequence(int slot, bool keep_cells) override {
     if (slot < 0 || slot >= info_.n_parallel) return;
-    llama_memory_seq_rm(llama_get_memory(ctx_.get()), slot, -1, -1);
+    if (!keep_cells) llama_memory_seq_rm(llama_get_memory(ctx_.get()), slot, -1, -1);
     samplers_[slot].reset();
   }
 
