@@ -107,8 +107,9 @@ class AdmissionTest(unittest.TestCase):
             threads = [threading.Thread(
                 target=lambda: statuses.append(server.post("/v1/completions", long_req)[0]))
                 for _ in range(2)]
-            for t in threads:
-                t.start()
+            threads[0].start()  # takes the only slot
+            self.assertTrue(server.wait_metric("ember_num_requests_running", 1))
+            threads[1].start()  # takes the only queue place
             self.assertTrue(server.wait_metric("ember_num_requests_waiting", 1))
             status, body, headers = server.post("/v1/completions", long_req)
             self.assertEqual(status, 429, body)
