@@ -6,6 +6,10 @@
 #
 #   bench/compare-llama-server.sh [--model PATH] [--threads N] [--ctx N] [--parallel N]
 #       [--requests N] [--max-tokens N] [--concurrency "1 8 32"] [--out BENCHMARKS.md]
+#       [--ember-args "EXTRA SERVE FLAGS"]
+#
+# Every run sends fresh prompts (the generator's seed differs per run), so neither server's
+# prompt cache turns a later run into a replay of an earlier one.
 #
 # Environment: EMBER_BIN (default build/release/src/cli/ember).
 set -euo pipefail
@@ -32,6 +36,7 @@ requests=64
 max_tokens=64
 concurrency="1 8 32"
 out=""
+ember_extra=""
 ember_bin="${EMBER_BIN:-$repo/build/release/src/cli/ember}"
 readonly startup_timeout_s=180
 
@@ -52,6 +57,7 @@ while [[ $# -gt 0 ]]; do
     --max-tokens) need_value "$@"; max_tokens="$2"; shift 2 ;;
     --concurrency) need_value "$@"; concurrency="$2"; shift 2 ;;
     --out) need_value "$@"; out="$2"; shift 2 ;;
+    --ember-args) need_value "$@"; ember_extra="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
@@ -152,7 +158,7 @@ bench_server() {  # NAME: start it, warm up, run every concurrency, record peak 
       ;;
     ember)
       "$ember_bin" serve --model "$model" --threads "$threads" --ctx-size "$ctx" \
-        --parallel "$parallel" --port "$port" --host 127.0.0.1 >"$log_file" 2>&1 &
+        --parallel "$parallel" --port "$port" --host 127.0.0.1 $ember_extra >"$log_file" 2>&1 &
       ;;
   esac
   server_pid=$!
@@ -161,13 +167,14 @@ bench_server() {  # NAME: start it, warm up, run every concurrency, record peak 
   [[ "$name" == ember ]] && wait_for_200 "http://127.0.0.1:$port/ready" "$name" "$log_file"
 
   log "$name: warm-up"
-  run_bench "$name" "$port" 2 4 8 >/dev/null || log "warning: $name warm-up had failures"
+  run_bench "$name" "$port" 2 4 8 --seed 7 >/dev/null || log "warning: $name warm-up had failures"
   for c in $concurrency; do
     local result="$workdir/$name-$c.json"
     log "$name: concurrency $c, $requests requests, max_tokens $max_tokens"
     # `ember bench` exits 1 when some requests failed (still printing its report), 2 when it
     # could not run at all.
-    run_bench "$name" "$port" "$c" "$requests" "$max_tokens" >"$result" || true
+    run_bench "$name" "$port" "$c" "$requests" "$max_tokens" --seed "$((1000 + c))" \
+      >"$result" || true
     json_field "$result" requests_failed >/dev/null 2>&1 || die "ember bench printed no report"
     local failed
     failed="$(json_field "$result" requests_failed)"
@@ -205,7 +212,8 @@ render_section() {
   echo "| peak RSS MiB | $lr | $er | $(ratio "$lr" "$er") | | | |"
   echo
   echo "Ratios are ember / llama-server (tok/s: higher is better; TTFT and RSS: lower is better)."
-  echo "Each run: $requests requests, max_tokens $max_tokens, streamed, prompts of 16-64 words;"
+  echo "Each run: $requests requests, max_tokens $max_tokens, streamed, fresh prompts of 16-64 words;"
+  [[ -z "$ember_extra" ]] || echo "ember flags: \`$ember_extra\`;"
   echo "servers with $threads threads, context $ctx, $parallel slots."
   echo
   echo "- machine: ${cpu:-unknown CPU}, $(nproc) CPUs"

@@ -136,6 +136,28 @@ class AdmissionTest(unittest.TestCase):
             server.stop()
 
 
+class LivenessTest(unittest.TestCase):
+    def test_health_fails_when_engine_makes_no_progress_with_work(self):
+        # Each step stalls 3 s, longer than the 300 ms liveness timeout.
+        server = Server("--parallel", "1", "--debug-step-delay", "3s", "--liveness-timeout",
+                        "300ms")
+        try:
+            self.assertEqual(server.get("/health")[0], 200)  # idle: no work, healthy
+            t = threading.Thread(target=server.post,
+                                 args=("/v1/completions", {"prompt": "Once", "max_tokens": 2}))
+            t.start()
+            deadline = time.time() + 2.5
+            status = 200
+            while time.time() < deadline and status == 200:
+                status, body, _ = server.get("/health")
+                time.sleep(0.05)
+            self.assertEqual(status, 503)
+            self.assertEqual(json.loads(body)["status"], "stalled")
+        finally:
+            server.stop()
+            t.join()
+
+
 class CancellationTest(unittest.TestCase):
     def test_disconnect_frees_the_sequence(self):
         server = Server("--parallel", "2", "--debug-step-delay", "10ms")
