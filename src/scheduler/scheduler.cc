@@ -56,8 +56,7 @@ Scheduler::Scheduler(SchedulerOptions options, std::unique_ptr<engine::Engine> e
       observer_(observer != nullptr ? observer : &null_observer_),
       clock_(clock),
       slots_(engine_->Info().n_parallel),
-      cached_(engine_->Info().n_parallel),
-      last_used_(engine_->Info().n_parallel, 0) {
+      cached_(engine_->Info().n_parallel) {
   last_progress_ns_ = clock_.Now().time_since_epoch().count();
 }
 
@@ -199,21 +198,28 @@ void Scheduler::ExpireWaiting() {
   }
 }
 
-// The free slot whose cached tokens share the longest prefix with `prompt`; among equals,
-// the one idle longest. Returns the slot and the shared length, or {-1, 0} when none is free.
+// The slot for a new sequence and how many of its prompt tokens that slot already holds.
+// The lowest free slot, so running sequences stay on consecutive ids (one forward pass per
+// run of them, see PlanStep), unless another free slot shares at least kMinPrefixHit tokens
+// with the prompt: then the one sharing the most. {-1, 0} when no slot is free.
 std::pair<int, int> Scheduler::PickSlot(const std::vector<Token>& prompt) const {
-  int best = -1, best_len = -1;
+  int lowest = -1, lowest_len = 0, best = -1, best_len = 0;
   for (std::size_t slot = 0; slot < slots_.size(); ++slot) {
     if (slots_[slot]) continue;
     const std::vector<Token>& cached = cached_[slot];
     const auto mismatch = std::mismatch(cached.begin(), cached.end(), prompt.begin(), prompt.end());
     const int len = static_cast<int>(mismatch.first - cached.begin());
-    if (len > best_len || (len == best_len && last_used_[slot] < last_used_[best])) {
+    if (lowest < 0) {
+      lowest = static_cast<int>(slot);
+      lowest_len = len;
+    }
+    if (len > best_len) {
       best = static_cast<int>(slot);
       best_len = len;
     }
   }
-  return {best, std::max(best_len, 0)};
+  if (best >= 0 && best_len >= kMinPrefixHit && best_len > lowest_len) return {best, best_len};
+  return {lowest, lowest_len};
 }
 
 void Scheduler::AdmitWaiting() {
@@ -241,7 +247,6 @@ void Scheduler::AdmitWaiting() {
     seq->request = std::move(w.request);
     seq->stream = std::move(w.stream);
     observer_->OnAdmitted(seq->admitted - seq->request.arrival);
-    last_used_[slot] = ++use_counter_;
     slots_[slot] = std::move(seq);
     running_count_.fetch_add(1);
   }
@@ -253,48 +258,63 @@ void Scheduler::DropCancelled() {
   }
 }
 
-// Builds and runs one step. Returns false when there was nothing to run.
-bool Scheduler::RunStep() {
-  std::vector<engine::BatchEntry> batch;
-  std::vector<Sequence*> order;
+// The next step's entries. Every decoding sequence gets its token first (a running sequence
+// never waits behind a prompt); the rest of the token budget goes to prompt chunks, oldest
+// request first. Entries are ordered by slot: with one KV stream per sequence, libllama
+// splits a batch into one forward pass per run of consecutive sequence ids.
+std::vector<Scheduler::Planned> Scheduler::PlanStep() const {
+  std::vector<Planned> plan;
   int budget = engine_->Info().n_batch;
-  for (auto& s : slots_) {  // decodes first: a running sequence never waits behind a prompt
+  for (const auto& s : slots_) {
     if (!s || !s->decoding() || budget == 0) continue;
-    batch.push_back({s->slot, std::span<const Token>(&s->next, 1), s->kv_cells(), true});
-    order.push_back(s.get());
+    plan.push_back({s.get(), {s->slot, std::span<const Token>(&s->next, 1), s->kv_cells(), true}});
     --budget;
   }
   std::vector<Sequence*> prefilling;
-  for (auto& s : slots_)
+  for (const auto& s : slots_) {
     if (s && !s->decoding()) prefilling.push_back(s.get());
+  }
   std::sort(prefilling.begin(), prefilling.end(),
             [](Sequence* a, Sequence* b) { return a->admitted < b->admitted; });
   for (Sequence* s : prefilling) {
     if (budget == 0) break;
     const int remaining = static_cast<int>(s->request.prompt.size()) - s->prefilled;
     const int chunk = std::min(remaining, budget);
-    batch.push_back({s->slot,
-                     std::span<const Token>(s->request.prompt).subspan(s->prefilled, chunk),
-                     s->prefilled, chunk == remaining});
-    order.push_back(s);
+    plan.push_back(
+        {s,
+         {s->slot, std::span<const Token>(s->request.prompt).subspan(s->prefilled, chunk),
+          s->prefilled, chunk == remaining}});
     budget -= chunk;
   }
-  if (batch.empty()) return false;
+  std::sort(plan.begin(), plan.end(),
+            [](const Planned& a, const Planned& b) { return a.entry.slot < b.entry.slot; });
+  return plan;
+}
 
+// Runs one step. Returns false when there was nothing to run.
+bool Scheduler::RunStep() {
+  const std::vector<Planned> plan = PlanStep();
+  if (plan.empty()) return false;
+  std::vector<engine::BatchEntry> batch;
+  int tokens = 0;
+  for (const Planned& p : plan) {
+    batch.push_back(p.entry);
+    tokens += static_cast<int>(p.entry.tokens.size());
+  }
   if (options_.step_delay.count() > 0) std::this_thread::sleep_for(options_.step_delay);
   const SteadyTime start = clock_.Now();
   auto sampled = engine_->Step(batch);
   const SteadyTime now = clock_.Now();
   last_progress_ns_ = now.time_since_epoch().count();
-  observer_->OnStep(engine_->Info().n_batch - budget, static_cast<int>(batch.size()), now - start);
+  observer_->OnStep(tokens, static_cast<int>(batch.size()), now - start);
   if (!sampled) {
     log::Error("engine step failed: ", sampled.error().message);
-    for (Sequence* s : order) Finish(*s, FinishReason::kError, sampled.error());
+    for (const Planned& p : plan) Finish(*p.seq, FinishReason::kError, sampled.error());
     return true;
   }
   std::size_t k = 0;
   for (std::size_t i = 0; i < batch.size(); ++i) {
-    Sequence* s = order[i];
+    Sequence* s = plan[i].seq;
     if (!s->decoding()) s->prefilled += static_cast<int>(batch[i].tokens.size());
     if (batch[i].sample && k < sampled->size()) HandleSampled(*s, (*sampled)[k++], now);
   }

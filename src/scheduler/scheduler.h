@@ -92,7 +92,14 @@ class Scheduler {
   void Run();
   void TakeInbox();
   void ExpireWaiting();
+  struct Planned {
+    Sequence* seq;
+    engine::BatchEntry entry;
+  };
+  // A prompt-cache hit shorter than this does not justify breaking slot contiguity.
+  static constexpr int kMinPrefixHit = 32;
   std::pair<int, int> PickSlot(const std::vector<engine::Token>& prompt) const;
+  std::vector<Planned> PlanStep() const;
   void AdmitWaiting();
   void DropCancelled();
   bool RunStep();
@@ -125,8 +132,6 @@ class Scheduler {
   std::vector<std::unique_ptr<Sequence>> slots_;
   // Tokens whose KV cells each idle slot still holds: the prompt cache.
   std::vector<std::vector<engine::Token>> cached_;
-  std::vector<std::uint64_t> last_used_;
-  std::uint64_t use_counter_ = 0;
   std::thread thread_;
 };
 

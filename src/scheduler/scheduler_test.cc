@@ -115,28 +115,61 @@ TEST_F(SchedulerTest, QueueTimeoutFailsWaitingRequest) {
   running->Cancel();
 }
 
-TEST_F(SchedulerTest, DecodesGoFirstAndPromptsAreChunkedToTheBudget) {
-  Start({.parallel = 2, .ctx_per_seq = 512, .batch_size = 16, .step_delay = 1ms});
-  auto first = Submit(Request("ab", 50));
+TEST_F(SchedulerTest, DecodesNeverWaitAndPromptsAreChunkedToTheBudget) {
+  Start({.parallel = 3, .ctx_per_seq = 512, .batch_size = 16, .step_delay = 1ms});
+  auto first = Submit(Request("ab", 60));
   while (engine_->Batches().empty()) std::this_thread::sleep_for(1ms);
   auto second = Submit(Request(std::string(40, 'x'), 3));
+  auto third = Submit(Request(std::string(30, 'y'), 3));
   Wait(*second);
+  Wait(*third);
   first->Cancel();
   Wait(*first);
-  int second_prefill = 0;
+  int prefill[3] = {0, 0, 0};
   for (const auto& batch : engine_->Batches()) {
-    int total = 0;
-    bool seen_prefill = false;
+    int total = 0, last_slot = -1;
+    bool first_decoded = false, prompts_fed = false;
     for (const auto& e : batch) {
       total += e.n_tokens;
-      const bool is_decode = e.n_tokens == 1 && e.sample && e.pos > 0;
-      EXPECT_FALSE(seen_prefill && is_decode) << "a decode was placed after a prompt chunk";
-      if (!is_decode) seen_prefill = true;
-      if (e.slot == 1 && e.n_tokens > 1) second_prefill += e.n_tokens;
+      EXPECT_GT(e.slot, last_slot) << "entries must be in slot order";
+      last_slot = e.slot;
+      if (e.slot == 0 && e.n_tokens == 1 && e.pos > 0) first_decoded = true;
+      if (e.slot > 0 && (e.n_tokens > 1 || !e.sample)) {
+        prefill[e.slot] += e.n_tokens;
+        prompts_fed = true;
+      }
     }
     EXPECT_LE(total, 16);
+    if (prompts_fed) {
+      EXPECT_TRUE(first_decoded) << "the running sequence missed a step while prompts were fed";
+    }
   }
-  EXPECT_EQ(second_prefill, 40);  // the 40-token prompt went through in budget-sized chunks
+  // The prompts went through in budget-sized chunks, around the running decode.
+  EXPECT_EQ(prefill[1], 40);
+  EXPECT_EQ(prefill[2], 30);
+}
+
+TEST_F(SchedulerTest, NewSequencesTakeTheLowestFreeSlot) {
+  Start({.parallel = 4, .step_delay = 1ms});
+  auto a = Submit(Request("a", 100));
+  auto b = Submit(Request("b", 2));
+  auto c = Submit(Request("c", 100));
+  Wait(*b);  // frees slot 1 between two running sequences
+  auto d = Submit(Request("d", 2));
+  Wait(*d);
+  a->Cancel();
+  c->Cancel();
+  Wait(*a);
+  Wait(*c);
+  int slot_1_starts = 0, slot_3_used = 0;
+  for (const auto& batch : engine_->Batches()) {
+    for (const auto& e : batch) {
+      slot_1_starts += e.slot == 1 && e.pos == 0;
+      slot_3_used += e.slot == 3;
+    }
+  }
+  EXPECT_EQ(slot_1_starts, 2) << "b, then d in the slot b freed between a and c";
+  EXPECT_EQ(slot_3_used, 0);
 }
 
 TEST_F(SchedulerTest, CancelDuringPrefillStopsWithinAStep) {
