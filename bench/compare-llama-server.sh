@@ -6,7 +6,9 @@
 #
 #   bench/compare-llama-server.sh [--model PATH] [--threads N] [--ctx N] [--parallel N]
 #       [--requests N] [--max-tokens N] [--concurrency "1 8 32"] [--out BENCHMARKS.md]
-#       [--ember-args "EXTRA SERVE FLAGS"]
+#       [--ember-args "EXTRA SERVE FLAGS"] [--repeat N]
+#
+# With --repeat N the two servers run alternately N times and the table shows medians.
 #
 # Every run sends fresh prompts (the generator's seed differs per run), so neither server's
 # prompt cache turns a later run into a replay of an earlier one.
@@ -37,6 +39,7 @@ max_tokens=64
 concurrency="1 8 32"
 out=""
 ember_extra=""
+repeat=1
 ember_bin="${EMBER_BIN:-$repo/build/release/src/cli/ember}"
 readonly startup_timeout_s=180
 
@@ -58,12 +61,13 @@ while [[ $# -gt 0 ]]; do
     --concurrency) need_value "$@"; concurrency="$2"; shift 2 ;;
     --out) need_value "$@"; out="$2"; shift 2 ;;
     --ember-args) need_value "$@"; ember_extra="$2"; shift 2 ;;
+    --repeat) need_value "$@"; repeat="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
 done
 
-for pair in "threads:$threads" "ctx:$ctx" "parallel:$parallel" "requests:$requests" \
+for pair in "repeat:$repeat" "threads:$threads" "ctx:$ctx" "parallel:$parallel" "requests:$requests" \
             "max-tokens:$max_tokens"; do
   [[ "${pair#*:}" =~ ^[1-9][0-9]*$ ]] || die "--${pair%%:*} must be a positive integer"
 done
@@ -180,14 +184,18 @@ bench_server() {  # NAME: start it, warm up, run every concurrency, record peak 
     failed="$(json_field "$result" requests_failed)"
     [[ "$failed" == 0 ]] || \
       log "warning: $name had $failed failed requests at concurrency $c: $(cat "$result")"
-    tok_s[$name,$c]="$(json_field "$result" output_tokens_per_s)"
-    ttft_ms[$name,$c]="$(json_field "$result" ttft_p99_s 1000)"
+    tok_s[$name,$c]+=" $(json_field "$result" output_tokens_per_s)"
+    ttft_ms[$name,$c]+=" $(json_field "$result" ttft_p99_s 1000)"
   done
   local hwm_kb
   hwm_kb="$(awk '/^VmHWM:/ {print $2}' "/proc/$server_pid/status" 2>/dev/null || true)"
-  peak_rss_mib[$name]="$(awk -v kb="${hwm_kb:-0}" 'BEGIN { printf "%.1f", kb / 1024 }')"
+  peak_rss_mib[$name]+=" $(awk -v kb="${hwm_kb:-0}" 'BEGIN { printf "%.1f", kb / 1024 }')"
   stop_server
-  log "$name: stopped (peak RSS ${peak_rss_mib[$name]} MiB)"
+  log "$name: stopped (peak RSS MiB so far:${peak_rss_mib[$name]})"
+}
+
+median() {  # "V1 V2 ..." -> their median
+  python3 -c 'import statistics, sys; print(round(statistics.median(map(float, sys.argv[1:])), 2))' $1
 }
 
 ratio() {  # A B -> B/A with two decimals, "n/a" when A is zero
@@ -204,14 +212,23 @@ render_section() {
   echo "| concurrency | llama-server tok/s | ember tok/s | ratio | llama-server TTFT p99 ms | ember TTFT p99 ms | ratio |"
   echo "|---:|---:|---:|---:|---:|---:|---:|"
   for c in $concurrency; do
-    local lt="${tok_s[llama-server,$c]}" et="${tok_s[ember,$c]}"
-    local lf="${ttft_ms[llama-server,$c]}" ef="${ttft_ms[ember,$c]}"
+    local lt et lf ef
+    lt="$(median "${tok_s[llama-server,$c]}")"; et="$(median "${tok_s[ember,$c]}")"
+    lf="$(median "${ttft_ms[llama-server,$c]}")"; ef="$(median "${ttft_ms[ember,$c]}")"
     echo "| $c | $lt | $et | $(ratio "$lt" "$et") | $lf | $ef | $(ratio "$lf" "$ef") |"
   done
-  local lr="${peak_rss_mib[llama-server]}" er="${peak_rss_mib[ember]}"
+  local lr er
+  lr="$(median "${peak_rss_mib[llama-server]}")"; er="$(median "${peak_rss_mib[ember]}")"
   echo "| peak RSS MiB | $lr | $er | $(ratio "$lr" "$er") | | | |"
   echo
-  echo "Ratios are ember / llama-server (tok/s: higher is better; TTFT and RSS: lower is better)."
+  echo "Medians of $repeat alternating run(s). Ratios are ember / llama-server (tok/s: higher is"
+  echo "better; TTFT and RSS: lower is better). Per-run values, llama-server | ember:"
+  echo
+  for c in $concurrency; do
+    echo "- c=$c tok/s:${tok_s[llama-server,$c]} |${tok_s[ember,$c]}; TTFT p99 ms:${ttft_ms[llama-server,$c]} |${ttft_ms[ember,$c]}"
+  done
+  echo "- peak RSS MiB:${peak_rss_mib[llama-server]} |${peak_rss_mib[ember]}"
+  echo
   echo "Each run: $requests requests, max_tokens $max_tokens, streamed, fresh prompts of 16-64 words;"
   [[ -z "$ember_extra" ]] || echo "ember flags: \`$ember_extra\`;"
   echo "servers with $threads threads, context $ctx, $parallel slots."
@@ -251,8 +268,11 @@ log "building or locating llama-server"
 llama_server="$("$repo/scripts/llama_cpp.sh" server)"
 [[ -x "$llama_server" ]] || die "scripts/llama_cpp.sh server did not produce a binary"
 
-bench_server llama-server
-bench_server ember
+for ((r = 1; r <= repeat; r++)); do
+  log "round $r of $repeat"
+  bench_server llama-server
+  bench_server ember
+done
 
 render_section >"$workdir/section.md"
 cat "$workdir/section.md"
