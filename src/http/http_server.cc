@@ -229,8 +229,19 @@ awaitable<void> Session(tcp::socket socket, Strand strand, const ServerOptions& 
       stream.socket().cancel();
     });
     beast::error_code ec;
-    co_await bhttp::async_read(stream, buffer, parser,
-                               asio::redirect_error(asio::use_awaitable, ec));
+    co_await bhttp::async_read_header(stream, buffer, parser,
+                                      asio::redirect_error(asio::use_awaitable, ec));
+    // curl sends "Expect: 100-continue" with bodies over 1 KiB and waits a second for it.
+    if (!ec && !parser.is_done() &&
+        beast::iequals(parser.get()[bhttp::field::expect], "100-continue")) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      co_await asio::async_write(stream, asio::buffer(kContinue.data(), kContinue.size()),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (!ec && !parser.is_done()) {
+      co_await bhttp::async_read(stream, buffer, parser,
+                                 asio::redirect_error(asio::use_awaitable, ec));
+    }
     deadline.cancel();
     if (ec) {
       std::string message;

@@ -85,6 +85,17 @@ class EndpointsAndBadInputTest(unittest.TestCase):
         self.assertGreaterEqual(self.server.metric(
             "ember_http_requests_total", {"endpoint": "/v1/completions", "status": "400"}), 10)
 
+    def test_expect_100_continue_is_answered_before_the_body(self):
+        body = json.dumps({"prompt": "Once upon a time", "max_tokens": 3}).encode()
+        s = raw_socket(self.server.port)
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                  b"Content-Type: application/json\r\nContent-Length: " +
+                  str(len(body)).encode() + b"\r\n\r\n")
+        self.assertTrue(s.recv(100).startswith(b"HTTP/1.1 100 Continue"))
+        s.sendall(body)
+        self.assertIn(b"200 OK", s.recv(4096).split(b"\r\n")[0])
+        s.close()
+
     def test_slow_client_is_timed_out_and_others_are_served(self):
         s = raw_socket(self.server.port)
         s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n")  # never finishes headers
