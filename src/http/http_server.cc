@@ -108,6 +108,7 @@ class ExchangeImpl final : public Exchange, public std::enable_shared_from_this<
   // Writes whatever the application queued until the response ends or the client leaves.
   // Returns false if the connection must be closed.
   awaitable<bool> Serve(beast::tcp_stream& stream, std::chrono::milliseconds poll) {
+    WatchForHangUp(stream);
     for (;;) {
       if (!outbox_.empty()) {
         // Everything queued since the last write goes out in one syscall.
@@ -124,18 +125,43 @@ class ExchangeImpl final : public Exchange, public std::enable_shared_from_this<
         }
         continue;
       }
-      if (ended_) co_return keep_alive_;
+      if (ended_) {
+        StopWatching(stream);
+        co_return keep_alive_;
+      }
       if (!Connected(stream)) {
         ClientGone();
         co_return false;
       }
-      signal_.expires_after(poll);
+      // Bytes already waiting (a pipelined request) keep the socket readable, so fall back
+      // to polling; otherwise the readiness watch wakes us, and the timer is a safety net.
+      if (readable_) pipelined_ = true;
+      signal_.expires_after(pipelined_ ? poll : kIdleRecheck);
       beast::error_code ec;
       co_await signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
   }
 
  private:
+  static constexpr std::chrono::seconds kIdleRecheck{1};
+
+  // Wakes the exchange when the socket turns readable: the client closed it (EOF or reset)
+  // or sent more bytes. A waiting response thus learns of a disconnect at once, without the
+  // HTTP thread waking every few milliseconds to ask.
+  void WatchForHangUp(beast::tcp_stream& stream) {
+    stream.socket().async_wait(tcp::socket::wait_read,
+                               [self = shared_from_this()](beast::error_code ec) {
+                                 if (ec) return;  // cancelled at the end of the exchange
+                                 self->readable_ = true;
+                                 self->signal_.cancel();
+                               });
+  }
+
+  static void StopWatching(beast::tcp_stream& stream) {
+    beast::error_code ignored;
+    stream.socket().cancel(ignored);
+  }
+
   void Queue(std::string data) {
     if (gone_) return;
     outbox_.push_back(std::move(data));
@@ -160,6 +186,7 @@ class ExchangeImpl final : public Exchange, public std::enable_shared_from_this<
   Request request_;
   bool keep_alive_;
   bool started_ = false, streaming_ = false, ended_ = false, gone_ = false;
+  bool readable_ = false, pipelined_ = false;
   std::deque<std::string> outbox_;
   std::function<void()> on_gone_;
 };
