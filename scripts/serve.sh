@@ -10,8 +10,9 @@ model="${EMBER_MODEL:-$repo/../shared/models/stories260K.gguf}"
 if [[ -f "$model" ]]; then
   echo "[serve] serving $model" >&2
 else
+  missing="$model"
   model="$repo/ember-data/models/tiny-f32.gguf"
-  echo "[serve] $repo/../shared/models/stories260K.gguf not found; serving a synthesized tiny model ($model)" >&2
+  echo "[serve] $missing not found; serving a synthesized tiny model ($model)" >&2
   if [[ ! -f "$model" ]]; then
     mkdir -p "$(dirname "$model")"
     "$ember" model synth --shape tiny --type f32 -o "$model"
