@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Fetches llama.cpp from the npm package node-llama-cpp (the only source this project
-# reaches), verifies the pinned commit, and builds libllama + ggml (CPU backend, native ISA)
-# into a cache directory keyed by commit and build flags. Reused when present.
+# reaches), verifies the pinned commit, applies ember's patches (third_party/llama.cpp-patches,
+# each explained in its header) and builds libllama + ggml (CPU backend, native ISA) into a
+# cache directory keyed by commit, patches and build flags. Reused when present.
+# llama-server (for the comparison benchmark) is built from the pristine source.
 #
 #   scripts/llama_cpp.sh prefix        -> builds (if needed) and prints the install prefix
 #   scripts/llama_cpp.sh server        -> builds (if needed) llama-server and prints its path
@@ -14,6 +16,7 @@ readonly NPM_PACKAGE="node-llama-cpp@3.22.1"
 readonly LLAMA_COMMIT="de3ff815ea7d559ee917f063901b8986f038abc6"
 readonly CACHE="${EMBER_CACHE_DIR:-$HOME/.cache/ember}"
 readonly JOBS="${EMBER_LLAMA_JOBS:-$(nproc)}"
+readonly PATCH_DIR="$(cd "$(dirname "$0")/.." && pwd)/third_party/llama.cpp-patches"
 readonly COMMON_FLAGS=(
   -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DGGML_CPU=ON -DGGML_OPENMP=ON
   -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF
@@ -47,11 +50,36 @@ fetch_source() {
   echo "$src"
 }
 
+patches_key() {  # short hash of every patch's content, "none" without patches
+  local files=("$PATCH_DIR"/*.patch)
+  [[ -e "${files[0]}" ]] || { echo none; return; }
+  cat "${files[@]}" | sha256sum | cut -c1-12
+}
+
+patched_source() {  # the pristine source plus ember's patches, in its own cached checkout
+  local pristine; pristine="$(fetch_source)"
+  local key; key="$(patches_key)"
+  [[ "$key" == none ]] && { echo "$pristine"; return; }
+  local src="$CACHE/llama.cpp-src/$LLAMA_COMMIT-p$key"
+  if [[ -f "$src/.ember-patched" ]]; then echo "$src"; return; fi
+  rm -rf "$src" "$src.partial"
+  git clone -q --shared "$pristine" "$src.partial"
+  git -C "$src.partial" -c advice.detachedHead=false checkout -q "$LLAMA_COMMIT"
+  local patch
+  for patch in "$PATCH_DIR"/*.patch; do
+    log "applying $(basename "$patch")"
+    git -C "$src.partial" apply "$patch"
+  done
+  touch "$src.partial/.ember-patched"
+  mv "$src.partial" "$src"
+  echo "$src"
+}
+
 build_libs() {
-  local src; src="$(fetch_source)"
+  local src; src="$(patched_source)"
   local flags=("${COMMON_FLAGS[@]}" -DBUILD_SHARED_LIBS=OFF -DCMAKE_POSITION_INDEPENDENT_CODE=ON
                -DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF)
-  local key; key="$LLAMA_COMMIT-$(flags_key "${flags[@]}")"
+  local key; key="$LLAMA_COMMIT-$(flags_key "${flags[@]}" "patches=$(patches_key)")"
   local prefix="$CACHE/llama.cpp/$key"
   if [[ -f "$prefix/.ember-complete" ]]; then echo "$prefix"; return; fi
   log "building libllama + ggml into $prefix (takes a few minutes on 2 cores)"
