@@ -47,32 +47,76 @@ std::string ModelIdFor(const ServeOptions& o) {
 
 }  // namespace
 
-int RunServe(const ServeOptions& options) {
-  const sigset_t signals = BlockShutdownSignals();
-  const int threads = options.threads > 0 ? options.threads : UsableCpus();
+namespace {
 
+engine::LlamaOptions LlamaOptionsFrom(const ServeOptions& options) {
   engine::LlamaOptions llama;
   llama.model_path = options.model_path;
   llama.model_id = ModelIdFor(options);
   llama.ctx_size = options.ctx_size;
   llama.parallel = options.parallel;
   llama.batch_size = options.batch_size;
-  llama.threads = threads;
+  llama.threads = options.threads > 0 ? options.threads : UsableCpus();
   llama.flash_attn = options.flash_attn == "on"    ? engine::FlashAttention::kOn
                      : options.flash_attn == "off" ? engine::FlashAttention::kOff
                                                    : engine::FlashAttention::kAuto;
+  return llama;
+}
 
-  ServerMetrics metrics(llama.model_id);
-  App app(AppOptions{options.liveness_timeout}, metrics);
-  http::ServerOptions http_options;
-  http_options.host = options.host;
-  http_options.port = options.port;
-  http_options.threads = options.http_threads;
-  http_options.max_body_bytes = options.max_body_bytes;
-  http_options.read_timeout = options.read_timeout;
-  http_options.on_protocol_error = [&metrics](int status) { metrics.CountHttp("other", status); };
-  auto http =
-      http::HttpServer::Create(http_options, [&app](auto ex) { app.Handle(std::move(ex)); });
+http::ServerOptions HttpOptionsFrom(const ServeOptions& options, ServerMetrics& metrics) {
+  http::ServerOptions http;
+  http.host = options.host;
+  http.port = options.port;
+  http.threads = options.http_threads;
+  http.max_body_bytes = options.max_body_bytes;
+  http.read_timeout = options.read_timeout;
+  http.on_protocol_error = [&metrics](int status) { metrics.CountHttp("other", status); };
+  return http;
+}
+
+// The first SIGTERM/SIGINT turns the app to draining and sets `drain_requested`; a second
+// one exits at once. The thread lives until the process ends.
+void WatchSignals(sigset_t signals, App& app, std::atomic<bool>& drain_requested,
+                  std::chrono::milliseconds drain_timeout) {
+  std::thread([signals, &app, &drain_requested, drain_timeout] {
+    const int first = WaitSignal(signals);
+    log::Info("signal ", first, ": draining (up to ", drain_timeout.count(), " ms)");
+    app.SetPhase(Phase::kDraining);
+    drain_requested = true;
+    const int second = WaitSignal(signals);
+    log::Warn("second signal (", second, "): exiting at once");
+    std::_Exit(1);
+  }).detach();
+}
+
+// Lets running and queued requests finish (up to `timeout`), stops the rest, and gives the
+// HTTP threads a moment to write the last bytes of every response.
+void Drain(scheduler::Scheduler& scheduler, const App& app, std::chrono::milliseconds timeout) {
+  scheduler.BeginDrain();
+  if (!scheduler.WaitIdle(Clock::Real().Now() + timeout)) {
+    log::Warn("drain timeout reached; stopping the requests still running");
+    scheduler.AbortAll();
+    scheduler.WaitIdle(Clock::Real().Now() + std::chrono::seconds(5));
+  }
+  const SteadyTime flush_deadline = Clock::Real().Now() + std::chrono::seconds(5);
+  while (app.open_generations() > 0 && Clock::Real().Now() < flush_deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+}
+
+}  // namespace
+
+int RunServe(const ServeOptions& options) {
+  const sigset_t signals = BlockShutdownSignals();
+  const engine::LlamaOptions llama = LlamaOptionsFrom(options);
+  // Static: the signal thread may outlive a failed start by a moment.
+  static ServerMetrics metrics(llama.model_id);
+  static App app(AppOptions{options.liveness_timeout}, metrics);
+  static std::atomic<bool> drain_requested{false};
+
+  auto http = http::HttpServer::Create(HttpOptionsFrom(options, metrics),
+                                       [](auto ex) { app.Handle(std::move(ex)); });
   if (!http) {
     log::Error(http.error().message);
     return 1;
@@ -80,34 +124,13 @@ int RunServe(const ServeOptions& options) {
   (*http)->Start();
   // Tests and scripts read this line to find the port (--port 0).
   log::Info("listening on http://", options.host, ":", (*http)->port());
-
-  std::atomic<int> signal_count{0};
-  std::atomic<bool> drain_requested{false};
-  std::thread signal_thread([&] {
-    for (;;) {
-      const int sig = WaitSignal(signals);
-      if (signal_count.fetch_add(1) > 0) {
-        log::Warn("second signal (", sig, "): exiting at once");
-        std::_Exit(1);
-      }
-      log::Info("signal ", sig, ": draining (up to ", options.drain_timeout.count(), " ms)");
-      drain_requested = true;
-      app.SetPhase(Phase::kDraining);
-      return;
-    }
-  });
-  signal_thread.detach();
+  WatchSignals(signals, app, drain_requested, options.drain_timeout);
 
   auto engine = engine::CreateLlamaEngine(llama);
-  if (!engine) {
-    log::Error("cannot serve: ", engine.error().message);
-    (*http)->Stop();
-    return 1;
-  }
-  scheduler::SchedulerOptions sched_options{options.queue_size, options.queue_timeout,
-                                            options.step_delay};
-  auto scheduler =
-      scheduler::Scheduler::Create(sched_options, std::move(*engine), &metrics, Clock::Real());
+  auto scheduler = engine ? scheduler::Scheduler::Create(
+                                {options.queue_size, options.queue_timeout, options.step_delay},
+                                std::move(*engine), &metrics, Clock::Real())
+                          : std::unexpected(engine.error());
   if (!scheduler) {
     log::Error("cannot serve: ", scheduler.error().message);
     (*http)->Stop();
@@ -118,19 +141,7 @@ int RunServe(const ServeOptions& options) {
   log::Info("ready: serving model '", (*scheduler)->model().id, "'");
 
   while (!drain_requested) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  (*scheduler)->BeginDrain();
-  const SteadyTime deadline = Clock::Real().Now() + options.drain_timeout;
-  if (!(*scheduler)->WaitIdle(deadline)) {
-    log::Warn("drain timeout reached; stopping the requests still running");
-    (*scheduler)->AbortAll();
-    (*scheduler)->WaitIdle(Clock::Real().Now() + std::chrono::seconds(5));
-  }
-  // Let the HTTP threads write the last bytes of every response.
-  const SteadyTime flush_deadline = Clock::Real().Now() + std::chrono::seconds(5);
-  while (app.open_generations() > 0 && Clock::Real().Now() < flush_deadline) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  Drain(**scheduler, app, options.drain_timeout);
   (*http)->Stop();
   scheduler->reset();
   log::Info("drained; exiting");
