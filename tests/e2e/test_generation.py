@@ -83,6 +83,25 @@ class GenerationTest(unittest.TestCase):
         b = self.complete(max_tokens=30, temperature=0.9, seed=1234)
         self.assertEqual(a["choices"][0]["text"], b["choices"][0]["text"])
 
+    def test_second_chat_turn_reuses_the_first_turns_cells(self):
+        first = [{"role": "system", "content": "Tell a story about a cat and a dog."},
+                 {"role": "user", "content": "Once upon a time there was a cat named Tom."}]
+        status, one, _ = self.server.post_json(
+            "/v1/chat/completions", {"messages": first, "max_tokens": 20, "temperature": 0})
+        self.assertEqual(status, 200, one)
+        # Earlier tests' prompts share at most the BOS token with this conversation.
+        self.assertLessEqual(one["usage"]["prompt_tokens_details"]["cached_tokens"], 1)
+        second = first + [one["choices"][0]["message"],
+                          {"role": "user", "content": "What did the dog do next?"}]
+        status, two, _ = self.server.post_json(
+            "/v1/chat/completions", {"messages": second, "max_tokens": 20, "temperature": 0})
+        self.assertEqual(status, 200, two)
+        # The whole first prompt is a shared prefix of the second one.
+        self.assertGreaterEqual(two["usage"]["prompt_tokens_details"]["cached_tokens"],
+                                one["usage"]["prompt_tokens"] - 1)
+        self.assertLess(two["usage"]["prompt_tokens_details"]["cached_tokens"],
+                        two["usage"]["prompt_tokens"])
+
     def test_concurrent_greedy_requests_all_complete_with_reference(self):
         import concurrent.futures
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
