@@ -5,7 +5,6 @@
 
 #include <atomic>
 #include <cstdlib>
-#include <filesystem>
 #include <thread>
 
 #include "common/clock.h"
@@ -36,15 +35,6 @@ int WaitSignal(const sigset_t& set) {
   return sig;
 }
 
-// The name clients use: --model-id, else the file name without ".gguf". Known before the
-// model loads, so metrics carry the right model_name label from the start.
-std::string ModelIdFor(const ServeOptions& o) {
-  if (!o.model_id.empty()) return o.model_id;
-  std::string name = std::filesystem::path(o.model_path).filename().string();
-  if (name.size() > 5 && name.ends_with(".gguf")) name.resize(name.size() - 5);
-  return name;
-}
-
 }  // namespace
 
 namespace {
@@ -52,7 +42,9 @@ namespace {
 engine::LlamaOptions LlamaOptionsFrom(const ServeOptions& options) {
   engine::LlamaOptions llama;
   llama.model_path = options.model_path;
-  llama.model_id = ModelIdFor(options);
+  // Known before the model loads, so metrics carry the right model_name from the start.
+  llama.model_id =
+      options.model_id.empty() ? engine::DefaultModelId(options.model_path) : options.model_id;
   llama.ctx_size = options.ctx_size;
   llama.parallel = options.parallel;
   llama.batch_size = options.batch_size;

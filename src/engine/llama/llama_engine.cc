@@ -154,13 +154,13 @@ Result<std::vector<Token>> LlamaEngine::Step(std::span<const BatchEntry> entries
   return sampled;
 }
 
+}  // namespace
+
 std::string DefaultModelId(const std::string& path) {
   std::string name = std::filesystem::path(path).filename().string();
   if (name.size() > 5 && name.ends_with(".gguf")) name.resize(name.size() - 5);
   return name;
 }
-
-}  // namespace
 
 Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
   if (options.threads <= 0) return InvalidArgument("threads must be positive", "threads");

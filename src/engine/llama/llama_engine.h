@@ -28,4 +28,7 @@ struct LlamaOptions {
 
 [[nodiscard]] Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options);
 
+// The id a model gets without --model-id: its file name without ".gguf".
+std::string DefaultModelId(const std::string& path);
+
 }  // namespace ember::engine
