@@ -72,7 +72,10 @@ Result<scheduler::GenerateRequest> Generation::BuildRequest() {
 void Generation::Start() {
   const bool chat = params_.endpoint == api::Endpoint::kChatCompletions;
   auto built = BuildRequest();
-  if (!built) return Fail(built.error());
+  if (!built) {
+    app_.metrics_.CountRejected("invalid");
+    return Fail(built.error());
+  }
   scheduler::GenerateRequest req = std::move(*built);
   meta_.id = NewRequestId(chat ? "chatcmpl" : "cmpl");
   meta_.created = Clock::Real().UnixSeconds();
@@ -101,6 +104,7 @@ void Generation::Start() {
                                                                                  : "draining");
     return Fail(ok.error());
   }
+  app_.metrics_.CountStarted();
   keep_alive_ = shared_from_this();
 }
 

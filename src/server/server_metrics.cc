@@ -35,9 +35,13 @@ ServerMetrics::ServerMetrics(std::string model_id)
                                           "Prompt tokens of finished requests.", model_labels_)),
       generation_tokens_(registry_.GetCounter("ember_generation_tokens_total", "Generated tokens.",
                                               model_labels_)),
-      cancelled_(registry_.GetCounter("ember_requests_cancelled_total",
-                                      "Requests stopped because the client disconnected.",
-                                      model_labels_)),
+      cancelled_(registry_.GetCounter(
+          "ember_requests_cancelled_total",
+          "Requests whose client disconnected before the response ended.", model_labels_)),
+      started_(registry_.GetCounter(
+          "ember_requests_started_total",
+          "Requests accepted for generation; each ends in one ember_request_success_total.",
+          model_labels_)),
       step_tokens_(registry_.GetCounter("ember_engine_step_tokens_total",
                                         "Tokens processed by engine steps (prefill + decode).",
                                         model_labels_)) {}

@@ -20,6 +20,9 @@ class ServerMetrics final : public scheduler::SchedulerObserver {
   void CountHttp(const std::string& endpoint, int status);
   void CountRejected(const std::string& reason);
   void CountCancelled() { cancelled_.Inc(); }
+  // A request the scheduler accepted. Each one later ends in exactly one OnFinished, so once
+  // the server is idle: started = sum of ember_request_success_total over finished_reason.
+  void CountStarted() { started_.Inc(); }
 
   void OnAdmitted(std::chrono::nanoseconds queue_time) override;
   void OnFirstToken(std::chrono::nanoseconds ttft) override;
@@ -39,6 +42,7 @@ class ServerMetrics final : public scheduler::SchedulerObserver {
   metrics::Counter& prompt_tokens_;
   metrics::Counter& generation_tokens_;
   metrics::Counter& cancelled_;
+  metrics::Counter& started_;
   metrics::Counter& step_tokens_;
 };
 
