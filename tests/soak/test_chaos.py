@@ -42,6 +42,7 @@ import json
 import os
 import random
 import re
+import signal
 import socket
 import sys
 import threading
@@ -447,6 +448,7 @@ class SoakTest(unittest.TestCase):
     def test_soak_leaves_nothing_behind_and_counters_add_up(self):
         server = Server("--parallel", str(PARALLEL), "--ctx-size", str(CTX), "--queue-size",
                         str(QUEUE), "--batch-size", str(BATCH), "--max-body-bytes", str(MAX_BODY))
+        print(f"\nsoak: seed={SEED} (EMBER_SOAK_SEED replays this mix)", file=sys.stderr)
         try:
             _, tok, _ = server.post_json("/tokenize", {"content": LONG_TEXT})
             long_tokens = tok["tokens"]
@@ -518,6 +520,9 @@ class SoakTest(unittest.TestCase):
             if REQUESTS - warmup >= MIN_REQUESTS_FOR_RSS_BOUND:
                 self.assertLess(rss_end - rss_warm, RSS_GROWTH_BOUND_MIB * 1024,
                                 f"RSS grew from {rss_warm} KiB to {rss_end} KiB")
+
+            server.signal(signal.SIGTERM)  # nothing in flight: the drain ends at once
+            self.assertEqual(server.proc.wait(30), 0)
         finally:
             server.stop()
 
