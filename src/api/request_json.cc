@@ -31,6 +31,11 @@ bool NestsDeeperThan(std::string_view text, int limit) {
   return false;
 }
 
+// nlohmann quotes the token it stopped at ("last read: '...'", control characters spelled
+// <U+000A>): for an unterminated string or a run of whitespace that is the rest of the body,
+// several times over. An error message keeps this much of it.
+constexpr std::size_t kMaxParseErrorBytes = 256;
+
 // nlohmann messages start with "[json.exception.parse_error.101] "; users need only the rest.
 std::string_view WithoutExceptionTag(std::string_view what) {
   if (what.starts_with("[json.exception.")) {
@@ -63,7 +68,7 @@ Result<Json> ParseJsonObject(std::string_view body) {
     doc = Json::parse(body);
   } catch (const Json::exception& e) {  // parse_error, or out_of_range for numbers like 1e999
     return InvalidArgument("request body is not valid JSON: " +
-                           std::string(WithoutExceptionTag(e.what())));
+                           Truncated(WithoutExceptionTag(e.what()), kMaxParseErrorBytes));
   }
   if (!doc.is_object()) {
     return InvalidArgument("request body must be a JSON object, got " + Describe(doc));
