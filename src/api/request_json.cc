@@ -1,6 +1,8 @@
 #include "api/request_json.h"
 
+#include <cmath>
 #include <cstdio>
+#include <limits>
 
 #include "api/utf8.h"
 
@@ -138,6 +140,10 @@ Status ReadNumber(const Json& object, std::string_view key, NumberRange range, f
         std::string(key));
   }
   out = static_cast<float>(v);
+  // A double just above an exclusive minimum can round onto it as a float (top_p 1e-50 -> 0).
+  if (range.min_exclusive && out <= range.min) {
+    out = std::nextafter(static_cast<float>(range.min), std::numeric_limits<float>::infinity());
+  }
   return {};
 }
 

@@ -107,6 +107,14 @@ TEST(ParseCompletionTest, RangeEdgesAreAccepted) {
   EXPECT_EQ(ParseOk(R"({"prompt":"x","top_k":0})").sampling.top_k, 0);
 }
 
+// top_p is in (0, 1]; a tiny positive value used to round to 0 as a float (found writing the
+// invariants of fuzz/request_fuzz.cc; fuzz/corpus/request/regress_tiny_top_p.json).
+TEST(ParseCompletionTest, TinyTopPStaysAboveZero) {
+  EXPECT_GT(ParseOk(R"({"prompt":"x","top_p":1e-50})").sampling.top_p, 0.0f);
+  EXPECT_GT(ParseOk(R"({"prompt":"x","top_p":5e-324})").sampling.top_p, 0.0f);
+  EXPECT_FLOAT_EQ(ParseOk(R"({"prompt":"x","top_p":1e-5})").sampling.top_p, 1e-5f);
+}
+
 TEST(ParseCompletionTest, SeedKeepsAllSixtyFourBits) {
   EXPECT_EQ(ParseOk(R"({"prompt":"x","seed":-1})").sampling.seed, UINT64_MAX);
   EXPECT_EQ(ParseOk(R"({"prompt":"x","seed":18446744073709551615})").sampling.seed, UINT64_MAX);
