@@ -9,6 +9,9 @@ endfunction()
 
 # ember_test(NAME SRCS ... DEPS ... LABEL unit): a GoogleTest binary registered with ctest.
 function(ember_test name)
+  if(EMBER_FUZZ)  # the fuzz build compiles components for the fuzz targets, not their tests
+    return()
+  endif()
   cmake_parse_arguments(ARG "" "LABEL" "SRCS;DEPS" ${ARGN})
   if(NOT ARG_LABEL)
     set(ARG_LABEL unit)

@@ -1,0 +1,143 @@
+// libFuzzer target: arbitrary bytes as the body of POST /v1/completions, /v1/chat/completions
+// and /tokenize, through the functions their handlers call (server/app.cc). Each parser either
+// accepts the body with every field inside the limits it promises (api/openai.h,
+// engine/types.h) and equal to what an independent JSON parse of the body holds, or rejects it
+// with kInvalidArgument, which ToHttpError turns into a 400 carrying OpenAI's error envelope.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "api/openai.h"
+#include "api/tokenize.h"
+#include "fuzz/fuzz_util.h"
+
+namespace ember::fuzz {
+namespace {
+
+using api::Endpoint;
+using api::GenerationParams;
+
+// An error message quotes at most a short piece of the body; a client that sends megabytes
+// does not get them echoed back.
+constexpr std::size_t kMaxMessageBytes = 1024;
+
+// The member `key` of `object`, or null when absent.
+Json Member(const Json& object, const char* key) {
+  const auto it = object.find(key);
+  return it == object.end() ? Json() : *it;
+}
+
+void CheckRejected(const Error& error) {
+  FUZZ_CHECK(error.code == ErrorCode::kInvalidArgument, "code %d", static_cast<int>(error.code));
+  FUZZ_CHECK(!error.message.empty(), "param '%s'", error.param.c_str());
+  FUZZ_CHECK(error.message.size() <= kMaxMessageBytes, "%zu bytes: %.200s...", error.message.size(),
+             error.message.c_str());
+  const api::HttpError http = api::ToHttpError(error);
+  FUZZ_CHECK(http.status == 400, "status %d", http.status);
+  const auto doc = ParseStrict(http.body);
+  FUZZ_CHECK(doc && doc->is_object() && doc->size() == 1, "body %s", http.body.c_str());
+  const Json e = Member(*doc, "error");
+  FUZZ_CHECK(e.is_object() && e.size() == 4, "body %s", http.body.c_str());
+  FUZZ_CHECK(Member(e, "message") == ReferenceRepair(error.message), "body %s", http.body.c_str());
+  FUZZ_CHECK(Member(e, "type") == "invalid_request_error", "body %s", http.body.c_str());
+  FUZZ_CHECK(Member(e, "code") == "invalid_value", "body %s", http.body.c_str());
+  const Json param = Member(e, "param");
+  FUZZ_CHECK(error.param.empty() ? param.is_null() : param == ReferenceRepair(error.param),
+             "body %s", http.body.c_str());
+}
+
+bool InRange(float v, float lo, float hi) { return v >= lo && v <= hi; }
+
+void CheckStrings(const GenerationParams& p) {
+  FUZZ_CHECK(IsValidUtf8(p.model), "model");
+  for (const std::string& s : p.stop) FUZZ_CHECK(IsValidUtf8(s), "stop");
+  for (const engine::ChatMessage& m : p.messages) FUZZ_CHECK(IsValidUtf8(m.content), "content");
+  if (const auto* text = std::get_if<std::string>(&p.prompt)) {
+    FUZZ_CHECK(IsValidUtf8(*text), "prompt");
+  }
+}
+
+void CheckLimits(const GenerationParams& p) {
+  if (p.max_tokens) {
+    FUZZ_CHECK(*p.max_tokens >= 1 && *p.max_tokens <= 1'000'000, "max_tokens %d", *p.max_tokens);
+  }
+  const engine::SamplingParams& s = p.sampling;
+  FUZZ_CHECK(InRange(s.temperature, 0, 2), "temperature %g", s.temperature);
+  FUZZ_CHECK(s.top_p > 0 && s.top_p <= 1, "top_p %g", s.top_p);
+  FUZZ_CHECK(s.top_k >= 0, "top_k %d", s.top_k);
+  FUZZ_CHECK(InRange(s.min_p, 0, 1), "min_p %g", s.min_p);
+  FUZZ_CHECK(InRange(s.presence_penalty, -2, 2), "presence_penalty %g", s.presence_penalty);
+  FUZZ_CHECK(InRange(s.frequency_penalty, -2, 2), "frequency_penalty %g", s.frequency_penalty);
+  FUZZ_CHECK(p.stop.size() <= 4, "%zu stop strings", p.stop.size());
+  for (const std::string& stop : p.stop) FUZZ_CHECK(!stop.empty(), "empty stop string");
+  FUZZ_CHECK(p.stream || !p.include_usage, "include_usage without stream");
+}
+
+// What the parser accepted agrees with nlohmann's own reading of the body.
+void CheckAgreesWithBody(const GenerationParams& p, const Json& body) {
+  const Json model = Member(body, "model");
+  FUZZ_CHECK(p.model == (model.is_string() ? model.get<std::string>() : ""), "model");
+  FUZZ_CHECK(p.stream == (Member(body, "stream") == true), "stream");
+  const Json stop = Member(body, "stop");
+  FUZZ_CHECK(p.stop.size() == (stop.is_string() ? 1 : stop.size()), "stop count");
+  const Json max_tokens = Member(body, p.endpoint == Endpoint::kChatCompletions &&
+                                               !Member(body, "max_completion_tokens").is_null()
+                                           ? "max_completion_tokens"
+                                           : "max_tokens");
+  FUZZ_CHECK(max_tokens.is_null() ? !p.max_tokens : p.max_tokens == max_tokens.get<int>(),
+             "max_tokens");
+}
+
+void CheckAccepted(const GenerationParams& p, Endpoint endpoint, std::string_view body) {
+  FUZZ_CHECK(p.endpoint == endpoint, "endpoint");
+  CheckLimits(p);
+  CheckStrings(p);
+  const auto doc = ParseStrict(body);
+  FUZZ_CHECK(doc && doc->is_object(), "accepted a body that is not a JSON object");
+  CheckAgreesWithBody(p, *doc);
+  if (endpoint == Endpoint::kChatCompletions) {
+    FUZZ_CHECK(!p.messages.empty(), "no messages");
+    FUZZ_CHECK(p.messages.size() == Member(*doc, "messages").size(), "message count");
+    for (const engine::ChatMessage& m : p.messages) {
+      FUZZ_CHECK(m.role == "system" || m.role == "user" || m.role == "assistant", "role %s",
+                 m.role.c_str());
+    }
+    return;
+  }
+  FUZZ_CHECK(p.messages.empty(), "completion with messages");
+  if (const auto* tokens = std::get_if<std::vector<engine::Token>>(&p.prompt)) {
+    FUZZ_CHECK(!tokens->empty(), "empty token prompt");
+    for (engine::Token t : *tokens) FUZZ_CHECK(t >= 0, "token %d", t);
+  }
+}
+
+void CheckTokenize(std::string_view body) {
+  auto params = api::ParseTokenizeRequest(body);
+  if (!params) return CheckRejected(params.error());
+  const auto doc = ParseStrict(body);
+  FUZZ_CHECK(doc && doc->is_object(), "accepted a body that is not a JSON object");
+  FUZZ_CHECK(Member(*doc, "content") == params->content, "content");
+  FUZZ_CHECK(params->add_special == (Member(*doc, "add_special") != false), "add_special");
+}
+
+}  // namespace
+}  // namespace ember::fuzz
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  using namespace ember;
+  const std::string_view body(reinterpret_cast<const char*>(data), size);
+  for (const api::Endpoint endpoint :
+       {api::Endpoint::kCompletions, api::Endpoint::kChatCompletions}) {
+    auto params = endpoint == api::Endpoint::kCompletions ? api::ParseCompletionRequest(body)
+                                                          : api::ParseChatRequest(body);
+    if (params) {
+      fuzz::CheckAccepted(*params, endpoint, body);
+    } else {
+      fuzz::CheckRejected(params.error());
+    }
+  }
+  fuzz::CheckTokenize(body);
+  return 0;
+}
