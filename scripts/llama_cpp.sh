@@ -109,6 +109,10 @@ build_server() {
 }
 
 mkdir -p "$CACHE"
+# One build at a time per machine: a second caller (another checkout, a parallel CI job) waits
+# here and then finds the finished build instead of deleting it halfway.
+exec 9>"$CACHE/.lock"
+flock 9
 case "${1:-prefix}" in
   prefix) build_libs ;;
   server) build_server ;;
