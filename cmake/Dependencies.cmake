@@ -36,8 +36,31 @@ else()
     message(WARNING "EMBER_LLAMA_SOURCE is not set: `ember model synth` has no default vocabulary "
                     "(scripts/setup.sh sets it from scripts/llama_cpp.sh source)")
   endif()
-  find_package(ggml REQUIRED CONFIG)
-  find_package(llama REQUIRED CONFIG)
+  # Forget the package dirs of an earlier configure: a new prefix (another patch set or
+  # flags) must not compile against the old prefix's headers.
+  unset(ggml_DIR CACHE)
+  unset(llama_DIR CACHE)
+  find_package(ggml REQUIRED CONFIG PATHS ${EMBER_LLAMA_PREFIX} NO_DEFAULT_PATH)
+  find_package(llama REQUIRED CONFIG PATHS ${EMBER_LLAMA_PREFIX} NO_DEFAULT_PATH)
   add_library(ember_llama_dep INTERFACE)
   target_link_libraries(ember_llama_dep INTERFACE llama ggml::ggml ggml::ggml-base)
 endif()
+
+# Deterministic mode needs ember's batch-invariance patch to ggml-cpu
+# (third_party/llama.cpp-patches/0003-*); a user's own checkout may not carry it.
+if(EMBER_LLAMA_CPP_DIR)
+  set(_ember_ggml_cpu_h ${EMBER_LLAMA_CPP_DIR}/ggml/include/ggml-cpu.h)
+  set(EMBER_LLAMA_BUILD_ID "checkout")
+else()
+  set(_ember_ggml_cpu_h ${EMBER_LLAMA_PREFIX}/include/ggml-cpu.h)
+  get_filename_component(EMBER_LLAMA_BUILD_ID ${EMBER_LLAMA_PREFIX} NAME)
+endif()
+file(READ ${_ember_ggml_cpu_h} _ember_ggml_cpu_text)
+string(FIND "${_ember_ggml_cpu_text}" "ggml_cpu_set_batch_invariant" _ember_bi_pos)
+if(_ember_bi_pos GREATER -1)
+  target_compile_definitions(ember_llama_dep INTERFACE EMBER_HAVE_BATCH_INVARIANT=1)
+else()
+  message(WARNING "this llama.cpp lacks ember's batch-invariance patch: deterministic mode "
+                  "will be refused at start-up (see third_party/llama.cpp-patches)")
+endif()
+target_compile_definitions(ember_llama_dep INTERFACE EMBER_LLAMA_BUILD_ID="${EMBER_LLAMA_BUILD_ID}")

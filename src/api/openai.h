@@ -42,6 +42,9 @@ struct ResponseMeta {
   std::string id;  // "cmpl-…" or "chatcmpl-…"
   std::int64_t created = 0;
   std::string model;
+  // OpenAI's system_fingerprint: changes whenever the numerics behind the output may change
+  // (docs/determinism.md). Omitted when empty.
+  std::string system_fingerprint;
 };
 
 // "stop" | "length" | "error" ("cancelled" is never sent to a client).

@@ -39,7 +39,8 @@ Json ParseFrame(std::string_view frame) {
   return Json::parse(frame.substr(6, frame.size() - 8));
 }
 
-const ResponseMeta kMeta{"cmpl-abc", 1700000000, "stories"};
+const ResponseMeta kMeta{
+    .id = "cmpl-abc", .created = 1700000000, .model = "stories", .system_fingerprint = {}};
 
 TEST(AppendJsonEscapedTest, EscapesQuotesBackslashesAndControlCharacters) {
   EXPECT_EQ(Escaped("plain text"), "plain text");
@@ -111,6 +112,18 @@ TEST(EncodeTest, CompletionBodyMatchesOpenAiShape) {
   EXPECT_EQ(body["usage"], Json::parse(R"({"prompt_tokens":5,"completion_tokens":7,
                                            "total_tokens":12,
                                            "prompt_tokens_details":{"cached_tokens":0}})"));
+}
+
+TEST(EncodeTest, SystemFingerprintOnlyWhenSet) {
+  EXPECT_FALSE(Json::parse(EncodeCompletion(kMeta, "x", FinishReason::kStop, Usage{1, 1}))
+                   .contains("system_fingerprint"));
+  ResponseMeta meta = kMeta;
+  meta.system_fingerprint = "fp_0123456789abcdef";
+  EXPECT_EQ(Json::parse(EncodeChatCompletion(meta, "x", FinishReason::kStop,
+                                             Usage{1, 1}))["system_fingerprint"],
+            "fp_0123456789abcdef");
+  const std::string chunk = EncodeChatChunk(meta, "x", std::nullopt, false);
+  EXPECT_EQ(Json::parse(chunk.substr(6))["system_fingerprint"], "fp_0123456789abcdef");
 }
 
 TEST(EncodeTest, ChatBodyMatchesOpenAiShape) {

@@ -163,7 +163,17 @@ Status ParseSampling(const Json& request, GenerationParams& params) {
   auto top_k = ReadInt(request, "top_k", 0, kMaxInt32);
   if (!top_k) return std::unexpected(top_k.error());
   if (top_k->has_value()) sampling.top_k = static_cast<int>(**top_k);
-  return ParseSeed(request, sampling);
+  if (auto status = ParseSeed(request, sampling); !status) return status;
+  if (auto status = ReadBool(request, "deterministic", sampling.deterministic); !status) {
+    return status;
+  }
+  if (sampling.deterministic && sampling.temperature > 0.0f && !sampling.seed) {
+    return InvalidArgument(
+        "deterministic: true with temperature > 0 needs a seed: without one every request samples "
+        "differently (send a seed, or temperature 0 for greedy decoding)",
+        "seed");
+  }
+  return {};
 }
 
 Status ParseStop(const Json& request, GenerationParams& params) {

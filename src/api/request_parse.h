@@ -36,7 +36,8 @@ inline constexpr std::int64_t kMaxTokensLimit = 1'000'000;
 [[nodiscard]] Result<std::optional<int>> ReadMaxTokens(const Json& request, std::string_view key);
 
 [[nodiscard]] Status ParseModel(const Json& request, GenerationParams& params);
-// temperature, top_p, top_k, min_p, presence_penalty, frequency_penalty, seed.
+// temperature, top_p, top_k, min_p, presence_penalty, frequency_penalty, seed and ember's
+// deterministic (which needs a seed when temperature > 0).
 [[nodiscard]] Status ParseSampling(const Json& request, GenerationParams& params);
 [[nodiscard]] Status ParseStop(const Json& request, GenerationParams& params);
 // stream and stream_options.include_usage (kept only when streaming).

@@ -121,6 +121,17 @@ TEST(ParseCompletionTest, SeedKeepsAllSixtyFourBits) {
   EXPECT_EQ(ParseOk(R"({"prompt":"x","seed":0})").sampling.seed, 0u);
 }
 
+TEST(ParseCompletionTest, DeterministicWithGreedyOrASeed) {
+  EXPECT_FALSE(ParseOk(R"({"prompt":"x"})").sampling.deterministic);
+  EXPECT_FALSE(ParseOk(R"({"prompt":"x","deterministic":null})").sampling.deterministic);
+  EXPECT_TRUE(
+      ParseOk(R"({"prompt":"x","deterministic":true,"temperature":0})").sampling.deterministic);
+  const GenerationParams seeded =
+      ParseOk(R"({"prompt":"x","deterministic":true,"temperature":0.8,"seed":7})");
+  EXPECT_TRUE(seeded.sampling.deterministic);
+  EXPECT_EQ(seeded.sampling.seed, 7u);
+}
+
 TEST(ParseCompletionTest, StopAsStringOrUpToFourStrings) {
   EXPECT_EQ(ParseOk(R"({"prompt":"x","stop":"\n\n"})").stop, std::vector<std::string>{"\n\n"});
   EXPECT_EQ(ParseOk(R"({"prompt":"x","stop":["a","b","c","d"]})").stop.size(), 4u);
@@ -195,6 +206,10 @@ INSTANTIATE_TEST_SUITE_P(
         RejectCase{R"({"prompt":"x","frequency_penalty":false})", "frequency_penalty", "number"},
         RejectCase{R"({"prompt":"x","seed":1.5})", "seed", "seed must be an integer"},
         RejectCase{R"({"prompt":"x","seed":"7"})", "seed", "seed must be an integer"},
+        RejectCase{R"({"prompt":"x","deterministic":1})", "deterministic", "true or false"},
+        RejectCase{R"({"prompt":"x","deterministic":true})", "seed", "needs a seed"},
+        RejectCase{R"({"prompt":"x","deterministic":true,"temperature":0.7})", "seed",
+                   "temperature 0 for greedy"},
         RejectCase{R"({"prompt":"x","stop":5})", "stop", "string or an array of strings"},
         RejectCase{R"({"prompt":"x","stop":["a","b","c","d","e"]})", "stop", "at most 4"},
         RejectCase{R"({"prompt":"x","stop":""})", "stop", "non-empty string"},

@@ -22,6 +22,10 @@ void AppendHead(std::string& out, const ResponseMeta& meta, std::string_view obj
   AppendInt(out, meta.created);
   out += ",\"model\":";
   AppendQuoted(out, meta.model);
+  if (!meta.system_fingerprint.empty()) {
+    out += ",\"system_fingerprint\":";
+    AppendQuoted(out, meta.system_fingerprint);
+  }
 }
 
 void AppendUsage(std::string& out, const engine::Usage& usage) {

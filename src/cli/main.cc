@@ -56,6 +56,15 @@ void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
   serve->add_option("--flash-attn", o.flash_attn, "Flash attention: auto, on or off")
       ->envname("EMBER_FLASH_ATTN")
       ->check(CLI::IsMember({"auto", "on", "off"}));
+  serve
+      ->add_flag("--allow-deterministic", o.allow_deterministic,
+                 "Let requests ask for \"deterministic\": true (batch-invariant output)")
+      ->envname("EMBER_ALLOW_DETERMINISTIC");
+  serve
+      ->add_flag("--deterministic", o.deterministic,
+                 "Every request's output depends only on the request and the model, never "
+                 "on what else runs")
+      ->envname("EMBER_DETERMINISTIC");
   serve->add_option("--http-threads", o.http_threads, "HTTP I/O threads")
       ->envname("EMBER_HTTP_THREADS")
       ->check(CLI::Range(1, 64));

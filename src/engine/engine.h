@@ -28,6 +28,9 @@ struct ModelInfo {
   int n_ctx_train = 0;
   std::string chat_template;  // "gguf:<name>" or "fallback"
   std::int64_t created = 0;   // unix seconds the model was loaded
+  // Identifies what the output's numerics depend on: the model file, the llama.cpp build
+  // and patches, the CPU features its kernels use, the attention setting. Opaque.
+  std::string numerics_id;
 };
 
 class Tokenizer {
@@ -53,6 +56,7 @@ struct BatchEntry {
   std::span<const Token> tokens;
   int pos = 0;
   bool sample = false;
+  bool deterministic = false;  // the sequence asked for batch-invariant numerics
 };
 
 class Engine {
@@ -66,10 +70,16 @@ class Engine {
   // spin-waiting by the threads of every team, so a second team (say, a warm-up on another
   // thread) makes every barrier sleep in the kernel.
   [[nodiscard]] virtual Status WarmUp() { return {}; }
+  // Checks on the engine thread, before serving, that a sequence's logits are bit-identical
+  // whether it runs alone or shares its steps with others and however its prompt is chunked,
+  // with the numerics deterministic sequences get. An error says why deterministic requests
+  // cannot be promised on this model and CPU.
+  [[nodiscard]] virtual Status VerifyBatchInvariance() { return {}; }
   // Prepares slot [0, n_parallel) for a new sequence with its own sampler state. The slot's
   // KV cells at positions [0, keep) hold a prefix the new sequence shares with the previous
   // one (a prompt-cache hit) and are kept; all later cells are dropped. Returns how many
-  // positions were kept (0 when the memory cannot drop a suffix).
+  // positions were kept (0 when the memory cannot drop a suffix, or when a deterministic
+  // sequence would inherit cells that were not computed with batch-invariant numerics).
   [[nodiscard]] virtual Result<int> BeginSequence(int slot, const SamplingParams& params,
                                                   int keep) = 0;
   // Ends the slot's sequence. With keep_cells its KV cells stay as a reusable prefix for the

@@ -20,6 +20,9 @@ struct SamplingParams {
   float presence_penalty = 0.0f;      // [-2, 2], over generated tokens (OpenAI semantics)
   float frequency_penalty = 0.0f;     // [-2, 2]
   std::optional<std::uint64_t> seed;  // unset = a fresh random seed per request
+  // Batch-invariant numerics: the output depends only on the request and the model, never on
+  // what else shares its steps, its prompt chunking or prompt-cache hits (docs/determinism.md).
+  bool deterministic = false;
 };
 
 struct ChatMessage {

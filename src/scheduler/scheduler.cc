@@ -38,6 +38,9 @@ Result<std::unique_ptr<Scheduler>> Scheduler::Create(SchedulerOptions options,
   auto warm_result = warmed.get_future();
   s->thread_ = std::thread([raw = s.get(), &warmed] {
     Status warm = raw->engine_->WarmUp();
+    if (warm && raw->options_.verify_batch_invariance) {
+      warm = raw->engine_->VerifyBatchInvariance();
+    }
     const bool ok = warm.has_value();
     warmed.set_value(std::move(warm));
     if (ok) raw->Run();
@@ -267,7 +270,9 @@ std::vector<Scheduler::Planned> Scheduler::PlanStep() const {
   int budget = engine_->Info().n_batch;
   for (const auto& s : slots_) {
     if (!s || !s->decoding() || budget == 0) continue;
-    plan.push_back({s.get(), {s->slot, std::span<const Token>(&s->next, 1), s->kv_cells(), true}});
+    plan.push_back({s.get(),
+                    {s->slot, std::span<const Token>(&s->next, 1), s->kv_cells(), true,
+                     s->request.sampling.deterministic}});
     --budget;
   }
   std::vector<Sequence*> prefilling;
@@ -283,7 +288,7 @@ std::vector<Scheduler::Planned> Scheduler::PlanStep() const {
     plan.push_back(
         {s,
          {s->slot, std::span<const Token>(s->request.prompt).subspan(s->prefilled, chunk),
-          s->prefilled, chunk == remaining}});
+          s->prefilled, chunk == remaining, s->request.sampling.deterministic}});
     budget -= chunk;
   }
   std::sort(plan.begin(), plan.end(),

@@ -31,6 +31,9 @@ struct SchedulerOptions {
   std::chrono::milliseconds queue_timeout{30'000};  // waiting longer fails the request (503)
   // Testing aid: sleep this long after every step, so tests can hold requests in flight.
   std::chrono::milliseconds step_delay{0};
+  // Run Engine::VerifyBatchInvariance after warm-up; Create fails when it does (deterministic
+  // requests are allowed, so the server must be able to keep the promise).
+  bool verify_batch_invariance = false;
 };
 
 // Observations for metrics, called on the engine thread. Default: ignore.

@@ -149,6 +149,31 @@ TEST_F(SchedulerTest, DecodesNeverWaitAndPromptsAreChunkedToTheBudget) {
   EXPECT_EQ(prefill[2], 30);
 }
 
+TEST_F(SchedulerTest, DeterministicRequestsMarkTheirEntries) {
+  Start({.parallel = 2, .batch_size = 64});
+  GenerateRequest plain = Request("plain prompt", 4);
+  GenerateRequest det = Request("deterministic prompt", 4);
+  det.sampling.deterministic = true;
+  auto a = Submit(std::move(plain));
+  auto b = Submit(std::move(det));
+  Wait(*a);
+  Wait(*b);
+  int det_entries = 0, plain_entries = 0;
+  for (const auto& batch : engine_->Batches()) {
+    for (const auto& e : batch) (e.deterministic ? det_entries : plain_entries) += 1;
+  }
+  // Each request's prompt and decodes: one entry per step, flagged by its own request.
+  EXPECT_GE(det_entries, 4);
+  EXPECT_GE(plain_entries, 4);
+  for (const auto& batch : engine_->Batches()) {
+    for (const auto& e : batch) {
+      if (e.deterministic) {
+        EXPECT_EQ(e.slot, 1) << "only the deterministic request is flagged";
+      }
+    }
+  }
+}
+
 TEST_F(SchedulerTest, NewSequencesTakeTheLowestFreeSlot) {
   Start({.parallel = 4, .step_delay = 1ms});
   auto a = Submit(Request("a", 100));

@@ -14,8 +14,15 @@ namespace ember::server {
 
 enum class Phase { kLoading, kReady, kDraining };
 
+enum class Determinism {
+  kOff,    // a request asking for "deterministic": true gets a 400
+  kAllow,  // requests may ask for it
+  kAll,    // every request is deterministic
+};
+
 struct AppOptions {
   std::chrono::milliseconds liveness_timeout{60'000};
+  Determinism determinism = Determinism::kOff;
 };
 
 class App {

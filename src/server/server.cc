@@ -104,7 +104,12 @@ int RunServe(const ServeOptions& options) {
   const engine::LlamaOptions llama = LlamaOptionsFrom(options);
   // Static: the signal thread may outlive a failed start by a moment.
   static ServerMetrics metrics(llama.model_id);
-  static App app(AppOptions{options.liveness_timeout}, metrics);
+  const Determinism determinism = options.deterministic         ? Determinism::kAll
+                                  : options.allow_deterministic ? Determinism::kAllow
+                                                                : Determinism::kOff;
+  static App app(
+      AppOptions{.liveness_timeout = options.liveness_timeout, .determinism = determinism},
+      metrics);
   static std::atomic<bool> drain_requested{false};
 
   auto http = http::HttpServer::Create(HttpOptionsFrom(options, metrics),
@@ -119,10 +124,15 @@ int RunServe(const ServeOptions& options) {
   WatchSignals(signals, app, drain_requested, options.drain_timeout);
 
   auto engine = engine::CreateLlamaEngine(llama);
-  auto scheduler = engine ? scheduler::Scheduler::Create(
-                                {options.queue_size, options.queue_timeout, options.step_delay},
-                                std::move(*engine), &metrics, Clock::Real())
-                          : std::unexpected(engine.error());
+  auto scheduler =
+      engine
+          ? scheduler::Scheduler::Create(
+                {.queue_size = options.queue_size,
+                 .queue_timeout = options.queue_timeout,
+                 .step_delay = options.step_delay,
+                 .verify_batch_invariance = options.deterministic || options.allow_deterministic},
+                std::move(*engine), &metrics, Clock::Real())
+          : std::unexpected(engine.error());
   if (!scheduler) {
     log::Error("cannot serve: ", scheduler.error().message);
     (*http)->Stop();

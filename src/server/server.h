@@ -26,7 +26,11 @@ struct ServeOptions {
   std::chrono::milliseconds liveness_timeout{60'000};
   std::size_t max_body_bytes = 8 << 20;
   int http_threads = 1;
-  std::string flash_attn = "auto";          // auto | on | off
+  std::string flash_attn = "auto";  // auto | on | off
+  // --allow-deterministic: requests may ask for "deterministic": true. --deterministic: every
+  // request is deterministic. Either verifies batch invariance at start-up (docs/determinism.md).
+  bool allow_deterministic = false;
+  bool deterministic = false;
   std::chrono::milliseconds step_delay{0};  // testing aid (hidden flag)
 };
 

@@ -71,7 +71,7 @@ Result<std::vector<Token>> FakeEngine::Step(std::span<const BatchEntry> batch) {
     if (e.pos != kv_len_[e.slot]) return Internal("step does not continue the slot's KV cells");
     kv_len_[e.slot] += static_cast<int>(e.tokens.size());
     total += static_cast<int>(e.tokens.size());
-    record.push_back({e.slot, e.pos, static_cast<int>(e.tokens.size()), e.sample});
+    record.push_back({e.slot, e.pos, static_cast<int>(e.tokens.size()), e.sample, e.deterministic});
     if (!e.sample) continue;
     const int n = ++sampled_count_[e.slot];
     if (options_.eos_after >= 0 && n > options_.eos_after) {

@@ -31,6 +31,7 @@ class FakeEngine final : public Engine {
     int pos;
     int n_tokens;
     bool sample;
+    bool deterministic;
   };
 
   explicit FakeEngine(FakeEngineOptions options);

@@ -1,8 +1,11 @@
 #include "engine/llama/llama_engine.h"
 
+#include <ggml-cpu.h>
 #include <llama.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <mutex>
 #include <random>
@@ -34,6 +37,14 @@ void InitBackendOnce() {
     llama_backend_init();
   });
 }
+
+#ifdef EMBER_HAVE_BATCH_INVARIANT
+constexpr bool kHaveBatchInvariance = true;
+void SetBatchInvariant(bool enabled) { ggml_cpu_set_batch_invariant(enabled); }
+#else
+constexpr bool kHaveBatchInvariance = false;
+void SetBatchInvariant(bool /*enabled*/) {}
+#endif
 
 struct ModelDeleter {
   void operator()(llama_model* m) const { llama_model_free(m); }
@@ -77,6 +88,7 @@ class LlamaEngine final : public Engine {
         tokenizer_(model_.get()),
         info_(std::move(info)),
         samplers_(info_.n_parallel),
+        cells_invariant_(info_.n_parallel, true),
         batch_(llama_batch_init(info_.n_batch, 0, 1)) {
     info_.chat_template = tokenizer_.TemplateDescription();
   }
@@ -88,9 +100,12 @@ class LlamaEngine final : public Engine {
   Result<int> BeginSequence(int slot, const SamplingParams& params, int keep) override {
     if (slot < 0 || slot >= info_.n_parallel) return Internal("sequence slot out of range");
     llama_memory_t mem = llama_get_memory(ctx_.get());
+    // A deterministic sequence must not inherit cells computed with batch-dependent numerics.
+    if (params.deterministic && !cells_invariant_[slot]) keep = 0;
     if (keep <= 0 || !llama_memory_seq_rm(mem, slot, keep, -1)) {
       llama_memory_seq_rm(mem, slot, -1, -1);
       keep = 0;
+      cells_invariant_[slot] = true;
     }
     samplers_[slot] = BuildSampler(params, info_.n_vocab, info_.n_ctx_per_seq);
     return keep;
@@ -98,7 +113,10 @@ class LlamaEngine final : public Engine {
 
   void EndSequence(int slot, bool keep_cells) override {
     if (slot < 0 || slot >= info_.n_parallel) return;
-    if (!keep_cells) llama_memory_seq_rm(llama_get_memory(ctx_.get()), slot, -1, -1);
+    if (!keep_cells) {
+      llama_memory_seq_rm(llama_get_memory(ctx_.get()), slot, -1, -1);
+      cells_invariant_[slot] = true;
+    }
     samplers_[slot].reset();
   }
 
@@ -110,17 +128,37 @@ class LlamaEngine final : public Engine {
     const Token token = bos >= 0 ? bos : 0;
     BatchEntry entry{0, std::span<const Token>(&token, 1), 0, false};
     auto result = Step(std::span<const BatchEntry>(&entry, 1));
-    llama_memory_clear(llama_get_memory(ctx_.get()), true);
+    ClearMemory();
     if (!result) return std::unexpected(result.error());
     return {};
   }
 
+  Status VerifyBatchInvariance() override;
+
  private:
+  // One row of a probe batch for VerifyBatchInvariance.
+  struct ProbeRow {
+    int slot;
+    Token token;
+    int pos;
+    bool logits;
+  };
+  // Decodes `rows` in invariant mode; appends the logits of each row that asks for them to
+  // `out[slot]`.
+  Status DecodeProbe(const std::vector<ProbeRow>& rows, std::vector<std::vector<float>>& out);
+
+  void ClearMemory() {
+    llama_memory_clear(llama_get_memory(ctx_.get()), true);
+    std::fill(cells_invariant_.begin(), cells_invariant_.end(), true);
+  }
+
   std::unique_ptr<llama_model, ModelDeleter> model_;
   std::unique_ptr<llama_context, ContextDeleter> ctx_;
   LlamaTokenizer tokenizer_;
   ModelInfo info_;
   std::vector<SamplerPtr> samplers_;
+  // Per slot: every KV cell it holds was computed in a batch-invariant step.
+  std::vector<bool> cells_invariant_;
   llama_batch batch_;
 };
 
@@ -140,7 +178,15 @@ Result<std::vector<Token>> LlamaEngine::Step(std::span<const BatchEntry> entries
     if (e.sample) sample_rows.push_back(batch_.n_tokens - 1);
   }
   if (batch_.n_tokens == 0) return std::vector<Token>{};
+  // One deterministic sequence makes the whole step batch-invariant (the switch is read when
+  // the graph computes); the others in the step pay the same small cost.
+  const bool invariant = std::any_of(entries.begin(), entries.end(),
+                                     [](const BatchEntry& e) { return e.deterministic; });
+  SetBatchInvariant(invariant);
   const int rc = llama_decode(ctx_.get(), batch_);
+  if (!invariant) {
+    for (const BatchEntry& e : entries) cells_invariant_[e.slot] = false;
+  }
   if (rc != 0) return Internal(StrCat("llama_decode failed (code ", rc, ")"));
   std::vector<Token> sampled;
   sampled.reserve(sample_rows.size());
@@ -152,6 +198,132 @@ Result<std::vector<Token>> LlamaEngine::Step(std::span<const BatchEntry> entries
     sampled.push_back(llama_sampler_sample(sampler, ctx_.get(), sample_rows[k++]));
   }
   return sampled;
+}
+
+Status LlamaEngine::DecodeProbe(const std::vector<ProbeRow>& rows,
+                                std::vector<std::vector<float>>& out) {
+  batch_.n_tokens = 0;
+  for (const ProbeRow& r : rows) {
+    const int row = batch_.n_tokens++;
+    batch_.token[row] = r.token;
+    batch_.pos[row] = r.pos;
+    batch_.n_seq_id[row] = 1;
+    batch_.seq_id[row][0] = r.slot;
+    batch_.logits[row] = r.logits;
+  }
+  SetBatchInvariant(true);
+  if (const int rc = llama_decode(ctx_.get(), batch_); rc != 0) {
+    return Internal(
+        StrCat("llama_decode failed during the batch-invariance check (code ", rc, ")"));
+  }
+  for (int i = 0; i < static_cast<int>(rows.size()); ++i) {
+    if (!rows[i].logits) continue;
+    const float* logits = llama_get_logits_ith(ctx_.get(), i);
+    if (logits == nullptr) return Internal("no logits during the batch-invariance check");
+    out[rows[i].slot].insert(out[rows[i].slot].end(), logits, logits + info_.n_vocab);
+  }
+  return {};
+}
+
+// Runs a probe sequence (70 prompt tokens: more than the 64 rows at which CPU flash attention
+// would switch to its tiled kernel, then greedy decodes) twice: alone in slot 0 with its
+// prompt in one chunk, and then in chunks of 13 beside up to four companion sequences whose
+// decodes share its steps (5 rows also covers the repacked Q4_0 kernels' 4-row tiles and
+// their tail). Every logit must be bit-identical.
+Status LlamaEngine::VerifyBatchInvariance() {
+  if (!kHaveBatchInvariance) {
+    return Unavailable(
+        "deterministic mode is not available: this llama.cpp build lacks ember's "
+        "batch-invariance patch (third_party/llama.cpp-patches/0003-*; scripts/llama_cpp.sh "
+        "applies it)");
+  }
+  constexpr int kPromptLen = 70;
+  constexpr int kChunk = 13;
+  constexpr int kDecodes = 4;
+  const int companions = std::min(info_.n_parallel - 1, 4);
+  if (kPromptLen + kDecodes + 1 > info_.n_ctx_per_seq || kPromptLen > info_.n_batch) {
+    return {};  // too small a context to probe; nothing long enough could run either
+  }
+  std::mt19937 rng(20261127);
+  auto prompt = [&](int n) {
+    std::vector<Token> p(n);
+    for (Token& t : p) t = static_cast<Token>(rng() % static_cast<unsigned>(info_.n_vocab));
+    return p;
+  };
+  const std::vector<Token> probe = prompt(kPromptLen);
+  std::vector<std::vector<Token>> others;
+  for (int c = 0; c < companions; ++c) others.push_back(prompt(9 + 7 * c));
+  auto argmax = [](const float* l, int n) {
+    return static_cast<Token>(std::max_element(l, l + n) - l);
+  };
+  const int n_vocab = info_.n_vocab;
+
+  // Alone: the whole prompt in one step, then one row per step.
+  std::vector<std::vector<float>> alone(info_.n_parallel);
+  ClearMemory();
+  std::vector<ProbeRow> rows;
+  for (int i = 0; i < kPromptLen; ++i) rows.push_back({0, probe[i], i, i + 1 == kPromptLen});
+  if (Status st = DecodeProbe(rows, alone); !st) return st;
+  for (int d = 0; d < kDecodes; ++d) {
+    const Token next = argmax(alone[0].data() + static_cast<std::size_t>(d) * n_vocab, n_vocab);
+    if (Status st = DecodeProbe({{0, next, kPromptLen + d, true}}, alone); !st) return st;
+  }
+
+  // Shared: companions' prompts first (they then decode in every step), the probe's prompt
+  // in chunks of kChunk, then the probe decodes beside them.
+  std::vector<std::vector<float>> shared(info_.n_parallel);
+  ClearMemory();
+  rows.clear();
+  for (int c = 0; c < companions; ++c) {
+    const auto& p = others[c];
+    for (int i = 0; i < static_cast<int>(p.size()); ++i) {
+      rows.push_back({c + 1, p[i], i, i + 1 == static_cast<int>(p.size())});
+    }
+  }
+  if (!rows.empty()) {
+    if (Status st = DecodeProbe(rows, shared); !st) return st;
+  }
+  std::vector<int> pos(info_.n_parallel, 0);
+  for (int c = 0; c < companions; ++c) pos[c + 1] = static_cast<int>(others[c].size());
+  auto companion_rows = [&](std::vector<ProbeRow>& into) {
+    for (int c = 0; c < companions; ++c) {
+      const int slot = c + 1;
+      const std::vector<float>& l = shared[slot];
+      into.push_back({slot, argmax(l.data() + l.size() - n_vocab, n_vocab), pos[slot]++, true});
+    }
+  };
+  for (int start = 0; start < kPromptLen; start += kChunk) {
+    rows.clear();
+    const int end = std::min(kPromptLen, start + kChunk);
+    for (int i = start; i < end; ++i) rows.push_back({0, probe[i], i, i + 1 == kPromptLen});
+    companion_rows(rows);
+    if (Status st = DecodeProbe(rows, shared); !st) return st;
+  }
+  for (int d = 0; d < kDecodes; ++d) {
+    rows.clear();
+    const Token next = argmax(shared[0].data() + static_cast<std::size_t>(d) * n_vocab, n_vocab);
+    rows.push_back({0, next, kPromptLen + d, true});
+    companion_rows(rows);
+    if (Status st = DecodeProbe(rows, shared); !st) return st;
+  }
+  ClearMemory();
+  SetBatchInvariant(false);
+
+  for (int d = 0; d <= kDecodes; ++d) {
+    const std::size_t off = static_cast<std::size_t>(d) * n_vocab;
+    if (std::memcmp(alone[0].data() + off, shared[0].data() + off, n_vocab * sizeof(float)) != 0) {
+      return Unavailable(StrCat(
+          "deterministic mode is not available for this model on this CPU: a sequence's logits "
+          "(output ",
+          d, ") differ between running alone and sharing its steps with ", companions,
+          " others; its weight types or attention kernels are not batch-invariant here"));
+    }
+  }
+  log::Info(
+      "batch invariance verified: a sequence's logits are bit-identical alone and "
+      "beside ",
+      companions, " others, with its prompt chunked or whole");
+  return {};
 }
 
 }  // namespace
@@ -204,6 +376,15 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
   info.n_batch = static_cast<int>(llama_n_batch(ctx.get()));
   info.n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model.get()));
   info.n_ctx_train = llama_model_n_ctx_train(model.get());
+  {
+    std::error_code size_ec, time_ec;
+    const auto size = std::filesystem::file_size(options.model_path, size_ec);
+    const auto mtime = std::filesystem::last_write_time(options.model_path, time_ec);
+    info.numerics_id =
+        StrCat(EMBER_LLAMA_BUILD_ID, "|", llama_print_system_info(), "|", size_ec ? 0 : size, "|",
+               time_ec ? 0 : mtime.time_since_epoch().count(),
+               "|flash_attn=", static_cast<int>(cparams.flash_attn_type));
+  }
   info.created = std::chrono::duration_cast<std::chrono::seconds>(
                      std::chrono::system_clock::now().time_since_epoch())
                      .count();
