@@ -73,6 +73,9 @@ void CheckLimits(const GenerationParams& p) {
   FUZZ_CHECK(p.stop.size() <= 4, "%zu stop strings", p.stop.size());
   for (const std::string& stop : p.stop) FUZZ_CHECK(!stop.empty(), "empty stop string");
   FUZZ_CHECK(p.stream || !p.include_usage, "include_usage without stream");
+  // A deterministic request is greedy or seeded: otherwise its output could not repeat.
+  FUZZ_CHECK(!s.deterministic || s.temperature == 0 || s.seed.has_value(),
+             "deterministic sampling without a seed");
 }
 
 // What the parser accepted agrees with nlohmann's own reading of the body.
@@ -80,6 +83,7 @@ void CheckAgreesWithBody(const GenerationParams& p, const Json& body) {
   const Json model = Member(body, "model");
   FUZZ_CHECK(p.model == (model.is_string() ? model.get<std::string>() : ""), "model");
   FUZZ_CHECK(p.stream == (Member(body, "stream") == true), "stream");
+  FUZZ_CHECK(p.sampling.deterministic == (Member(body, "deterministic") == true), "deterministic");
   const Json stop = Member(body, "stop");
   FUZZ_CHECK(p.stop.size() == (stop.is_string() ? 1 : stop.size()), "stop count");
   const Json max_tokens = Member(body, p.endpoint == Endpoint::kChatCompletions &&

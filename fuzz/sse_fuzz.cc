@@ -11,7 +11,7 @@
 // (stream_options.include_usage), `whole` (a non-streamed body), `tail` (the last delta rides
 // on the finishing chunk), `finish=stop|length|cancelled|error`, `error=CODE` (the response
 // ends in an error; the last two fields are its message and param), `prompt=N`,
-// `completion=N`, `cached=N`, `created=N`.
+// `completion=N`, `cached=N`, `created=N`, `fp=TEXT` (the system_fingerprint).
 #include <charconv>
 #include <cstddef>
 #include <cstdint>
@@ -94,6 +94,7 @@ void ApplyWord(Scenario& s, std::string_view word) {
   if (key == "completion") s.usage.completion_tokens = Count(value);
   if (key == "cached") s.usage.cached_tokens = Count(value);
   if (key == "created") s.meta.created = Number(value);
+  if (key == "fp") s.meta.system_fingerprint = value;
   if (key == "finish") {
     if (value == "length") s.finish = FinishReason::kLength;
     if (value == "cancelled") s.finish = FinishReason::kCancelled;
@@ -200,12 +201,22 @@ void CheckHead(const Json& chunk, const Scenario& s, std::string_view object) {
   FUZZ_CHECK(Member(chunk, "created") == s.meta.created, "%s", chunk.dump().c_str());
   FUZZ_CHECK(Member(chunk, "model") == ReferenceRepair(s.meta.model), "model %s",
              chunk.dump().c_str());
+  if (s.meta.system_fingerprint.empty()) {
+    FUZZ_CHECK(!chunk.contains("system_fingerprint"), "%s", chunk.dump().c_str());
+  } else {
+    FUZZ_CHECK(Member(chunk, "system_fingerprint") == ReferenceRepair(s.meta.system_fingerprint),
+               "%s", chunk.dump().c_str());
+  }
 }
+
+// Members of the head beyond id, object, created and model.
+std::size_t ExtraHead(const Scenario& s) { return s.meta.system_fingerprint.empty() ? 0 : 1; }
 
 // One text chunk (or the role chunk); returns its text and adds nothing else.
 std::string ChunkText(const Json& chunk, const Scenario& s, const Json& finish) {
   CheckHead(chunk, s, s.chat ? "chat.completion.chunk" : "text_completion");
-  FUZZ_CHECK(chunk.size() == (s.include_usage ? 6u : 5u), "%s", chunk.dump().c_str());
+  FUZZ_CHECK(chunk.size() == (s.include_usage ? 6u : 5u) + ExtraHead(s), "%s",
+             chunk.dump().c_str());
   if (s.include_usage) FUZZ_CHECK(Member(chunk, "usage").is_null(), "%s", chunk.dump().c_str());
   const Json choices = Member(chunk, "choices");
   FUZZ_CHECK(choices.is_array() && choices.size() == 1, "%s", chunk.dump().c_str());
@@ -285,7 +296,7 @@ void CheckStream(const Scenario& s) {
   if (!s.include_usage) return;
   const Json& usage = events[next];
   CheckHead(usage, s, s.chat ? "chat.completion.chunk" : "text_completion");
-  FUZZ_CHECK(usage.size() == 6 && Member(usage, "choices") == Json::array(), "%s",
+  FUZZ_CHECK(usage.size() == 6 + ExtraHead(s) && Member(usage, "choices") == Json::array(), "%s",
              usage.dump().c_str());
   CheckUsage(Member(usage, "usage"), s.usage);
 }
@@ -304,7 +315,7 @@ void CheckWhole(const Scenario& s) {
   const std::string body = s.chat ? api::EncodeChatCompletion(s.meta, text, s.finish, s.usage)
                                   : api::EncodeCompletion(s.meta, text, s.finish, s.usage);
   const auto doc = ParseStrict(body);
-  FUZZ_CHECK(doc && doc->is_object() && doc->size() == 6, "body %s", body.c_str());
+  FUZZ_CHECK(doc && doc->is_object() && doc->size() == 6 + ExtraHead(s), "body %s", body.c_str());
   CheckHead(*doc, s, s.chat ? "chat.completion" : "text_completion");
   const Json choice = Member(*doc, "choices")[0];
   const Json got = s.chat ? Member(choice, "message") : Member(choice, "text");
