@@ -47,7 +47,7 @@ else()
 endif()
 
 # Deterministic mode needs ember's batch-invariance patch to ggml-cpu
-# (third_party/llama.cpp-patches/0003-*); a user's own checkout may not carry it.
+# (third_party/llama.cpp-patches/0002-*); a user's own checkout may not carry it.
 if(EMBER_LLAMA_CPP_DIR)
   set(_ember_ggml_cpu_h ${EMBER_LLAMA_CPP_DIR}/ggml/include/ggml-cpu.h)
   set(EMBER_LLAMA_BUILD_ID "checkout")

@@ -244,7 +244,7 @@ TEST(ParseBodyTest, MalformedJsonSaysSo) {
 // of newlines came back eight times its size (found by fuzz/request_fuzz.cc;
 // fuzz/corpus/request/regress_long_parse_error.json).
 TEST(ParseBodyTest, MalformedJsonMessageDoesNotEchoTheBody) {
-  for (const std::string body :
+  for (const std::string& body :
        {"{" + std::string(100000, '\n') + "\x10", "{\"prompt\":\"" + std::string(100000, 'x')}) {
     const Error error = ParseErr(body);
     EXPECT_THAT(error.message, StartsWith("request body is not valid JSON: "));

@@ -234,7 +234,7 @@ Status LlamaEngine::VerifyBatchInvariance() {
   if (!kHaveBatchInvariance) {
     return Unavailable(
         "deterministic mode is not available: this llama.cpp build lacks ember's "
-        "batch-invariance patch (third_party/llama.cpp-patches/0003-*; scripts/llama_cpp.sh "
+        "batch-invariance patch (third_party/llama.cpp-patches/0002-*; scripts/llama_cpp.sh "
         "applies it)");
   }
   constexpr int kPromptLen = 70;
