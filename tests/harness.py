@@ -1,6 +1,8 @@
 """Starts the real ember binary on an ephemeral port and talks HTTP to it (stdlib only).
 
-EMBER_BIN and EMBER_TEST_MODEL are set by ctest (tests/CMakeLists.txt)."""
+EMBER_BIN and EMBER_TEST_MODEL are set by ctest (tests/CMakeLists.txt). `Server.stop()` shuts
+the server down with SIGTERM and fails the test when it exits non-zero, dies of a signal or
+wrote a sanitizer report (the ASan/UBSan/TSan builds, README "Sanitizers")."""
 import http.client
 import json
 import os
@@ -13,6 +15,9 @@ import time
 
 EMBER_BIN = os.environ.get("EMBER_BIN", "build/release/src/cli/ember")
 MODEL = os.environ.get("EMBER_TEST_MODEL", "../shared/models/stories260K.gguf")
+SANITIZER_REPORT = re.compile(
+    r"ERROR: (Address|Leak|Thread|UndefinedBehavior)Sanitizer|WARNING: ThreadSanitizer|"
+    r"runtime error: ")
 
 
 class Server:
@@ -33,22 +38,25 @@ class Server:
                     port_found.set()
             port_found.set()
 
-        threading.Thread(target=pump, daemon=True).start()
+        self._pump = threading.Thread(target=pump, daemon=True)
+        self._pump.start()
         if not port_found.wait(30) or self.port is None:
-            self.stop()
+            self.kill()
             raise RuntimeError("ember did not start:\n" + "".join(self.log))
         if wait_ready:
             self.wait_ready()
 
     def wait_ready(self, timeout=60):
         deadline = time.time() + timeout
-        while time.time() < deadline:
+        while time.time() < deadline and self.proc.poll() is None:
             try:
                 if self.get("/ready")[0] == 200:
                     return
             except OSError:
                 pass
             time.sleep(0.05)
+        if self.proc.poll() is not None:
+            self._pump.join(10)  # the whole log, a sanitizer report included
         raise RuntimeError("ember never became ready:\n" + "".join(self.log))
 
     def conn(self, timeout=60):
@@ -123,10 +131,32 @@ class Server:
     def signal(self, sig=signal.SIGTERM):
         self.proc.send_signal(sig)
 
-    def stop(self):
+    def kill(self):
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(10)
+
+    def stop(self, timeout=60):
+        """SIGTERM, then wait for the drain to end; raises AssertionError when the server does
+        not exit 0 in time or its log holds a sanitizer report."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                raise AssertionError(f"ember did not exit within {timeout}s of SIGTERM:\n" +
+                                     self.log_tail())
+        self._pump.join(10)
+        report = next((i for i, line in enumerate(self.log) if SANITIZER_REPORT.search(line)), None)
+        if report is not None:
+            raise AssertionError("sanitizer report from ember:\n" + "".join(self.log[report:]))
+        if self.proc.returncode != 0:
+            raise AssertionError(f"ember exited with status {self.proc.returncode}:\n" +
+                                 self.log_tail())
+
+    def log_tail(self, lines=60):
+        return "".join(self.log[-lines:])
 
 
 def raw_socket(port):
