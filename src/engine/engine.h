@@ -17,6 +17,12 @@
 
 namespace ember::engine {
 
+// One phase of loading a model and how long it took (ember_startup_seconds{phase}).
+struct StartupPhase {
+  std::string name;
+  double seconds = 0;
+};
+
 struct ModelInfo {
   std::string id;  // the name clients use in "model"
   std::string path;
@@ -31,6 +37,9 @@ struct ModelInfo {
   // Identifies what the output's numerics depend on: the model file, the llama.cpp build
   // and patches, the CPU features its kernels use, the attention setting. Opaque.
   std::string numerics_id;
+  // How loading went, in order: "metadata" (GGUF header, hyperparameters, tokenizer),
+  // "weights" (tensor data: mapping, reading, repacking) and "context" (KV cache, buffers).
+  std::vector<StartupPhase> startup;
 };
 
 class Tokenizer {

@@ -71,8 +71,14 @@ void App::HandleReady(http::Exchange& ex) {
   switch (phase()) {
     case Phase::kReady:
       return Reply(ex, "/ready", 200, "{\"status\":\"ready\"}");
-    case Phase::kLoading:
-      return Reply(ex, "/ready", 503, "{\"status\":\"loading\"}");
+    case Phase::kLoading: {
+      std::string step;
+      {
+        std::lock_guard lock(loading_step_mu_);
+        step = loading_step_;
+      }
+      return Reply(ex, "/ready", 503, StrCat("{\"status\":\"loading\",\"phase\":\"", step, "\"}"));
+    }
     case Phase::kDraining:
       return Reply(ex, "/ready", 503, "{\"status\":\"draining\"}");
   }

@@ -4,7 +4,9 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <string_view>
 
 #include "http/http_server.h"
 #include "scheduler/scheduler.h"
@@ -32,6 +34,11 @@ class App {
   // Called once the model is loaded and warmed; the app serves requests from then on.
   void SetScheduler(scheduler::Scheduler* scheduler);
   void SetPhase(Phase phase) { phase_.store(phase); }
+  // What loading is doing now ("metadata", "weights", "context", "warmup"), for /ready.
+  void SetLoadingStep(std::string_view step) {
+    std::lock_guard lock(loading_step_mu_);
+    loading_step_ = step;
+  }
   Phase phase() const { return phase_.load(); }
   // Generation exchanges whose response has not ended yet.
   int open_generations() const { return open_generations_.load(); }
@@ -52,6 +59,8 @@ class App {
   AppOptions options_;
   ServerMetrics& metrics_;
   std::atomic<Phase> phase_{Phase::kLoading};
+  mutable std::mutex loading_step_mu_;
+  std::string loading_step_ = "starting";
   std::atomic<scheduler::Scheduler*> scheduler_{nullptr};
   std::atomic<int> open_generations_{0};
 };

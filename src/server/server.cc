@@ -4,8 +4,12 @@
 #include <signal.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
+#include <string>
+#include <string_view>
 #include <thread>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/log.h"
@@ -101,7 +105,8 @@ void Drain(scheduler::Scheduler& scheduler, const App& app, std::chrono::millise
 
 int RunServe(const ServeOptions& options) {
   const sigset_t signals = BlockShutdownSignals();
-  const engine::LlamaOptions llama = LlamaOptionsFrom(options);
+  const auto start = std::chrono::steady_clock::now();
+  engine::LlamaOptions llama = LlamaOptionsFrom(options);
   // Static: the signal thread may outlive a failed start by a moment.
   static ServerMetrics metrics(llama.model_id);
   const Determinism determinism = options.deterministic         ? Determinism::kAll
@@ -123,7 +128,12 @@ int RunServe(const ServeOptions& options) {
   log::Info("listening on http://", options.host, ":", (*http)->port());
   WatchSignals(signals, app, drain_requested, options.drain_timeout);
 
+  llama.on_phase = [](std::string_view phase) { app.SetLoadingStep(phase); };
   auto engine = engine::CreateLlamaEngine(llama);
+  std::vector<engine::StartupPhase> startup;
+  if (engine) startup = (*engine)->Info().startup;
+  app.SetLoadingStep("warmup");
+  const auto warmup_start = std::chrono::steady_clock::now();
   auto scheduler =
       engine
           ? scheduler::Scheduler::Create(
@@ -138,8 +148,19 @@ int RunServe(const ServeOptions& options) {
     (*http)->Stop();
     return 1;
   }
+  const auto ready = std::chrono::steady_clock::now();
+  auto seconds = [](auto d) { return std::chrono::duration<double>(d).count(); };
+  startup.push_back({"warmup", seconds(ready - warmup_start)});
+  startup.push_back({"total", seconds(ready - start)});
+  std::string breakdown;
+  for (const engine::StartupPhase& p : startup) {
+    metrics.SetStartupSeconds(p.name, p.seconds);
+    breakdown += StrCat(breakdown.empty() ? "" : ", ", p.name, " ",
+                        static_cast<long long>(p.seconds * 1e6), " us");
+  }
   app.SetScheduler(scheduler->get());
   if (!drain_requested) app.SetPhase(Phase::kReady);
+  log::Info("startup: ", breakdown);
   log::Info("ready: serving model '", (*scheduler)->model().id, "'");
 
   while (!drain_requested) std::this_thread::sleep_for(std::chrono::milliseconds(20));

@@ -66,6 +66,17 @@ void ServerMetrics::BindScheduler(const scheduler::Scheduler* s) {
   }
 }
 
+void ServerMetrics::SetStartupSeconds(const std::string& phase, double seconds) {
+  metrics::Labels labels = model_labels_;
+  labels.emplace_back("phase", phase);
+  registry_
+      .GetGauge("ember_startup_seconds",
+                "How long each phase of start-up took: metadata, weights, context, warmup "
+                "(with the determinism check when enabled), and total (process start to ready).",
+                labels)
+      .Set(seconds);
+}
+
 void ServerMetrics::CountHttp(const std::string& endpoint, int status) {
   registry_
       .GetCounter("ember_http_requests_total", "HTTP requests by endpoint and status.",

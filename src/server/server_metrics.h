@@ -23,6 +23,8 @@ class ServerMetrics final : public scheduler::SchedulerObserver {
   // A request the scheduler accepted. Each one later ends in exactly one OnFinished, so once
   // the server is idle: started = sum of ember_request_success_total over finished_reason.
   void CountStarted() { started_.Inc(); }
+  // ember_startup_seconds{phase}: how long each phase of loading the model took.
+  void SetStartupSeconds(const std::string& phase, double seconds);
 
   void OnAdmitted(std::chrono::nanoseconds queue_time) override;
   void OnFirstToken(std::chrono::nanoseconds ttft) override;

@@ -52,6 +52,27 @@ class EndpointsAndBadInputTest(unittest.TestCase):
         self.assertGreaterEqual(self.server.metric(
             "ember_http_requests_total", {"endpoint": "/v1/completions", "status": "200"}), 1)
 
+    def test_startup_phases_are_measured(self):
+        phases = {p: self.server.metric("ember_startup_seconds", {"phase": p})
+                  for p in ("metadata", "weights", "context", "warmup", "total")}
+        for phase, seconds in phases.items():
+            self.assertIsNotNone(seconds, phase)
+            self.assertGreaterEqual(seconds, 0, phase)
+        # The phases happen one after another inside the total, which starts earlier.
+        parts = sum(phases[p] for p in ("metadata", "weights", "context", "warmup"))
+        self.assertLessEqual(parts, phases["total"] + 1e-3)
+        self.assertLess(phases["total"], 30)
+        self.assertTrue(any("startup: metadata" in line for line in self.server.log))
+
+    def test_responses_carry_a_system_fingerprint(self):
+        status, a, _ = self.server.post_json("/v1/completions", {"prompt": "Hi", "max_tokens": 2})
+        self.assertEqual(status, 200)
+        self.assertRegex(a["system_fingerprint"], r"^fp_[0-9a-f]{16}$")
+        status, b, _ = self.server.post_json(
+            "/v1/chat/completions", {"messages": [{"role": "user", "content": "Hi"}],
+                                     "max_tokens": 2})
+        self.assertEqual(b["system_fingerprint"], a["system_fingerprint"])
+
     def test_bad_inputs_get_4xx_and_server_keeps_serving(self):
         cases = [
             ("/v1/completions", b"{not json", 400, None),

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -344,13 +345,36 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
     return NotFound(StrCat("model file not found: ", options.model_path), "model");
   }
   InitBackendOnce();
-  const auto t0 = std::chrono::steady_clock::now();
+  using SteadyClock = std::chrono::steady_clock;
+  const auto t0 = SteadyClock::now();
+  auto enter = [&options](std::string_view phase) {
+    if (options.on_phase) options.on_phase(phase);
+  };
+  // libllama reads the header and builds the tokenizer before it calls the progress callback
+  // for the first time; from then on it loads tensor data.
+  struct LoadProgress {
+    std::function<void(std::string_view)> on_phase;
+    std::optional<SteadyClock::time_point> weights_start;
+  } progress{enter, std::nullopt};
+  enter("metadata");
   llama_model_params mparams = llama_model_default_params();
+  mparams.progress_callback_user_data = &progress;
+  mparams.progress_callback = [](float /*fraction*/, void* user) {
+    auto* p = static_cast<LoadProgress*>(user);
+    if (!p->weights_start) {
+      p->weights_start = SteadyClock::now();
+      p->on_phase("weights");
+    }
+    return true;
+  };
   std::unique_ptr<llama_model, ModelDeleter> model(
       llama_model_load_from_file(options.model_path.c_str(), mparams));
   if (!model)
     return InvalidArgument(
         StrCat("cannot load model ", options.model_path, ": not a GGUF model llama.cpp can read"));
+  const auto t_model = SteadyClock::now();
+  const auto t_weights = progress.weights_start.value_or(t_model);
+  enter("context");
   llama_context_params cparams = llama_context_default_params();
   cparams.n_ctx = static_cast<uint32_t>(options.ctx_size);
   cparams.n_seq_max = static_cast<uint32_t>(options.parallel);
@@ -366,6 +390,8 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
                                                    : LLAMA_FLASH_ATTN_TYPE_AUTO;
   std::unique_ptr<llama_context, ContextDeleter> ctx(llama_init_from_model(model.get(), cparams));
   if (!ctx) return ResourceExhausted("cannot create the llama context (KV cache too large?)");
+  const auto t_context = SteadyClock::now();
+  auto seconds = [](SteadyClock::duration d) { return std::chrono::duration<double>(d).count(); };
 
   ModelInfo info;
   info.id = options.model_id.empty() ? DefaultModelId(options.model_path) : options.model_id;
@@ -385,6 +411,9 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
                time_ec ? 0 : mtime.time_since_epoch().count(),
                "|flash_attn=", static_cast<int>(cparams.flash_attn_type));
   }
+  info.startup = {{"metadata", seconds(t_weights - t0)},
+                  {"weights", seconds(t_model - t_weights)},
+                  {"context", seconds(t_context - t_model)}};
   info.created = std::chrono::duration_cast<std::chrono::seconds>(
                      std::chrono::system_clock::now().time_since_epoch())
                      .count();

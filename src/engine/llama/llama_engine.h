@@ -6,8 +6,10 @@
 // any thread.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "common/error.h"
 #include "engine/engine.h"
@@ -24,6 +26,8 @@ struct LlamaOptions {
   int batch_size = 512;  // most tokens per step
   int threads = 0;       // 0 = caller must decide; Create() rejects it
   FlashAttention flash_attn = FlashAttention::kAuto;
+  // Called on the loading thread as each phase of ModelInfo::startup begins.
+  std::function<void(std::string_view phase)> on_phase;
 };
 
 [[nodiscard]] Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options);
