@@ -37,8 +37,9 @@ struct ModelInfo {
   // Identifies what the output's numerics depend on: the model file, the llama.cpp build
   // and patches, the CPU features its kernels use, the attention setting. Opaque.
   std::string numerics_id;
-  // How loading went, in order: "metadata" (GGUF header, hyperparameters, tokenizer),
-  // "weights" (tensor data: mapping, reading, repacking) and "context" (KV cache, buffers).
+  // How loading went, in order: "metadata" (GGUF header, hyperparameters, tokenizer, mapping
+  // the file and allocating weight buffers: everything before the first tensor's data is
+  // loaded), "weights" (tensor data: reading, repacking) and "context" (KV cache, buffers).
   std::vector<StartupPhase> startup;
 };
 
