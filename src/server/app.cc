@@ -1,5 +1,8 @@
 #include "server/app.h"
 
+#include <cstdint>
+#include <string_view>
+
 #include "api/openai.h"
 #include "api/tokenize.h"
 #include "common/log.h"
@@ -9,7 +12,32 @@ namespace ember::server {
 
 App::App(AppOptions options, ServerMetrics& metrics) : options_(options), metrics_(metrics) {}
 
+namespace {
+
+// "fp_" and 16 hex digits of FNV-1a over the engine's numerics id and the request's mode
+// (deterministic requests take other kernels, so their numbers may differ).
+std::string SystemFingerprint(const std::string& numerics_id, bool deterministic) {
+  std::uint64_t h = 14695981039346656037ull;
+  auto mix = [&h](std::string_view bytes) {
+    for (unsigned char c : bytes) {
+      h ^= c;
+      h *= 1099511628211ull;
+    }
+  };
+  mix(numerics_id);
+  mix(deterministic ? "|deterministic" : "|default");
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "fp_";
+  for (int shift = 60; shift >= 0; shift -= 4) out += kHex[(h >> shift) & 0xf];
+  return out;
+}
+
+}  // namespace
+
 void App::SetScheduler(scheduler::Scheduler* scheduler) {
+  // Before the store: a handler that sees the scheduler sees the fingerprints too.
+  fingerprints_ = {SystemFingerprint(scheduler->model().numerics_id, false),
+                   SystemFingerprint(scheduler->model().numerics_id, true)};
   scheduler_.store(scheduler);
   metrics_.BindScheduler(scheduler);
 }

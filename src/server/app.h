@@ -2,6 +2,7 @@
 // draining). Owned by RunServe; its Handle() runs on HTTP threads.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -62,6 +63,8 @@ class App {
   mutable std::mutex loading_step_mu_;
   std::string loading_step_ = "starting";
   std::atomic<scheduler::Scheduler*> scheduler_{nullptr};
+  // system_fingerprint of default [0] and deterministic [1] responses; set with the scheduler.
+  std::array<std::string, 2> fingerprints_;
   std::atomic<int> open_generations_{0};
 };
 

@@ -1,8 +1,5 @@
 #include "server/generation.h"
 
-#include <cstdint>
-#include <string_view>
-
 #include "common/clock.h"
 #include "common/ids.h"
 #include "common/log.h"
@@ -11,28 +8,6 @@
 namespace ember::server {
 
 using engine::FinishReason;
-
-namespace {
-
-// "fp_" and 16 hex digits of FNV-1a over the engine's numerics id and the request's mode
-// (deterministic requests take other kernels, so their numbers may differ).
-std::string SystemFingerprint(const std::string& numerics_id, bool deterministic) {
-  std::uint64_t h = 14695981039346656037ull;
-  auto mix = [&h](std::string_view bytes) {
-    for (unsigned char c : bytes) {
-      h ^= c;
-      h *= 1099511628211ull;
-    }
-  };
-  mix(numerics_id);
-  mix(deterministic ? "|deterministic" : "|default");
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "fp_";
-  for (int shift = 60; shift >= 0; shift -= 4) out += kHex[(h >> shift) & 0xf];
-  return out;
-}
-
-}  // namespace
 
 Generation::Generation(App& app, std::shared_ptr<http::Exchange> exchange,
                        api::GenerationParams params, std::string endpoint)
@@ -120,8 +95,7 @@ void Generation::Start() {
   meta_.id = NewRequestId(chat ? "chatcmpl" : "cmpl");
   meta_.created = Clock::Real().UnixSeconds();
   meta_.model = app_.scheduler_.load()->model().id;
-  meta_.system_fingerprint =
-      SystemFingerprint(app_.scheduler_.load()->model().numerics_id, req.sampling.deterministic);
+  meta_.system_fingerprint = app_.fingerprints_[req.sampling.deterministic ? 1 : 0];
   req.id = meta_.id;
   req.arrival = Clock::Real().Now();
 

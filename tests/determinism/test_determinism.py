@@ -18,7 +18,6 @@ import random
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import unittest
 
@@ -95,20 +94,18 @@ def run_together(server, prompts, seed=11):
 class Models:
     """stories260K plus tiny synthesized models of the other weight types, made once."""
     _dir = None
-    _lock = threading.Lock()
 
     @classmethod
     def path(cls, weight_type):
         if weight_type == "f32":
             return MODEL
-        with cls._lock:
-            if cls._dir is None:
-                cls._dir = tempfile.mkdtemp(prefix="ember-determinism-")
-            out = os.path.join(cls._dir, f"tiny-{weight_type}.gguf")
-            if not os.path.exists(out):
-                subprocess.run([EMBER_BIN, "model", "synth", "--shape", "tiny", "--type",
-                                weight_type, "-o", out], check=True, capture_output=True)
-            return out
+        if cls._dir is None:
+            cls._dir = tempfile.mkdtemp(prefix="ember-determinism-")
+        out = os.path.join(cls._dir, f"tiny-{weight_type}.gguf")
+        if not os.path.exists(out):
+            subprocess.run([EMBER_BIN, "model", "synth", "--shape", "tiny", "--type",
+                            weight_type, "-o", out], check=True, capture_output=True)
+        return out
 
 
 VOCAB = {"f32": 512, "f16": 32000, "q8_0": 32000, "q4_0": 32000}

@@ -353,9 +353,9 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
   // libllama reads the header and builds the tokenizer before it calls the progress callback
   // for the first time; from then on it loads tensor data.
   struct LoadProgress {
-    std::function<void(std::string_view)> on_phase;
+    const LlamaOptions* options;
     std::optional<SteadyClock::time_point> weights_start;
-  } progress{enter, std::nullopt};
+  } progress{&options, std::nullopt};
   enter("metadata");
   llama_model_params mparams = llama_model_default_params();
   mparams.progress_callback_user_data = &progress;
@@ -363,7 +363,7 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
     auto* p = static_cast<LoadProgress*>(user);
     if (!p->weights_start) {
       p->weights_start = SteadyClock::now();
-      p->on_phase("weights");
+      if (p->options->on_phase) p->options->on_phase("weights");
     }
     return true;
   };
