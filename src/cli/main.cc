@@ -65,6 +65,11 @@ void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
                  "Every request's output depends only on the request and the model, never "
                  "on what else runs")
       ->envname("EMBER_DETERMINISTIC");
+  serve
+      ->add_option("--data-dir", o.data_dir,
+                   "ember's state on disk; repacked weights are cached in DIR/cache "
+                   "(empty: no cache)")
+      ->envname("EMBER_DATA_DIR");
   serve->add_option("--http-threads", o.http_threads, "HTTP I/O threads")
       ->envname("EMBER_HTTP_THREADS")
       ->check(CLI::Range(1, 64));

@@ -56,6 +56,7 @@ engine::LlamaOptions LlamaOptionsFrom(const ServeOptions& options) {
   llama.flash_attn = options.flash_attn == "on"    ? engine::FlashAttention::kOn
                      : options.flash_attn == "off" ? engine::FlashAttention::kOff
                                                    : engine::FlashAttention::kAuto;
+  if (!options.data_dir.empty()) llama.repack_cache_dir = options.data_dir + "/cache";
   return llama;
 }
 

@@ -27,6 +27,9 @@ struct ServeOptions {
   std::size_t max_body_bytes = 8 << 20;
   int http_threads = 1;
   std::string flash_attn = "auto";  // auto | on | off
+  // ember's state on disk; repacked weights are cached in <data_dir>/cache (docs/coldstart.md).
+  // Empty = no cache.
+  std::string data_dir;
   // --allow-deterministic: requests may ask for "deterministic": true. --deterministic: every
   // request is deterministic. Either verifies batch invariance at start-up (docs/determinism.md).
   bool allow_deterministic = false;

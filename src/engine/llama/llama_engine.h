@@ -26,6 +26,9 @@ struct LlamaOptions {
   int batch_size = 512;  // most tokens per step
   int threads = 0;       // 0 = caller must decide; Create() rejects it
   FlashAttention flash_attn = FlashAttention::kAuto;
+  // Where repacked weights are persisted and mapped back from (docs/coldstart.md); empty =
+  // repack on every load, persist nothing.
+  std::string repack_cache_dir;
   // Called on the loading thread as each phase of ModelInfo::startup begins.
   std::function<void(std::string_view phase)> on_phase;
 };
