@@ -14,6 +14,7 @@
 
 #include "common/log.h"
 #include "engine/llama/llama_tokenizer.h"
+#include "engine/llama/repack_cache.h"
 
 namespace ember::engine {
 namespace {
@@ -46,6 +47,60 @@ void SetBatchInvariant(bool enabled) { ggml_cpu_set_batch_invariant(enabled); }
 constexpr bool kHaveBatchInvariance = false;
 void SetBatchInvariant(bool /*enabled*/) {}
 #endif
+
+#ifdef EMBER_HAVE_REPACK_ALLOCATOR
+constexpr bool kHaveRepackAllocator = true;
+// Routes ggml's CPU_REPACK buffer allocations to `cache` while it lives (nullptr: ggml's own).
+class RepackAllocatorScope {
+ public:
+  explicit RepackAllocatorScope(RepackCache* cache) {
+    if (cache == nullptr) return;
+    ggml_cpu_repack_allocator allocator{[](void* user, size_t size, bool* prefilled) {
+                                          return static_cast<RepackCache*>(user)->Alloc(size,
+                                                                                        prefilled);
+                                        },
+                                        [](void* user, void* base, size_t size) {
+                                          static_cast<RepackCache*>(user)->Free(base, size);
+                                        },
+                                        cache};
+    ggml_cpu_repack_set_allocator(&allocator);
+    installed_ = true;
+  }
+  ~RepackAllocatorScope() {
+    if (installed_) ggml_cpu_repack_set_allocator(nullptr);
+  }
+
+ private:
+  bool installed_ = false;
+};
+#else
+constexpr bool kHaveRepackAllocator = false;
+struct RepackAllocatorScope {
+  explicit RepackAllocatorScope(RepackCache* /*cache*/) {}
+};
+#endif
+
+// ggml's allocator hook is process-wide: one model loads at a time.
+std::mutex& LoadMutex() {
+  static std::mutex mu;
+  return mu;
+}
+
+// Everything besides the model's bytes that repacked weights depend on: the ggml build (its
+// commit, flags and ember's patches) and the CPU features it detects at run time. A user's
+// own checkout has no build id, so the binary's own identity stands in for it.
+std::string RepackIdentity() {
+  std::string build = EMBER_LLAMA_BUILD_ID;
+  if (build == "checkout") {
+    std::error_code ec;
+    const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+    const auto size = ec ? 0 : std::filesystem::file_size(exe, ec);
+    const auto mtime =
+        ec ? 0 : std::filesystem::last_write_time(exe, ec).time_since_epoch().count();
+    build = StrCat("checkout:", exe.string(), ":", size, ":", mtime);
+  }
+  return StrCat("repack-format=1|build=", build, "|cpu=", llama_print_system_info());
+}
 
 struct ModelDeleter {
   void operator()(llama_model* m) const { llama_model_free(m); }
@@ -82,9 +137,11 @@ SamplerPtr BuildSampler(const SamplingParams& p, int n_vocab, int penalty_window
 
 class LlamaEngine final : public Engine {
  public:
-  LlamaEngine(std::unique_ptr<llama_model, ModelDeleter> model,
+  LlamaEngine(std::unique_ptr<RepackCache> repack_cache,
+              std::unique_ptr<llama_model, ModelDeleter> model,
               std::unique_ptr<llama_context, ContextDeleter> ctx, ModelInfo info)
-      : model_(std::move(model)),
+      : repack_cache_(std::move(repack_cache)),
+        model_(std::move(model)),
         ctx_(std::move(ctx)),
         tokenizer_(model_.get()),
         info_(std::move(info)),
@@ -153,6 +210,8 @@ class LlamaEngine final : public Engine {
     std::fill(cells_invariant_.begin(), cells_invariant_.end(), true);
   }
 
+  // Declared first, destroyed last: the model's repack buffers live in its memory.
+  std::unique_ptr<RepackCache> repack_cache_;
   std::unique_ptr<llama_model, ModelDeleter> model_;
   std::unique_ptr<llama_context, ContextDeleter> ctx_;
   LlamaTokenizer tokenizer_;
@@ -367,8 +426,35 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
     }
     return true;
   };
-  std::unique_ptr<llama_model, ModelDeleter> model(
-      llama_model_load_from_file(options.model_path.c_str(), mparams));
+  std::unique_ptr<RepackCache> repack_cache;
+  if (!options.repack_cache_dir.empty()) {
+    if (!kHaveRepackAllocator) {
+      log::Warn(
+          "repack cache off: this llama.cpp build lacks ember's repack-allocator patch "
+          "(third_party/llama.cpp-patches/0003-*)");
+    } else if (auto opened = RepackCache::Open(options.repack_cache_dir, options.model_path,
+                                               RepackIdentity(), options.threads)) {
+      repack_cache = std::move(*opened);
+    } else {
+      log::Warn("repack cache off: ", opened.error().message);
+    }
+  }
+  std::unique_ptr<llama_model, ModelDeleter> model;
+  {
+    std::lock_guard lock(LoadMutex());
+    RepackAllocatorScope scope(repack_cache.get());
+    model.reset(llama_model_load_from_file(options.model_path.c_str(), mparams));
+  }
+  if (model && repack_cache) {
+    const RepackCacheStats& st = repack_cache->stats();
+    if (st.hits + st.misses + st.rejected > 0) {
+      log::Info("repack cache: ", st.hits, " buffer(s) mapped (", st.mapped_bytes >> 20,
+                " MiB, verified in ", static_cast<int>(st.verify_seconds * 1000), " ms), ",
+                st.misses, " repacked now",
+                st.rejected ? StrCat(", ", st.rejected, " rejected") : "");
+    }
+    repack_cache->Persist();
+  }
   if (!model)
     return InvalidArgument(
         StrCat("cannot load model ", options.model_path, ": not a GGUF model llama.cpp can read"));
@@ -417,7 +503,8 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
   info.created = std::chrono::duration_cast<std::chrono::seconds>(
                      std::chrono::system_clock::now().time_since_epoch())
                      .count();
-  auto engine = std::make_unique<LlamaEngine>(std::move(model), std::move(ctx), std::move(info));
+  auto engine = std::make_unique<LlamaEngine>(std::move(repack_cache), std::move(model),
+                                              std::move(ctx), std::move(info));
   const auto ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
           .count();
