@@ -435,6 +435,7 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
     } else if (auto opened = RepackCache::Open(options.repack_cache_dir, options.model_path,
                                                RepackIdentity(), options.threads)) {
       repack_cache = std::move(*opened);
+      repack_cache->Prefetch();
     } else {
       log::Warn("repack cache off: ", opened.error().message);
     }
@@ -446,6 +447,7 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
     model.reset(llama_model_load_from_file(options.model_path.c_str(), mparams));
   }
   if (model && repack_cache) {
+    repack_cache->Persist();  // first: it also ends the prefetch that wrote the stats
     const RepackCacheStats& st = repack_cache->stats();
     if (st.hits + st.misses + st.rejected > 0) {
       log::Info("repack cache: ", st.hits, " buffer(s) mapped (", st.mapped_bytes >> 20,
@@ -453,7 +455,6 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
                 st.misses, " repacked now",
                 st.rejected ? StrCat(", ", st.rejected, " rejected") : "");
     }
-    repack_cache->Persist();
   }
   if (!model)
     return InvalidArgument(

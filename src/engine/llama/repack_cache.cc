@@ -127,6 +127,7 @@ RepackCache::RepackCache(std::string dir, std::string model_path, std::string id
 RepackCache::~RepackCache() {
   stop_ = true;
   if (writer_.joinable()) writer_.join();
+  UnmapPrefetched();
   std::lock_guard lock(mu_);
   for (const Region& r : regions_) ::munmap(r.map, r.map_len);
 }
@@ -177,7 +178,7 @@ void RepackCache::RemoveStaleTemporaries() const {
   }
 }
 
-std::optional<RepackCache::Region> RepackCache::MapFile(int index, std::size_t size) {
+std::optional<RepackCache::Region> RepackCache::MapFile(int index, int hash_threads) {
   const std::string path = FilePath(index);
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return std::nullopt;  // not cached yet
@@ -189,10 +190,7 @@ std::optional<RepackCache::Region> RepackCache::MapFile(int index, std::size_t s
   };
   struct stat st {};
   if (::fstat(fd, &st) != 0) return reject(StrCat("cannot stat it: ", Errno()));
-  if (static_cast<std::size_t>(st.st_size) != kHeaderBytes + size) {
-    return reject(StrCat("truncated or wrong size (", st.st_size, " bytes, expected ",
-                         kHeaderBytes + size, ")"));
-  }
+  if (static_cast<std::size_t>(st.st_size) < kHeaderBytes) return reject("truncated header");
   char header[kHeaderBytes];
   if (::pread(fd, header, kHeaderBytes, 0) != static_cast<ssize_t>(kHeaderBytes)) {
     return reject("cannot read its header");
@@ -211,8 +209,11 @@ std::optional<RepackCache::Region> RepackCache::MapFile(int index, std::size_t s
   if (!model_hash_ || h.model_hash != *model_hash_) {
     return reject("written for another version of the model file (stale)");
   }
-  if (h.index != static_cast<std::uint32_t>(index) || h.payload_bytes != size) {
-    return reject("for another buffer layout");
+  if (h.index != static_cast<std::uint32_t>(index)) return reject("for another buffer");
+  const std::size_t size = h.payload_bytes;
+  if (static_cast<std::size_t>(st.st_size) != kHeaderBytes + size) {
+    return reject(StrCat("truncated or wrong size (", st.st_size, " bytes, expected ",
+                         kHeaderBytes + size, ")"));
   }
   const std::size_t len = kHeaderBytes + size;
   // Read-only: ggml never writes into weights, and a writable private mapping would make
@@ -226,7 +227,7 @@ std::optional<RepackCache::Region> RepackCache::MapFile(int index, std::size_t s
   }
   const auto t0 = std::chrono::steady_clock::now();
   char* payload = static_cast<char*>(map) + kHeaderBytes;
-  const std::uint64_t payload_hash = ChunkedHash64(payload, size, threads_);
+  const std::uint64_t payload_hash = ChunkedHash64(payload, size, hash_threads);
   stats_.verify_seconds +=
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (payload_hash != h.payload_hash) {
@@ -239,10 +240,40 @@ std::optional<RepackCache::Region> RepackCache::MapFile(int index, std::size_t s
   return Region{payload, map, len, size, index, true};
 }
 
+void RepackCache::Prefetch() {
+  if (!model_hash_ || prefetcher_.joinable()) return;
+  // One thread: the loading thread is busy building the tokenizer meanwhile.
+  prefetcher_ = std::thread([this] {
+    for (int index = 0; ::access(FilePath(index).c_str(), F_OK) == 0; ++index) {
+      prefetched_.push_back(MapFile(index, 1));
+    }
+  });
+}
+
+void RepackCache::UnmapPrefetched() {
+  if (prefetcher_.joinable()) prefetcher_.join();
+  for (auto& r : prefetched_) {
+    if (r) ::munmap(r->map, r->map_len);
+  }
+  prefetched_.clear();
+}
+
 void* RepackCache::Alloc(std::size_t size, bool* prefilled) {
+  if (prefetcher_.joinable()) prefetcher_.join();
   const int index = next_index_++;
   std::optional<Region> region;
-  if (model_hash_) region = MapFile(index, size);
+  if (index < static_cast<int>(prefetched_.size())) {
+    region = std::exchange(prefetched_[index], std::nullopt);
+  } else if (model_hash_) {
+    region = MapFile(index, threads_);
+  }
+  if (region && region->size != size) {
+    ++stats_.rejected;
+    log::Warn("repack cache: ignoring ", FilePath(index), ": it holds ", region->size,
+              " bytes where this load needs ", size, "; it will be rebuilt");
+    ::munmap(region->map, region->map_len);
+    region.reset();
+  }
   if (region) {
     ++stats_.hits;
     stats_.mapped_bytes += size;
@@ -274,6 +305,7 @@ void RepackCache::Free(void* base, std::size_t /*size*/) {
 }
 
 void RepackCache::Persist() {
+  UnmapPrefetched();  // files beyond the buffers this load asked for
   bool fresh = false;
   {
     std::lock_guard lock(mu_);

@@ -53,6 +53,10 @@ class RepackCache {
   RepackCache(const RepackCache&) = delete;
   RepackCache& operator=(const RepackCache&) = delete;
 
+  // Starts mapping and verifying the cached files of this model on a background thread, so
+  // that it overlaps the tokenizer build that precedes the first Alloc. Optional.
+  void Prefetch();
+
   // Memory for the next repack buffer of `size` bytes, 64-byte aligned (page-aligned in
   // fact); *prefilled = it already holds the repacked data. nullptr = use ggml's default.
   void* Alloc(std::size_t size, bool* prefilled);
@@ -82,8 +86,10 @@ class RepackCache {
   };
 
   RepackCache(std::string dir, std::string model_path, std::string identity, int threads);
-  // Maps and verifies cache file `index`; nullopt (with a warning) if absent or unusable.
-  std::optional<Region> MapFile(int index, std::size_t size);
+  // Maps and verifies cache file `index` (hashing on `hash_threads`); nullopt (with a
+  // warning) if absent or unusable. The caller checks the size it needs.
+  std::optional<Region> MapFile(int index, int hash_threads);
+  void UnmapPrefetched();
   void WriteAll();
   bool WriteFile(const Region& region);
   std::optional<std::uint64_t> ReadMemo() const;
@@ -99,6 +105,8 @@ class RepackCache {
   std::mutex mu_;  // regions_ (Free may run on another thread than Alloc)
   std::vector<Region> regions_;
   RepackCacheStats stats_;
+  std::thread prefetcher_;
+  std::vector<std::optional<Region>> prefetched_;  // by index; written by prefetcher_
   std::thread writer_;
   std::atomic<bool> stop_{false};
   std::atomic<int> written_{0};

@@ -99,6 +99,28 @@ TEST_F(RepackCacheTest, MissThenHitWithTheSameBytes) {
   EXPECT_EQ(Temporaries(), 0);
 }
 
+TEST_F(RepackCacheTest, PrefetchedFilesAreVerifiedAndUsed) {
+  {
+    auto c = Open();
+    Load(*c, kSizes);
+  }
+  auto cache = Open();
+  cache->Prefetch();  // maps and verifies both files while "the tokenizer builds"
+  EXPECT_EQ(Load(*cache, kSizes), (std::vector<bool>{true, true}));
+  EXPECT_EQ(cache->stats().hits, 2);
+}
+
+TEST_F(RepackCacheTest, AFileOfAnotherSizeIsRejected) {
+  {
+    auto c = Open();
+    Load(*c, kSizes);
+  }
+  auto cache = Open();
+  cache->Prefetch();
+  EXPECT_EQ(Load(*cache, {kSizes[0] + 64, kSizes[1]}), (std::vector<bool>{false, true}));
+  EXPECT_EQ(cache->stats().rejected, 1);
+}
+
 TEST_F(RepackCacheTest, CorruptPayloadIsRejectedAndRebuilt) {
   {
     auto c = Open();
