@@ -35,7 +35,8 @@ class App {
   // Called once the model is loaded and warmed; the app serves requests from then on.
   void SetScheduler(scheduler::Scheduler* scheduler);
   void SetPhase(Phase phase) { phase_.store(phase); }
-  // What loading is doing now ("metadata", "weights", "context", "warmup"), for /ready.
+  // What loading is doing now ("metadata", "tokenizer", "buffers", "weights", "context",
+  // "warmup"), for /ready.
   void SetLoadingStep(std::string_view step) {
     std::lock_guard lock(loading_step_mu_);
     loading_step_ = step;

@@ -71,8 +71,9 @@ void ServerMetrics::SetStartupSeconds(const std::string& phase, double seconds) 
   labels.emplace_back("phase", phase);
   registry_
       .GetGauge("ember_startup_seconds",
-                "How long each phase of start-up took: metadata, weights, context, warmup "
-                "(with the determinism check when enabled), and total (process start to ready).",
+                "How long each phase of start-up took: metadata, tokenizer, buffers, weights, "
+                "context, warmup (with the determinism check when enabled), and total (process "
+                "start to ready).",
                 labels)
       .Set(seconds);
 }

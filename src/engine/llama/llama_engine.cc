@@ -19,8 +19,37 @@
 namespace ember::engine {
 namespace {
 
+using SteadyClock = std::chrono::steady_clock;
+
+// Boundaries between start-up phases that libllama has no callback for, taken from its own
+// log lines on the loading thread: the loader prints the file's summary once the header is
+// read, and announces tensor creation once the tokenizer is built. If a llama.cpp version
+// words them differently, the phases merge into "metadata"; nothing else depends on them.
+struct LoadMarks {
+  const LlamaOptions* options;
+  std::optional<SteadyClock::time_point> header_read;
+  std::optional<SteadyClock::time_point> tokenizer_built;
+};
+thread_local LoadMarks* t_load_marks = nullptr;
+
+void MarkLoadPhase(std::string_view line) {
+  LoadMarks* marks = t_load_marks;
+  if (marks == nullptr) return;
+  auto mark = [&](std::optional<SteadyClock::time_point>& at, std::string_view next_phase) {
+    at = SteadyClock::now();
+    if (marks->options->on_phase) marks->options->on_phase(next_phase);
+  };
+  if (!marks->header_read && line.starts_with("print_info: file format")) {
+    mark(marks->header_read, "tokenizer");
+  } else if (marks->header_read && !marks->tokenizer_built &&
+             line.starts_with("load_tensors: loading model tensors")) {
+    mark(marks->tokenizer_built, "buffers");
+  }
+}
+
 void LogFromLlama(ggml_log_level level, const char* text, void* /*user*/) {
   std::string_view line(text);
+  MarkLoadPhase(line);
   while (!line.empty() && line.back() == '\n') line.remove_suffix(1);
   if (line.empty()) return;
   if (level == GGML_LOG_LEVEL_ERROR) {
@@ -404,7 +433,6 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
     return NotFound(StrCat("model file not found: ", options.model_path), "model");
   }
   InitBackendOnce();
-  using SteadyClock = std::chrono::steady_clock;
   const auto t0 = SteadyClock::now();
   auto enter = [&options](std::string_view phase) {
     if (options.on_phase) options.on_phase(phase);
@@ -418,6 +446,7 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
   enter("metadata");
   llama_model_params mparams = llama_model_default_params();
   mparams.progress_callback_user_data = &progress;
+  mparams.use_extra_bufts = options.repack;
   mparams.progress_callback = [](float /*fraction*/, void* user) {
     auto* p = static_cast<LoadProgress*>(user);
     if (!p->weights_start) {
@@ -441,10 +470,13 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
     }
   }
   std::unique_ptr<llama_model, ModelDeleter> model;
+  LoadMarks marks{&options, std::nullopt, std::nullopt};
   {
     std::lock_guard lock(LoadMutex());
     RepackAllocatorScope scope(repack_cache.get());
+    t_load_marks = &marks;
     model.reset(llama_model_load_from_file(options.model_path.c_str(), mparams));
+    t_load_marks = nullptr;
   }
   if (model && repack_cache) {
     repack_cache->Persist();  // first: it also ends the prefetch that wrote the stats
@@ -498,7 +530,13 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
                time_ec ? 0 : mtime.time_since_epoch().count(),
                "|flash_attn=", static_cast<int>(cparams.flash_attn_type));
   }
-  info.startup = {{"metadata", seconds(t_weights - t0)},
+  // metadata: header; tokenizer: hyper-parameters and tokenizer; buffers: tensors, the file
+  // mapping and buffer allocation (mapping the repack cache included); weights: tensor data.
+  const auto t_header = marks.header_read.value_or(t_weights);
+  const auto t_tokenizer = marks.tokenizer_built.value_or(t_header);
+  info.startup = {{"metadata", seconds(t_header - t0)},
+                  {"tokenizer", seconds(t_tokenizer - t_header)},
+                  {"buffers", seconds(t_weights - t_tokenizer)},
                   {"weights", seconds(t_model - t_weights)},
                   {"context", seconds(t_context - t_model)}};
   info.created = std::chrono::duration_cast<std::chrono::seconds>(

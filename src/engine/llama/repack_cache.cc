@@ -126,6 +126,7 @@ RepackCache::RepackCache(std::string dir, std::string model_path, std::string id
 
 RepackCache::~RepackCache() {
   stop_ = true;
+  if (prefaulter_.joinable()) prefaulter_.join();
   if (writer_.joinable()) writer_.join();
   UnmapPrefetched();
   std::lock_guard lock(mu_);
@@ -282,6 +283,22 @@ void* RepackCache::Alloc(std::size_t size, bool* prefilled) {
     const std::size_t len = RoundUp(size, PageSize());
     void* mem = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) return nullptr;  // ggml's own allocator reports the failure
+    if (const char* thp = getenv("EMBER_REPACK_THP"); thp && *thp == '1') {
+      ::madvise(mem, len, MADV_HUGEPAGE);
+    }
+    if (const char* pf = getenv("EMBER_REPACK_PREFAULT"); pf && *pf == '1' && !prefaulter_.joinable()) {
+      // The loading thread repacks from the start; fault the pages in from the end on a second
+      // thread meanwhile. MADV_POPULATE_WRITE never changes a page's content, so it is safe
+      // beside the writer.
+      prefaulter_ = std::thread([mem, len] {
+        constexpr std::size_t kStep = std::size_t{2} << 20;
+        for (std::size_t end = len; end > 0;) {
+          const std::size_t start = end > kStep ? end - kStep : 0;
+          if (::madvise(static_cast<char*>(mem) + start, end - start, MADV_POPULATE_WRITE) != 0) break;
+          end = start;
+        }
+      });
+    }
     ++stats_.misses;
     region = Region{mem, mem, len, size, index, false};
     *prefilled = false;
@@ -292,6 +309,9 @@ void* RepackCache::Alloc(std::size_t size, bool* prefilled) {
 }
 
 void RepackCache::Free(void* base, std::size_t /*size*/) {
+  if (prefaulter_.joinable() && prefaulter_.get_id() != std::this_thread::get_id()) {
+    prefaulter_.join();
+  }
   if (writer_.joinable() && writer_.get_id() != std::this_thread::get_id()) {
     stop_ = true;  // the writer reads these regions: stop it before they go
     writer_.join();
@@ -305,6 +325,7 @@ void RepackCache::Free(void* base, std::size_t /*size*/) {
 }
 
 void RepackCache::Persist() {
+  if (prefaulter_.joinable()) prefaulter_.join();
   UnmapPrefetched();  // files beyond the buffers this load asked for
   bool fresh = false;
   {

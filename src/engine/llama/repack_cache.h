@@ -106,6 +106,7 @@ class RepackCache {
   std::vector<Region> regions_;
   RepackCacheStats stats_;
   std::thread prefetcher_;
+  std::thread prefaulter_;
   std::vector<std::optional<Region>> prefetched_;  // by index; written by prefetcher_
   std::thread writer_;
   std::atomic<bool> stop_{false};
