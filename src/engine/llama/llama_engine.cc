@@ -469,6 +469,9 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
       log::Warn("repack cache off: ", opened.error().message);
     }
   }
+  if (!repack_cache && kHaveRepackAllocator && options.repack) {
+    repack_cache = RepackCache::MemoryOnly();
+  }
   std::unique_ptr<llama_model, ModelDeleter> model;
   LoadMarks marks{&options, std::nullopt, std::nullopt};
   {
@@ -481,7 +484,7 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
   if (model && repack_cache) {
     repack_cache->Persist();  // first: it also ends the prefetch that wrote the stats
     const RepackCacheStats& st = repack_cache->stats();
-    if (st.hits + st.misses + st.rejected > 0) {
+    if (repack_cache->persistent() && st.hits + st.misses + st.rejected > 0) {
       log::Info("repack cache: ", st.hits, " buffer(s) mapped (", st.mapped_bytes >> 20,
                 " MiB, verified in ", static_cast<int>(st.verify_seconds * 1000), " ms), ",
                 st.misses, " repacked now",

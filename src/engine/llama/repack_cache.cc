@@ -118,6 +118,10 @@ Result<std::unique_ptr<RepackCache>> RepackCache::Open(std::string dir, std::str
   return cache;
 }
 
+std::unique_ptr<RepackCache> RepackCache::MemoryOnly() {
+  return std::unique_ptr<RepackCache>(new RepackCache("", "", "", 1));
+}
+
 RepackCache::RepackCache(std::string dir, std::string model_path, std::string identity, int threads)
     : dir_(std::move(dir)),
       model_path_(std::move(model_path)),
@@ -283,18 +287,17 @@ void* RepackCache::Alloc(std::size_t size, bool* prefilled) {
     const std::size_t len = RoundUp(size, PageSize());
     void* mem = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) return nullptr;  // ggml's own allocator reports the failure
-    if (const char* thp = getenv("EMBER_REPACK_THP"); thp && *thp == '1') {
-      ::madvise(mem, len, MADV_HUGEPAGE);
-    }
-    if (const char* pf = getenv("EMBER_REPACK_PREFAULT"); pf && *pf == '1' && !prefaulter_.joinable()) {
+    if (!prefaulter_.joinable()) {
       // The loading thread repacks from the start; fault the pages in from the end on a second
-      // thread meanwhile. MADV_POPULATE_WRITE never changes a page's content, so it is safe
-      // beside the writer.
+      // thread meanwhile: first touch of fresh memory, not the conversion, is most of a
+      // repack's time. MADV_POPULATE_WRITE never changes a page's content, so it is safe beside
+      // the writer. (Transparent huge pages were slower still: direct compaction stalls.)
       prefaulter_ = std::thread([mem, len] {
         constexpr std::size_t kStep = std::size_t{2} << 20;
         for (std::size_t end = len; end > 0;) {
           const std::size_t start = end > kStep ? end - kStep : 0;
-          if (::madvise(static_cast<char*>(mem) + start, end - start, MADV_POPULATE_WRITE) != 0) break;
+          if (::madvise(static_cast<char*>(mem) + start, end - start, MADV_POPULATE_WRITE) != 0)
+            break;
           end = start;
         }
       });
@@ -333,7 +336,7 @@ void RepackCache::Persist() {
     fresh =
         std::any_of(regions_.begin(), regions_.end(), [](const Region& r) { return !r.from_file; });
   }
-  if (!fresh || writer_.joinable()) return;
+  if (!fresh || writer_.joinable() || dir_.empty()) return;
   writer_ = std::thread([this] { WriteAll(); });
 }
 

@@ -49,6 +49,9 @@ class RepackCache {
   // are foreign. `threads` hash and verify in parallel.
   static Result<std::unique_ptr<RepackCache>> Open(std::string dir, std::string model_path,
                                                    std::string identity, int threads);
+  // No directory: nothing is looked up or persisted; Alloc still hands out memory that a
+  // second thread pre-faults (the faster way to repack without a cache, docs/coldstart.md).
+  static std::unique_ptr<RepackCache> MemoryOnly();
   ~RepackCache();
   RepackCache(const RepackCache&) = delete;
   RepackCache& operator=(const RepackCache&) = delete;
@@ -70,6 +73,7 @@ class RepackCache {
   int WaitPersisted();
 
   const RepackCacheStats& stats() const { return stats_; }
+  bool persistent() const { return !dir_.empty(); }
   // Where buffer `index` of the current model version is cached (tests corrupt it).
   std::string FilePath(int index) const;
   // The model file's content hash when known without reading it (from the memo).
