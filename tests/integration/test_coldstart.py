@@ -32,9 +32,8 @@ class ColdStartBenchTest(unittest.TestCase):
             self.assertGreater(run["peak_rss_mib"], 0)
             self.assertGreater(run["decode_tokens_per_s"], 0)
             for phase in ("metadata", "weights", "context", "total"):
-                self.assertIn(phase, run["phases_s"])
+                self.assertGreater(run["phases_s"].get(phase, 0), 0, run["phases_s"])
             self.assertTrue(all(v >= 0 for v in run["phases_s"].values()), run["phases_s"])
-            self.assertGreater(run["phases_s"]["total"], 0)
             # ember's own total is part of what the benchmark sees from outside.
             self.assertLessEqual(run["phases_s"]["total"], run["exec_to_ready_s"])
         median = ember["median"]
