@@ -31,8 +31,10 @@ llama_server="$("$repo/scripts/llama_cpp.sh" server)"
 json="$(mktemp "${TMPDIR:-/tmp}/ember-coldstart.XXXXXX")"
 trap 'rm -f "$json"' EXIT
 status=0
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 "$ember_bin" bench coldstart --model "$model" --runs "$runs" --llama-server "$llama_server" \
   --json "$@" >"$json" || status=$?
+load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 [[ -s "$json" ]] || die "ember bench coldstart printed no report (exit status $status)"
 [[ -z "${COLDSTART_JSON:-}" ]] || cp "$json" "$COLDSTART_JSON"
 
@@ -61,6 +63,7 @@ PY
 cpu="$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)"
 echo
 echo "- machine: ${cpu:-unknown CPU}, $(nproc) CPUs; date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "- load average (1, 5, 15 min) before: $load_before; after: $load_after"
 echo "- llama.cpp: $(sed -n 's/^readonly LLAMA_COMMIT="\([0-9a-f]*\)".*/\1/p' "$repo/scripts/llama_cpp.sh")"
 echo "- settings: threads $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["threads"], "ctx", r["ctx_size"], "parallel", r["parallel"], "max_tokens", r["max_tokens"], "decode_tokens", r["decode_tokens"], "runs", r["runs_per_server"])' "$json")"
 echo "- command: \`bench/coldstart.sh $model $runs${*:+ $*}\`"
