@@ -116,23 +116,27 @@ Result<std::string> GetText(HttpClient& client, std::string_view path,
   return text;
 }
 
+// ember's port, from its "listening on" line.
+Result<int> WaitForListening(ChildProcess& child, SteadyClock::time_point deadline) {
+  if (auto port = child.WaitForMatch(deadline)) return *port;
+  // Its output ended (or the deadline passed): give an exiting child a moment to be reaped.
+  const auto until = std::min(deadline, SteadyClock::now() + std::chrono::seconds(1));
+  while (!child.ExitIfEnded() && SteadyClock::now() < until) {
+    std::this_thread::sleep_for(kPollInterval);
+  }
+  if (auto ended = child.ExitIfEnded()) {
+    return Unavailable(StrCat(*ended, " before it was listening"));
+  }
+  return DeadlineExceeded("no \"listening on\" line within the timeout");
+}
+
 // Everything measured while the child runs; `start` is the instant just before exec.
 Status MeasureChild(ServerKind kind, const ColdStartOptions& o, ChildProcess& child, int port,
                     SteadyClock::time_point start, ColdStartRun& run) {
   const auto deadline = start + o.timeout;
   if (kind == ServerKind::kEmber) {
-    auto listening = child.WaitForMatch(deadline);
-    if (!listening) {
-      // Its output ended (or the deadline passed): give an exiting child a moment to be reaped.
-      const auto until = std::min(deadline, SteadyClock::now() + std::chrono::seconds(1));
-      while (!child.ExitIfEnded() && SteadyClock::now() < until) {
-        std::this_thread::sleep_for(kPollInterval);
-      }
-      if (auto ended = child.ExitIfEnded()) {
-        return Unavailable(StrCat(*ended, " before it was listening"));
-      }
-      return DeadlineExceeded("no \"listening on\" line within the timeout");
-    }
+    auto listening = WaitForListening(child, deadline);
+    if (!listening) return std::unexpected(listening.error());
     port = *listening;
   }
   auto endpoint = Resolve("127.0.0.1", port);
