@@ -457,8 +457,7 @@ std::vector<ModelStatus> ModelManager::List() const {
     s.id = e->config.id;
     s.state = e->state;
     if (e->state == ModelState::kLoaded) s.info = e->scheduler->model();
-    s.ctx_per_seq = s.info ? s.info->n_ctx_per_seq
-                           : e->config.llama.ctx_size / std::max(1, e->config.llama.parallel);
+    s.ctx_per_seq = s.info ? s.info->n_ctx_per_seq : e->config.ctx_per_seq;
     s.bytes = e->bytes;
     s.estimate_bytes = e->config.estimate_bytes;
     out.push_back(std::move(s));

@@ -64,6 +64,7 @@ struct ModelConfig {
   std::string id;
   engine::LlamaOptions llama;
   std::uint64_t estimate_bytes = 0;  // engine::EstimateLlamaMemory(llama).total()
+  int ctx_per_seq = 0;               // for /v1/models while not loaded
   bool preload = false;
 };
 

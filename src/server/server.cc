@@ -168,6 +168,7 @@ Result<std::vector<ModelConfig>> ConfigureModels(const ServeOptions& options,
           estimate.error().code, StrCat("model '", spec.id, "': ", estimate.error().message), ""});
     }
     config.estimate_bytes = estimate->total();
+    config.ctx_per_seq = estimate->n_ctx_per_seq;
     weight_estimates.push_back(estimate->weight_bytes);
     log::Info("model '", spec.id, "' (", spec.path, "): estimated ", estimate->total() >> 20,
               " MiB = weights ", estimate->weight_bytes >> 20, " + KV cache ",

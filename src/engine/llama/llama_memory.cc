@@ -104,7 +104,13 @@ Result<MemoryEstimate> EstimateLlamaMemory(const LlamaOptions& options) {
     e.weight_bytes += gguf_get_tensor_size(ctx.get(), t);
   }
   if (e.weight_bytes == 0 || (!ec && e.weight_bytes > file_size)) e.weight_bytes = file_size;
-  const std::uint64_t ctx_cells = static_cast<std::uint64_t>(std::max(options.ctx_size, 1));
+  // libllama pads the context to 256 cells, then each sequence's share to 256 again.
+  auto pad256 = [](std::uint64_t n) { return (n + 255) / 256 * 256; };
+  const std::uint64_t parallel = static_cast<std::uint64_t>(std::max(options.parallel, 1));
+  const std::uint64_t per_seq =
+      pad256(pad256(static_cast<std::uint64_t>(std::max(options.ctx_size, 1))) / parallel);
+  e.n_ctx_per_seq = static_cast<int>(per_seq);
+  const std::uint64_t ctx_cells = per_seq * parallel;
   e.kv_bytes = *n_layer * ctx_cells * n_head_kv * (head_k + head_v) * 2;
   const std::uint64_t batch = static_cast<std::uint64_t>(std::max(options.batch_size, 1));
   e.compute_bytes = 4 * batch * (n_vocab + 4 * *n_embd + n_ff) + (32ull << 20);
