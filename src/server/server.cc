@@ -92,18 +92,21 @@ void WatchSignals(sigset_t signals, App& app, std::atomic<bool>& drain_requested
 // Lets running and queued requests finish (up to `timeout`), stops the rest, and gives the
 // HTTP threads a moment to write the last bytes of every response. A load in progress ends
 // first (libllama cannot stop one midway); the requests waiting for it are then served.
-void Drain(ModelManager& models, const App& app, std::chrono::milliseconds timeout) {
+// Returns false when requests still hold a model at the end.
+bool Drain(ModelManager& models, const App& app, std::chrono::milliseconds timeout) {
   models.BeginDrain();
-  if (!models.WaitIdle(Clock::Real().Now() + timeout)) {
+  bool idle = models.WaitIdle(Clock::Real().Now() + timeout);
+  if (!idle) {
     log::Warn("drain timeout reached; stopping the requests still running");
     models.AbortAll();
-    models.WaitIdle(Clock::Real().Now() + std::chrono::seconds(5));
+    idle = models.WaitIdle(Clock::Real().Now() + std::chrono::seconds(5));
   }
   const SteadyTime flush_deadline = Clock::Real().Now() + std::chrono::seconds(5);
   while (app.open_generations() > 0 && Clock::Real().Now() < flush_deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  return idle;
 }
 
 double Seconds(std::chrono::steady_clock::duration d) {
@@ -257,10 +260,16 @@ int RunServe(const ServeOptions& options) {
             static_cast<long long>(total * 1e3), " ms");
 
   while (!drain_requested) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  Drain(*models, app, options.drain_timeout);
+  const bool idle = Drain(*models, app, options.drain_timeout);
   (*http)->Stop();
   app.SetModels(nullptr);
-  models.reset();
+  if (idle) {
+    models.reset();
+  } else {
+    // A request still holds a lease; its release must not find a destroyed manager. The
+    // process exits now, which frees everything anyway.
+    (void)models.release();
+  }
   log::Info("drained; exiting");
   return 0;
 }
