@@ -88,6 +88,28 @@ class IdleUnloadTest(unittest.TestCase):
         finally:
             server.stop()
 
+    def test_a_failed_load_gives_503_and_the_next_request_retries(self):
+        broken = os.path.join(self.tmp.name, "broken.gguf")
+        with open(self.tiny, "rb") as src, open(broken, "wb") as dst:
+            dst.write(src.read(10_000_000))  # the header reads, the tensor data is cut short
+        server = Server("--no-preload", "--ctx-size", "256", model=broken)
+        try:
+            status, body, headers = complete(server)
+            self.assertEqual(status, 503, body)
+            self.assertIn("cannot load model 'broken'", body["error"]["message"])
+            self.assertIn("Retry-After", headers)
+            self.assertEqual(server.metric("ember_model_load_failures_total",
+                                           {"model_name": "broken"}), 1)
+            self.assertEqual(server.metric("ember_requests_rejected_total",
+                                           {"reason": "load_failed"}), 1)
+            with open(self.tiny, "rb") as src, open(broken, "wb") as dst:
+                dst.write(src.read())
+            status, body, _ = complete(server)
+            self.assertEqual(status, 200, body)
+            self.assertGreater(body["usage"]["cold_start_seconds"], 0)
+        finally:
+            server.stop()
+
     def test_streamed_cold_start_reports_it_in_the_usage_chunk(self):
         server = Server("--no-preload", "--ctx-size", "256", model=self.tiny)
         try:
