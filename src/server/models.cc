@@ -111,6 +111,7 @@ ModelManager::ModelManager(ManagerOptions options, std::vector<ModelConfig> mode
     entry->metrics = &metrics.ForModel(config.id);
     entry->metrics->SetEstimateBytes(config.estimate_bytes);
     entry->metrics->SetLoaded(false);
+    entry->need = config.estimate_bytes;
     entry->config = std::move(config);
     entries_.push_back(std::move(entry));
   }
@@ -318,8 +319,7 @@ bool ModelManager::StartLoadLocked(std::unique_lock<std::mutex>& lock) {
       resident.push_back(
           {r->config.id, r->bytes, r->last_used, r->busy() || r->state != ModelState::kLoaded});
     }
-    auto victims =
-        PlanEviction(resident, UsedLocked(), e.config.estimate_bytes, options_.memory_budget);
+    auto victims = PlanEviction(resident, UsedLocked(), e.need, options_.memory_budget);
     if (!victims) continue;
     for (const std::string& id : *victims) {
       log::Info("evicting model '", id, "' (least recently used) to make room for '", e.config.id,
@@ -329,13 +329,13 @@ bool ModelManager::StartLoadLocked(std::unique_lock<std::mutex>& lock) {
     // The lock was released while unloading: start over with what holds now.
     if (!victims->empty()) return true;
     e.state = ModelState::kLoading;
-    e.bytes = e.config.estimate_bytes;
+    e.bytes = e.need;
     e.metrics->SetMemoryBytes(e.bytes);
     loading_ = true;
     if (loader_.joinable()) loader_.join();  // the previous load, already finished
     const SteadyTime started = clock_.Now();
-    log::Info("loading model '", e.config.id, "' (estimated ", MiB(e.config.estimate_bytes), ", ",
-              MiB(UsedLocked()), " of the budget in use with it)");
+    log::Info("loading model '", e.config.id, "' (needs ", MiB(e.need), ", ", MiB(UsedLocked()),
+              " of the budget in use with it)");
     loader_ = std::thread([this, i, started] {
       Entry& entry = *entries_[i];
       FinishLoad(i, load_(entry.config, *entry.metrics), started);
@@ -357,6 +357,7 @@ void ModelManager::FinishLoad(std::size_t index, Result<LoadedModel> loaded, Ste
       e.state = ModelState::kLoaded;
       e.scheduler = std::move(loaded->scheduler);
       e.bytes = loaded->bytes > 0 ? loaded->bytes : e.config.estimate_bytes;
+      e.need = e.bytes;
       e.last_used = now;
       e.metrics->SetLoaded(true);
       e.metrics->SetMemoryBytes(e.bytes);

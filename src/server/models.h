@@ -165,6 +165,10 @@ class ModelManager {
     ModelState state = ModelState::kUnloaded;
     std::unique_ptr<scheduler::Scheduler> scheduler;
     std::uint64_t bytes = 0;  // held against the budget
+    // What a load needs: the estimate, then what the last load measured (a load that held
+    // more than estimated, e.g. repacked weights beside the mapped file, is planned for
+    // as it really is next time).
+    std::uint64_t need = 0;
     int leases = 0;
     SteadyTime last_used{};
     std::vector<Waiter> waiters;

@@ -75,7 +75,8 @@ class ManagerTest : public ::testing::Test {
               {}, std::make_unique<engine::FakeEngine>(engine::FakeEngineOptions{}), &m,
               Clock::Real());
           if (!s) return std::unexpected(s.error());
-          return LoadedModel{std::move(*s), c.estimate_bytes};
+          return LoadedModel{std::move(*s),
+                             c.id == heavy_ ? 2 * c.estimate_bytes : c.estimate_bytes};
         },
         metrics_, Clock::Real());
   }
@@ -97,6 +98,7 @@ class ManagerTest : public ::testing::Test {
   ServerMetrics metrics_;
   std::vector<std::string> loads_;  // written on the loader thread, read after a callback
   std::string fail_;
+  std::string heavy_;  // this model's load measures twice its estimate
   std::unique_ptr<ModelManager> manager_;
 };
 
@@ -119,6 +121,17 @@ TEST_F(ManagerTest, EvictsTheLeastRecentlyUsedIdleModel) {
   EXPECT_EQ(StateOf("a"), ModelState::kUnloaded);
   EXPECT_EQ(StateOf("b"), ModelState::kLoaded);
   EXPECT_EQ(StateOf("c"), ModelState::kLoaded);
+}
+
+TEST_F(ManagerTest, PlansTheNextLoadWithWhatTheLastOneMeasured) {
+  Make(25, {{"a", 10}, {"b", 10}});
+  heavy_ = "a";  // really holds 20
+  { ASSERT_TRUE(Acquire("a").has_value()); }
+  { ASSERT_TRUE(Acquire("b").has_value()); }  // 20 + 10 > 25: a goes
+  EXPECT_EQ(StateOf("a"), ModelState::kUnloaded);
+  { ASSERT_TRUE(Acquire("a").has_value()); }  // needs 20 now, not 10: b goes
+  EXPECT_EQ(StateOf("b"), ModelState::kUnloaded);
+  EXPECT_EQ(StateOf("a"), ModelState::kLoaded);
 }
 
 TEST_F(ManagerTest, WaitsWhileTheOtherModelsAreBusyAndTimesOut) {

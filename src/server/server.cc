@@ -2,9 +2,12 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <future>
 #include <map>
@@ -109,6 +112,16 @@ bool Drain(ModelManager& models, const App& app, std::chrono::milliseconds timeo
   return idle;
 }
 
+// The process's resident memory (Linux /proc/self/statm); 0 when it cannot be read.
+std::uint64_t ResidentBytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  unsigned long long size = 0, resident = 0;
+  const int n = std::fscanf(f, "%llu %llu", &size, &resident);
+  std::fclose(f);
+  return n == 2 ? resident * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE)) : 0;
+}
+
 double Seconds(std::chrono::steady_clock::duration d) {
   return std::chrono::duration<double>(d).count();
 }
@@ -120,6 +133,7 @@ Result<LoadedModel> LoadModel(const ModelConfig& config, ModelMetrics& metrics,
                               std::uint64_t weight_estimate) {
   engine::LlamaOptions llama = config.llama;
   llama.on_phase = [&app](std::string_view phase) { app.SetLoadingStep(phase); };
+  const std::uint64_t resident_before = ResidentBytes();
   auto engine = engine::CreateLlamaEngine(llama);
   if (!engine) return std::unexpected(engine.error());
   std::vector<engine::StartupPhase> startup = (*engine)->Info().startup;
@@ -141,9 +155,13 @@ Result<LoadedModel> LoadModel(const ModelConfig& config, ModelMetrics& metrics,
                         static_cast<long long>(p.seconds * 1e6), " us");
   }
   log::Info("startup: ", breakdown, " (model '", config.id, "')");
-  // The measured weights replace their estimate; the KV cache and compute allowance stay.
+  // The measured weights replace their estimate (the KV cache is allocated in full, so its
+  // estimate is exact); and when the process grew by more during the load (weights repacked
+  // beside the mapped file, page-cache pages of the mapping), that growth is the figure.
   std::uint64_t bytes = config.estimate_bytes;
   if (weight_bytes > 0) bytes = bytes - weight_estimate + weight_bytes;
+  const std::uint64_t resident_after = ResidentBytes();
+  if (resident_after > resident_before) bytes = std::max(bytes, resident_after - resident_before);
   return LoadedModel{std::move(*scheduler), bytes};
 }
 
