@@ -63,4 +63,11 @@ else()
   message(WARNING "this llama.cpp lacks ember's batch-invariance patch: deterministic mode "
                   "will be refused at start-up (see third_party/llama.cpp-patches)")
 endif()
+string(FIND "${_ember_ggml_cpu_text}" "ggml_cpu_repack_set_allocator" _ember_ra_pos)
+if(_ember_ra_pos GREATER -1)
+  target_compile_definitions(ember_llama_dep INTERFACE EMBER_HAVE_REPACK_ALLOCATOR=1)
+else()
+  message(WARNING "this llama.cpp lacks ember's repack-allocator patch: repacked weights "
+                  "are converted on every load, never cached (see third_party/llama.cpp-patches)")
+endif()
 target_compile_definitions(ember_llama_dep INTERFACE EMBER_LLAMA_BUILD_ID="${EMBER_LLAMA_BUILD_ID}")

@@ -88,6 +88,11 @@ void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
                    "ember's state on disk; repacked weights are cached in DIR/cache "
                    "(empty: no cache)")
       ->envname("EMBER_DATA_DIR");
+  serve
+      ->add_flag("--no-repack", o.no_repack,
+                 "Keep quantized weights as stored: faster start without a cache, slower "
+                 "decode")
+      ->envname("EMBER_NO_REPACK");
   serve->add_option("--http-threads", o.http_threads, "HTTP I/O threads")
       ->envname("EMBER_HTTP_THREADS")
       ->check(CLI::Range(1, 64));

@@ -40,7 +40,8 @@ class App {
   // The models it serves; set before the HTTP server starts, cleared after it stopped.
   void SetModels(ModelManager* models) { models_.store(models); }
   void SetPhase(Phase phase) { phase_.store(phase); }
-  // What loading is doing now ("metadata", "weights", "context", "warmup"), for /ready.
+  // What loading is doing now ("metadata", "tokenizer", "buffers", "weights", "context",
+  // "warmup"), for /ready.
   void SetLoadingStep(std::string_view step) {
     std::lock_guard lock(loading_step_mu_);
     loading_step_ = step;

@@ -63,6 +63,7 @@ engine::LlamaOptions LlamaOptionsFrom(const ServeOptions& options, const ModelSp
                      : options.flash_attn == "off" ? engine::FlashAttention::kOff
                                                    : engine::FlashAttention::kAuto;
   if (!options.data_dir.empty()) llama.repack_cache_dir = options.data_dir + "/cache";
+  llama.repack = !options.no_repack;
   return llama;
 }
 

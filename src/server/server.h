@@ -40,6 +40,7 @@ struct ServeOptions {
   // ember's state on disk; repacked weights are cached in <data_dir>/cache (docs/coldstart.md).
   // Empty = no cache.
   std::string data_dir;
+  bool no_repack = false;  // serve quantized weights unrepacked (docs/coldstart.md)
   // --allow-deterministic: requests may ask for "deterministic": true. --deterministic: every
   // request is deterministic. Either verifies batch invariance at start-up (docs/determinism.md).
   bool allow_deterministic = false;

@@ -105,9 +105,9 @@ void ModelMetrics::SetStartupSeconds(const std::string& phase, double seconds) {
   labels.emplace_back("phase", phase);
   registry_
       .GetGauge("ember_startup_seconds",
-                "How long each phase of the model's last load took: metadata, weights, context, "
-                "warmup (with the determinism check when enabled), and total (process start to "
-                "ready, for a model loaded at start-up).",
+                "How long each phase of the model's last load took: metadata, tokenizer, "
+                "buffers, weights, context, warmup (with the determinism check when enabled), and "
+                "total (process start to ready, for a model loaded at start-up).",
                 labels)
       .Set(seconds);
 }

@@ -14,12 +14,42 @@
 
 #include "common/log.h"
 #include "engine/llama/llama_tokenizer.h"
+#include "engine/llama/repack_cache.h"
 
 namespace ember::engine {
 namespace {
 
+using SteadyClock = std::chrono::steady_clock;
+
+// Boundaries between start-up phases that libllama has no callback for, taken from its own
+// log lines on the loading thread: the loader prints the file's summary once the header is
+// read, and announces tensor creation once the tokenizer is built. If a llama.cpp version
+// words them differently, the phases merge into "metadata"; nothing else depends on them.
+struct LoadMarks {
+  const LlamaOptions* options;
+  std::optional<SteadyClock::time_point> header_read;
+  std::optional<SteadyClock::time_point> tokenizer_built;
+};
+thread_local LoadMarks* t_load_marks = nullptr;
+
+void MarkLoadPhase(std::string_view line) {
+  LoadMarks* marks = t_load_marks;
+  if (marks == nullptr) return;
+  auto mark = [&](std::optional<SteadyClock::time_point>& at, std::string_view next_phase) {
+    at = SteadyClock::now();
+    if (marks->options->on_phase) marks->options->on_phase(next_phase);
+  };
+  if (!marks->header_read && line.starts_with("print_info: file format")) {
+    mark(marks->header_read, "tokenizer");
+  } else if (marks->header_read && !marks->tokenizer_built &&
+             line.starts_with("load_tensors: loading model tensors")) {
+    mark(marks->tokenizer_built, "buffers");
+  }
+}
+
 void LogFromLlama(ggml_log_level level, const char* text, void* /*user*/) {
   std::string_view line(text);
+  MarkLoadPhase(line);
   while (!line.empty() && line.back() == '\n') line.remove_suffix(1);
   if (line.empty()) return;
   if (level == GGML_LOG_LEVEL_ERROR) {
@@ -46,6 +76,60 @@ void SetBatchInvariant(bool enabled) { ggml_cpu_set_batch_invariant(enabled); }
 constexpr bool kHaveBatchInvariance = false;
 void SetBatchInvariant(bool /*enabled*/) {}
 #endif
+
+#ifdef EMBER_HAVE_REPACK_ALLOCATOR
+constexpr bool kHaveRepackAllocator = true;
+// Routes ggml's CPU_REPACK buffer allocations to `cache` while it lives (nullptr: ggml's own).
+class RepackAllocatorScope {
+ public:
+  explicit RepackAllocatorScope(RepackCache* cache) {
+    if (cache == nullptr) return;
+    ggml_cpu_repack_allocator allocator{[](void* user, size_t size, bool* prefilled) {
+                                          return static_cast<RepackCache*>(user)->Alloc(size,
+                                                                                        prefilled);
+                                        },
+                                        [](void* user, void* base, size_t size) {
+                                          static_cast<RepackCache*>(user)->Free(base, size);
+                                        },
+                                        cache};
+    ggml_cpu_repack_set_allocator(&allocator);
+    installed_ = true;
+  }
+  ~RepackAllocatorScope() {
+    if (installed_) ggml_cpu_repack_set_allocator(nullptr);
+  }
+
+ private:
+  bool installed_ = false;
+};
+#else
+constexpr bool kHaveRepackAllocator = false;
+struct RepackAllocatorScope {
+  explicit RepackAllocatorScope(RepackCache* /*cache*/) {}
+};
+#endif
+
+// ggml's allocator hook is process-wide: one model loads at a time.
+std::mutex& LoadMutex() {
+  static std::mutex mu;
+  return mu;
+}
+
+// Everything besides the model's bytes that repacked weights depend on: the ggml build (its
+// commit, flags and ember's patches) and the CPU features it detects at run time. A user's
+// own checkout has no build id, so the binary's own identity stands in for it.
+std::string RepackIdentity() {
+  std::string build = EMBER_LLAMA_BUILD_ID;
+  if (build == "checkout") {
+    std::error_code ec;
+    const auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+    const auto size = ec ? 0 : std::filesystem::file_size(exe, ec);
+    const auto mtime =
+        ec ? 0 : std::filesystem::last_write_time(exe, ec).time_since_epoch().count();
+    build = StrCat("checkout:", exe.string(), ":", size, ":", mtime);
+  }
+  return StrCat("repack-format=1|build=", build, "|cpu=", llama_print_system_info());
+}
 
 struct ModelDeleter {
   void operator()(llama_model* m) const { llama_model_free(m); }
@@ -82,9 +166,11 @@ SamplerPtr BuildSampler(const SamplingParams& p, int n_vocab, int penalty_window
 
 class LlamaEngine final : public Engine {
  public:
-  LlamaEngine(std::unique_ptr<llama_model, ModelDeleter> model,
+  LlamaEngine(std::unique_ptr<RepackCache> repack_cache,
+              std::unique_ptr<llama_model, ModelDeleter> model,
               std::unique_ptr<llama_context, ContextDeleter> ctx, ModelInfo info)
-      : model_(std::move(model)),
+      : repack_cache_(std::move(repack_cache)),
+        model_(std::move(model)),
         ctx_(std::move(ctx)),
         tokenizer_(model_.get()),
         info_(std::move(info)),
@@ -153,6 +239,8 @@ class LlamaEngine final : public Engine {
     std::fill(cells_invariant_.begin(), cells_invariant_.end(), true);
   }
 
+  // Declared first, destroyed last: the model's repack buffers live in its memory.
+  std::unique_ptr<RepackCache> repack_cache_;
   std::unique_ptr<llama_model, ModelDeleter> model_;
   std::unique_ptr<llama_context, ContextDeleter> ctx_;
   LlamaTokenizer tokenizer_;
@@ -345,7 +433,6 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
     return NotFound(StrCat("model file not found: ", options.model_path), "model");
   }
   InitBackendOnce();
-  using SteadyClock = std::chrono::steady_clock;
   const auto t0 = SteadyClock::now();
   auto enter = [&options](std::string_view phase) {
     if (options.on_phase) options.on_phase(phase);
@@ -359,6 +446,7 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
   enter("metadata");
   llama_model_params mparams = llama_model_default_params();
   mparams.progress_callback_user_data = &progress;
+  mparams.use_extra_bufts = options.repack;
   mparams.progress_callback = [](float /*fraction*/, void* user) {
     auto* p = static_cast<LoadProgress*>(user);
     if (!p->weights_start) {
@@ -367,8 +455,42 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
     }
     return true;
   };
-  std::unique_ptr<llama_model, ModelDeleter> model(
-      llama_model_load_from_file(options.model_path.c_str(), mparams));
+  std::unique_ptr<RepackCache> repack_cache;
+  if (!options.repack_cache_dir.empty()) {
+    if (!kHaveRepackAllocator) {
+      log::Warn(
+          "repack cache off: this llama.cpp build lacks ember's repack-allocator patch "
+          "(third_party/llama.cpp-patches/0003-*)");
+    } else if (auto opened = RepackCache::Open(options.repack_cache_dir, options.model_path,
+                                               RepackIdentity(), options.threads)) {
+      repack_cache = std::move(*opened);
+      repack_cache->Prefetch();
+    } else {
+      log::Warn("repack cache off: ", opened.error().message);
+    }
+  }
+  if (!repack_cache && kHaveRepackAllocator && options.repack) {
+    repack_cache = RepackCache::MemoryOnly();
+  }
+  std::unique_ptr<llama_model, ModelDeleter> model;
+  LoadMarks marks{&options, std::nullopt, std::nullopt};
+  {
+    std::lock_guard lock(LoadMutex());
+    RepackAllocatorScope scope(repack_cache.get());
+    t_load_marks = &marks;
+    model.reset(llama_model_load_from_file(options.model_path.c_str(), mparams));
+    t_load_marks = nullptr;
+  }
+  if (model && repack_cache) {
+    repack_cache->Persist();  // first: it also ends the prefetch that wrote the stats
+    const RepackCacheStats& st = repack_cache->stats();
+    if (repack_cache->persistent() && st.hits + st.misses + st.rejected > 0) {
+      log::Info("repack cache: ", st.hits, " buffer(s) mapped (", st.mapped_bytes >> 20,
+                " MiB, verified in ", static_cast<int>(st.verify_seconds * 1000), " ms), ",
+                st.misses, " repacked now",
+                st.rejected ? StrCat(", ", st.rejected, " rejected") : "");
+    }
+  }
   if (!model)
     return InvalidArgument(
         StrCat("cannot load model ", options.model_path, ": not a GGUF model llama.cpp can read"));
@@ -412,13 +534,20 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
                time_ec ? 0 : mtime.time_since_epoch().count(),
                "|flash_attn=", static_cast<int>(cparams.flash_attn_type));
   }
-  info.startup = {{"metadata", seconds(t_weights - t0)},
+  // metadata: header; tokenizer: hyper-parameters and tokenizer; buffers: tensors, the file
+  // mapping and buffer allocation (mapping the repack cache included); weights: tensor data.
+  const auto t_header = marks.header_read.value_or(t_weights);
+  const auto t_tokenizer = marks.tokenizer_built.value_or(t_header);
+  info.startup = {{"metadata", seconds(t_header - t0)},
+                  {"tokenizer", seconds(t_tokenizer - t_header)},
+                  {"buffers", seconds(t_weights - t_tokenizer)},
                   {"weights", seconds(t_model - t_weights)},
                   {"context", seconds(t_context - t_model)}};
   info.created = std::chrono::duration_cast<std::chrono::seconds>(
                      std::chrono::system_clock::now().time_since_epoch())
                      .count();
-  auto engine = std::make_unique<LlamaEngine>(std::move(model), std::move(ctx), std::move(info));
+  auto engine = std::make_unique<LlamaEngine>(std::move(repack_cache), std::move(model),
+                                              std::move(ctx), std::move(info));
   const auto ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
           .count();

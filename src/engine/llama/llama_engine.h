@@ -29,6 +29,9 @@ struct LlamaOptions {
   // Where repacked weights are persisted and mapped back from (docs/coldstart.md); empty =
   // repack on every load, persist nothing.
   std::string repack_cache_dir;
+  // false: quantized weights stay as stored (no repack): a faster start without a cache, a
+  // slower decode (docs/coldstart.md has the figures).
+  bool repack = true;
   // Called on the loading thread as each phase of ModelInfo::startup begins.
   std::function<void(std::string_view phase)> on_phase;
 };

@@ -1,0 +1,236 @@
+#include "engine/llama/repack_cache.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace ember::engine {
+namespace {
+
+namespace fs = std::filesystem;
+
+class RepackCacheTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = fs::temp_directory_path() /
+            ("ember-repack-test-" + std::to_string(getpid()) + "-" +
+             ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(root_);
+    fs::create_directories(root_);
+    model_ = (root_ / "model.gguf").string();
+    WriteModel("model bytes v1");
+    dir_ = (root_ / "cache").string();
+  }
+  void TearDown() override { fs::remove_all(root_); }
+
+  void WriteModel(const std::string& text) {
+    std::ofstream(model_, std::ios::binary | std::ios::trunc) << text;
+  }
+
+  std::unique_ptr<RepackCache> Open(const std::string& identity = "ggml-A|avx2") {
+    auto cache = RepackCache::Open(dir_, model_, identity, 2);
+    EXPECT_TRUE(cache.has_value()) << cache.error().message;
+    return std::move(*cache);
+  }
+
+  // One load: allocates the buffers, "repacks" into the fresh ones, persists them. Returns
+  // whether each buffer came prefilled and checks the bytes a prefilled one holds.
+  std::vector<bool> Load(RepackCache& cache, std::vector<std::size_t> sizes) {
+    std::vector<bool> prefilled;
+    std::vector<std::pair<void*, std::size_t>> bufs;
+    for (std::size_t b = 0; b < sizes.size(); ++b) {
+      bool pre = false;
+      auto* p = static_cast<unsigned char*>(cache.Alloc(sizes[b], &pre));
+      EXPECT_NE(p, nullptr);
+      EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % 64, 0u);
+      for (std::size_t i = 0; i < sizes[b]; ++i) {
+        const auto want = static_cast<unsigned char>(i * 31 + b);
+        if (pre) {
+          if (p[i] != want) {
+            ADD_FAILURE() << "buffer " << b << " byte " << i << " differs";
+            break;
+          }
+        } else {
+          p[i] = want;
+        }
+      }
+      prefilled.push_back(pre);
+      bufs.emplace_back(p, sizes[b]);
+    }
+    cache.Persist();
+    cache.WaitPersisted();
+    for (auto [p, n] : bufs) cache.Free(p, n);
+    return prefilled;
+  }
+
+  int Temporaries() const {
+    int n = 0;
+    for (const auto& e : fs::recursive_directory_iterator(dir_)) {
+      n += e.path().filename().string().find(".tmp.") != std::string::npos;
+    }
+    return n;
+  }
+
+  fs::path root_;
+  std::string model_, dir_;
+};
+
+const std::vector<std::size_t> kSizes = {3 * 4096 + 5, 777};
+
+TEST_F(RepackCacheTest, MissThenHitWithTheSameBytes) {
+  {
+    auto cache = Open();
+    EXPECT_EQ(Load(*cache, kSizes), (std::vector<bool>{false, false}));
+    EXPECT_EQ(cache->stats().misses, 2);
+    EXPECT_TRUE(fs::exists(cache->FilePath(0)));
+    EXPECT_TRUE(fs::exists(cache->FilePath(1)));
+  }
+  auto cache = Open();
+  ASSERT_TRUE(cache->model_hash().has_value()) << "the memo gives the hash without reading";
+  EXPECT_EQ(Load(*cache, kSizes), (std::vector<bool>{true, true}));
+  EXPECT_EQ(cache->stats().hits, 2);
+  EXPECT_EQ(cache->stats().rejected, 0);
+  EXPECT_EQ(Temporaries(), 0);
+}
+
+TEST_F(RepackCacheTest, PrefetchedFilesAreVerifiedAndUsed) {
+  {
+    auto c = Open();
+    Load(*c, kSizes);
+  }
+  auto cache = Open();
+  cache->Prefetch();  // maps and verifies both files while "the tokenizer builds"
+  EXPECT_EQ(Load(*cache, kSizes), (std::vector<bool>{true, true}));
+  EXPECT_EQ(cache->stats().hits, 2);
+}
+
+TEST_F(RepackCacheTest, AFileOfAnotherSizeIsRejected) {
+  {
+    auto c = Open();
+    Load(*c, kSizes);
+  }
+  auto cache = Open();
+  cache->Prefetch();
+  EXPECT_EQ(Load(*cache, {kSizes[0] + 64, kSizes[1]}), (std::vector<bool>{false, true}));
+  EXPECT_EQ(cache->stats().rejected, 1);
+}
+
+TEST_F(RepackCacheTest, CorruptPayloadIsRejectedAndRebuilt) {
+  {
+    auto c = Open();
+    Load(*c, kSizes);
+  }
+  std::string path;
+  {
+    auto c = Open();
+    path = c->FilePath(0);
+  }
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(4096 + 100);
+    f.put('\x7f');
+  }
+  {
+    auto c = Open();
+    EXPECT_EQ(Load(*c, kSizes), (std::vector<bool>{false, true}));
+    EXPECT_EQ(c->stats().rejected, 1);
+  }
+  auto c = Open();
+  EXPECT_EQ(Load(*c, kSizes), (std::vector<bool>{true, true})) << "rebuilt after rejection";
+}
+
+TEST_F(RepackCacheTest, CorruptHeaderAndTruncatedFilesAreRejected) {
+  {
+    auto c = Open();
+    Load(*c, kSizes);
+  }
+  auto probe = Open();
+  const std::string first = probe->FilePath(0), second = probe->FilePath(1);
+  probe.reset();
+  fs::resize_file(first, fs::file_size(first) - 1);
+  {
+    std::fstream f(second, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(20);
+    f.put('\x01');
+  }
+  auto c = Open();
+  EXPECT_EQ(Load(*c, kSizes), (std::vector<bool>{false, false}));
+  EXPECT_EQ(c->stats().rejected, 2);
+}
+
+TEST_F(RepackCacheTest, ForeignIdentityIsRejected) {
+  std::string written;
+  {
+    auto c = Open("ggml-A|avx2");
+    Load(*c, kSizes);
+    written = c->FilePath(0);
+  }
+  auto other = Open("ggml-B|avx512");
+  // A file under the other identity's name but written for ggml-A (copied by hand, or a
+  // name collision): the header must catch it.
+  fs::copy_file(written, other->FilePath(0), fs::copy_options::overwrite_existing);
+  EXPECT_EQ(Load(*other, {kSizes[0]}), (std::vector<bool>{false}));
+  EXPECT_EQ(other->stats().rejected, 1);
+}
+
+TEST_F(RepackCacheTest, ChangedModelFileIsNotServedFromTheOldCache) {
+  std::string old_file;
+  {
+    auto c = Open();
+    Load(*c, kSizes);
+    old_file = c->FilePath(0);
+  }
+  sleep(0);  // ctime granularity is fine-grained; the rewrite changes size anyway
+  WriteModel("model bytes v2, different");
+  {
+    auto c = Open();
+    EXPECT_FALSE(c->model_hash().has_value()) << "the memo must not vouch for a changed file";
+    EXPECT_EQ(Load(*c, kSizes), (std::vector<bool>{false, false}));
+  }
+  EXPECT_FALSE(fs::exists(old_file)) << "the old version's files are removed, not piled up";
+  auto c = Open();
+  EXPECT_EQ(Load(*c, kSizes), (std::vector<bool>{true, true}));
+}
+
+TEST_F(RepackCacheTest, RacingWritersLeaveOneValidFile) {
+  auto a = Open();
+  auto b = Open();
+  std::thread ta([&] { Load(*a, kSizes); });
+  std::thread tb([&] { Load(*b, kSizes); });
+  ta.join();
+  tb.join();
+  EXPECT_EQ(Temporaries(), 0);
+  auto c = Open();
+  EXPECT_EQ(Load(*c, kSizes), (std::vector<bool>{true, true}));
+  int files = 0;
+  for (const auto& e : fs::directory_iterator(dir_)) files += e.path().extension() == ".bin";
+  EXPECT_EQ(files, 2);
+}
+
+TEST_F(RepackCacheTest, TemporariesOfDeadProcessesAreRemoved) {
+  fs::create_directories(dir_);
+  // pid 2^22 + 1 is above Linux's pid_max limit: no such process can exist.
+  const std::string stale = dir_ + "/repack-x-y-0.bin.tmp.4194305.0";
+  const std::string live = dir_ + "/repack-x-y-0.bin.tmp." + std::to_string(getpid()) + ".0";
+  std::ofstream(stale) << "partial";
+  std::ofstream(live) << "partial";
+  auto c = Open();
+  EXPECT_FALSE(fs::exists(stale));
+  EXPECT_TRUE(fs::exists(live)) << "a live process may still be writing it";
+}
+
+TEST_F(RepackCacheTest, UnwritableDirectoryIsAnError) {
+  std::ofstream(root_ / "file") << "x";
+  auto cache = RepackCache::Open((root_ / "file" / "cache").string(), model_, "id", 1);
+  ASSERT_FALSE(cache.has_value());
+  EXPECT_NE(cache.error().message.find("cache directory"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ember::engine
