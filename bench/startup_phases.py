@@ -3,6 +3,9 @@
 reads ember_startup_seconds{phase} and prints the medians with exec -> ready measured outside.
 
     bench/startup_phases.py MODEL [N]
+
+Superseded by `ember bench coldstart` (also times the first token and runs llama-server beside
+ember; bench/coldstart.sh); kept because BENCHMARKS.md's issue-4 baseline quotes it.
 """
 import os, re, subprocess, sys, time, urllib.request, statistics
 model = sys.argv[1]; n = int(sys.argv[2]) if len(sys.argv) > 2 else 5

@@ -157,6 +157,18 @@ Result<int> HttpClient::Post(std::string_view path, std::string_view body,
                         "Content-Length: " +
                         std::to_string(body.size()) + "\r\n\r\n";
   request.append(body);
+  return Exchange(request, deadline, sink);
+}
+
+Result<int> HttpClient::Get(std::string_view path, SteadyClock::time_point deadline,
+                            const BodySink& sink) {
+  const std::string request =
+      "GET " + std::string(path) + " HTTP/1.1\r\nHost: " + endpoint_.host_header + "\r\n\r\n";
+  return Exchange(request, deadline, sink);
+}
+
+Result<int> HttpClient::Exchange(std::string_view request, SteadyClock::time_point deadline,
+                                 const BodySink& sink) {
   for (int attempt = 0;; ++attempt) {
     const bool fresh = fd_ < 0;
     if (fresh) {
@@ -166,7 +178,7 @@ Result<int> HttpClient::Post(std::string_view path, std::string_view body,
       }
     }
     bool got_bytes = false;
-    auto status = PostOnce(request, deadline, sink, got_bytes);
+    auto status = ExchangeOnce(request, deadline, sink, got_bytes);
     if (status) return status;
     Close();
     // Only a reused connection that died before answering is worth a second try.
@@ -174,8 +186,8 @@ Result<int> HttpClient::Post(std::string_view path, std::string_view body,
   }
 }
 
-Result<int> HttpClient::PostOnce(std::string_view request, SteadyClock::time_point deadline,
-                                 const BodySink& sink, bool& got_bytes) {
+Result<int> HttpClient::ExchangeOnce(std::string_view request, SteadyClock::time_point deadline,
+                                     const BodySink& sink, bool& got_bytes) {
   if (auto sent = SendAll(request, deadline); !sent) return std::unexpected(sent.error());
   std::string buffer;
   auto head = ReadHead(buffer, deadline, got_bytes);

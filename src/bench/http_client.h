@@ -1,5 +1,5 @@
 // A minimal HTTP/1.1 client over POSIX sockets for the load generator: one keep-alive
-// connection, POST only, bodies delivered to a callback as they arrive (Content-Length,
+// connection, GET and POST, bodies delivered to a callback as they arrive (Content-Length,
 // chunked, or read-until-close). Owned and used by one worker thread.
 #pragma once
 
@@ -51,11 +51,17 @@ class HttpClient {
   // deadline passed, malformed response); the connection is closed after any of them.
   [[nodiscard]] Result<int> Post(std::string_view path, std::string_view body,
                                  SteadyClock::time_point deadline, const BodySink& sink);
+  // GETs `path`; otherwise as Post.
+  [[nodiscard]] Result<int> Get(std::string_view path, SteadyClock::time_point deadline,
+                                const BodySink& sink);
 
  private:
   [[nodiscard]] Status Connect(SteadyClock::time_point deadline);
-  [[nodiscard]] Result<int> PostOnce(std::string_view request, SteadyClock::time_point deadline,
-                                     const BodySink& sink, bool& got_bytes);
+  // Sends a complete request and reads its response, reconnecting once as Post describes.
+  [[nodiscard]] Result<int> Exchange(std::string_view request, SteadyClock::time_point deadline,
+                                     const BodySink& sink);
+  [[nodiscard]] Result<int> ExchangeOnce(std::string_view request, SteadyClock::time_point deadline,
+                                         const BodySink& sink, bool& got_bytes);
   [[nodiscard]] Result<ResponseHead> ReadHead(std::string& buffer, SteadyClock::time_point deadline,
                                               bool& got_bytes);
   [[nodiscard]] Status ReadBody(const ResponseHead& head, std::string& buffer,

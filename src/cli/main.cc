@@ -1,10 +1,11 @@
-// ember's command line: `ember serve`, `ember bench`, `ember model synth`. CLI11 lives here
-// only; each subcommand fills an options struct and calls its component.
+// ember's command line: `ember serve`, `ember bench [coldstart]`, `ember model synth`. CLI11 lives
+// here only; each subcommand fills an options struct and calls its component.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
 
+#include "bench/coldstart.h"
 #include "bench/load.h"
 #include "cli/byte_size.h"
 #include "cli/duration.h"
@@ -138,6 +139,41 @@ void AddBench(CLI::App& app, bench::LoadOptions& o, bool& json, bool& no_stream,
   b->add_flag("--json", json, "Print the report as JSON");
 }
 
+struct ColdStartFlags {
+  bench::ColdStartOptions options;
+  int timeout = 120;
+  bool json = false;
+  std::vector<std::string> ember_args, passthrough;  // --ember-arg X..., then -- X...
+};
+
+void AddColdStart(CLI::App& app, ColdStartFlags& f) {
+  auto* bench = app.get_subcommand("bench");
+  auto* c = bench->add_subcommand(
+      "coldstart", "Time a server from exec to ready and to its first token, N times");
+  bench::ColdStartOptions& o = f.options;
+  c->add_option("--model,-m", o.model_path, "GGUF model file")->required();
+  c->add_option("--runs", o.runs, "Starts per server")->check(CLI::Range(1, 10000));
+  c->add_option("--ember", o.ember_bin, "ember binary (default: this one)");
+  c->add_option("--llama-server", o.llama_server_bin,
+                "Also start this llama-server, run by run in turn with ember");
+  c->add_option("--threads,-t", o.threads, "Compute threads (0 = usable CPUs)")
+      ->check(CLI::Range(0, 1024));
+  c->add_option("--ctx-size,-c", o.ctx_size, "KV-cache tokens in all")
+      ->check(CLI::Range(1, 1 << 24));
+  c->add_option("--parallel,--np", o.parallel, "Slots")->check(CLI::Range(1, 1024));
+  c->add_option("--max-tokens", o.max_tokens, "Tokens asked of the first-token request")
+      ->check(CLI::Range(1, 1'000'000));
+  c->add_option("--decode-tokens", o.decode_tokens,
+                "Tokens of a second request that measures decode tok/s (0 = skip)")
+      ->check(CLI::Range(0, 1'000'000));
+  c->add_option("--prompt", o.prompt);
+  c->add_option("--timeout", f.timeout, "Seconds each run may take, exec to stop")
+      ->check(CLI::Range(1, 86400));
+  c->add_option("--ember-arg", f.ember_args, "Extra `ember serve` flag (repeatable)");
+  c->add_option("serve-args", f.passthrough, "Extra `ember serve` flags, after --");
+  c->add_flag("--json", f.json, "Print per-run values and medians as JSON");
+}
+
 void AddSynth(CLI::App& app, std::string& shape, std::string& type, synth::SynthOptions& o) {
   auto* model = app.add_subcommand("model", "Model utilities");
   auto* s = model->add_subcommand("synth", "Write a llama GGUF with seeded random weights");
@@ -166,6 +202,8 @@ int Main(int argc, char** argv) {
   bool json = false, no_stream = false;
   int timeout = 120;
   AddBench(app, load, json, no_stream, timeout);
+  ColdStartFlags coldstart;
+  AddColdStart(app, coldstart);
   std::string shape, type;
   synth::SynthOptions synth_options;
   AddSynth(app, shape, type, synth_options);
@@ -176,6 +214,18 @@ int Main(int argc, char** argv) {
       return Fail({ErrorCode::kInvalidArgument, "serve needs --model PATH (or EMBER_MODEL)", ""});
     if (auto ok = ApplyDurations(durations, serve); !ok) return Fail(ok.error());
     return server::RunServe(serve);
+  }
+  if (app.get_subcommand("bench")->got_subcommand("coldstart")) {
+    coldstart.options.timeout = std::chrono::seconds(coldstart.timeout);
+    coldstart.options.ember_args = coldstart.ember_args;
+    coldstart.options.ember_args.insert(coldstart.options.ember_args.end(),
+                                        coldstart.passthrough.begin(), coldstart.passthrough.end());
+    auto report = bench::RunColdStart(coldstart.options);
+    if (!report) return Fail(report.error());
+    std::cout << (coldstart.json ? bench::FormatColdStartJson(*report)
+                                 : bench::FormatColdStartTable(*report))
+              << std::flush;
+    return report->failed() == 0 ? 0 : 1;
   }
   if (app.got_subcommand("bench")) {
     load.stream = !no_stream;
