@@ -22,8 +22,10 @@ SANITIZER_REPORT = re.compile(
 
 class Server:
     def __init__(self, *args, model=MODEL, wait_ready=True):
+        """model=None: the caller passes its own --model flags in args."""
+        models = ["--model", model] if model is not None else []
         self.proc = subprocess.Popen(
-            [EMBER_BIN, "serve", "--model", model, "--port", "0", "--threads", "1", *args],
+            [EMBER_BIN, "serve", *models, "--port", "0", "--threads", "1", *args],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.log = []
         self.port = None
@@ -127,6 +129,14 @@ class Server:
                 return True
             time.sleep(0.02)
         return False
+
+    def rss_bytes(self):
+        """Resident memory of the server process (Linux)."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmRSS")
 
     def signal(self, sig=signal.SIGTERM):
         self.proc.send_signal(sig)

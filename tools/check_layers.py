@@ -21,7 +21,7 @@ ALLOWED = {
 # third-party header prefix -> the only directories that may include it
 THIRD_PARTY = {
     "llama.h": ("engine/llama",), "ggml": ("engine/llama", "engine/synth"),
-    "gguf.h": ("engine/synth",), "boost/": ("http",), "nlohmann/": ("api",), "CLI/": ("cli",),
+    "gguf.h": ("engine/llama", "engine/synth"), "boost/": ("http",), "nlohmann/": ("api",), "CLI/": ("cli",),
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^">]+)[">]')
 

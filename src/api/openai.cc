@@ -134,6 +134,16 @@ void AppendJsonEscaped(std::string& out, std::string_view text) {
   out.append(text, copied, pos - copied);
 }
 
+std::string FormatSeconds(double seconds) {
+  const auto millis = static_cast<std::int64_t>(seconds * 1000.0 + 0.5);
+  std::string out = std::to_string(millis / 1000);
+  std::string frac = std::to_string(millis % 1000);
+  out += '.';
+  out.append(3 - frac.size(), '0');
+  out += frac;
+  return out;
+}
+
 std::string_view FinishReasonString(engine::FinishReason reason) {
   switch (reason) {
     case engine::FinishReason::kStop:
@@ -153,6 +163,16 @@ HttpError ToHttpError(const Error& error) {
   const ErrorKind kind = KindOf(error);
   HttpError http;
   http.status = kind.status;
+  AppendErrorEnvelope(http.body, error, kind);
+  return http;
+}
+
+HttpError ToHttpError(const Error& error, int status, std::string_view code) {
+  ErrorKind kind = KindOf(error);
+  kind.status = status;
+  kind.code = code;
+  HttpError http;
+  http.status = status;
   AppendErrorEnvelope(http.body, error, kind);
   return http;
 }
@@ -177,6 +197,10 @@ std::string EncodeModelList(const std::vector<ModelCard>& models) {
     AppendQuoted(out, card.owned_by);
     out += ",\"context_length\":";
     AppendInt(out, card.context_length);
+    if (!card.status.empty()) {
+      out += ",\"status\":";
+      AppendQuoted(out, card.status);
+    }
     out += '}';
   }
   out += "]}";

@@ -45,7 +45,12 @@ struct ResponseMeta {
   // OpenAI's system_fingerprint: changes whenever the numerics behind the output may change
   // (docs/determinism.md). Omitted when empty.
   std::string system_fingerprint;
+  // ember extension: seconds the request waited for its model to load (idle unload, several
+  // models; docs/coldstart.md). Sent as usage.cold_start_seconds only when set.
+  std::optional<double> cold_start_seconds;
 };
+// "1.234": cold_start_seconds as sent in usage and the x-ember-cold-start header.
+std::string FormatSeconds(double seconds);
 
 // "stop" | "length" | "error" ("cancelled" is never sent to a client).
 std::string_view FinishReasonString(engine::FinishReason reason);
@@ -76,6 +81,7 @@ struct ModelCard {
   std::int64_t created = 0;
   std::string owned_by = "ember";
   int context_length = 0;  // extension: the per-sequence context
+  std::string status;      // extension: "loaded" | "loading" | "unloaded"; omitted when empty
 };
 std::string EncodeModelList(const std::vector<ModelCard>& models);
 
@@ -90,6 +96,9 @@ struct HttpError {
   std::string body;  // {"error":{"message","type","param","code"}}
 };
 HttpError ToHttpError(const Error& error);
+// The same envelope with another status and code, for the few errors the table cannot tell
+// apart by their code: 413 "model_too_large", 409 "model_busy".
+HttpError ToHttpError(const Error& error, int status, std::string_view code);
 
 // Appends `text` to `out` as the inside of a JSON string literal. Invalid UTF-8 becomes
 // U+FFFD, so model output can never produce invalid JSON.

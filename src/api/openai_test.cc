@@ -39,8 +39,11 @@ Json ParseFrame(std::string_view frame) {
   return Json::parse(frame.substr(6, frame.size() - 8));
 }
 
-const ResponseMeta kMeta{
-    .id = "cmpl-abc", .created = 1700000000, .model = "stories", .system_fingerprint = {}};
+const ResponseMeta kMeta{.id = "cmpl-abc",
+                         .created = 1700000000,
+                         .model = "stories",
+                         .system_fingerprint = {},
+                         .cold_start_seconds = {}};
 
 TEST(AppendJsonEscapedTest, EscapesQuotesBackslashesAndControlCharacters) {
   EXPECT_EQ(Escaped("plain text"), "plain text");
@@ -194,8 +197,8 @@ TEST(EncodeTest, UsageChunkHasEmptyChoicesAndEndpointObject) {
 TEST(EncodeTest, DoneFrame) { EXPECT_EQ(kSseDone, "data: [DONE]\n\n"); }
 
 TEST(EncodeTest, ModelListMatchesOpenAiShape) {
-  const Json list = Json::parse(
-      EncodeModelList({{"stories", 1700000000, "ember", 512}, {"other\"model", 1, "me", 4096}}));
+  const Json list = Json::parse(EncodeModelList(
+      {{"stories", 1700000000, "ember", 512, ""}, {"other\"model", 1, "me", 4096, ""}}));
   EXPECT_EQ(list["object"], "list");
   ASSERT_EQ(list["data"].size(), 2u);
   EXPECT_EQ(list["data"][0], Json::parse(R"({"id":"stories","object":"model","created":1700000000,

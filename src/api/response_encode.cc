@@ -28,7 +28,8 @@ void AppendHead(std::string& out, const ResponseMeta& meta, std::string_view obj
   }
 }
 
-void AppendUsage(std::string& out, const engine::Usage& usage) {
+void AppendUsage(std::string& out, const engine::Usage& usage,
+                 std::optional<double> cold_start_seconds) {
   out += "{\"prompt_tokens\":";
   AppendInt(out, usage.prompt_tokens);
   out += ",\"completion_tokens\":";
@@ -37,7 +38,12 @@ void AppendUsage(std::string& out, const engine::Usage& usage) {
   AppendInt(out, usage.total_tokens());
   out += ",\"prompt_tokens_details\":{\"cached_tokens\":";
   AppendInt(out, usage.cached_tokens);
-  out += "}}";
+  out += '}';
+  if (cold_start_seconds) {
+    out += ",\"cold_start_seconds\":";
+    out += FormatSeconds(*cold_start_seconds);
+  }
+  out += '}';
 }
 
 // Writes `,"logprobs":null,"finish_reason":…}]` closing the single choice and the array.
@@ -75,7 +81,7 @@ std::string EncodeCompletion(const ResponseMeta& meta, std::string_view text,
   AppendQuoted(out, text);
   AppendChoiceTail(out, reason);
   out += ",\"usage\":";
-  AppendUsage(out, usage);
+  AppendUsage(out, usage, meta.cold_start_seconds);
   out += '}';
   return out;
 }
@@ -90,7 +96,7 @@ std::string EncodeChatCompletion(const ResponseMeta& meta, std::string_view text
   out += '}';
   AppendChoiceTail(out, reason);
   out += ",\"usage\":";
-  AppendUsage(out, usage);
+  AppendUsage(out, usage, meta.cold_start_seconds);
   out += '}';
   return out;
 }
@@ -137,7 +143,7 @@ std::string EncodeUsageChunk(const ResponseMeta& meta, Endpoint endpoint,
   AppendHead(out, meta,
              endpoint == Endpoint::kChatCompletions ? kChatChunkObject : kCompletionObject);
   out += ",\"choices\":[],\"usage\":";
-  AppendUsage(out, usage);
+  AppendUsage(out, usage, meta.cold_start_seconds);
   out += "}\n\n";
   return out;
 }

@@ -7,6 +7,7 @@
 
 #include "bench/coldstart.h"
 #include "bench/load.h"
+#include "cli/byte_size.h"
 #include "cli/duration.h"
 #include "common/log.h"
 #include "engine/synth/synth.h"
@@ -17,14 +18,31 @@ namespace {
 
 struct DurationFlags {
   std::string queue_timeout = "30s", drain_timeout = "30s", read_timeout = "30s",
-              liveness_timeout = "60s", step_delay = "0";
+              liveness_timeout = "60s", step_delay = "0", idle_unload = "0";
+  std::string memory_budget = "0";
+  bool preload = false, no_preload = false;
 };
 
 void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
   auto* serve = app.add_subcommand("serve", "Serve a GGUF model over an OpenAI-compatible API");
-  serve->add_option("--model,-m", o.model_path, "GGUF model file")->envname("EMBER_MODEL");
+  serve
+      ->add_option("--model,-m", o.models,
+                   "GGUF model file, or ID=PATH; repeat to serve several models")
+      ->envname("EMBER_MODEL");
   serve->add_option("--model-id", o.model_id, "Name clients use (default: file name)")
       ->envname("EMBER_MODEL_ID");
+  serve
+      ->add_option("--memory-budget", d.memory_budget,
+                   "Bytes all loaded models may hold (weights + KV cache), e.g. 2GiB; 0 = "
+                   "unlimited")
+      ->envname("EMBER_MEMORY_BUDGET");
+  serve
+      ->add_option("--idle-unload", d.idle_unload,
+                   "Unload a model after this long without requests (0 = never)")
+      ->envname("EMBER_IDLE_UNLOAD");
+  serve->add_flag("--preload", d.preload, "Load every model at start-up (default with one model)")
+      ->envname("EMBER_PRELOAD");
+  serve->add_flag("--no-preload", d.no_preload, "Load each model on its first request");
   serve->add_option("--host", o.host, "Address to listen on")->envname("EMBER_HOST");
   serve->add_option("--port", o.port, "Port (0 = any free port)")->envname("EMBER_PORT");
   serve->add_option("--ctx-size,-c", o.ctx_size, "KV-cache tokens in all, split over --parallel")
@@ -85,16 +103,20 @@ void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
 
 Status ApplyDurations(const DurationFlags& d, server::ServeOptions& o) {
   const std::pair<const std::string*, std::chrono::milliseconds*> all[] = {
-      {&d.queue_timeout, &o.queue_timeout},
-      {&d.drain_timeout, &o.drain_timeout},
-      {&d.read_timeout, &o.read_timeout},
-      {&d.liveness_timeout, &o.liveness_timeout},
-      {&d.step_delay, &o.step_delay}};
+      {&d.queue_timeout, &o.queue_timeout}, {&d.drain_timeout, &o.drain_timeout},
+      {&d.read_timeout, &o.read_timeout},   {&d.liveness_timeout, &o.liveness_timeout},
+      {&d.step_delay, &o.step_delay},       {&d.idle_unload, &o.idle_unload}};
   for (const auto& [text, out] : all) {
     auto parsed = ParseDuration(*text);
     if (!parsed) return std::unexpected(parsed.error());
     *out = *parsed;
   }
+  auto budget = ParseByteSize(d.memory_budget);
+  if (!budget) return std::unexpected(budget.error());
+  o.memory_budget = *budget;
+  if (d.preload && d.no_preload) return InvalidArgument("--preload and --no-preload contradict");
+  if (d.preload) o.preload = true;
+  if (d.no_preload) o.preload = false;
   return {};
 }
 
@@ -188,7 +210,7 @@ int Main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   if (app.got_subcommand("serve")) {
-    if (serve.model_path.empty())
+    if (serve.models.empty())
       return Fail({ErrorCode::kInvalidArgument, "serve needs --model PATH (or EMBER_MODEL)", ""});
     if (auto ok = ApplyDurations(durations, serve); !ok) return Fail(ok.error());
     return server::RunServe(serve);

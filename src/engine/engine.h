@@ -41,6 +41,8 @@ struct ModelInfo {
   // the file and allocating weight buffers: everything before the first tensor's data is
   // loaded), "weights" (tensor data: reading, repacking) and "context" (KV cache, buffers).
   std::vector<StartupPhase> startup;
+  // Bytes of weight buffers as loaded (after any repack); 0 when the engine cannot tell.
+  std::uint64_t weight_bytes = 0;
 };
 
 class Tokenizer {

@@ -5,6 +5,7 @@
 
 #include "api/openai.h"
 #include "api/tokenize.h"
+#include "common/clock.h"
 #include "common/log.h"
 #include "server/generation.h"
 
@@ -34,12 +35,13 @@ std::string SystemFingerprint(const std::string& numerics_id, bool deterministic
 
 }  // namespace
 
-void App::SetScheduler(scheduler::Scheduler* scheduler) {
-  // Before the store: a handler that sees the scheduler sees the fingerprints too.
-  fingerprints_ = {SystemFingerprint(scheduler->model().numerics_id, false),
-                   SystemFingerprint(scheduler->model().numerics_id, true)};
-  scheduler_.store(scheduler);
-  metrics_.BindScheduler(scheduler);
+const std::array<std::string, 2>& App::Fingerprints(const std::string& numerics_id) {
+  std::lock_guard lock(fingerprints_mu_);
+  auto [it, fresh] = fingerprints_.try_emplace(numerics_id);
+  if (fresh) {
+    it->second = {SystemFingerprint(numerics_id, false), SystemFingerprint(numerics_id, true)};
+  }
+  return it->second;  // std::map: references stay valid
 }
 
 void App::Reply(http::Exchange& ex, const std::string& endpoint, int status, std::string body,
@@ -70,7 +72,8 @@ void App::Handle(std::shared_ptr<http::Exchange> ex) {
   if (path == "/v1/models" && get) return HandleModels(*ex);
   if (path == "/v1/completions" && post) return HandleGenerate(std::move(ex), false);
   if (path == "/v1/chat/completions" && post) return HandleGenerate(std::move(ex), true);
-  if (path == "/tokenize" && post) return HandleTokenize(*ex);
+  if (path == "/tokenize" && post) return HandleTokenize(std::move(ex));
+  if (path.starts_with("/admin/models/") && post) return HandleAdmin(std::move(ex));
   const bool known = path == "/health" || path == "/ready" || path == "/metrics" ||
                      path == "/v1/models" || path == "/v1/completions" ||
                      path == "/v1/chat/completions" || path == "/tokenize";
@@ -83,9 +86,9 @@ void App::Handle(std::shared_ptr<http::Exchange> ex) {
 }
 
 void App::HandleHealth(http::Exchange& ex) {
-  scheduler::Scheduler* s = scheduler_.load();
-  if (s != nullptr) {
-    const auto snap = s->Snapshot();
+  ModelManager* models = models_.load();
+  for (const auto& snap :
+       models != nullptr ? models->Snapshots() : std::vector<scheduler::SchedulerSnapshot>{}) {
     if (snap.has_work && snap.since_progress > options_.liveness_timeout) {
       const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(snap.since_progress);
       return Reply(ex, "/health", 503,
@@ -114,24 +117,94 @@ void App::HandleReady(http::Exchange& ex) {
 
 void App::HandleModels(http::Exchange& ex) {
   std::vector<api::ModelCard> cards;
-  if (scheduler::Scheduler* s = scheduler_.load()) {
-    const auto& info = s->model();
-    cards.push_back({info.id, info.created, "ember", info.n_ctx_per_seq});
+  if (ModelManager* models = models_.load()) {
+    for (const ModelStatus& m : models->List()) {
+      cards.push_back({m.id, m.info ? m.info->created : 0, "ember", m.ctx_per_seq,
+                       std::string(ModelStateName(
+                           m.state == ModelState::kUnloading ? ModelState::kUnloaded : m.state))});
+    }
   }
   Reply(ex, "/v1/models", 200, api::EncodeModelList(cards));
 }
 
 // POST /tokenize {"content": "...", "add_special": true} -> {"tokens": [...]}, like
-// llama-server's, so clients can count tokens exactly as the server does.
-void App::HandleTokenize(http::Exchange& ex) {
-  scheduler::Scheduler* s = scheduler_.load();
-  if (s == nullptr)
-    return ReplyError(ex, "/tokenize", Error{ErrorCode::kUnavailable, "model is loading", ""});
-  auto params = api::ParseTokenizeRequest(ex.request().body);
-  if (!params) return ReplyError(ex, "/tokenize", params.error());
-  auto tokens = s->tokenizer().Tokenize(params->content, params->add_special);
-  if (!tokens) return ReplyError(ex, "/tokenize", tokens.error());
-  Reply(ex, "/tokenize", 200, api::EncodeTokens(*tokens));
+// llama-server's, so clients can count tokens exactly as the server does. Uses the default
+// model (the first --model), loading it when it is not.
+void App::HandleTokenize(std::shared_ptr<http::Exchange> ex) {
+  ModelManager* models = models_.load();
+  if (models == nullptr || phase() == Phase::kLoading)
+    return ReplyError(*ex, "/tokenize", Error{ErrorCode::kUnavailable, "model is loading", ""});
+  auto params = api::ParseTokenizeRequest(ex->request().body);
+  if (!params) return ReplyError(*ex, "/tokenize", params.error());
+  const SteadyTime deadline = Clock::Real().Now() + options_.queue_timeout;
+  models->Acquire(models->default_model(), deadline,
+                  [this, ex, params = std::move(*params)](Result<ModelLease> lease) mutable {
+                    auto held = std::make_shared<Result<ModelLease>>(std::move(lease));
+                    ex->Post([this, ex, held, params] {
+                      if (!*held) return ReplyError(*ex, "/tokenize", held->error());
+                      auto tokens = (*held)->scheduler().tokenizer().Tokenize(params.content,
+                                                                              params.add_special);
+                      if (!tokens) return ReplyError(*ex, "/tokenize", tokens.error());
+                      Reply(*ex, "/tokenize", 200, api::EncodeTokens(*tokens));
+                    });
+                  });
+}
+
+// POST /admin/models/{id}/load | /admin/models/{id}/unload: warm a model ahead of traffic or
+// free its memory now. 200 {"id","status"} once done (or already so); 404 unknown model; 413
+// a model that can never fit the budget; 409 unload of a model with requests; 503 a failed
+// load or a draining server.
+void App::HandleAdmin(std::shared_ptr<http::Exchange> ex) {
+  constexpr std::string_view kPrefix = "/admin/models/";
+  const std::string endpoint = "/admin/models";
+  std::string_view rest = std::string_view(ex->request().path).substr(kPrefix.size());
+  bool load = false;
+  if (rest.ends_with("/load")) {
+    load = true;
+    rest.remove_suffix(5);
+  } else if (rest.ends_with("/unload")) {
+    rest.remove_suffix(7);
+  } else {
+    return ReplyError(*ex, "other",
+                      Error{ErrorCode::kNotFound,
+                            StrCat("no such endpoint: ", ex->request().path,
+                                   " (POST /admin/models/{id}/load or /unload)"),
+                            ""});
+  }
+  const std::string id(rest);
+  ModelManager* models = models_.load();
+  if (models == nullptr) {
+    return ReplyError(*ex, endpoint, Error{ErrorCode::kUnavailable, "server is starting", ""});
+  }
+  if (phase() == Phase::kDraining) {
+    return ReplyError(*ex, endpoint, Error{ErrorCode::kUnavailable, "server is shutting down", ""});
+  }
+  auto done = [this, ex, id, endpoint, load](Status status) {
+    ex->Post([this, ex, id, endpoint, load, status] {
+      if (status) {
+        std::string body = "{\"id\":";
+        body += "\"";
+        api::AppendJsonEscaped(body, id);
+        body += StrCat("\",\"status\":\"", load ? "loaded" : "unloaded", "\"}");
+        return Reply(*ex, endpoint, 200, std::move(body));
+      }
+      const Error& e = status.error();
+      if (e.code == ErrorCode::kInvalidArgument && e.param == "model") {
+        api::HttpError http = api::ToHttpError(e, 413, "model_too_large");
+        return Reply(*ex, endpoint, http.status, std::move(http.body));
+      }
+      if (e.code == ErrorCode::kResourceExhausted) {
+        api::HttpError http = api::ToHttpError(e, 409, "model_busy");
+        return Reply(*ex, endpoint, http.status, std::move(http.body));
+      }
+      ReplyError(*ex, endpoint, e);
+    });
+  };
+  if (load) {
+    models->Load(id, std::move(done));
+  } else {
+    models->Unload(id, std::move(done));
+  }
 }
 
 }  // namespace ember::server
@@ -140,7 +213,7 @@ namespace ember::server {
 
 void App::HandleGenerate(std::shared_ptr<http::Exchange> ex, bool chat) {
   const std::string endpoint = chat ? "/v1/chat/completions" : "/v1/completions";
-  if (phase() == Phase::kLoading || scheduler_.load() == nullptr) {
+  if (phase() == Phase::kLoading || models_.load() == nullptr) {
     metrics_.CountRejected("loading");
     return ReplyError(
         *ex, endpoint,

@@ -1,9 +1,11 @@
 // Routes HTTP exchanges to ember's endpoints and holds the serving state (loading, ready,
-// draining). Owned by RunServe; its Handle() runs on HTTP threads.
+// draining); the models themselves live in the ModelManager. Owned by RunServe; its Handle() runs
+// on HTTP threads.
 #pragma once
 
 #include <array>
 #include <atomic>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -11,6 +13,7 @@
 
 #include "http/http_server.h"
 #include "scheduler/scheduler.h"
+#include "server/models.h"
 #include "server/server_metrics.h"
 
 namespace ember::server {
@@ -26,14 +29,16 @@ enum class Determinism {
 struct AppOptions {
   std::chrono::milliseconds liveness_timeout{60'000};
   Determinism determinism = Determinism::kOff;
+  // A request's whole wait (for its model to load, then for a slot) is bounded by this.
+  std::chrono::milliseconds queue_timeout{30'000};
 };
 
 class App {
  public:
   App(AppOptions options, ServerMetrics& metrics);
 
-  // Called once the model is loaded and warmed; the app serves requests from then on.
-  void SetScheduler(scheduler::Scheduler* scheduler);
+  // The models it serves; set before the HTTP server starts, cleared after it stopped.
+  void SetModels(ModelManager* models) { models_.store(models); }
   void SetPhase(Phase phase) { phase_.store(phase); }
   // What loading is doing now ("metadata", "tokenizer", "buffers", "weights", "context",
   // "warmup"), for /ready.
@@ -55,17 +60,21 @@ class App {
   void HandleHealth(http::Exchange& ex);
   void HandleReady(http::Exchange& ex);
   void HandleModels(http::Exchange& ex);
-  void HandleTokenize(http::Exchange& ex);
+  void HandleTokenize(std::shared_ptr<http::Exchange> ex);
   void HandleGenerate(std::shared_ptr<http::Exchange> ex, bool chat);
+  // POST /admin/models/{id}/load and /admin/models/{id}/unload.
+  void HandleAdmin(std::shared_ptr<http::Exchange> ex);
+  // system_fingerprint of default [0] and deterministic [1] responses of a model.
+  const std::array<std::string, 2>& Fingerprints(const std::string& numerics_id);
 
   AppOptions options_;
   ServerMetrics& metrics_;
   std::atomic<Phase> phase_{Phase::kLoading};
   mutable std::mutex loading_step_mu_;
   std::string loading_step_ = "starting";
-  std::atomic<scheduler::Scheduler*> scheduler_{nullptr};
-  // system_fingerprint of default [0] and deterministic [1] responses; set with the scheduler.
-  std::array<std::string, 2> fingerprints_;
+  std::atomic<ModelManager*> models_{nullptr};
+  std::mutex fingerprints_mu_;
+  std::map<std::string, std::array<std::string, 2>> fingerprints_;  // GUARDED_BY(fingerprints_mu_)
   std::atomic<int> open_generations_{0};
 };
 

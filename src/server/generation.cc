@@ -21,13 +21,8 @@ Generation::Generation(App& app, std::shared_ptr<http::Exchange> exchange,
 Generation::~Generation() { app_.open_generations_.fetch_sub(1); }
 
 Result<scheduler::GenerateRequest> Generation::BuildRequest() {
-  scheduler::Scheduler* s = app_.scheduler_.load();
+  scheduler::Scheduler* s = &lease_->scheduler();
   const engine::ModelInfo& info = s->model();
-  if (!params_.model.empty() && params_.model != info.id) {
-    return NotFound(StrCat("model '", params_.model, "' does not exist; this server serves '",
-                           info.id, "' (see GET /v1/models)"),
-                    "model");
-  }
   scheduler::GenerateRequest req;
   const engine::Tokenizer& tok = s->tokenizer();
   if (params_.endpoint == api::Endpoint::kChatCompletions) {
@@ -85,6 +80,57 @@ Result<scheduler::GenerateRequest> Generation::BuildRequest() {
 }
 
 void Generation::Start() {
+  ModelManager& models = *app_.models_.load();
+  model_id_ = params_.model.empty() ? models.default_model() : params_.model;
+  if (!models.Has(model_id_)) {
+    std::string served;
+    for (const ModelStatus& m : models.List())
+      served += StrCat(served.empty() ? "'" : ", '", m.id, "'");
+    app_.metrics_.CountRejected("invalid");
+    return Fail(Error{ErrorCode::kNotFound,
+                      StrCat("model '", model_id_, "' does not exist; this server serves ", served,
+                             " (see GET /v1/models)"),
+                      "model"});
+  }
+  if (Status fits = models.CheckFits(model_id_); !fits) {
+    app_.metrics_.CountRejected("model_too_large");
+    done_ = true;
+    api::HttpError http = api::ToHttpError(fits.error(), 413, "model_too_large");
+    app_.Reply(*exchange_, endpoint_, http.status, std::move(http.body));
+    return;
+  }
+  model_metrics_ = &app_.metrics_.ForModel(model_id_);
+  arrival_ = Clock::Real().Now();
+  std::weak_ptr<Generation> weak = weak_from_this();
+  // The exchange holds this Generation alive until the response ends or the client leaves.
+  exchange_->OnClientGone([weak] {
+    auto self = weak.lock();
+    if (!self || self->done_) return;
+    self->client_gone_ = true;
+    self->model_metrics_->CountCancelled();
+    if (self->lease_ && self->stream_) self->lease_->scheduler().Cancel(self->stream_);
+  });
+  // Holds this Generation until the model is ready for it (or cannot be): the manager always
+  // calls back, at the latest at the queue deadline or at shutdown.
+  auto self = shared_from_this();
+  models.Acquire(
+      model_id_, arrival_ + app_.options_.queue_timeout, [self](Result<ModelLease> lease) {
+        auto held = std::make_shared<std::optional<Result<ModelLease>>>(std::move(lease));
+        self->exchange_->Post([self, held] { self->OnModel(std::move(**held)); });
+      });
+}
+
+void Generation::OnModel(Result<ModelLease> lease) {
+  if (done_ || client_gone_) return;  // the lease, if any, is released here
+  if (!lease) {
+    const ErrorCode code = lease.error().code;
+    app_.metrics_.CountRejected(
+        code == ErrorCode::kDeadlineExceeded                                  ? "load_timeout"
+        : code == ErrorCode::kUnavailable && app_.phase() == Phase::kDraining ? "draining"
+                                                                              : "load_failed");
+    return Fail(lease.error());
+  }
+  lease_ = std::make_unique<ModelLease>(std::move(*lease));
   const bool chat = params_.endpoint == api::Endpoint::kChatCompletions;
   auto built = BuildRequest();
   if (!built) {
@@ -92,12 +138,15 @@ void Generation::Start() {
     return Fail(built.error());
   }
   scheduler::GenerateRequest req = std::move(*built);
+  scheduler::Scheduler& scheduler = lease_->scheduler();
   meta_.id = NewRequestId(chat ? "chatcmpl" : "cmpl");
   meta_.created = Clock::Real().UnixSeconds();
-  meta_.model = app_.scheduler_.load()->model().id;
-  meta_.system_fingerprint = app_.fingerprints_[req.sampling.deterministic ? 1 : 0];
+  meta_.model = scheduler.model().id;
+  meta_.system_fingerprint =
+      app_.Fingerprints(scheduler.model().numerics_id)[req.sampling.deterministic ? 1 : 0];
+  meta_.cold_start_seconds = lease_->cold_start_seconds();
   req.id = meta_.id;
-  req.arrival = Clock::Real().Now();
+  req.arrival = arrival_;
 
   stream_ = std::make_shared<scheduler::RequestStream>();
   std::weak_ptr<Generation> weak = weak_from_this();
@@ -107,21 +156,21 @@ void Generation::Start() {
       if (auto self = weak.lock()) self->Pump();
     });
   });
-  // The exchange holds this Generation alive until the response ends or the client leaves.
-  exchange_->OnClientGone([weak] {
-    auto self = weak.lock();
-    if (!self || self->done_) return;
-    self->client_gone_ = true;
-    self->app_.metrics_.CountCancelled();
-    self->app_.scheduler_.load()->Cancel(self->stream_);
-  });
-  if (auto ok = app_.scheduler_.load()->Submit(std::move(req), stream_); !ok) {
+  if (auto ok = scheduler.Submit(std::move(req), stream_); !ok) {
     app_.metrics_.CountRejected(ok.error().code == ErrorCode::kResourceExhausted ? "queue_full"
                                                                                  : "draining");
     return Fail(ok.error());
   }
-  app_.metrics_.CountStarted();
+  model_metrics_->CountStarted();
   keep_alive_ = shared_from_this();
+}
+
+http::Headers Generation::ColdStartHeaders() const {
+  http::Headers headers;
+  if (meta_.cold_start_seconds) {
+    headers.emplace_back("x-ember-cold-start", api::FormatSeconds(*meta_.cold_start_seconds));
+  }
+  return headers;
 }
 
 void Generation::Pump() {
@@ -138,7 +187,7 @@ void Generation::EnsureStreamStarted() {
   if (stream_started_) return;
   stream_started_ = true;
   app_.metrics_.CountHttp(endpoint_, 200);
-  exchange_->StartStream(200, "text/event-stream");
+  exchange_->StartStream(200, "text/event-stream", ColdStartHeaders());
   if (params_.endpoint == api::Endpoint::kChatCompletions) {
     exchange_->Write(api::EncodeChatRoleChunk(meta_, params_.include_usage));
   }
@@ -160,6 +209,7 @@ void Generation::OnText(const scheduler::TextDelta& delta) {
 void Generation::OnFinished(const scheduler::Finished& f) {
   done_ = true;
   auto self = std::move(keep_alive_);  // released when this call returns
+  lease_.reset();                      // the scheduler is done with the request
   if (client_gone_) return;
   std::optional<Error> error = f.error;
   if (!error && f.reason == FinishReason::kCancelled) {
@@ -176,7 +226,8 @@ void Generation::OnFinished(const scheduler::Finished& f) {
     app_.metrics_.CountHttp(endpoint_, 200);
     return exchange_->Respond(200, "application/json",
                               chat ? api::EncodeChatCompletion(meta_, text_, f.reason, f.usage)
-                                   : api::EncodeCompletion(meta_, text_, f.reason, f.usage));
+                                   : api::EncodeCompletion(meta_, text_, f.reason, f.usage),
+                              ColdStartHeaders());
   }
   EnsureStreamStarted();
   exchange_->Write(chat ? api::EncodeChatChunk(meta_, "", f.reason, params_.include_usage)
@@ -190,6 +241,7 @@ void Generation::OnFinished(const scheduler::Finished& f) {
 
 void Generation::Fail(const Error& error) {
   done_ = true;
+  lease_.reset();
   app_.ReplyError(*exchange_, endpoint_, error);
 }
 

@@ -4,11 +4,15 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "api/openai.h"
+#include "common/clock.h"
 #include "http/http_server.h"
 #include "scheduler/request.h"
+#include "server/models.h"
+#include "server/server_metrics.h"
 
 namespace ember::server {
 
@@ -20,21 +24,30 @@ class Generation : public std::enable_shared_from_this<Generation> {
              std::string endpoint);
   ~Generation();
 
-  // Validates and submits; on any error answers the client at once.
+  // Picks the model and asks for it (loading it when it is not); on any error answers the
+  // client at once.
   void Start();
 
  private:
+  // Runs on the strand once the model is loaded for this request (or cannot be): validates,
+  // tokenizes and submits.
+  void OnModel(Result<ModelLease> lease);
   Result<scheduler::GenerateRequest> BuildRequest();
   void Pump();
   void OnText(const scheduler::TextDelta& delta);
   void OnFinished(const scheduler::Finished& finished);
   void EnsureStreamStarted();
   void Fail(const Error& error);
+  http::Headers ColdStartHeaders() const;
 
   App& app_;
   std::shared_ptr<http::Exchange> exchange_;
   api::GenerationParams params_;
   std::string endpoint_;
+  std::string model_id_;
+  ModelMetrics* model_metrics_ = nullptr;
+  SteadyTime arrival_{};
+  std::unique_ptr<ModelLease> lease_;  // while set, the model stays loaded
   api::ResponseMeta meta_;
   std::shared_ptr<scheduler::RequestStream> stream_;
   std::string text_;  // non-streamed responses

@@ -2,10 +2,15 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <future>
+#include <map>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -14,9 +19,11 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "engine/llama/llama_engine.h"
+#include "engine/llama/llama_memory.h"
 #include "http/http_server.h"
 #include "server/app.h"
 #include "server/cpu_budget.h"
+#include "server/models.h"
 #include "server/server_metrics.h"
 
 namespace ember::server {
@@ -43,12 +50,11 @@ int WaitSignal(const sigset_t& set) {
 
 namespace {
 
-engine::LlamaOptions LlamaOptionsFrom(const ServeOptions& options) {
+engine::LlamaOptions LlamaOptionsFrom(const ServeOptions& options, const ModelSpec& spec) {
   engine::LlamaOptions llama;
-  llama.model_path = options.model_path;
+  llama.model_path = spec.path;
   // Known before the model loads, so metrics carry the right model_name from the start.
-  llama.model_id =
-      options.model_id.empty() ? engine::DefaultModelId(options.model_path) : options.model_id;
+  llama.model_id = spec.id;
   llama.ctx_size = options.ctx_size;
   llama.parallel = options.parallel;
   llama.batch_size = options.batch_size;
@@ -88,19 +94,127 @@ void WatchSignals(sigset_t signals, App& app, std::atomic<bool>& drain_requested
 }
 
 // Lets running and queued requests finish (up to `timeout`), stops the rest, and gives the
-// HTTP threads a moment to write the last bytes of every response.
-void Drain(scheduler::Scheduler& scheduler, const App& app, std::chrono::milliseconds timeout) {
-  scheduler.BeginDrain();
-  if (!scheduler.WaitIdle(Clock::Real().Now() + timeout)) {
+// HTTP threads a moment to write the last bytes of every response. A load in progress ends
+// first (libllama cannot stop one midway); the requests waiting for it are then served.
+// Returns false when requests still hold a model at the end.
+bool Drain(ModelManager& models, const App& app, std::chrono::milliseconds timeout) {
+  models.BeginDrain();
+  bool idle = models.WaitIdle(Clock::Real().Now() + timeout);
+  if (!idle) {
     log::Warn("drain timeout reached; stopping the requests still running");
-    scheduler.AbortAll();
-    scheduler.WaitIdle(Clock::Real().Now() + std::chrono::seconds(5));
+    models.AbortAll();
+    idle = models.WaitIdle(Clock::Real().Now() + std::chrono::seconds(5));
   }
   const SteadyTime flush_deadline = Clock::Real().Now() + std::chrono::seconds(5);
   while (app.open_generations() > 0 && Clock::Real().Now() < flush_deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  return idle;
+}
+
+// The process's resident memory (Linux /proc/self/statm); 0 when it cannot be read.
+std::uint64_t ResidentBytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  unsigned long long size = 0, resident = 0;
+  const int n = std::fscanf(f, "%llu %llu", &size, &resident);
+  std::fclose(f);
+  return n == 2 ? resident * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE)) : 0;
+}
+
+double Seconds(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+// Loads one model on the manager's loader thread: the engine, then the scheduler (warm-up
+// and the determinism check on its engine thread). Records the phases in the model's metrics.
+Result<LoadedModel> LoadModel(const ModelConfig& config, ModelMetrics& metrics,
+                              const ServeOptions& options, App& app,
+                              std::uint64_t weight_estimate) {
+  engine::LlamaOptions llama = config.llama;
+  llama.on_phase = [&app](std::string_view phase) { app.SetLoadingStep(phase); };
+  const std::uint64_t resident_before = ResidentBytes();
+  auto engine = engine::CreateLlamaEngine(llama);
+  if (!engine) return std::unexpected(engine.error());
+  std::vector<engine::StartupPhase> startup = (*engine)->Info().startup;
+  const std::uint64_t weight_bytes = (*engine)->Info().weight_bytes;
+  app.SetLoadingStep("warmup");
+  const auto warmup_start = std::chrono::steady_clock::now();
+  auto scheduler = scheduler::Scheduler::Create(
+      {.queue_size = options.queue_size,
+       .queue_timeout = options.queue_timeout,
+       .step_delay = options.step_delay,
+       .verify_batch_invariance = options.deterministic || options.allow_deterministic},
+      std::move(*engine), &metrics, Clock::Real());
+  if (!scheduler) return std::unexpected(scheduler.error());
+  startup.push_back({"warmup", Seconds(std::chrono::steady_clock::now() - warmup_start)});
+  std::string breakdown;
+  for (const engine::StartupPhase& p : startup) {
+    metrics.SetStartupSeconds(p.name, p.seconds);
+    breakdown += StrCat(breakdown.empty() ? "" : ", ", p.name, " ",
+                        static_cast<long long>(p.seconds * 1e6), " us");
+  }
+  log::Info("startup: ", breakdown, " (model '", config.id, "')");
+  // The measured weights replace their estimate (the KV cache is allocated in full, so its
+  // estimate is exact); and when the process grew by more during the load (weights repacked
+  // beside the mapped file, page-cache pages of the mapping), that growth is the figure.
+  std::uint64_t bytes = config.estimate_bytes;
+  if (weight_bytes > 0) bytes = bytes - weight_estimate + weight_bytes;
+  const std::uint64_t resident_after = ResidentBytes();
+  if (resident_after > resident_before) bytes = std::max(bytes, resident_after - resident_before);
+  return LoadedModel{std::move(*scheduler), bytes};
+}
+
+// Every model's configuration with its memory estimate; errors name the offending --model.
+Result<std::vector<ModelConfig>> ConfigureModels(const ServeOptions& options,
+                                                 std::vector<std::uint64_t>& weight_estimates) {
+  auto specs = ParseModelSpecs(options.models, options.model_id);
+  if (!specs) return std::unexpected(specs.error());
+  if (specs->size() > 1 && (options.deterministic || options.allow_deterministic)) {
+    return InvalidArgument(
+        "--deterministic and --allow-deterministic serve one model only: batch-invariant "
+        "numerics are a process-wide ggml switch that each model's engine thread would flip "
+        "under the others (docs/coldstart.md)");
+  }
+  const bool preload = options.preload.value_or(specs->size() == 1);
+  std::vector<ModelConfig> configs;
+  for (const ModelSpec& spec : *specs) {
+    ModelConfig config;
+    config.id = spec.id;
+    config.llama = LlamaOptionsFrom(options, spec);
+    config.preload = preload;
+    auto estimate = engine::EstimateLlamaMemory(config.llama);
+    if (!estimate) {
+      return std::unexpected(Error{
+          estimate.error().code, StrCat("model '", spec.id, "': ", estimate.error().message), ""});
+    }
+    config.estimate_bytes = estimate->total();
+    config.ctx_per_seq = estimate->n_ctx_per_seq;
+    weight_estimates.push_back(estimate->weight_bytes);
+    log::Info("model '", spec.id, "' (", spec.path, "): estimated ", estimate->total() >> 20,
+              " MiB = weights ", estimate->weight_bytes >> 20, " + KV cache ",
+              estimate->kv_bytes >> 20, " + compute ", estimate->compute_bytes >> 20, "; ",
+              preload ? "loaded at start-up" : "loaded on first use");
+    if (options.memory_budget > 0 && config.estimate_bytes > options.memory_budget) {
+      log::Warn("model '", spec.id, "' can never fit the --memory-budget of ",
+                options.memory_budget, " bytes; its requests will get 413");
+    }
+    configs.push_back(std::move(config));
+  }
+  return configs;
+}
+
+// Loads the models marked preload, one after the other, on the manager's loader thread.
+Status Preload(ModelManager& models, const std::vector<ModelConfig>& configs) {
+  for (const ModelConfig& config : configs) {
+    if (!config.preload) continue;
+    std::promise<Status> loaded;
+    auto result = loaded.get_future();
+    models.Load(config.id, [&loaded](Status s) { loaded.set_value(std::move(s)); });
+    if (Status s = result.get(); !s) return s;
+  }
+  return {};
 }
 
 }  // namespace
@@ -108,16 +222,34 @@ void Drain(scheduler::Scheduler& scheduler, const App& app, std::chrono::millise
 int RunServe(const ServeOptions& options) {
   const sigset_t signals = BlockShutdownSignals();
   const auto start = std::chrono::steady_clock::now();
-  engine::LlamaOptions llama = LlamaOptionsFrom(options);
+  std::vector<std::uint64_t> weight_estimates;
+  auto configs = ConfigureModels(options, weight_estimates);
+  if (!configs) {
+    log::Error("cannot serve: ", configs.error().message);
+    return 1;
+  }
   // Static: the signal thread may outlive a failed start by a moment.
-  static ServerMetrics metrics(llama.model_id);
+  static ServerMetrics metrics;
   const Determinism determinism = options.deterministic         ? Determinism::kAll
                                   : options.allow_deterministic ? Determinism::kAllow
                                                                 : Determinism::kOff;
-  static App app(
-      AppOptions{.liveness_timeout = options.liveness_timeout, .determinism = determinism},
-      metrics);
+  static App app(AppOptions{.liveness_timeout = options.liveness_timeout,
+                            .determinism = determinism,
+                            .queue_timeout = options.queue_timeout},
+                 metrics);
   static std::atomic<bool> drain_requested{false};
+  std::map<std::string, std::uint64_t> weight_estimate;
+  for (std::size_t i = 0; i < configs->size(); ++i) {
+    weight_estimate[(*configs)[i].id] = weight_estimates[i];
+  }
+  auto models = std::make_unique<ModelManager>(
+      ManagerOptions{.memory_budget = options.memory_budget, .idle_unload = options.idle_unload},
+      *configs,
+      [&options, weight_estimate](const ModelConfig& config, ModelMetrics& m) {
+        return LoadModel(config, m, options, app, weight_estimate.at(config.id));
+      },
+      metrics, Clock::Real());
+  app.SetModels(models.get());
 
   auto http = http::HttpServer::Create(HttpOptionsFrom(options, metrics),
                                        [](auto ex) { app.Handle(std::move(ex)); });
@@ -130,45 +262,33 @@ int RunServe(const ServeOptions& options) {
   log::Info("listening on http://", options.host, ":", (*http)->port());
   WatchSignals(signals, app, drain_requested, options.drain_timeout);
 
-  llama.on_phase = [](std::string_view phase) { app.SetLoadingStep(phase); };
-  auto engine = engine::CreateLlamaEngine(llama);
-  std::vector<engine::StartupPhase> startup;
-  if (engine) startup = (*engine)->Info().startup;
-  app.SetLoadingStep("warmup");
-  const auto warmup_start = std::chrono::steady_clock::now();
-  auto scheduler =
-      engine
-          ? scheduler::Scheduler::Create(
-                {.queue_size = options.queue_size,
-                 .queue_timeout = options.queue_timeout,
-                 .step_delay = options.step_delay,
-                 .verify_batch_invariance = options.deterministic || options.allow_deterministic},
-                std::move(*engine), &metrics, Clock::Real())
-          : std::unexpected(engine.error());
-  if (!scheduler) {
-    log::Error("cannot serve: ", scheduler.error().message);
+  if (Status loaded = Preload(*models, *configs); !loaded) {
+    log::Error("cannot serve: ", loaded.error().message);
     (*http)->Stop();
+    app.SetModels(nullptr);
     return 1;
   }
-  const auto ready = std::chrono::steady_clock::now();
-  auto seconds = [](auto d) { return std::chrono::duration<double>(d).count(); };
-  startup.push_back({"warmup", seconds(ready - warmup_start)});
-  startup.push_back({"total", seconds(ready - start)});
-  std::string breakdown;
-  for (const engine::StartupPhase& p : startup) {
-    metrics.SetStartupSeconds(p.name, p.seconds);
-    breakdown += StrCat(breakdown.empty() ? "" : ", ", p.name, " ",
-                        static_cast<long long>(p.seconds * 1e6), " us");
+  const double total = Seconds(std::chrono::steady_clock::now() - start);
+  std::string ids;
+  for (const ModelConfig& config : *configs) {
+    if (config.preload) metrics.ForModel(config.id).SetStartupSeconds("total", total);
+    ids += StrCat(ids.empty() ? "'" : ", '", config.id, "'");
   }
-  app.SetScheduler(scheduler->get());
   if (!drain_requested) app.SetPhase(Phase::kReady);
-  log::Info("startup: ", breakdown);
-  log::Info("ready: serving model '", (*scheduler)->model().id, "'");
+  log::Info("ready: serving model", configs->size() > 1 ? "s " : " ", ids, " after ",
+            static_cast<long long>(total * 1e3), " ms");
 
   while (!drain_requested) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  Drain(**scheduler, app, options.drain_timeout);
+  const bool idle = Drain(*models, app, options.drain_timeout);
   (*http)->Stop();
-  scheduler->reset();
+  app.SetModels(nullptr);
+  if (idle) {
+    models.reset();
+  } else {
+    // A request still holds a lease; its release must not find a destroyed manager. The
+    // process exits now, which frees everything anyway.
+    (void)models.release();
+  }
   log::Info("drained; exiting");
   return 0;
 }

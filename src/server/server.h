@@ -4,15 +4,25 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "common/error.h"
 
 namespace ember::server {
 
 struct ServeOptions {
-  std::string model_path;
-  std::string model_id;  // empty = file name without .gguf
+  // --model, repeated: "PATH" or "ID=PATH" (docs/coldstart.md, "Idle unload and several models").
+  std::vector<std::string> models;
+  std::string model_id;  // --model-id, one model only; empty = file name without .gguf
+  // Load every model at start-up, before /ready; unset = only when there is one model.
+  std::optional<bool> preload;
+  // Unload a model after this long without requests (0 = never).
+  std::chrono::milliseconds idle_unload{0};
+  // Bytes all loaded models may hold together, weights + KV cache + compute (0 = unlimited).
+  std::uint64_t memory_budget = 0;
   std::string host = "127.0.0.1";
   int port = 8080;
   int ctx_size = 4096;

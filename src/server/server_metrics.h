@@ -1,7 +1,15 @@
 // ember's metric families (vLLM-compatible names where vLLM has one) and the scheduler
-// observer that feeds them. Recording is lock-free; see metrics/metrics.h.
+// observers that feed them: one ServerMetrics per process (HTTP, rejections, the memory
+// budget) and one ModelMetrics per configured model (every series labelled model_name).
+// Recording is lock-free; see metrics/metrics.h.
 #pragma once
 
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 
 #include "metrics/metrics.h"
@@ -9,22 +17,31 @@
 
 namespace ember::server {
 
-class ServerMetrics final : public scheduler::SchedulerObserver {
+// The series of one model. Created at start-up for every configured model, so each model's
+// series exist (at zero) before it is first loaded; it outlives every load of the model.
+class ModelMetrics final : public scheduler::SchedulerObserver {
  public:
-  explicit ServerMetrics(std::string model_id);
+  ModelMetrics(metrics::Registry& registry, std::string model_id);
 
-  metrics::Registry& registry() { return registry_; }
-  // Gauges read from the scheduler at scrape time. Call once the scheduler exists.
-  void BindScheduler(const scheduler::Scheduler* scheduler);
+  // Gauges read at scrape time: running, waiting, KV usage (zero while the model is not
+  // loaded, when `snapshot` returns nothing). Call once.
+  void BindSnapshot(std::function<std::optional<scheduler::SchedulerSnapshot>()> snapshot);
 
-  void CountHttp(const std::string& endpoint, int status);
-  void CountRejected(const std::string& reason);
   void CountCancelled() { cancelled_.Inc(); }
   // A request the scheduler accepted. Each one later ends in exactly one OnFinished, so once
   // the server is idle: started = sum of ember_request_success_total over finished_reason.
   void CountStarted() { started_.Inc(); }
-  // ember_startup_seconds{phase}: how long each phase of loading the model took.
+  // ember_startup_seconds{model_name,phase}: how long each phase of loading the model took.
   void SetStartupSeconds(const std::string& phase, double seconds);
+  // A load finished (ok or not) after `seconds`.
+  void RecordLoad(bool ok, double seconds);
+  enum class UnloadReason { kIdle, kEvicted, kAdmin };
+  // Lock-free, like SetLoaded/SetMemoryBytes: callable under the model manager's lock.
+  void CountUnload(UnloadReason reason) { unloads_[static_cast<int>(reason)]->Inc(); }
+  void SetLoaded(bool loaded) { loaded_.Set(loaded ? 1 : 0); }
+  // Bytes the model holds against the memory budget now (0 when unloaded).
+  void SetMemoryBytes(std::uint64_t bytes) { memory_.Set(static_cast<double>(bytes)); }
+  void SetEstimateBytes(std::uint64_t bytes) { estimate_.Set(static_cast<double>(bytes)); }
 
   void OnAdmitted(std::chrono::nanoseconds queue_time) override;
   void OnFirstToken(std::chrono::nanoseconds ttft) override;
@@ -33,19 +50,46 @@ class ServerMetrics final : public scheduler::SchedulerObserver {
   void OnStep(int tokens, int sequences, std::chrono::nanoseconds took) override;
 
  private:
+  metrics::Registry& registry_;
   std::string model_id_;
   metrics::Labels model_labels_;
-  metrics::Registry registry_;
   metrics::Histogram& ttft_;
   metrics::Histogram& itl_;
   metrics::Histogram& e2e_;
   metrics::Histogram& queue_;
   metrics::Histogram& step_;
+  metrics::Histogram& load_;
   metrics::Counter& prompt_tokens_;
   metrics::Counter& generation_tokens_;
   metrics::Counter& cancelled_;
   metrics::Counter& started_;
   metrics::Counter& step_tokens_;
+  metrics::Counter& loads_;
+  metrics::Counter& load_failures_;
+  metrics::Gauge& loaded_;
+  metrics::Gauge& memory_;
+  metrics::Gauge& estimate_;
+  metrics::Counter* unloads_[3];
+};
+
+class ServerMetrics {
+ public:
+  ServerMetrics();
+
+  metrics::Registry& registry() { return registry_; }
+  // The series of `model_id`, created on first call. The reference stays valid for the
+  // lifetime of this object. Call for every model before serving.
+  ModelMetrics& ForModel(const std::string& model_id);
+
+  void CountHttp(const std::string& endpoint, int status);
+  void CountRejected(const std::string& reason);
+  // ember_memory_budget_bytes (0 = unlimited).
+  void SetMemoryBudget(std::uint64_t bytes);
+
+ private:
+  metrics::Registry registry_;
+  std::mutex mu_;
+  std::map<std::string, std::unique_ptr<ModelMetrics>> models_;  // GUARDED_BY(mu_)
 };
 
 }  // namespace ember::server

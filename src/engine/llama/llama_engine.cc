@@ -524,6 +524,7 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
   info.n_batch = static_cast<int>(llama_n_batch(ctx.get()));
   info.n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model.get()));
   info.n_ctx_train = llama_model_n_ctx_train(model.get());
+  info.weight_bytes = llama_model_size(model.get());
   {
     std::error_code size_ec, time_ec;
     const auto size = std::filesystem::file_size(options.model_path, size_ec);

@@ -1,0 +1,472 @@
+#include "server/models.h"
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+
+#include "common/log.h"
+
+namespace ember::server {
+namespace {
+
+double Seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
+
+std::string MiB(std::uint64_t bytes) {
+  return StrCat(bytes / (1024 * 1024), " MiB (", bytes, " bytes)");
+}
+
+}  // namespace
+
+ModelLease::ModelLease(ModelLease&& other) noexcept
+    : manager_(std::exchange(other.manager_, nullptr)),
+      index_(other.index_),
+      scheduler_(other.scheduler_),
+      cold_start_(other.cold_start_) {}
+
+ModelLease::~ModelLease() {
+  if (manager_ != nullptr) manager_->Release(index_);
+}
+
+ModelManager::ModelManager(ManagerOptions options, std::vector<ModelConfig> models, LoadFn load,
+                           ServerMetrics& metrics, Clock& clock)
+    : options_(options), load_(std::move(load)), clock_(clock) {
+  metrics.SetMemoryBudget(options_.memory_budget);
+  for (ModelConfig& config : models) {
+    auto entry = std::make_unique<Entry>();
+    entry->metrics = &metrics.ForModel(config.id);
+    entry->metrics->SetEstimateBytes(config.estimate_bytes);
+    entry->metrics->SetLoaded(false);
+    entry->need = config.estimate_bytes;
+    entry->config = std::move(config);
+    entries_.push_back(std::move(entry));
+  }
+  for (std::size_t i = 0; i < entries_.size(); ++i) {
+    entries_[i]->metrics->BindSnapshot(
+        [this, id = entries_[i]->config.id] { return Snapshot(id); });
+  }
+  thread_ = std::thread([this] { Run(); });
+}
+
+ModelManager::~ModelManager() {
+  Pending pending;
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+    draining_ = true;
+    for (auto& e : entries_) {
+      for (Waiter& w : e->waiters) {
+        Error error{ErrorCode::kUnavailable, "server stopped before the model was loaded", ""};
+        if (w.done) pending.push_back([done = w.done, error] { done(std::unexpected(error)); });
+        if (w.loaded) pending.push_back([done = w.loaded, error] { done(std::unexpected(error)); });
+      }
+      e->waiters.clear();
+    }
+  }
+  wake_.notify_all();
+  for (auto& fn : pending) fn();
+  if (thread_.joinable()) thread_.join();
+  if (loader_.joinable()) loader_.join();
+  for (auto& e : entries_) e->scheduler.reset();
+}
+
+const std::string& ModelManager::default_model() const { return entries_.front()->config.id; }
+
+int ModelManager::Find(const std::string& id) const {
+  for (std::size_t i = 0; i < entries_.size(); ++i) {
+    if (entries_[i]->config.id == id) return static_cast<int>(i);
+  }
+  return -1;
+}
+
+bool ModelManager::Has(const std::string& id) const { return Find(id) >= 0; }
+
+Status ModelManager::CheckFits(const std::string& id) const {
+  const int i = Find(id);
+  if (i < 0)
+    return NotFound(StrCat("model '", id, "' does not exist (see GET /v1/models)"), "model");
+  const std::uint64_t estimate = entries_[i]->config.estimate_bytes;
+  if (options_.memory_budget > 0 && estimate > options_.memory_budget) {
+    return InvalidArgument(
+        StrCat("model '", id, "' needs an estimated ", MiB(estimate),
+               " (weights + KV cache + compute), more than the whole --memory-budget of ",
+               MiB(options_.memory_budget), "; it can never be loaded on this server"),
+        "model");
+  }
+  return {};
+}
+
+void ModelManager::Acquire(const std::string& id, SteadyTime deadline, LeaseCallback done) {
+  if (Status fits = CheckFits(id); !fits) return done(std::unexpected(fits.error()));
+  const std::size_t i = static_cast<std::size_t>(Find(id));
+  std::unique_lock lock(mu_);
+  if (draining_) {
+    lock.unlock();
+    return done(Unavailable("server is shutting down; retry on another replica"));
+  }
+  Entry& e = *entries_[i];
+  const SteadyTime now = clock_.Now();
+  if (e.state == ModelState::kLoaded) {
+    ++e.leases;
+    e.last_used = now;
+    scheduler::Scheduler* s = e.scheduler.get();
+    lock.unlock();
+    return done(ModelLease(this, i, s, std::nullopt));
+  }
+  e.waiters.push_back({now, deadline, std::move(done), nullptr});
+  lock.unlock();
+  wake_.notify_all();
+}
+
+void ModelManager::Load(const std::string& id, StatusCallback done) {
+  if (Status fits = CheckFits(id); !fits) return done(fits);
+  const std::size_t i = static_cast<std::size_t>(Find(id));
+  std::unique_lock lock(mu_);
+  if (draining_) {
+    lock.unlock();
+    return done(Unavailable("server is shutting down"));
+  }
+  Entry& e = *entries_[i];
+  if (e.state == ModelState::kLoaded) {
+    e.last_used = clock_.Now();
+    lock.unlock();
+    return done({});
+  }
+  e.waiters.push_back({clock_.Now(), SteadyTime::max(), nullptr, std::move(done)});
+  lock.unlock();
+  wake_.notify_all();
+}
+
+void ModelManager::Unload(const std::string& id, StatusCallback done) {
+  const int i = Find(id);
+  if (i < 0) {
+    return done(NotFound(StrCat("model '", id, "' does not exist (see GET /v1/models)"), "model"));
+  }
+  std::unique_lock lock(mu_);
+  Entry& e = *entries_[i];
+  if (e.state == ModelState::kUnloaded && e.waiters.empty()) {
+    lock.unlock();
+    return done({});
+  }
+  if (e.leases > 0 || !e.waiters.empty() || e.state == ModelState::kLoading) {
+    const int n = e.leases + static_cast<int>(e.waiters.size());
+    lock.unlock();
+    return done(ResourceExhausted(
+        StrCat("model '", id, "' is busy (", n,
+               " requests running, queued or waiting for it to load); retry when it is idle")));
+  }
+  e.unload_waiters.push_back(std::move(done));
+  lock.unlock();
+  wake_.notify_all();
+}
+
+void ModelManager::Release(std::size_t index) {
+  {
+    std::lock_guard lock(mu_);
+    Entry& e = *entries_[index];
+    --e.leases;
+    e.last_used = clock_.Now();
+  }
+  wake_.notify_all();
+  idle_.notify_all();
+}
+
+std::uint64_t ModelManager::UsedLocked() const {
+  std::uint64_t used = 0;
+  for (const auto& e : entries_) used += e->bytes;
+  return used;
+}
+
+void ModelManager::ExpireWaitersLocked(SteadyTime now, Pending& pending) {
+  for (auto& e : entries_) {
+    std::erase_if(e->waiters, [&](Waiter& w) {
+      if (w.deadline > now) return false;
+      Error error{ErrorCode::kDeadlineExceeded,
+                  StrCat("request waited longer than the queue timeout for model '", e->config.id,
+                         "' to load; retry later"),
+                  ""};
+      pending.push_back([done = std::move(w.done), error] { done(std::unexpected(error)); });
+      return true;
+    });
+  }
+}
+
+void ModelManager::UnloadLocked(std::unique_lock<std::mutex>& lock, Entry& e,
+                                ModelMetrics::UnloadReason reason) {
+  e.state = ModelState::kUnloading;
+  std::unique_ptr<scheduler::Scheduler> doomed = std::move(e.scheduler);
+  lock.unlock();
+  const SteadyTime start = clock_.Now();
+  doomed.reset();  // joins the engine thread, frees the llama model and context
+  const auto took = clock_.Now() - start;
+  lock.lock();
+  e.state = ModelState::kUnloaded;
+  const std::uint64_t freed = e.bytes;
+  e.bytes = 0;
+  e.metrics->SetLoaded(false);
+  e.metrics->SetMemoryBytes(0);
+  e.metrics->CountUnload(reason);
+  const char* why = reason == ModelMetrics::UnloadReason::kIdle      ? "idle"
+                    : reason == ModelMetrics::UnloadReason::kEvicted ? "evicted"
+                                                                     : "admin";
+  log::Info("unloaded model '", e.config.id, "' (", why, "), freed ", MiB(freed), " in ",
+            static_cast<long long>(Seconds(took) * 1000), " ms");
+}
+
+void ModelManager::UnloadIdleLocked(std::unique_lock<std::mutex>& lock, SteadyTime now) {
+  if (options_.idle_unload.count() <= 0 || draining_) return;
+  for (auto& e : entries_) {
+    if (e->state == ModelState::kLoaded && !e->busy() &&
+        now - e->last_used >= options_.idle_unload) {
+      UnloadLocked(lock, *e, ModelMetrics::UnloadReason::kIdle);
+    }
+  }
+}
+
+// Starts loading the model whose request has waited longest, among those that fit (after
+// evicting idle models, least recently used first). Models that do not fit yet wait for a
+// running request to end.
+bool ModelManager::StartLoadLocked(std::unique_lock<std::mutex>& lock) {
+  if (loading_ || stop_) return false;
+  std::vector<std::size_t> candidates;
+  for (std::size_t i = 0; i < entries_.size(); ++i) {
+    if (entries_[i]->state == ModelState::kUnloaded && !entries_[i]->waiters.empty()) {
+      candidates.push_back(i);
+    }
+  }
+  std::sort(candidates.begin(), candidates.end(), [this](std::size_t a, std::size_t b) {
+    return entries_[a]->waiters.front().since < entries_[b]->waiters.front().since;
+  });
+  for (std::size_t i : candidates) {
+    Entry& e = *entries_[i];
+    std::vector<ResidentModel> resident;
+    for (const auto& r : entries_) {
+      if (r->bytes == 0) continue;
+      resident.push_back(
+          {r->config.id, r->bytes, r->last_used, r->busy() || r->state != ModelState::kLoaded});
+    }
+    auto victims = PlanEviction(resident, UsedLocked(), e.need, options_.memory_budget);
+    if (!victims) continue;
+    for (const std::string& id : *victims) {
+      log::Info("evicting model '", id, "' (least recently used) to make room for '", e.config.id,
+                "'");
+      UnloadLocked(lock, *entries_[Find(id)], ModelMetrics::UnloadReason::kEvicted);
+    }
+    // The lock was released while unloading: start over with what holds now.
+    if (!victims->empty()) return true;
+    e.state = ModelState::kLoading;
+    e.bytes = e.need;
+    e.metrics->SetMemoryBytes(e.bytes);
+    loading_ = true;
+    if (loader_.joinable()) loader_.join();  // the previous load, already finished
+    const SteadyTime started = clock_.Now();
+    log::Info("loading model '", e.config.id, "' (needs ", MiB(e.need), ", ", MiB(UsedLocked()),
+              " of the budget in use with it)");
+    loader_ = std::thread([this, i, started] {
+      Entry& entry = *entries_[i];
+      FinishLoad(i, load_(entry.config, *entry.metrics), started);
+    });
+    return false;
+  }
+  return false;
+}
+
+void ModelManager::FinishLoad(std::size_t index, Result<LoadedModel> loaded, SteadyTime started) {
+  Pending pending;
+  {
+    std::lock_guard lock(mu_);
+    loading_ = false;
+    Entry& e = *entries_[index];
+    const SteadyTime now = clock_.Now();
+    e.metrics->RecordLoad(loaded.has_value(), Seconds(now - started));
+    if (loaded) {
+      e.state = ModelState::kLoaded;
+      e.scheduler = std::move(loaded->scheduler);
+      e.bytes = loaded->bytes > 0 ? loaded->bytes : e.config.estimate_bytes;
+      e.need = e.bytes;
+      e.last_used = now;
+      e.metrics->SetLoaded(true);
+      e.metrics->SetMemoryBytes(e.bytes);
+      log::Info("model '", e.config.id, "' loaded in ",
+                static_cast<long long>(Seconds(now - started) * 1000), " ms, holding ",
+                MiB(e.bytes));
+      for (Waiter& w : e.waiters) {
+        if (w.done) {
+          ++e.leases;
+          pending.push_back(
+              [this, index, s = e.scheduler.get(), done = std::move(w.done),
+               cold = Seconds(now - w.since)] { done(ModelLease(this, index, s, cold)); });
+        } else {
+          pending.push_back([done = std::move(w.loaded)] { done({}); });
+        }
+      }
+    } else {
+      e.state = ModelState::kUnloaded;
+      e.bytes = 0;
+      e.metrics->SetMemoryBytes(0);
+      log::Error("cannot load model '", e.config.id, "': ", loaded.error().message);
+      Error error{ErrorCode::kUnavailable,
+                  StrCat("cannot load model '", e.config.id, "': ", loaded.error().message,
+                         " (the next request retries)"),
+                  ""};
+      for (Waiter& w : e.waiters) {
+        if (w.done) {
+          pending.push_back([done = std::move(w.done), error] { done(std::unexpected(error)); });
+        } else {
+          pending.push_back([done = std::move(w.loaded), error] { done(std::unexpected(error)); });
+        }
+      }
+    }
+    e.waiters.clear();
+  }
+  wake_.notify_all();
+  idle_.notify_all();
+  for (auto& fn : pending) fn();
+}
+
+std::optional<SteadyTime> ModelManager::NextWakeLocked() const {
+  std::optional<SteadyTime> next;
+  auto consider = [&next](SteadyTime t) {
+    if (!next || t < *next) next = t;
+  };
+  for (const auto& e : entries_) {
+    for (const Waiter& w : e->waiters) consider(w.deadline);
+    if (options_.idle_unload.count() > 0 && e->state == ModelState::kLoaded && !e->busy()) {
+      consider(e->last_used + options_.idle_unload);
+    }
+  }
+  return next;
+}
+
+void ModelManager::Run() {
+  std::unique_lock lock(mu_);
+  while (!stop_) {
+    Pending pending;
+    ExpireWaitersLocked(clock_.Now(), pending);
+    for (auto& e : entries_) {
+      if (e->unload_waiters.empty()) continue;
+      if (e->state == ModelState::kLoaded && !e->busy()) {
+        UnloadLocked(lock, *e, ModelMetrics::UnloadReason::kAdmin);
+      }
+      Status result = e->state == ModelState::kUnloaded
+                          ? Status{}
+                          : Status(ResourceExhausted(StrCat(
+                                "model '", e->config.id,
+                                "' got requests before it could be unloaded; retry when idle")));
+      for (auto& done : e->unload_waiters) {
+        pending.push_back([done = std::move(done), result] { done(result); });
+      }
+      e->unload_waiters.clear();
+    }
+    UnloadIdleLocked(lock, clock_.Now());
+    const bool again = !draining_ && StartLoadLocked(lock);
+    if (!pending.empty() || again) {
+      lock.unlock();
+      for (auto& fn : pending) fn();
+      lock.lock();
+      continue;
+    }
+    idle_.notify_all();
+    const auto next = NextWakeLocked();
+    const SteadyTime now = clock_.Now();
+    auto wait = std::chrono::nanoseconds(std::chrono::seconds(1));
+    if (next)
+      wait = std::clamp<std::chrono::nanoseconds>(*next - now, std::chrono::milliseconds(1), wait);
+    wake_.wait_for(lock, wait);
+  }
+}
+
+std::vector<ModelStatus> ModelManager::List() const {
+  std::lock_guard lock(mu_);
+  std::vector<ModelStatus> out;
+  for (const auto& e : entries_) {
+    ModelStatus s;
+    s.id = e->config.id;
+    s.state = e->state;
+    if (e->state == ModelState::kLoaded) s.info = e->scheduler->model();
+    s.ctx_per_seq = s.info ? s.info->n_ctx_per_seq : e->config.ctx_per_seq;
+    s.bytes = e->bytes;
+    s.estimate_bytes = e->config.estimate_bytes;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+std::vector<scheduler::SchedulerSnapshot> ModelManager::Snapshots() const {
+  std::lock_guard lock(mu_);
+  std::vector<scheduler::SchedulerSnapshot> out;
+  for (const auto& e : entries_) {
+    if (e->state == ModelState::kLoaded) out.push_back(e->scheduler->Snapshot());
+  }
+  return out;
+}
+
+std::optional<scheduler::SchedulerSnapshot> ModelManager::Snapshot(const std::string& id) const {
+  const int i = Find(id);
+  if (i < 0) return std::nullopt;
+  std::lock_guard lock(mu_);
+  const Entry& e = *entries_[i];
+  if (e.state != ModelState::kLoaded) return std::nullopt;
+  return e.scheduler->Snapshot();
+}
+
+void ModelManager::BeginDrain() {
+  Pending pending;
+  {
+    std::lock_guard lock(mu_);
+    draining_ = true;
+    for (auto& e : entries_) {
+      if (e->state == ModelState::kLoading) continue;  // its waiters get the model
+      Error error{ErrorCode::kUnavailable, "server is shutting down; retry on another replica", ""};
+      for (Waiter& w : e->waiters) {
+        if (w.done)
+          pending.push_back([done = std::move(w.done), error] { done(std::unexpected(error)); });
+        if (w.loaded)
+          pending.push_back([done = std::move(w.loaded), error] { done(std::unexpected(error)); });
+      }
+      e->waiters.clear();
+    }
+  }
+  for (auto& fn : pending) fn();
+  wake_.notify_all();
+  idle_.notify_all();
+}
+
+bool ModelManager::WaitIdle(SteadyTime deadline) {
+  std::unique_lock lock(mu_);
+  auto busy = [this] {
+    if (loading_) return true;
+    for (const auto& e : entries_) {
+      if (e->leases > 0 || !e->waiters.empty()) return true;
+    }
+    return false;
+  };
+  while (busy()) {
+    const SteadyTime now = clock_.Now();
+    if (now >= deadline) return false;
+    idle_.wait_for(
+        lock, std::min<std::chrono::nanoseconds>(deadline - now, std::chrono::milliseconds(50)));
+  }
+  return true;
+}
+
+void ModelManager::AbortAll() {
+  Pending pending;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& e : entries_) {
+      if (e->state == ModelState::kLoaded) e->scheduler->AbortAll();
+      Error error{ErrorCode::kUnavailable, "server is shutting down; the request was stopped", ""};
+      for (Waiter& w : e->waiters) {
+        if (w.done)
+          pending.push_back([done = std::move(w.done), error] { done(std::unexpected(error)); });
+        if (w.loaded)
+          pending.push_back([done = std::move(w.loaded), error] { done(std::unexpected(error)); });
+      }
+      e->waiters.clear();
+    }
+  }
+  for (auto& fn : pending) fn();
+  idle_.notify_all();
+}
+
+}  // namespace ember::server
