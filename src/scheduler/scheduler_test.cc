@@ -150,8 +150,10 @@ TEST_F(SchedulerTest, DecodesNeverWaitAndPromptsAreChunkedToTheBudget) {
 }
 
 TEST_F(SchedulerTest, DeterministicRequestsMarkTheirEntries) {
-  Start({.parallel = 2, .batch_size = 64});
-  GenerateRequest plain = Request("plain prompt", 4);
+  // Steps take 1 ms and the plain request runs 20 of them, so it still holds slot 0 when the
+  // deterministic one arrives (without the delay it could finish first and free slot 0).
+  Start({.parallel = 2, .batch_size = 64, .step_delay = 1ms});
+  GenerateRequest plain = Request("plain prompt", 20);
   GenerateRequest det = Request("deterministic prompt", 4);
   det.sampling.deterministic = true;
   auto a = Submit(std::move(plain));

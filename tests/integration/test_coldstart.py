@@ -16,7 +16,8 @@ def coldstart(*args, timeout=120):
 class ColdStartBenchTest(unittest.TestCase):
     def test_two_runs_report_ready_first_token_phases_and_rss(self):
         result = coldstart("--model", MODEL, "--runs", "2", "--threads", "1", "--ctx-size", "1024",
-                           "--parallel", "2", "--decode-tokens", "8", "--json")
+                           "--parallel", "2",
+                           "--decode-tokens", "64", "--json")  # 8 could arrive in one read
         self.assertEqual(result.returncode, 0, result.stderr)
         report = json.loads(result.stdout)
         self.assertEqual(report["failed_runs"], 0)
