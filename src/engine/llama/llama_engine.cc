@@ -472,6 +472,12 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
   if (!repack_cache && kHaveRepackAllocator && options.repack) {
     repack_cache = RepackCache::MemoryOnly();
   }
+#ifdef EMBER_HAVE_NO_PREFETCH
+  // With the repacked weights coming from the cache, their source bytes in the model file are
+  // never read: mapping the file without pre-faulting keeps them out of resident memory (the
+  // tensors that are read fault in from the page cache on first use). Patch 0005.
+  mparams.no_prefetch = repack_cache != nullptr && repack_cache->ExpectsHit();
+#endif
   std::unique_ptr<llama_model, ModelDeleter> model;
   LoadMarks marks{&options, std::nullopt, std::nullopt};
   {

@@ -255,6 +255,10 @@ void RepackCache::Prefetch() {
   });
 }
 
+bool RepackCache::ExpectsHit() const {
+  return model_hash_.has_value() && ::access(FilePath(0).c_str(), F_OK) == 0;
+}
+
 void RepackCache::UnmapPrefetched() {
   if (prefetcher_.joinable()) prefetcher_.join();
   for (auto& r : prefetched_) {

@@ -60,6 +60,10 @@ class RepackCache {
   // that it overlaps the tokenizer build that precedes the first Alloc. Optional.
   void Prefetch();
 
+  // Whether this model's first cache file is there to be mapped (it may still be refused once
+  // verified): the loader then need not pre-fault the source weights it will not read.
+  bool ExpectsHit() const;
+
   // Memory for the next repack buffer of `size` bytes, 64-byte aligned (page-aligned in
   // fact); *prefilled = it already holds the repacked data. nullptr = use ggml's default.
   void* Alloc(std::size_t size, bool* prefilled);

@@ -86,6 +86,7 @@ const std::vector<std::size_t> kSizes = {3 * 4096 + 5, 777};
 TEST_F(RepackCacheTest, MissThenHitWithTheSameBytes) {
   {
     auto cache = Open();
+    EXPECT_FALSE(cache->ExpectsHit());
     EXPECT_EQ(Load(*cache, kSizes), (std::vector<bool>{false, false}));
     EXPECT_EQ(cache->stats().misses, 2);
     EXPECT_TRUE(fs::exists(cache->FilePath(0)));
@@ -93,6 +94,8 @@ TEST_F(RepackCacheTest, MissThenHitWithTheSameBytes) {
   }
   auto cache = Open();
   ASSERT_TRUE(cache->model_hash().has_value()) << "the memo gives the hash without reading";
+  EXPECT_TRUE(cache->ExpectsHit());
+  EXPECT_FALSE(RepackCache::MemoryOnly()->ExpectsHit());
   EXPECT_EQ(Load(*cache, kSizes), (std::vector<bool>{true, true}));
   EXPECT_EQ(cache->stats().hits, 2);
   EXPECT_EQ(cache->stats().rejected, 0);
