@@ -121,7 +121,14 @@ void Generation::Start() {
 }
 
 void Generation::OnModel(Result<ModelLease> lease) {
-  if (done_ || client_gone_) return;  // the lease, if any, is released here
+  if (done_) return;
+  if (client_gone_) {
+    // It left while its model was being acquired (a cold load, or just the hop to this
+    // strand): the connection is closed, so nothing starts and no answer is counted as sent.
+    // Already counted as cancelled when it left.
+    app_.metrics_.CountRejected("client_gone");
+    return;  // the lease, if any, is released here
+  }
   if (!lease) {
     const ErrorCode code = lease.error().code;
     app_.metrics_.CountRejected(
