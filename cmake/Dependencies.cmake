@@ -53,8 +53,8 @@ else()
   target_link_libraries(ember_llama_dep INTERFACE llama ggml::ggml ggml::ggml-base)
 endif()
 
-# Deterministic mode needs ember's batch-invariance patch to ggml-cpu
-# (third_party/llama.cpp-patches/0002-*); a user's own checkout may not carry it.
+# ember's carried patches (third_party/llama.cpp-patches) add features a user's own checkout may
+# lack: deterministic mode (0002), the repack cache (0003), mapping without prefetch (0005).
 if(EMBER_LLAMA_CPP_DIR)
   set(_ember_ggml_cpu_h ${EMBER_LLAMA_CPP_DIR}/ggml/include/ggml-cpu.h)
   set(_ember_llama_h ${EMBER_LLAMA_CPP_DIR}/include/llama.h)
@@ -64,24 +64,21 @@ else()
   set(_ember_llama_h ${EMBER_LLAMA_PREFIX}/include/llama.h)
   get_filename_component(EMBER_LLAMA_BUILD_ID ${EMBER_LLAMA_PREFIX} NAME)
 endif()
-file(READ ${_ember_ggml_cpu_h} _ember_ggml_cpu_text)
-string(FIND "${_ember_ggml_cpu_text}" "ggml_cpu_set_batch_invariant" _ember_bi_pos)
-if(_ember_bi_pos GREATER -1)
-  target_compile_definitions(ember_llama_dep INTERFACE EMBER_HAVE_BATCH_INVARIANT=1)
-else()
-  message(WARNING "this llama.cpp lacks ember's batch-invariance patch: deterministic mode "
-                  "will be refused at start-up (see third_party/llama.cpp-patches)")
-endif()
-string(FIND "${_ember_ggml_cpu_text}" "ggml_cpu_repack_set_allocator" _ember_ra_pos)
-if(_ember_ra_pos GREATER -1)
-  target_compile_definitions(ember_llama_dep INTERFACE EMBER_HAVE_REPACK_ALLOCATOR=1)
-else()
-  message(WARNING "this llama.cpp lacks ember's repack-allocator patch: repacked weights "
-                  "are converted on every load, never cached (see third_party/llama.cpp-patches)")
-endif()
-file(READ ${_ember_llama_h} _ember_llama_text)
-string(FIND "${_ember_llama_text}" "no_prefetch" _ember_np_pos)
-if(_ember_np_pos GREATER -1)
-  target_compile_definitions(ember_llama_dep INTERFACE EMBER_HAVE_NO_PREFETCH=1)
-endif()
+# ember_llama_feature(HEADER SYMBOL DEFINE WARNING): defines DEFINE for ember's llama code when
+# HEADER declares SYMBOL (one of ember's carried patches is applied), else warns what is lost.
+function(ember_llama_feature header symbol define warning)
+  file(READ ${header} text)
+  string(FIND "${text}" "${symbol}" pos)
+  if(pos GREATER -1)
+    target_compile_definitions(ember_llama_dep INTERFACE ${define}=1)
+  else()
+    message(WARNING "this llama.cpp lacks ${warning} (see third_party/llama.cpp-patches)")
+  endif()
+endfunction()
+ember_llama_feature(${_ember_ggml_cpu_h} ggml_cpu_set_batch_invariant EMBER_HAVE_BATCH_INVARIANT
+  "ember's batch-invariance patch: deterministic mode will be refused at start-up")
+ember_llama_feature(${_ember_ggml_cpu_h} ggml_cpu_repack_set_allocator EMBER_HAVE_REPACK_ALLOCATOR
+  "ember's repack-allocator patch: repacked weights are converted on every load, never cached")
+ember_llama_feature(${_ember_llama_h} no_prefetch EMBER_HAVE_NO_PREFETCH
+  "ember's no-prefetch patch: a cached model still maps its whole file resident")
 target_compile_definitions(ember_llama_dep INTERFACE EMBER_LLAMA_BUILD_ID="${EMBER_LLAMA_BUILD_ID}")

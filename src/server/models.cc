@@ -47,20 +47,26 @@ ModelManager::ModelManager(ManagerOptions options, std::vector<ModelConfig> mode
   thread_ = std::thread([this] { Run(); });
 }
 
+void ModelManager::FailWaiters(std::vector<Waiter>& waiters, const Error& error, Pending& pending) {
+  for (Waiter& w : waiters) {
+    if (w.done) {
+      pending.push_back([done = std::move(w.done), error] { done(std::unexpected(error)); });
+    }
+    if (w.loaded) {
+      pending.push_back([done = std::move(w.loaded), error] { done(std::unexpected(error)); });
+    }
+  }
+  waiters.clear();
+}
+
 ModelManager::~ModelManager() {
   Pending pending;
   {
     std::lock_guard lock(mu_);
     stop_ = true;
     draining_ = true;
-    for (auto& e : entries_) {
-      for (Waiter& w : e->waiters) {
-        Error error{ErrorCode::kUnavailable, "server stopped before the model was loaded", ""};
-        if (w.done) pending.push_back([done = w.done, error] { done(std::unexpected(error)); });
-        if (w.loaded) pending.push_back([done = w.loaded, error] { done(std::unexpected(error)); });
-      }
-      e->waiters.clear();
-    }
+    const Error error{ErrorCode::kUnavailable, "server stopped before the model was loaded", ""};
+    for (auto& e : entries_) FailWaiters(e->waiters, error, pending);
   }
   wake_.notify_all();
   for (auto& fn : pending) fn();
@@ -308,13 +314,7 @@ void ModelManager::FinishLoad(std::size_t index, Result<LoadedModel> loaded, Ste
                   StrCat("cannot load model '", e.config.id, "': ", loaded.error().message,
                          " (the next request retries)"),
                   ""};
-      for (Waiter& w : e.waiters) {
-        if (w.done) {
-          pending.push_back([done = std::move(w.done), error] { done(std::unexpected(error)); });
-        } else {
-          pending.push_back([done = std::move(w.loaded), error] { done(std::unexpected(error)); });
-        }
-      }
+      FailWaiters(e.waiters, error, pending);
     }
     e.waiters.clear();
   }
@@ -416,14 +416,10 @@ void ModelManager::BeginDrain() {
     draining_ = true;
     for (auto& e : entries_) {
       if (e->state == ModelState::kLoading) continue;  // its waiters get the model
-      Error error{ErrorCode::kUnavailable, "server is shutting down; retry on another replica", ""};
-      for (Waiter& w : e->waiters) {
-        if (w.done)
-          pending.push_back([done = std::move(w.done), error] { done(std::unexpected(error)); });
-        if (w.loaded)
-          pending.push_back([done = std::move(w.loaded), error] { done(std::unexpected(error)); });
-      }
-      e->waiters.clear();
+      FailWaiters(
+          e->waiters,
+          {ErrorCode::kUnavailable, "server is shutting down; retry on another replica", ""},
+          pending);
     }
   }
   for (auto& fn : pending) fn();
@@ -455,14 +451,9 @@ void ModelManager::AbortAll() {
     std::lock_guard lock(mu_);
     for (auto& e : entries_) {
       if (e->state == ModelState::kLoaded) e->scheduler->AbortAll();
-      Error error{ErrorCode::kUnavailable, "server is shutting down; the request was stopped", ""};
-      for (Waiter& w : e->waiters) {
-        if (w.done)
-          pending.push_back([done = std::move(w.done), error] { done(std::unexpected(error)); });
-        if (w.loaded)
-          pending.push_back([done = std::move(w.loaded), error] { done(std::unexpected(error)); });
-      }
-      e->waiters.clear();
+      FailWaiters(e->waiters,
+                  {ErrorCode::kUnavailable, "server is shutting down; the request was stopped", ""},
+                  pending);
     }
   }
   for (auto& fn : pending) fn();

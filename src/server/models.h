@@ -179,6 +179,8 @@ class ModelManager {
     }
   };
   using Pending = std::vector<std::function<void()>>;  // callbacks to run after unlocking
+  // Fails every waiter in `waiters` with `error` (callbacks into `pending`) and clears it.
+  static void FailWaiters(std::vector<Waiter>& waiters, const Error& error, Pending& pending);
 
   void Run();
   void Release(std::size_t index);

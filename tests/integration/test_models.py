@@ -37,13 +37,19 @@ def estimate_of(model_flags, *args):
         server.stop()
 
 
+def synth_tiny(directory):
+    """A tiny F32 model, big enough (79 MB) for its load and unload to show in RSS."""
+    path = os.path.join(directory, "tiny.gguf")
+    subprocess.run([EMBER_BIN, "model", "synth", "--shape", "tiny", "--type", "f32", "-o", path],
+                   check=True, capture_output=True, timeout=120)
+    return path
+
+
 class IdleUnloadTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory()
-        cls.tiny = os.path.join(cls.tmp.name, "tiny.gguf")
-        subprocess.run([EMBER_BIN, "model", "synth", "--shape", "tiny", "--type", "f32", "-o",
-                        cls.tiny], check=True, capture_output=True, timeout=120)
+        cls.tiny = synth_tiny(cls.tmp.name)
 
     @classmethod
     def tearDownClass(cls):
@@ -125,9 +131,7 @@ class SeveralModelsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory()
-        cls.tiny = os.path.join(cls.tmp.name, "tiny.gguf")
-        subprocess.run([EMBER_BIN, "model", "synth", "--shape", "tiny", "--type", "f32", "-o",
-                        cls.tiny], check=True, capture_output=True, timeout=120)
+        cls.tiny = synth_tiny(cls.tmp.name)
         cls.one = estimate_of([f"--model=a={MODEL}"])["a"]
         cls.three = [f"--model=a={MODEL}", f"--model=b={MODEL}", f"--model=c={MODEL}"]
 
