@@ -137,19 +137,30 @@ RepackCache::~RepackCache() {
   for (const Region& r : regions_) ::munmap(r.map, r.map_len);
 }
 
-std::string RepackCache::FilePath(int index) const {
-  // One set of files per model path: a new model version or ember build replaces the old
-  // files instead of piling up beside them (the header, not the name, is what is trusted).
+// One set of files per model path: a new model version or ember build replaces the old files
+// instead of piling up beside them (the header, not the name, is what is trusted).
+std::string RepackCache::PathPrefix() const {
+  return StrCat("repack-", Hex64(Hash64(model_path_)).substr(0, 12), "-");
+}
+
+std::string RepackCache::KeyPrefix() const {
   const std::string key =
       Hex64(Hash64(StrCat(identity_, "|", model_hash_ ? Hex64(*model_hash_) : "?")));
-  return StrCat(dir_, "/repack-", Hex64(Hash64(model_path_)).substr(0, 12), "-", key.substr(0, 12),
-                "-", index, ".bin");
+  return StrCat(PathPrefix(), key.substr(0, 12), "-");
+}
+
+std::string RepackCache::FilePath(int index) const {
+  return StrCat(dir_, "/", KeyPrefix(), index, ".bin");
+}
+
+std::string RepackCache::MemoPath() const {
+  return StrCat(dir_, "/models/", Hex64(Hash64(model_path_)));
 }
 
 std::optional<std::uint64_t> RepackCache::ReadMemo() const {
   struct stat st {};
   if (::stat(model_path_.c_str(), &st) != 0) return std::nullopt;
-  std::ifstream in(StrCat(dir_, "/models/", Hex64(Hash64(model_path_))));
+  std::ifstream in(MemoPath());
   std::string line;
   if (!std::getline(in, line)) return std::nullopt;
   const std::string prefix = StrCat("v1 ", StatIdentity(st), " ");
@@ -162,7 +173,7 @@ std::optional<std::uint64_t> RepackCache::ReadMemo() const {
 void RepackCache::WriteMemo(std::uint64_t hash) const {
   struct stat st {};
   if (::stat(model_path_.c_str(), &st) != 0) return;
-  const std::string path = StrCat(dir_, "/models/", Hex64(Hash64(model_path_)));
+  const std::string path = MemoPath();
   if (!WriteSmallFileAtomically(path, StrCat("v1 ", StatIdentity(st), " ", Hex64(hash), "\n"))) {
     log::Warn("repack cache: cannot write ", path, ": ", Errno());
   }
@@ -389,8 +400,8 @@ void RepackCache::WriteAll() {
     bytes += r.size;
   }
   // Older files of this model path (another model version or build) are garbage now.
-  const std::string prefix = StrCat("repack-", Hex64(Hash64(model_path_)).substr(0, 12), "-");
-  const std::string keep = FilePath(0).substr(dir_.size() + 1, prefix.size() + 13);
+  const std::string prefix = PathPrefix();
+  const std::string keep = KeyPrefix();
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
     const std::string name = entry.path().filename().string();

@@ -100,6 +100,9 @@ class RepackCache {
   void UnmapPrefetched();
   void WriteAll();
   bool WriteFile(const Region& region);
+  std::string PathPrefix() const;  // "repack-<model path tag>-"
+  std::string KeyPrefix() const;   // PathPrefix() + "<identity and model hash tag>-"
+  std::string MemoPath() const;
   std::optional<std::uint64_t> ReadMemo() const;
   void WriteMemo(std::uint64_t hash) const;
   void RemoveStaleTemporaries() const;
