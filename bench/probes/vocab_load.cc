@@ -57,5 +57,29 @@ int main(int argc, char** argv) {
   for (int i = 0; i < nt; ++i) mix(tokens[i]);
   std::printf("tokens %d, end-of-generation %d, eot %d, fingerprint %016llx\n", n, eog,
               llama_vocab_eot(v), h);
+  // Second fingerprint: every token's piece (special and not) and a longer tokenization
+  // through many merges (patch 0006 changed the merge table and the byte decoding).
+  unsigned long long h2 = 1469598103934665603ULL;
+  auto mix2 = [&h2](unsigned char c) { h2 = (h2 ^ c) * 1099511628211ULL; };
+  char piece[256];
+  for (int i = 0; i < n; ++i) {
+    for (bool special : {true, false}) {
+      const int len = llama_token_to_piece(v, i, piece, sizeof piece, 0, special);
+      for (int k = 0; k < len; ++k) mix2(static_cast<unsigned char>(piece[k]));
+      mix2(0xFF);
+    }
+  }
+  const char* long_text =
+      "The quick brown fox jumps over the lazy dog 1234567890 times.\n\tIndented: "
+      "caf\xC3\xA9, na\xC3\xAFve, \xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E, emoji "
+      "\xF0\x9F\x98\x80, <|begin_of_text|>special</s>   spaces   and\r\nnewlines; "
+      "internationalization, antidisestablishmentarianism, don't won't y'all.";
+  llama_token many[512];
+  const int nm =
+      llama_tokenize(v, long_text, static_cast<int>(std::strlen(long_text)), many, 512, true, true);
+  for (int i = 0; i < nm; ++i) {
+    for (int b = 0; b < 4; ++b) mix2(static_cast<unsigned char>(many[i] >> (8 * b)));
+  }
+  std::printf("pieces+tokenization fingerprint %016llx (%d tokens)\n", h2, nm);
   llama_model_free(model);
 }
