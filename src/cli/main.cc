@@ -20,6 +20,7 @@ struct DurationFlags {
   std::string queue_timeout = "30s", drain_timeout = "30s", read_timeout = "30s",
               liveness_timeout = "60s", step_delay = "0", idle_unload = "0";
   std::string memory_budget = "0";
+  std::string cache_max_size = "0", cache_min_free = "1GiB";
   bool preload = false, no_preload = false;
 };
 
@@ -90,6 +91,15 @@ void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
                    "(empty: no cache)")
       ->envname("EMBER_DATA_DIR");
   serve
+      ->add_option("--cache-max-size", d.cache_max_size,
+                   "Most bytes the repacked-weight cache may hold, e.g. 20GiB; other models' "
+                   "files are deleted least recently used first (0 = no cap)")
+      ->envname("EMBER_CACHE_MAX_SIZE");
+  serve
+      ->add_option("--cache-min-free", d.cache_min_free,
+                   "Free space a cache write must leave on the data directory's filesystem")
+      ->envname("EMBER_CACHE_MIN_FREE");
+  serve
       ->add_flag("--no-repack", o.no_repack,
                  "Keep quantized weights as stored: faster start without a cache, slower "
                  "decode")
@@ -111,9 +121,15 @@ Status ApplyDurations(const DurationFlags& d, server::ServeOptions& o) {
     if (!parsed) return std::unexpected(parsed.error());
     *out = *parsed;
   }
-  auto budget = ParseByteSize(d.memory_budget);
-  if (!budget) return std::unexpected(budget.error());
-  o.memory_budget = *budget;
+  const std::pair<const std::string*, std::uint64_t*> sizes[] = {
+      {&d.memory_budget, &o.memory_budget},
+      {&d.cache_max_size, &o.cache_max_bytes},
+      {&d.cache_min_free, &o.cache_min_free_bytes}};
+  for (const auto& [text, out] : sizes) {
+    auto parsed = ParseByteSize(*text);
+    if (!parsed) return std::unexpected(parsed.error());
+    *out = *parsed;
+  }
   if (d.preload && d.no_preload) return InvalidArgument("--preload and --no-preload contradict");
   if (d.preload) o.preload = true;
   if (d.no_preload) o.preload = false;

@@ -63,6 +63,8 @@ engine::LlamaOptions LlamaOptionsFrom(const ServeOptions& options, const ModelSp
                      : options.flash_attn == "off" ? engine::FlashAttention::kOff
                                                    : engine::FlashAttention::kAuto;
   if (!options.data_dir.empty()) llama.repack_cache_dir = options.data_dir + "/cache";
+  llama.repack_cache_max_bytes = options.cache_max_bytes;
+  llama.repack_cache_min_free_bytes = options.cache_min_free_bytes;
   llama.repack = !options.no_repack;
   return llama;
 }

@@ -41,6 +41,10 @@ struct ServeOptions {
   // Empty = no cache.
   std::string data_dir;
   bool no_repack = false;  // serve quantized weights unrepacked (docs/coldstart.md)
+  // Disk use of <data_dir>/cache: a cap on its files (0 = none) and the free space a write
+  // must leave on the filesystem (docs/coldstart.md).
+  std::uint64_t cache_max_bytes = 0;
+  std::uint64_t cache_min_free_bytes = std::uint64_t{1} << 30;
   // --allow-deterministic: requests may ask for "deterministic": true. --deterministic: every
   // request is deterministic. Either verifies batch invariance at start-up (docs/determinism.md).
   bool allow_deterministic = false;

@@ -65,8 +65,8 @@ class RepackCacheTest(unittest.TestCase):
     def temporaries(self):
         return glob.glob(os.path.join(self.data, "cache", "**", "*.tmp.*"), recursive=True)
 
-    def serve(self, model=None):
-        return Server("--data-dir", self.data, model=model or self.model)
+    def serve(self, *extra, model=None):
+        return Server("--data-dir", self.data, *extra, model=model or self.model)
 
     def populate(self):
         """First start with an empty cache: repacks, serves, writes the cache in the background."""
@@ -174,7 +174,36 @@ class RepackCacheTest(unittest.TestCase):
         self.assertEqual(self.temporaries(), [])
         self.assert_hit()
 
-    def test_disk_full_while_writing_leaves_no_partial_file(self):
+    def test_cache_size_cap_evicts_other_models_least_recently_used_first(self):
+        other = os.path.join(self.tmp, "tiny-q4_0-other.gguf")
+        if not os.path.exists(other):
+            synth(other, 2)
+        # Populate the cache with the other model, then age its files.
+        server = self.serve(model=other)
+        try:
+            self.assertTrue(wait_log(server, "repack cache: wrote"), server.log_tail())
+        finally:
+            server.stop()
+        old_files = self.cache_files()
+        self.assertGreaterEqual(len(old_files), 1)
+        for f in old_files:
+            os.utime(f, (time.time() - 86400, time.time() - 86400))
+        size = sum(os.path.getsize(f) for f in old_files)
+        # A cap that holds one model's files but not two: the other model's go.
+        server = self.serve("--cache-max-size", str(size + size // 2))
+        try:
+            self.assertTrue(wait_log(server, "repack cache: wrote"), server.log_tail())
+            self.assertTrue(any("deleted the least recently used" in line for line in server.log),
+                            server.log_tail())
+            self.assertEqual(outputs(server), self.reference)
+        finally:
+            server.stop()
+        files = self.cache_files()
+        self.assertTrue(files)
+        self.assertFalse(set(files) & set(old_files))
+        self.assert_hit()
+
+    def test_full_disk_leaves_no_partial_file(self):
         small = os.path.join(self.data, "cache")
         os.makedirs(small)
         mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", small],
@@ -183,11 +212,25 @@ class RepackCacheTest(unittest.TestCase):
             self.skipTest("cannot mount a 64 KiB tmpfs here (needs root): " +
                           mounted.stderr.strip())
         try:
-            server = self.serve()
+            # No free-space floor: the space check before writing still refuses (the
+            # posix_fallocate that reserves the space is the second line of defence, for a
+            # disk that fills between the check and the write).
+            server = self.serve("--cache-min-free", "0")
             try:
-                self.assertTrue(wait_log(server, "repack cache: cannot write"), server.log_tail())
+                self.assertTrue(wait_log(server, "repack cache: not writing"), server.log_tail())
                 self.assertEqual(outputs(server), self.reference)
                 self.assertEqual(server.get("/ready")[0], 200)
+            finally:
+                server.stop()
+            self.assertEqual(self.cache_files(), [])
+            self.assertEqual(self.temporaries(), [])
+            # The default floor (1 GiB free) refuses before writing anything.
+            server = self.serve()
+            try:
+                self.assertTrue(wait_log(server, "repack cache: not writing"), server.log_tail())
+                self.assertTrue(any("1024 MiB must stay free" in line for line in server.log),
+                                server.log_tail())
+                self.assertEqual(outputs(server), self.reference)
             finally:
                 server.stop()
             self.assertEqual(self.cache_files(), [])

@@ -461,8 +461,10 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
       log::Warn(
           "repack cache off: this llama.cpp build lacks ember's repack-allocator patch "
           "(third_party/llama.cpp-patches/0003-*)");
-    } else if (auto opened = RepackCache::Open(options.repack_cache_dir, options.model_path,
-                                               RepackIdentity(), options.threads)) {
+    } else if (auto opened = RepackCache::Open(
+                   options.repack_cache_dir, options.model_path, RepackIdentity(), options.threads,
+                   RepackCacheLimits{.max_bytes = options.repack_cache_max_bytes,
+                                     .min_free_bytes = options.repack_cache_min_free_bytes})) {
       repack_cache = std::move(*opened);
       repack_cache->Prefetch();
     } else {

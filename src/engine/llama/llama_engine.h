@@ -6,6 +6,7 @@
 // any thread.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -29,6 +30,9 @@ struct LlamaOptions {
   // Where repacked weights are persisted and mapped back from (docs/coldstart.md); empty =
   // repack on every load, persist nothing.
   std::string repack_cache_dir;
+  // Its disk use: a cap on all its files (0 = none), and the free space a write must leave.
+  std::uint64_t repack_cache_max_bytes = 0;
+  std::uint64_t repack_cache_min_free_bytes = std::uint64_t{1} << 30;
   // false: quantized weights stay as stored (no repack): a faster start without a cache, a
   // slower decode (docs/coldstart.md has the figures).
   bool repack = true;

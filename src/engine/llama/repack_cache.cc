@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "common/hash.h"
@@ -102,7 +104,8 @@ std::string StatIdentity(const struct stat& st) {
 }  // namespace
 
 Result<std::unique_ptr<RepackCache>> RepackCache::Open(std::string dir, std::string model_path,
-                                                       std::string identity, int threads) {
+                                                       std::string identity, int threads,
+                                                       RepackCacheLimits limits) {
   if (identity.size() > kMaxIdentity) return InvalidArgument("repack cache identity too long");
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(dir) / "models", ec);
@@ -111,22 +114,25 @@ Result<std::unique_ptr<RepackCache>> RepackCache::Open(std::string dir, std::str
     return Unavailable(StrCat("the cache directory ", dir, " is not writable: ", Errno()));
   }
   const std::string canonical = std::filesystem::weakly_canonical(model_path, ec).string();
-  std::unique_ptr<RepackCache> cache(new RepackCache(
-      std::move(dir), ec ? std::move(model_path) : canonical, std::move(identity), threads));
+  std::unique_ptr<RepackCache> cache(new RepackCache(std::move(dir),
+                                                     ec ? std::move(model_path) : canonical,
+                                                     std::move(identity), threads, limits));
   cache->RemoveStaleTemporaries();
   cache->model_hash_ = cache->ReadMemo();
   return cache;
 }
 
 std::unique_ptr<RepackCache> RepackCache::MemoryOnly() {
-  return std::unique_ptr<RepackCache>(new RepackCache("", "", "", 1));
+  return std::unique_ptr<RepackCache>(new RepackCache("", "", "", 1, {}));
 }
 
-RepackCache::RepackCache(std::string dir, std::string model_path, std::string identity, int threads)
+RepackCache::RepackCache(std::string dir, std::string model_path, std::string identity, int threads,
+                         RepackCacheLimits limits)
     : dir_(std::move(dir)),
       model_path_(std::move(model_path)),
       identity_(std::move(identity)),
-      threads_(std::max(1, threads)) {}
+      threads_(std::max(1, threads)),
+      limits_(limits) {}
 
 RepackCache::~RepackCache() {
   stop_ = true;
@@ -253,6 +259,8 @@ std::optional<RepackCache::Region> RepackCache::MapFile(int index, int hash_thre
               ": corrupt (its content does not match its hash); it will be rebuilt");
     return std::nullopt;
   }
+  // Last use, for the least-recently-used eviction of MakeRoom (best effort).
+  ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0);
   return Region{payload, map, len, size, index, true};
 }
 
@@ -393,27 +401,100 @@ void RepackCache::WriteAll() {
       if (!r.from_file) fresh.push_back(r);
     }
   }
+  std::uint64_t need = 0;
+  for (const Region& r : fresh) need += kHeaderBytes + r.size;
+  if (fresh.empty() || !MakeRoom(need)) return;
   std::size_t bytes = 0;
   for (const Region& r : fresh) {
     if (stop_ || !WriteFile(r)) return;
     ++written_;
     bytes += r.size;
   }
-  // Older files of this model path (another model version or build) are garbage now.
-  const std::string prefix = PathPrefix();
-  const std::string keep = KeyPrefix();
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.starts_with(prefix) && !name.starts_with(keep) && name.ends_with(".bin")) {
-      std::filesystem::remove(entry.path(), ec);
-    }
-  }
   log::Info(
       "repack cache: wrote ", written_.load(), " file(s), ", bytes >> 20, " MiB in ",
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
           .count(),
       " ms");
+}
+
+bool RepackCache::MakeRoom(std::uint64_t need) {
+  // The cache files in the directory, grouped by model path ("repack-<path tag>-...").
+  struct Group {
+    std::vector<std::filesystem::path> files;
+    std::uint64_t bytes = 0;
+    std::filesystem::file_time_type last_use = std::filesystem::file_time_type::min();
+  };
+  std::map<std::string, Group> others;
+  std::uint64_t total = 0;
+  const std::string prefix = PathPrefix();
+  const std::string keep = KeyPrefix();
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (!name.starts_with("repack-") || !name.ends_with(".bin")) continue;
+    std::error_code size_ec, time_ec;
+    const std::uint64_t size = entry.file_size(size_ec);
+    const auto mtime = entry.last_write_time(time_ec);
+    if (size_ec || time_ec) continue;  // gone meanwhile
+    if (name.starts_with(prefix)) {
+      // This model path: files of another model version or build are garbage now, and the
+      // current key's are about to be replaced.
+      if (!name.starts_with(keep)) std::filesystem::remove(entry.path(), ec);
+      continue;
+    }
+    const std::size_t tag_end = name.find('-', std::strlen("repack-"));
+    Group& g = others[name.substr(0, tag_end)];
+    g.files.push_back(entry.path());
+    g.bytes += size;
+    g.last_use = std::max(g.last_use, mtime);
+    total += size;
+  }
+  struct statvfs fs {};
+  if (::statvfs(dir_.c_str(), &fs) != 0) {
+    log::Warn("repack cache: cannot read the free space of ", dir_, ": ", Errno(),
+              "; not writing the cache");
+    skipped_for_space_ = true;
+    return false;
+  }
+  const std::uint64_t free_bytes = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
+  // Bytes of other models to delete so that `need` fits both limits.
+  std::uint64_t to_free = 0;
+  if (need + limits_.min_free_bytes > free_bytes) {
+    to_free = need + limits_.min_free_bytes - free_bytes;
+  }
+  if (limits_.max_bytes > 0 && total + need > limits_.max_bytes) {
+    to_free = std::max(to_free, total + need - std::min(total + need, limits_.max_bytes));
+  }
+  const bool fits_at_all =
+      (limits_.max_bytes == 0 || need <= limits_.max_bytes) && to_free <= total;
+  if (!fits_at_all) {
+    log::Warn("repack cache: not writing ", need >> 20, " MiB for ", model_path_, ": ",
+              limits_.max_bytes > 0 && need > limits_.max_bytes
+                  ? StrCat("more than --cache-max-size (", limits_.max_bytes >> 20, " MiB)")
+                  : StrCat("the filesystem has ", free_bytes >> 20, " MiB free and ",
+                           limits_.min_free_bytes >> 20,
+                           " MiB must stay free (--cache-min-free); other models' cache files "
+                           "hold ",
+                           total >> 20, " MiB"),
+              "; serving on, without a cache for this model");
+    skipped_for_space_ = true;
+    return false;
+  }
+  std::vector<std::pair<std::string, Group*>> lru;
+  for (auto& [tag, g] : others) lru.emplace_back(tag, &g);
+  std::sort(lru.begin(), lru.end(),
+            [](const auto& a, const auto& b) { return a.second->last_use < b.second->last_use; });
+  std::uint64_t freed = 0;
+  for (const auto& [tag, g] : lru) {
+    if (freed >= to_free) break;
+    for (const auto& file : g->files) {
+      if (std::filesystem::remove(file, ec)) ++evicted_;
+    }
+    freed += g->bytes;
+    log::Info("repack cache: deleted the least recently used files ", tag, "-* (", g->bytes >> 20,
+              " MiB) to make room for ", model_path_);
+  }
+  return true;
 }
 
 bool RepackCache::WriteFile(const Region& region) {

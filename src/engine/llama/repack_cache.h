@@ -16,6 +16,13 @@
 // ignored, and replaced by the next write. Writes go to a temporary file, are fsynced and
 // renamed into place, so racing processes and full disks never leave a partial file behind.
 //
+// Disk use (RepackCacheLimits): a write never leaves the filesystem with less than
+// `min_free_bytes` free, nor the directory's cache files above `max_bytes`. To make room it
+// deletes the files of other model paths, least recently used first (a hit refreshes a
+// file's mtime); when even deleting all of them would not be enough it deletes nothing and
+// skips the write (the model is served, uncached). Files mapped by a running process stay
+// valid for it when deleted.
+//
 // Threads: Alloc/Free run on the loading thread (ggml calls them during the load) and Free
 // again when the model is freed; Persist starts one writer thread, joined by the destructor.
 #pragma once
@@ -34,6 +41,11 @@
 
 namespace ember::engine {
 
+struct RepackCacheLimits {
+  std::uint64_t max_bytes = 0;                // all cache files in the directory; 0 = no cap
+  std::uint64_t min_free_bytes = 1ull << 30;  // free space a write must leave on the filesystem
+};
+
 struct RepackCacheStats {
   int hits = 0;      // buffers mapped from a verified file
   int misses = 0;    // buffers repacked now (no usable file)
@@ -48,7 +60,8 @@ class RepackCache {
   // the repacked layout depends on (ggml build, CPU features); files with another identity
   // are foreign. `threads` hash and verify in parallel.
   static Result<std::unique_ptr<RepackCache>> Open(std::string dir, std::string model_path,
-                                                   std::string identity, int threads);
+                                                   std::string identity, int threads,
+                                                   RepackCacheLimits limits = {});
   // No directory: nothing is looked up or persisted; Alloc still hands out memory that a
   // second thread pre-faults (the faster way to repack without a cache, docs/coldstart.md).
   static std::unique_ptr<RepackCache> MemoryOnly();
@@ -77,6 +90,9 @@ class RepackCache {
   int WaitPersisted();
 
   const RepackCacheStats& stats() const { return stats_; }
+  // What the writer did to stay within the limits (valid once WaitPersisted returns).
+  int evicted() const { return evicted_.load(); }  // other models' files deleted
+  bool skipped_for_space() const { return skipped_for_space_.load(); }  // nothing written
   bool persistent() const { return !dir_.empty(); }
   // Where buffer `index` of the current model version is cached (tests corrupt it).
   std::string FilePath(int index) const;
@@ -93,12 +109,17 @@ class RepackCache {
     bool from_file;
   };
 
-  RepackCache(std::string dir, std::string model_path, std::string identity, int threads);
+  RepackCache(std::string dir, std::string model_path, std::string identity, int threads,
+              RepackCacheLimits limits);
   // Maps and verifies cache file `index` (hashing on `hash_threads`); nullopt (with a
   // warning) if absent or unusable. The caller checks the size it needs.
   std::optional<Region> MapFile(int index, int hash_threads);
   void UnmapPrefetched();
   void WriteAll();
+  // Deletes this model path's files of other versions, then other models' files (least
+  // recently used first) until `need` more bytes fit the limits; false (nothing of other
+  // models deleted) when they cannot.
+  bool MakeRoom(std::uint64_t need);
   bool WriteFile(const Region& region);
   std::string PathPrefix() const;  // "repack-<model path tag>-"
   std::string KeyPrefix() const;   // PathPrefix() + "<identity and model hash tag>-"
@@ -111,6 +132,7 @@ class RepackCache {
   const std::string model_path_;
   const std::string identity_;
   const int threads_;
+  const RepackCacheLimits limits_;
   std::optional<std::uint64_t> model_hash_;
   int next_index_ = 0;
   std::mutex mu_;  // regions_ (Free may run on another thread than Alloc)
@@ -122,6 +144,8 @@ class RepackCache {
   std::thread writer_;
   std::atomic<bool> stop_{false};
   std::atomic<int> written_{0};
+  std::atomic<int> evicted_{0};
+  std::atomic<bool> skipped_for_space_{false};
 };
 
 }  // namespace ember::engine

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -226,6 +227,66 @@ TEST_F(RepackCacheTest, TemporariesOfDeadProcessesAreRemoved) {
   auto c = Open();
   EXPECT_FALSE(fs::exists(stale));
   EXPECT_TRUE(fs::exists(live)) << "a live process may still be writing it";
+}
+
+// A cache file of another model path, `bytes` long, last used `age` ago (only its name and
+// mtime matter to the eviction).
+void WriteOtherModelFile(const std::string& dir, const std::string& tag, std::size_t bytes,
+                         std::chrono::hours age) {
+  const fs::path path = fs::path(dir) / ("repack-" + tag + "-000000000000-0.bin");
+  std::ofstream(path, std::ios::binary) << std::string(bytes, 'x');
+  fs::last_write_time(path, fs::file_time_type::clock::now() - age);
+}
+
+TEST_F(RepackCacheTest, SizeCapDeletesOtherModelsLeastRecentlyUsedFirst) {
+  fs::create_directories(dir_);
+  WriteOtherModelFile(dir_, "aaaaaaaaaaaa", 200'000, std::chrono::hours(48));  // oldest
+  WriteOtherModelFile(dir_, "bbbbbbbbbbbb", 200'000, std::chrono::hours(1));
+  // Room for one other model beside this one's ~150 kB (2 x 64 KiB + headers).
+  auto cache =
+      RepackCache::Open(dir_, model_, "id", 1, {.max_bytes = 400'000, .min_free_bytes = 0});
+  ASSERT_TRUE(cache.has_value()) << cache.error().message;
+  Load(**cache, {65536, 65536});
+  EXPECT_EQ((*cache)->WaitPersisted(), 2);
+  EXPECT_EQ((*cache)->evicted(), 1);
+  EXPECT_FALSE(fs::exists(fs::path(dir_) / "repack-aaaaaaaaaaaa-000000000000-0.bin"));
+  EXPECT_TRUE(fs::exists(fs::path(dir_) / "repack-bbbbbbbbbbbb-000000000000-0.bin"));
+  EXPECT_TRUE(fs::exists((*cache)->FilePath(1)));
+}
+
+TEST_F(RepackCacheTest, AWriteThatCannotFitDeletesNothing) {
+  fs::create_directories(dir_);
+  WriteOtherModelFile(dir_, "aaaaaaaaaaaa", 100'000, std::chrono::hours(48));
+  // Over the cap on its own: nothing is written and the other model keeps its file.
+  auto capped =
+      RepackCache::Open(dir_, model_, "id", 1, {.max_bytes = 50'000, .min_free_bytes = 0});
+  ASSERT_TRUE(capped.has_value());
+  Load(**capped, {65536});
+  EXPECT_EQ((*capped)->WaitPersisted(), 0);
+  EXPECT_TRUE((*capped)->skipped_for_space());
+  EXPECT_EQ((*capped)->evicted(), 0);
+  // A free-space floor no filesystem here can meet: the same.
+  auto floor = RepackCache::Open(dir_, model_, "id", 1,
+                                 {.max_bytes = 0, .min_free_bytes = std::uint64_t{1} << 62});
+  ASSERT_TRUE(floor.has_value());
+  Load(**floor, {65536});
+  EXPECT_EQ((*floor)->WaitPersisted(), 0);
+  EXPECT_TRUE((*floor)->skipped_for_space());
+  EXPECT_TRUE(fs::exists(fs::path(dir_) / "repack-aaaaaaaaaaaa-000000000000-0.bin"));
+  EXPECT_FALSE(fs::exists((*floor)->FilePath(0)));
+}
+
+TEST_F(RepackCacheTest, AHitRefreshesTheFilesLastUse) {
+  {
+    auto c = Open();
+    Load(*c, {4096});
+    c->WaitPersisted();
+  }
+  auto c = Open();
+  const fs::path file = c->FilePath(0);
+  fs::last_write_time(file, fs::file_time_type::clock::now() - std::chrono::hours(48));
+  EXPECT_EQ(Load(*c, {4096}), std::vector<bool>{true});
+  EXPECT_GT(fs::last_write_time(file), fs::file_time_type::clock::now() - std::chrono::hours(1));
 }
 
 TEST_F(RepackCacheTest, UnwritableDirectoryIsAnError) {
