@@ -130,6 +130,15 @@ class Server:
             time.sleep(0.02)
         return False
 
+    def wait_log(self, needle, timeout=10):
+        """Whether a line of the server's log contains `needle` within `timeout` seconds."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if any(needle in line for line in self.log):
+                return True
+            time.sleep(0.02)
+        return False
+
     def rss_bytes(self):
         """Resident memory of the server process (Linux)."""
         with open(f"/proc/{self.proc.pid}/status") as f:

@@ -18,7 +18,8 @@ namespace {
 
 struct DurationFlags {
   std::string queue_timeout = "30s", drain_timeout = "30s", read_timeout = "30s",
-              liveness_timeout = "60s", step_delay = "0", idle_unload = "0";
+              liveness_timeout = "60s", step_delay = "0", idle_unload = "0",
+              model_switch_after = "5s";
   std::string memory_budget = "0";
   std::string cache_max_size = "0", cache_min_free = "1GiB";
   bool preload = false, no_preload = false;
@@ -41,6 +42,11 @@ void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
       ->add_option("--idle-unload", d.idle_unload,
                    "Unload a model after this long without requests (0 = never)")
       ->envname("EMBER_IDLE_UNLOAD");
+  serve
+      ->add_option("--model-switch-after", d.model_switch_after,
+                   "When a model has waited this long for memory that busy models hold, stop "
+                   "admitting to them so it gets its turn (0 = never)")
+      ->envname("EMBER_MODEL_SWITCH_AFTER");
   serve->add_flag("--preload", d.preload, "Load every model at start-up (default with one model)")
       ->envname("EMBER_PRELOAD");
   serve->add_flag("--no-preload", d.no_preload, "Load each model on its first request");
@@ -113,9 +119,13 @@ void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
 
 Status ApplyDurations(const DurationFlags& d, server::ServeOptions& o) {
   const std::pair<const std::string*, std::chrono::milliseconds*> all[] = {
-      {&d.queue_timeout, &o.queue_timeout}, {&d.drain_timeout, &o.drain_timeout},
-      {&d.read_timeout, &o.read_timeout},   {&d.liveness_timeout, &o.liveness_timeout},
-      {&d.step_delay, &o.step_delay},       {&d.idle_unload, &o.idle_unload}};
+      {&d.queue_timeout, &o.queue_timeout},
+      {&d.drain_timeout, &o.drain_timeout},
+      {&d.read_timeout, &o.read_timeout},
+      {&d.liveness_timeout, &o.liveness_timeout},
+      {&d.step_delay, &o.step_delay},
+      {&d.idle_unload, &o.idle_unload},
+      {&d.model_switch_after, &o.model_switch_after}};
   for (const auto& [text, out] : all) {
     auto parsed = ParseDuration(*text);
     if (!parsed) return std::unexpected(parsed.error());

@@ -111,7 +111,7 @@ void ModelManager::Acquire(const std::string& id, SteadyTime deadline, LeaseCall
   }
   Entry& e = *entries_[i];
   const SteadyTime now = clock_.Now();
-  if (e.state == ModelState::kLoaded) {
+  if (e.state == ModelState::kLoaded && !e.closed) {
     ++e.leases;
     e.last_used = now;
     scheduler::Scheduler* s = e.scheduler.get();
@@ -188,7 +188,10 @@ void ModelManager::ExpireWaitersLocked(SteadyTime now, Pending& pending) {
       if (w.deadline > now) return false;
       Error error{ErrorCode::kDeadlineExceeded,
                   StrCat("request waited longer than the queue timeout for model '", e->config.id,
-                         "' to load; retry later"),
+                         e->state == ModelState::kLoaded
+                             ? "' (held back while another model takes its memory)"
+                             : "' to load",
+                         "; retry later"),
                   ""};
       pending.push_back([done = std::move(w.done), error] { done(std::unexpected(error)); });
       return true;
@@ -206,6 +209,7 @@ void ModelManager::UnloadLocked(std::unique_lock<std::mutex>& lock, Entry& e,
   const auto took = clock_.Now() - start;
   lock.lock();
   e.state = ModelState::kUnloaded;
+  e.closed = false;
   const std::uint64_t freed = e.bytes;
   e.bytes = 0;
   e.metrics->SetLoaded(false);
@@ -242,6 +246,7 @@ bool ModelManager::StartLoadLocked(std::unique_lock<std::mutex>& lock) {
   std::sort(candidates.begin(), candidates.end(), [this](std::size_t a, std::size_t b) {
     return entries_[a]->waiters.front().since < entries_[b]->waiters.front().since;
   });
+  const SteadyTime now = clock_.Now();
   for (std::size_t i : candidates) {
     Entry& e = *entries_[i];
     std::vector<ResidentModel> resident;
@@ -251,7 +256,14 @@ bool ModelManager::StartLoadLocked(std::unique_lock<std::mutex>& lock) {
           {r->config.id, r->bytes, r->last_used, r->busy() || r->state != ModelState::kLoaded});
     }
     auto victims = PlanEviction(resident, UsedLocked(), e.need, options_.memory_budget);
-    if (!victims) continue;
+    if (!victims) {
+      // Only the longest-waiting model may close others, so switches happen one at a time.
+      if (i == candidates.front() && options_.switch_after.count() > 0 &&
+          now - e.waiters.front().since >= options_.switch_after) {
+        CloseForLocked(e, now);
+      }
+      continue;
+    }
     for (const std::string& id : *victims) {
       log::Info("evicting model '", id, "' (least recently used) to make room for '", e.config.id,
                 "'");
@@ -290,21 +302,13 @@ void ModelManager::FinishLoad(std::size_t index, Result<LoadedModel> loaded, Ste
       e.bytes = loaded->bytes > 0 ? loaded->bytes : e.config.estimate_bytes;
       e.need = e.bytes;
       e.last_used = now;
+      e.loaded_at = now;
       e.metrics->SetLoaded(true);
       e.metrics->SetMemoryBytes(e.bytes);
       log::Info("model '", e.config.id, "' loaded in ",
                 static_cast<long long>(Seconds(now - started) * 1000), " ms, holding ",
                 MiB(e.bytes));
-      for (Waiter& w : e.waiters) {
-        if (w.done) {
-          ++e.leases;
-          pending.push_back(
-              [this, index, s = e.scheduler.get(), done = std::move(w.done),
-               cold = Seconds(now - w.since)] { done(ModelLease(this, index, s, cold)); });
-        } else {
-          pending.push_back([done = std::move(w.loaded)] { done({}); });
-        }
-      }
+      GrantWaitersLocked(index, now, /*cold=*/true, pending);
     } else {
       e.state = ModelState::kUnloaded;
       e.bytes = 0;
@@ -323,13 +327,79 @@ void ModelManager::FinishLoad(std::size_t index, Result<LoadedModel> loaded, Ste
   for (auto& fn : pending) fn();
 }
 
+void ModelManager::GrantWaitersLocked(std::size_t index, SteadyTime now, bool cold,
+                                      Pending& pending) {
+  Entry& e = *entries_[index];
+  for (Waiter& w : e.waiters) {
+    if (w.done) {
+      ++e.leases;
+      std::optional<double> cold_start;
+      if (cold) cold_start = Seconds(now - w.since);
+      pending.push_back([this, index, s = e.scheduler.get(), done = std::move(w.done), cold_start] {
+        done(ModelLease(this, index, s, cold_start));
+      });
+    } else {
+      pending.push_back([done = std::move(w.loaded)] { done({}); });
+    }
+  }
+  e.waiters.clear();
+}
+
+void ModelManager::CloseForLocked(const Entry& waiting, SteadyTime now) {
+  // Which models would have to go if every loaded one were idle.
+  std::vector<ResidentModel> resident;
+  for (const auto& r : entries_) {
+    if (r->bytes == 0) continue;
+    resident.push_back({r->config.id, r->bytes, r->last_used, r->state != ModelState::kLoaded});
+  }
+  auto victims = PlanEviction(resident, UsedLocked(), waiting.need, options_.memory_budget);
+  if (!victims) return;  // a load or unload in progress holds the room: try again later
+  for (const std::string& id : *victims) {
+    Entry& v = *entries_[Find(id)];
+    if (v.closed || !v.busy() || now - v.loaded_at < options_.switch_after) continue;
+    v.closed = true;
+    log::Info("closing model '", id, "' to new requests: '", waiting.config.id, "' has waited ",
+              static_cast<long long>(Seconds(now - waiting.waiters.front().since) * 1000),
+              " ms for its memory; ", v.leases, " running request(s) finish first");
+  }
+}
+
+void ModelManager::ReopenLocked(Pending& pending) {
+  for (const auto& e : entries_) {
+    if (e->state == ModelState::kUnloaded && !e->waiters.empty() && !draining_) return;
+  }
+  const SteadyTime now = clock_.Now();
+  for (std::size_t i = 0; i < entries_.size(); ++i) {
+    Entry& e = *entries_[i];
+    if (!e.closed || e.state != ModelState::kLoaded) continue;
+    e.closed = false;
+    log::Info("reopening model '", e.config.id, "': no other model waits for its memory now");
+    GrantWaitersLocked(i, now, /*cold=*/false, pending);
+  }
+}
+
 std::optional<SteadyTime> ModelManager::NextWakeLocked() const {
   std::optional<SteadyTime> next;
   auto consider = [&next](SteadyTime t) {
     if (!next || t < *next) next = t;
   };
+  const SteadyTime now = clock_.Now();
+  bool someone_waits = false;
+  for (const auto& e : entries_) {
+    someone_waits |= e->state == ModelState::kUnloaded && !e->waiters.empty();
+  }
   for (const auto& e : entries_) {
     for (const Waiter& w : e->waiters) consider(w.deadline);
+    if (options_.switch_after.count() > 0 && someone_waits && e->state == ModelState::kLoaded &&
+        !e->closed && e->loaded_at + options_.switch_after > now) {
+      consider(e->loaded_at + options_.switch_after);  // when it may be closed
+    }
+    // When a waiting model may start closing others (only a future instant: a switch already
+    // due waits for a lease to end, which wakes the manager).
+    if (options_.switch_after.count() > 0 && e->state == ModelState::kUnloaded &&
+        !e->waiters.empty() && e->waiters.front().since + options_.switch_after > now) {
+      consider(e->waiters.front().since + options_.switch_after);
+    }
     if (options_.idle_unload.count() > 0 && e->state == ModelState::kLoaded && !e->busy()) {
       consider(e->last_used + options_.idle_unload);
     }
@@ -357,6 +427,7 @@ void ModelManager::Run() {
       }
       e->unload_waiters.clear();
     }
+    ReopenLocked(pending);
     UnloadIdleLocked(lock, clock_.Now());
     const bool again = !draining_ && StartLoadLocked(lock);
     if (!pending.empty() || again) {
@@ -414,6 +485,7 @@ void ModelManager::BeginDrain() {
   {
     std::lock_guard lock(mu_);
     draining_ = true;
+    ReopenLocked(pending);  // requests held back by a switch are served, not failed
     for (auto& e : entries_) {
       if (e->state == ModelState::kLoading) continue;  // its waiters get the model
       FailWaiters(

@@ -5,8 +5,16 @@
 // Threads: Acquire/Load/Unload/List/Snapshots are called from HTTP threads and never block on
 // a load; loads run on a loader thread, one at a time, and unloads on the manager's thread.
 // A request holds a ModelLease from the moment its model is loaded for it until its response
-// ends; a model with a lease or a waiting request is never unloaded. Callbacks run on the
-// manager's or the loader's thread (or at once on the caller's when the answer is known);
+// ends; a model with a lease or a waiting request is never unloaded.
+//
+// Switching (ManagerOptions::switch_after): when the oldest request for an unloaded model has
+// waited that long and busy models hold the memory it needs, those models are *closed*: new
+// requests for them wait in the manager (within their queue timeout) instead of starting,
+// their running requests finish, and they are evicted for the waiting model. Their held-back
+// requests then wait their turn the same way, so under steady traffic to every model each
+// gets the memory in turn instead of the loaded one starving the rest. A model is not closed
+// before it has been loaded for switch_after, so each switch buys at least that long. Callbacks run
+// on the manager's or the loader's thread (or at once on the caller's when the answer is known);
 // they must only hand the result over (post to a strand), never block.
 #pragma once
 
@@ -78,8 +86,9 @@ struct LoadedModel {
 using LoadFn = std::function<Result<LoadedModel>(const ModelConfig&, ModelMetrics&)>;
 
 struct ManagerOptions {
-  std::uint64_t memory_budget = 0;           // 0 = unlimited
-  std::chrono::milliseconds idle_unload{0};  // 0 = never
+  std::uint64_t memory_budget = 0;            // 0 = unlimited
+  std::chrono::milliseconds idle_unload{0};   // 0 = never
+  std::chrono::milliseconds switch_after{0};  // 0 = never close a busy model (see above)
 };
 
 class ModelManager;
@@ -173,8 +182,12 @@ class ModelManager {
     SteadyTime last_used{};
     std::vector<Waiter> waiters;
     std::vector<StatusCallback> unload_waiters;
+    // Loaded but closed to new requests so that another model can have its memory (they
+    // wait in `waiters`, which then do not keep it loaded).
+    bool closed = false;
+    SteadyTime loaded_at{};  // a model keeps its memory at least switch_after once loaded
     bool busy() const {
-      return leases > 0 || !waiters.empty() || state == ModelState::kLoading ||
+      return leases > 0 || (!waiters.empty() && !closed) || state == ModelState::kLoading ||
              state == ModelState::kUnloading;
     }
   };
@@ -190,6 +203,13 @@ class ModelManager {
   void UnloadIdleLocked(std::unique_lock<std::mutex>& lock, SteadyTime now);
   // Returns true when it evicted models (the lock was released): plan again.
   bool StartLoadLocked(std::unique_lock<std::mutex>& lock);
+  // Closes the busy models standing in the way of `waiting` (see Switching above).
+  void CloseForLocked(const Entry& waiting, SteadyTime now);
+  // Reopens closed models no unloaded model waits for any more; their held-back requests get
+  // leases (callbacks into `pending`).
+  void ReopenLocked(Pending& pending);
+  // Leases for every request waiting on a loaded model; `cold` = they waited for its load.
+  void GrantWaitersLocked(std::size_t index, SteadyTime now, bool cold, Pending& pending);
   void UnloadLocked(std::unique_lock<std::mutex>& lock, Entry& entry,
                     ModelMetrics::UnloadReason reason);
   void FinishLoad(std::size_t index, Result<LoadedModel> loaded, SteadyTime started);

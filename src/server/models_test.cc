@@ -67,7 +67,9 @@ class ManagerTest : public ::testing::Test {
       configs.push_back(c);
     }
     manager_ = std::make_unique<ModelManager>(
-        ManagerOptions{.memory_budget = budget, .idle_unload = idle_unload}, configs,
+        ManagerOptions{
+            .memory_budget = budget, .idle_unload = idle_unload, .switch_after = switch_after_},
+        configs,
         [this](const ModelConfig& c, ModelMetrics& m) -> Result<LoadedModel> {
           loads_.push_back(c.id);
           if (c.id == fail_) return Internal("no such file");
@@ -89,6 +91,20 @@ class ManagerTest : public ::testing::Test {
     return f.get();
   }
 
+  // Acquire without waiting for the answer.
+  std::future<Result<ModelLease>> AcquireAsync(const std::string& id,
+                                               milliseconds timeout = milliseconds(5000)) {
+    auto p = std::make_shared<std::promise<Result<ModelLease>>>();
+    auto f = p->get_future();
+    manager_->Acquire(id, Clock::Real().Now() + timeout,
+                      [p](Result<ModelLease> lease) { p->set_value(std::move(lease)); });
+    return f;
+  }
+
+  static bool Ready(std::future<Result<ModelLease>>& f, milliseconds within) {
+    return f.wait_for(within) == std::future_status::ready;
+  }
+
   ModelState StateOf(const std::string& id) {
     for (const ModelStatus& s : manager_->List())
       if (s.id == id) return s.state;
@@ -99,6 +115,7 @@ class ManagerTest : public ::testing::Test {
   std::vector<std::string> loads_;  // written on the loader thread, read after a callback
   std::string fail_;
   std::string heavy_;  // this model's load measures twice its estimate
+  milliseconds switch_after_{0};
   std::unique_ptr<ModelManager> manager_;
 };
 
@@ -189,6 +206,53 @@ TEST_F(ManagerTest, AdminUnloadRefusedWhileBusy) {
   Status s = p.get_future().get();
   ASSERT_FALSE(s.has_value());
   EXPECT_EQ(s.error().code, ErrorCode::kResourceExhausted);
+}
+
+TEST_F(ManagerTest, BusyModelsAreClosedSoAWaitingModelGetsItsTurn) {
+  switch_after_ = milliseconds(100);
+  Make(15, {{"a", 10}, {"b", 10}});
+  auto a1 = Acquire("a");
+  ASSERT_TRUE(a1.has_value());
+  auto b1 = AcquireAsync("b");
+  EXPECT_FALSE(Ready(b1, milliseconds(300)));  // a is busy: b waits, a gets closed
+  // Closed: a new request for "a" is held back, not started.
+  auto a2 = AcquireAsync("a");
+  EXPECT_FALSE(Ready(a2, milliseconds(100)));
+  { auto done = std::move(*a1); }  // a's running request ends: a is evicted, b loads
+  ASSERT_TRUE(Ready(b1, milliseconds(3000)));
+  auto b_lease = b1.get();
+  ASSERT_TRUE(b_lease.has_value());
+  EXPECT_TRUE(b_lease->cold_start_seconds().has_value());
+  EXPECT_EQ(StateOf("a"), ModelState::kUnloaded);
+  // Now "a" waits its turn: b is closed once it has had its switch_after, and a comes back
+  // when b's request ends.
+  EXPECT_FALSE(Ready(a2, milliseconds(300)));
+  { auto done = std::move(*b_lease); }
+  ASSERT_TRUE(Ready(a2, milliseconds(3000)));
+  EXPECT_TRUE(a2.get().has_value());
+  EXPECT_EQ(StateOf("a"), ModelState::kLoaded);
+  EXPECT_EQ(StateOf("b"), ModelState::kUnloaded);
+  EXPECT_EQ(loads_, (std::vector<std::string>{"a", "b", "a"}));
+}
+
+TEST_F(ManagerTest, AClosedModelReopensWhenTheWaitingRequestGivesUp) {
+  switch_after_ = milliseconds(100);
+  Make(15, {{"a", 10}, {"b", 10}});
+  auto a1 = Acquire("a");
+  ASSERT_TRUE(a1.has_value());
+  auto b1 = AcquireAsync("b", milliseconds(400));
+  std::this_thread::sleep_for(milliseconds(250));  // a is closed by now
+  auto a2 = AcquireAsync("a");
+  ASSERT_TRUE(Ready(b1, milliseconds(3000)));
+  auto b_result = b1.get();
+  ASSERT_FALSE(b_result.has_value());
+  EXPECT_EQ(b_result.error().code, ErrorCode::kDeadlineExceeded);
+  // b gave up: a reopens and its held-back request starts on the loaded model.
+  ASSERT_TRUE(Ready(a2, milliseconds(3000)));
+  auto a2_lease = a2.get();
+  ASSERT_TRUE(a2_lease.has_value());
+  EXPECT_FALSE(a2_lease->cold_start_seconds().has_value());
+  EXPECT_EQ(loads_, std::vector<std::string>{"a"});
 }
 
 }  // namespace

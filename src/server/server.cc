@@ -245,7 +245,9 @@ int RunServe(const ServeOptions& options) {
     weight_estimate[(*configs)[i].id] = weight_estimates[i];
   }
   auto models = std::make_unique<ModelManager>(
-      ManagerOptions{.memory_budget = options.memory_budget, .idle_unload = options.idle_unload},
+      ManagerOptions{.memory_budget = options.memory_budget,
+                     .idle_unload = options.idle_unload,
+                     .switch_after = options.model_switch_after},
       *configs,
       [&options, weight_estimate](const ModelConfig& config, ModelMetrics& m) {
         return LoadModel(config, m, options, app, weight_estimate.at(config.id));

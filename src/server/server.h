@@ -21,6 +21,8 @@ struct ServeOptions {
   std::optional<bool> preload;
   // Unload a model after this long without requests (0 = never).
   std::chrono::milliseconds idle_unload{0};
+  // A model that has waited this long for memory busy models hold gets its turn (models.h).
+  std::chrono::milliseconds model_switch_after{5000};
   // Bytes all loaded models may hold together, weights + KV cache + compute (0 = unlimited).
   std::uint64_t memory_budget = 0;
   std::string host = "127.0.0.1";

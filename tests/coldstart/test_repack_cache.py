@@ -31,15 +31,6 @@ def outputs(server):
     return texts
 
 
-def wait_log(server, needle, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if any(needle in line for line in server.log):
-            return True
-        time.sleep(0.02)
-    return False
-
-
 class RepackCacheTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -72,7 +63,7 @@ class RepackCacheTest(unittest.TestCase):
         """First start with an empty cache: repacks, serves, writes the cache in the background."""
         server = self.serve()
         try:
-            self.assertTrue(wait_log(server, "repack cache: wrote"), server.log_tail())
+            self.assertTrue(server.wait_log("repack cache: wrote", 60), server.log_tail())
             self.assertEqual(outputs(server), self.reference)
         finally:
             server.stop()
@@ -102,7 +93,7 @@ class RepackCacheTest(unittest.TestCase):
             self.assertTrue(any(reason in line for line in server.log),
                             f"expected '{reason}':\n{server.log_tail()}")
             self.assertEqual(outputs(server), self.reference)
-            self.assertTrue(wait_log(server, "repack cache: wrote"), server.log_tail())
+            self.assertTrue(server.wait_log("repack cache: wrote", 60), server.log_tail())
         finally:
             server.stop()
         self.assert_hit()  # rebuilt
@@ -144,7 +135,7 @@ class RepackCacheTest(unittest.TestCase):
             try:
                 self.assertFalse(any(" 0 repacked now" in l for l in server.log), server.log_tail())
                 self.assertEqual(outputs(server), expected)
-                self.assertTrue(wait_log(server, "repack cache: wrote"), server.log_tail())
+                self.assertTrue(server.wait_log("repack cache: wrote", 60), server.log_tail())
             finally:
                 server.stop()
             self.assertTrue(all(not os.path.exists(p) for p in old), "old version's files removed")
@@ -166,7 +157,7 @@ class RepackCacheTest(unittest.TestCase):
             for s in servers:
                 self.assertEqual(outputs(s), self.reference)
             for s in servers:
-                self.assertTrue(wait_log(s, "repack cache: wrote"), s.log_tail())
+                self.assertTrue(s.wait_log("repack cache: wrote", 60), s.log_tail())
         finally:
             for s in servers:
                 if s:
@@ -181,7 +172,7 @@ class RepackCacheTest(unittest.TestCase):
         # Populate the cache with the other model, then age its files.
         server = self.serve(model=other)
         try:
-            self.assertTrue(wait_log(server, "repack cache: wrote"), server.log_tail())
+            self.assertTrue(server.wait_log("repack cache: wrote", 60), server.log_tail())
         finally:
             server.stop()
         old_files = self.cache_files()
@@ -192,7 +183,7 @@ class RepackCacheTest(unittest.TestCase):
         # A cap that holds one model's files but not two: the other model's go.
         server = self.serve("--cache-max-size", str(size + size // 2))
         try:
-            self.assertTrue(wait_log(server, "repack cache: wrote"), server.log_tail())
+            self.assertTrue(server.wait_log("repack cache: wrote", 60), server.log_tail())
             self.assertTrue(any("deleted the least recently used" in line for line in server.log),
                             server.log_tail())
             self.assertEqual(outputs(server), self.reference)
@@ -217,7 +208,7 @@ class RepackCacheTest(unittest.TestCase):
             # disk that fills between the check and the write).
             server = self.serve("--cache-min-free", "0")
             try:
-                self.assertTrue(wait_log(server, "repack cache: not writing"), server.log_tail())
+                self.assertTrue(server.wait_log("repack cache: not writing", 60), server.log_tail())
                 self.assertEqual(outputs(server), self.reference)
                 self.assertEqual(server.get("/ready")[0], 200)
             finally:
@@ -227,7 +218,7 @@ class RepackCacheTest(unittest.TestCase):
             # The default floor (1 GiB free) refuses before writing anything.
             server = self.serve()
             try:
-                self.assertTrue(wait_log(server, "repack cache: not writing"), server.log_tail())
+                self.assertTrue(server.wait_log("repack cache: not writing", 60), server.log_tail())
                 self.assertTrue(any("1024 MiB must stay free" in line for line in server.log),
                                 server.log_tail())
                 self.assertEqual(outputs(server), self.reference)

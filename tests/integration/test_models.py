@@ -215,6 +215,41 @@ class SeveralModelsTest(unittest.TestCase):
         finally:
             server.stop()
 
+    def test_a_waiting_model_gets_its_turn_after_model_switch_after(self):
+        budget = int(self.one * 1.5)  # one model at a time
+        server = Server("--memory-budget", str(budget), "--model-switch-after", "300ms",
+                        "--debug-step-delay", "20ms", f"--model=a={MODEL}", f"--model=b={MODEL}",
+                        model=None)
+        try:
+            results = {}
+
+            def run(name, model, max_tokens):
+                results[name] = complete(server, model, max_tokens)
+
+            a1 = threading.Thread(target=run, args=("a1", "a", 60))  # ~1.2 s of steps
+            a1.start()
+            self.assertTrue(server.wait_metric("ember_num_requests_running", 1,
+                                               labels={"model_name": "a"}))
+            b = threading.Thread(target=run, args=("b", "b", 4))
+            b.start()
+            self.assertTrue(server.wait_log("closing model 'a' to new requests"),
+                            server.log_tail())
+            # a is closed: this request is held back until a comes back after b's turn.
+            a2 = threading.Thread(target=run, args=("a2", "a", 4))
+            a2.start()
+            for t in (a1, b, a2):
+                t.join(timeout=30)
+            for name in ("a1", "b", "a2"):
+                status, body, _ = results[name]
+                self.assertEqual(status, 200, (name, body))
+            self.assertIn("cold_start_seconds", results["b"][1]["usage"])
+            self.assertIn("cold_start_seconds", results["a2"][1]["usage"])
+            self.assertEqual(server.metric("ember_model_unloads_total",
+                                           {"model_name": "a", "reason": "evicted"}), 1)
+            self.assertEqual(server.metric("ember_model_loaded", {"model_name": "a"}), 1)
+        finally:
+            server.stop()
+
     def test_admin_load_and_unload(self):
         server = Server(*self.three, "--debug-step-delay", "20ms", model=None)
         try:
