@@ -18,6 +18,11 @@ Result<TokenizeParams> ParseTokenizeRequest(std::string_view body) {
       return InvalidArgument("add_special must be a boolean", "add_special");
     params.add_special = add_special->get<bool>();
   }
+  if (const Json* model = FindField(*json, "model"); model != nullptr && !model->is_null()) {
+    if (!model->is_string() || model->get_ref<const std::string&>().empty())
+      return InvalidArgument("model must be a non-empty string", "model");
+    params.model = model->get<std::string>();
+  }
   return params;
 }
 

@@ -1,4 +1,5 @@
-// POST /tokenize: {"content": string, "add_special": bool (default true)} -> {"tokens": [...]}.
+// POST /tokenize: {"content": string, "add_special": bool (default true), "model": string
+// (default: the first --model)} -> {"tokens": [...]}.
 #pragma once
 
 #include <span>
@@ -13,6 +14,7 @@ namespace ember::api {
 struct TokenizeParams {
   std::string content;
   bool add_special = true;
+  std::string model;  // empty: the server's default model
 };
 
 [[nodiscard]] Result<TokenizeParams> ParseTokenizeRequest(std::string_view body);

@@ -128,8 +128,8 @@ void App::HandleModels(http::Exchange& ex) {
 }
 
 // POST /tokenize {"content": "...", "add_special": true} -> {"tokens": [...]}, like
-// llama-server's, so clients can count tokens exactly as the server does. Uses the default
-// model (the first --model), loading it when it is not.
+// llama-server's, so clients can count tokens exactly as the server does. Uses the model the
+// body names ("model"), else the default one (the first --model), loading it when it is not.
 void App::HandleTokenize(std::shared_ptr<http::Exchange> ex) {
   ModelManager* models = models_.load();
   if (models == nullptr || phase() == Phase::kLoading)
@@ -137,17 +137,18 @@ void App::HandleTokenize(std::shared_ptr<http::Exchange> ex) {
   auto params = api::ParseTokenizeRequest(ex->request().body);
   if (!params) return ReplyError(*ex, "/tokenize", params.error());
   const SteadyTime deadline = Clock::Real().Now() + options_.queue_timeout;
-  models->Acquire(models->default_model(), deadline,
-                  [this, ex, params = std::move(*params)](Result<ModelLease> lease) mutable {
-                    auto held = std::make_shared<Result<ModelLease>>(std::move(lease));
-                    ex->Post([this, ex, held, params] {
-                      if (!*held) return ReplyError(*ex, "/tokenize", held->error());
-                      auto tokens = (*held)->scheduler().tokenizer().Tokenize(params.content,
-                                                                              params.add_special);
-                      if (!tokens) return ReplyError(*ex, "/tokenize", tokens.error());
-                      Reply(*ex, "/tokenize", 200, api::EncodeTokens(*tokens));
-                    });
-                  });
+  const std::string model = params->model.empty() ? models->default_model() : params->model;
+  models->Acquire(
+      model, deadline, [this, ex, params = std::move(*params)](Result<ModelLease> lease) mutable {
+        auto held = std::make_shared<Result<ModelLease>>(std::move(lease));
+        ex->Post([this, ex, held, params] {
+          if (!*held) return ReplyError(*ex, "/tokenize", held->error());
+          auto tokens =
+              (*held)->scheduler().tokenizer().Tokenize(params.content, params.add_special);
+          if (!tokens) return ReplyError(*ex, "/tokenize", tokens.error());
+          Reply(*ex, "/tokenize", 200, api::EncodeTokens(*tokens));
+        });
+      });
 }
 
 // POST /admin/models/{id}/load | /admin/models/{id}/unload: warm a model ahead of traffic or

@@ -192,6 +192,29 @@ class SeveralModelsTest(unittest.TestCase):
         finally:
             server.stop()
 
+    def test_tokenize_uses_the_model_the_body_names(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            tiny = synth_tiny(tmp)  # another vocabulary than stories260K's
+            server = Server("--ctx-size", "256", f"--model=s={MODEL}", f"--model=t={tiny}",
+                            model=None)
+            try:
+                text = {"content": "Once upon a time"}
+                status, default, _ = server.post_json("/tokenize", text)
+                self.assertEqual(status, 200, default)
+                status, named_s, _ = server.post_json("/tokenize", {**text, "model": "s"})
+                self.assertEqual(named_s, default)  # the first --model is the default
+                status, named_t, _ = server.post_json("/tokenize", {**text, "model": "t"})
+                self.assertEqual(status, 200, named_t)
+                self.assertNotEqual(named_t["tokens"], default["tokens"])
+                self.assertEqual(server.metric("ember_model_loaded", {"model_name": "t"}), 1)
+                status, body, _ = server.post_json("/tokenize", {**text, "model": "nope"})
+                self.assertEqual(status, 404, body)
+                self.assertEqual(body["error"]["param"], "model")
+                status, body, _ = server.post_json("/tokenize", {**text, "model": 5})
+                self.assertEqual(status, 400, body)
+            finally:
+                server.stop()
+
     def test_a_request_waits_while_the_other_models_are_busy(self):
         budget = int(self.one * 1.5)  # one model at a time
         server = Server("--memory-budget", str(budget), "--queue-timeout", "1500ms",
