@@ -110,6 +110,11 @@ void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
                  "Keep quantized weights as stored: faster start without a cache, slower "
                  "decode")
       ->envname("EMBER_NO_REPACK");
+  serve
+      ->add_option("--admin-key", o.admin_key,
+                   "Bearer token the /admin endpoints require (prefer the environment "
+                   "variable); unset: they answer loopback clients only")
+      ->envname("EMBER_ADMIN_KEY");
   serve->add_option("--http-threads", o.http_threads, "HTTP I/O threads")
       ->envname("EMBER_HTTP_THREADS")
       ->check(CLI::Range(1, 64));

@@ -44,6 +44,12 @@ inline std::unexpected<Error> InvalidArgument(std::string message, std::string p
 inline std::unexpected<Error> NotFound(std::string message, std::string param = {}) {
   return MakeError(ErrorCode::kNotFound, std::move(message), std::move(param));
 }
+inline std::unexpected<Error> Unauthenticated(std::string message) {
+  return MakeError(ErrorCode::kUnauthenticated, std::move(message));
+}
+inline std::unexpected<Error> PermissionDenied(std::string message) {
+  return MakeError(ErrorCode::kPermissionDenied, std::move(message));
+}
 inline std::unexpected<Error> ResourceExhausted(std::string message) {
   return MakeError(ErrorCode::kResourceExhausted, std::move(message));
 }

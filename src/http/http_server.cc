@@ -205,8 +205,9 @@ awaitable<void> WriteProtocolError(beast::tcp_stream& stream, int status, std::s
                              asio::redirect_error(asio::use_awaitable, ec));
 }
 
-Request ToRequest(bhttp::request<bhttp::string_body>&& msg) {
+Request ToRequest(bhttp::request<bhttp::string_body>&& msg, bool from_loopback) {
   Request r;
+  r.from_loopback = from_loopback;
   r.method = std::string(msg.method_string());
   r.target = std::string(msg.target());
   r.path = r.target.substr(0, r.target.find('?'));
@@ -241,6 +242,15 @@ int ReadErrorStatus(const beast::error_code& ec, std::string& message) {
 
 awaitable<void> Session(tcp::socket socket, Strand strand, const ServerOptions& options,
                         const Handler& handler) {
+  bool from_loopback = false;
+  {
+    beast::error_code ec;
+    const auto peer = socket.remote_endpoint(ec).address();
+    from_loopback =
+        !ec && (peer.is_loopback() ||
+                (peer.is_v6() && peer.to_v6().is_v4_mapped() &&
+                 asio::ip::make_address_v4(asio::ip::v4_mapped, peer.to_v6()).is_loopback()));
+  }
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
   for (;;) {
@@ -282,7 +292,8 @@ awaitable<void> Session(tcp::socket socket, Strand strand, const ServerOptions& 
     stream.expires_never();
     auto msg = parser.release();
     const bool keep_alive = msg.keep_alive();
-    auto exchange = std::make_shared<ExchangeImpl>(strand, ToRequest(std::move(msg)), keep_alive);
+    auto exchange = std::make_shared<ExchangeImpl>(strand, ToRequest(std::move(msg), from_loopback),
+                                                   keep_alive);
     handler(exchange);
     const bool again = co_await exchange->Serve(stream, options.disconnect_poll);
     if (!again) break;

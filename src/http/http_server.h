@@ -27,6 +27,7 @@ struct Request {
   std::string path;    // target without the query
   std::string body;
   Headers headers;
+  bool from_loopback = false;                       // the client connected from 127.0.0.0/8 or ::1
   std::string Header(std::string_view name) const;  // case-insensitive, "" if absent
 };
 

@@ -155,9 +155,32 @@ void App::HandleTokenize(std::shared_ptr<http::Exchange> ex) {
 // free its memory now. 200 {"id","status"} once done (or already so); 404 unknown model; 413
 // a model that can never fit the budget; 409 unload of a model with requests; 503 a failed
 // load or a draining server.
+Status CheckAdminAccess(const http::Request& request, std::string_view admin_key) {
+  if (admin_key.empty()) {
+    if (request.from_loopback) return {};
+    return PermissionDenied(
+        "the admin endpoints answer only clients on this host (loopback) unless ember runs "
+        "with --admin-key");
+  }
+  const std::string expected = StrCat("Bearer ", admin_key);
+  const std::string given = request.Header("authorization");
+  // Compared in time independent of where they differ.
+  unsigned char diff = given.size() == expected.size() ? 0 : 1;
+  for (std::size_t i = 0; i < expected.size(); ++i) {
+    diff |= static_cast<unsigned char>(expected[i] ^ (i < given.size() ? given[i] : 0));
+  }
+  if (diff == 0) return {};
+  return Unauthenticated(
+      given.empty() ? "the admin endpoints need the header Authorization: Bearer <--admin-key>"
+                    : "wrong admin key in the Authorization header");
+}
+
 void App::HandleAdmin(std::shared_ptr<http::Exchange> ex) {
   constexpr std::string_view kPrefix = "/admin/models/";
   const std::string endpoint = "/admin/models";
+  if (Status allowed = CheckAdminAccess(ex->request(), options_.admin_key); !allowed) {
+    return ReplyError(*ex, endpoint, allowed.error());
+  }
   std::string_view rest = std::string_view(ex->request().path).substr(kPrefix.size());
   bool load = false;
   if (rest.ends_with("/load")) {

@@ -31,7 +31,14 @@ struct AppOptions {
   Determinism determinism = Determinism::kOff;
   // A request's whole wait (for its model to load, then for a slot) is bounded by this.
   std::chrono::milliseconds queue_timeout{30'000};
+  // Bearer token the admin endpoints require; empty = they answer loopback clients only.
+  std::string admin_key;
 };
+
+// Whether `request` may use the admin endpoints: with `admin_key`, it must carry
+// "Authorization: Bearer <admin_key>" (401 otherwise); without, it must come from loopback
+// (403 otherwise).
+[[nodiscard]] Status CheckAdminAccess(const http::Request& request, std::string_view admin_key);
 
 class App {
  public:
@@ -64,6 +71,7 @@ class App {
   void HandleGenerate(std::shared_ptr<http::Exchange> ex, bool chat);
   // POST /admin/models/{id}/load and /admin/models/{id}/unload.
   void HandleAdmin(std::shared_ptr<http::Exchange> ex);
+
   // system_fingerprint of default [0] and deterministic [1] responses of a model.
   const std::array<std::string, 2>& Fingerprints(const std::string& numerics_id);
 

@@ -237,7 +237,8 @@ int RunServe(const ServeOptions& options) {
                                                                 : Determinism::kOff;
   static App app(AppOptions{.liveness_timeout = options.liveness_timeout,
                             .determinism = determinism,
-                            .queue_timeout = options.queue_timeout},
+                            .queue_timeout = options.queue_timeout,
+                            .admin_key = options.admin_key},
                  metrics);
   static std::atomic<bool> drain_requested{false};
   std::map<std::string, std::uint64_t> weight_estimate;

@@ -43,6 +43,8 @@ struct ServeOptions {
   // Empty = no cache.
   std::string data_dir;
   bool no_repack = false;  // serve quantized weights unrepacked (docs/coldstart.md)
+  // Bearer token for /admin/*; empty = those endpoints answer loopback clients only.
+  std::string admin_key;
   // Disk use of <data_dir>/cache: a cap on its files (0 = none) and the free space a write
   // must leave on the filesystem (docs/coldstart.md).
   std::uint64_t cache_max_bytes = 0;

@@ -273,6 +273,23 @@ class SeveralModelsTest(unittest.TestCase):
         finally:
             server.stop()
 
+    def test_admin_endpoints_need_the_admin_key_when_one_is_set(self):
+        server = Server(*self.three, "--admin-key", "s3cret-admin", model=None)
+        try:
+            for headers in ({}, {"Authorization": "Bearer wrong"},
+                            {"Authorization": "s3cret-admin"}):
+                status, raw, _ = server.post("/admin/models/b/load", "", headers=headers)
+                self.assertEqual(status, 401, (headers, raw))
+                self.assertEqual(json.loads(raw)["error"]["type"], "authentication_error")
+            self.assertEqual(server.metric("ember_model_loads_total", {"model_name": "b"}), 0)
+            status, raw, _ = server.post("/admin/models/b/load", "",
+                                         headers={"Authorization": "Bearer s3cret-admin"})
+            self.assertEqual(status, 200, raw)
+            self.assertEqual(server.metric("ember_model_loaded", {"model_name": "b"}), 1)
+            self.assertFalse(any("s3cret-admin" in line for line in server.log))
+        finally:
+            server.stop()
+
     def test_admin_load_and_unload(self):
         server = Server(*self.three, "--debug-step-delay", "20ms", model=None)
         try:
