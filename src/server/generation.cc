@@ -109,11 +109,16 @@ void Generation::Start() {
     self->client_gone_ = true;
     self->model_metrics_->CountCancelled();
     if (self->lease_ && self->stream_) self->lease_->scheduler().Cancel(self->stream_);
+    // Still waiting for its model: stop waiting, so it does not keep the model loaded (or
+    // start a load) for nobody.
+    if (!self->lease_ && self->acquire_ticket_ != 0) {
+      if (ModelManager* models = self->app_.models_.load()) models->Abandon(self->acquire_ticket_);
+    }
   });
   // Holds this Generation until the model is ready for it (or cannot be): the manager always
   // calls back, at the latest at the queue deadline or at shutdown.
   auto self = shared_from_this();
-  models.Acquire(
+  acquire_ticket_ = models.Acquire(
       model_id_, arrival_ + app_.options_.queue_timeout, [self](Result<ModelLease> lease) {
         auto held = std::make_shared<std::optional<Result<ModelLease>>>(std::move(lease));
         self->exchange_->Post([self, held] { self->OnModel(std::move(**held)); });

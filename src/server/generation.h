@@ -3,6 +3,7 @@
 // response (one JSON body, or server-sent events). Lives on its exchange's HTTP strand.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -53,6 +54,7 @@ class Generation : public std::enable_shared_from_this<Generation> {
   std::string text_;  // non-streamed responses
   bool stream_started_ = false;
   bool client_gone_ = false;
+  std::uint64_t acquire_ticket_ = 0;  // while it waits for its model (ModelManager::Abandon)
   bool done_ = false;
   // Set while the scheduler owns the request, so events always find this object.
   std::shared_ptr<Generation> keep_alive_;

@@ -101,13 +101,18 @@ Status ModelManager::CheckFits(const std::string& id) const {
   return {};
 }
 
-void ModelManager::Acquire(const std::string& id, SteadyTime deadline, LeaseCallback done) {
-  if (Status fits = CheckFits(id); !fits) return done(std::unexpected(fits.error()));
+std::uint64_t ModelManager::Acquire(const std::string& id, SteadyTime deadline,
+                                    LeaseCallback done) {
+  if (Status fits = CheckFits(id); !fits) {
+    done(std::unexpected(fits.error()));
+    return 0;
+  }
   const std::size_t i = static_cast<std::size_t>(Find(id));
   std::unique_lock lock(mu_);
   if (draining_) {
     lock.unlock();
-    return done(Unavailable("server is shutting down; retry on another replica"));
+    done(Unavailable("server is shutting down; retry on another replica"));
+    return 0;
   }
   Entry& e = *entries_[i];
   const SteadyTime now = clock_.Now();
@@ -116,11 +121,34 @@ void ModelManager::Acquire(const std::string& id, SteadyTime deadline, LeaseCall
     e.last_used = now;
     scheduler::Scheduler* s = e.scheduler.get();
     lock.unlock();
-    return done(ModelLease(this, i, s, std::nullopt));
+    done(ModelLease(this, i, s, std::nullopt));
+    return 0;
   }
-  e.waiters.push_back({now, deadline, std::move(done), nullptr});
+  const std::uint64_t ticket = next_ticket_++;
+  e.waiters.push_back({ticket, now, deadline, std::move(done), nullptr});
   lock.unlock();
   wake_.notify_all();
+  return ticket;
+}
+
+void ModelManager::Abandon(std::uint64_t ticket) {
+  if (ticket == 0) return;
+  LeaseCallback done;
+  {
+    std::lock_guard lock(mu_);
+    for (auto& e : entries_) {
+      auto it = std::find_if(e->waiters.begin(), e->waiters.end(),
+                             [ticket](const Waiter& w) { return w.ticket == ticket; });
+      if (it == e->waiters.end()) continue;
+      done = std::move(it->done);
+      e->waiters.erase(it);
+      break;
+    }
+  }
+  if (!done) return;
+  wake_.notify_all();
+  idle_.notify_all();
+  done(Unavailable("the client left while it waited for its model"));
 }
 
 void ModelManager::Load(const std::string& id, StatusCallback done) {
@@ -137,7 +165,7 @@ void ModelManager::Load(const std::string& id, StatusCallback done) {
     lock.unlock();
     return done({});
   }
-  e.waiters.push_back({clock_.Now(), SteadyTime::max(), nullptr, std::move(done)});
+  e.waiters.push_back({0, clock_.Now(), SteadyTime::max(), nullptr, std::move(done)});
   lock.unlock();
   wake_.notify_all();
 }

@@ -141,8 +141,13 @@ class ModelManager {
 
   // Calls `done` with a lease once `id` is loaded: at once when it is, else after a load (and
   // any evictions it needs). Fails with NotFound, with DeadlineExceeded when `deadline` passes
-  // first, with Unavailable when the load fails or the server drains.
-  void Acquire(const std::string& id, SteadyTime deadline, LeaseCallback done);
+  // first, with Unavailable when the load fails or the server drains. Returns a ticket for
+  // Abandon while the request waits; 0 when `done` ran before Acquire returned.
+  std::uint64_t Acquire(const std::string& id, SteadyTime deadline, LeaseCallback done);
+  // The client of a waiting request left: the request stops waiting (its callback runs with
+  // Unavailable), so it neither keeps its model loaded nor asks for a load. A load already
+  // running goes on. No-op once the request was answered.
+  void Abandon(std::uint64_t ticket);
   // Admin: load ahead of traffic / unload now. Unload fails (ResourceExhausted) while the
   // model has requests.
   void Load(const std::string& id, StatusCallback done);
@@ -163,6 +168,7 @@ class ModelManager {
  private:
   friend class ModelLease;
   struct Waiter {
+    std::uint64_t ticket = 0;  // for Abandon; 0 for an admin load
     SteadyTime since;
     SteadyTime deadline;
     LeaseCallback done;  // null for an admin load
@@ -221,13 +227,14 @@ class ModelManager {
   std::vector<std::unique_ptr<Entry>> entries_;  // fixed after construction
 
   mutable std::mutex mu_;
-  std::condition_variable wake_;  // the manager thread
-  std::condition_variable idle_;  // WaitIdle
-  bool stop_ = false;             // GUARDED_BY(mu_)
-  bool draining_ = false;         // GUARDED_BY(mu_)
-  bool loading_ = false;          // GUARDED_BY(mu_): a load thread runs
-  std::thread loader_;            // the current (or last) load
-  std::thread thread_;            // Run()
+  std::condition_variable wake_;   // the manager thread
+  std::condition_variable idle_;   // WaitIdle
+  bool stop_ = false;              // GUARDED_BY(mu_)
+  bool draining_ = false;          // GUARDED_BY(mu_)
+  bool loading_ = false;           // GUARDED_BY(mu_): a load thread runs
+  std::uint64_t next_ticket_ = 1;  // GUARDED_BY(mu_)
+  std::thread loader_;             // the current (or last) load
+  std::thread thread_;             // Run()
 };
 
 }  // namespace ember::server

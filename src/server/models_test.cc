@@ -255,5 +255,33 @@ TEST_F(ManagerTest, AClosedModelReopensWhenTheWaitingRequestGivesUp) {
   EXPECT_EQ(loads_, std::vector<std::string>{"a"});
 }
 
+TEST_F(ManagerTest, AnAbandonedRequestStopsWaitingAndAsksForNoLoad) {
+  Make(15, {{"a", 10}, {"b", 10}});
+  auto a = Acquire("a");
+  ASSERT_TRUE(a.has_value());
+  std::promise<Result<ModelLease>> p;
+  auto f = p.get_future();
+  const std::uint64_t ticket =
+      manager_->Acquire("b", Clock::Real().Now() + milliseconds(5000),
+                        [&p](Result<ModelLease> lease) { p.set_value(std::move(lease)); });
+  ASSERT_NE(ticket, 0u);  // b waits: a is busy
+  manager_->Abandon(ticket);
+  ASSERT_EQ(f.wait_for(milliseconds(1000)), std::future_status::ready);
+  auto b = f.get();
+  ASSERT_FALSE(b.has_value());
+  EXPECT_EQ(b.error().code, ErrorCode::kUnavailable);
+  manager_->Abandon(ticket);  // answered already: nothing happens
+  { auto done = std::move(*a); }
+  std::this_thread::sleep_for(milliseconds(200));
+  EXPECT_EQ(loads_, std::vector<std::string>{"a"});  // nobody waits for b: no load, no eviction
+  EXPECT_EQ(StateOf("a"), ModelState::kLoaded);
+  // A request answered at once has no ticket.
+  std::promise<Result<ModelLease>> q;
+  EXPECT_EQ(manager_->Acquire("a", Clock::Real().Now() + milliseconds(1000),
+                              [&q](Result<ModelLease> lease) { q.set_value(std::move(lease)); }),
+            0u);
+  EXPECT_TRUE(q.get_future().get().has_value());
+}
+
 }  // namespace
 }  // namespace ember::server

@@ -9,7 +9,7 @@ import threading
 import time
 import unittest
 
-from harness import EMBER_BIN, MODEL, Server
+from harness import EMBER_BIN, MODEL, Server, raw_socket
 
 MIB = 1 << 20
 
@@ -269,6 +269,31 @@ class SeveralModelsTest(unittest.TestCase):
             self.assertIn("cold_start_seconds", results["a2"][1]["usage"])
             self.assertEqual(server.metric("ember_model_unloads_total",
                                            {"model_name": "a", "reason": "evicted"}), 1)
+            self.assertEqual(server.metric("ember_model_loaded", {"model_name": "a"}), 1)
+        finally:
+            server.stop()
+
+    def test_a_client_that_leaves_while_waiting_for_its_model_loads_nothing(self):
+        budget = int(self.one * 1.5)  # one model at a time
+        server = Server("--memory-budget", str(budget), "--model-switch-after", "0",
+                        "--debug-step-delay", "20ms", f"--model=a={MODEL}", f"--model=b={MODEL}",
+                        model=None)
+        try:
+            t = threading.Thread(target=complete, args=(server, "a", 40))  # ~0.8 s of steps
+            t.start()
+            self.assertTrue(server.wait_metric("ember_num_requests_running", 1,
+                                               labels={"model_name": "a"}))
+            body = json.dumps({"model": "b", "prompt": "Once upon a time", "max_tokens": 4})
+            s = raw_socket(server.port)
+            s.sendall((f"POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+                       f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                       f"{body}").encode())
+            time.sleep(0.2)  # b waits for a's memory
+            s.close()
+            t.join(timeout=30)
+            time.sleep(0.5)
+            # Nobody waits for b any more: a keeps its memory and b is never loaded.
+            self.assertEqual(server.metric("ember_model_loads_total", {"model_name": "b"}), 0)
             self.assertEqual(server.metric("ember_model_loaded", {"model_name": "a"}), 1)
         finally:
             server.stop()
