@@ -210,6 +210,17 @@ std::uint64_t ModelManager::UsedLocked() const {
   return used;
 }
 
+std::optional<std::vector<std::string>> ModelManager::PlanEvictionLocked(std::uint64_t need,
+                                                                         bool evict_busy) const {
+  std::vector<ResidentModel> resident;
+  for (const auto& r : entries_) {
+    if (r->bytes == 0) continue;
+    const bool pinned = r->state != ModelState::kLoaded || (!evict_busy && r->busy());
+    resident.push_back({r->config.id, r->bytes, r->last_used, pinned});
+  }
+  return PlanEviction(std::move(resident), UsedLocked(), need, options_.memory_budget);
+}
+
 void ModelManager::ExpireWaitersLocked(SteadyTime now, Pending& pending) {
   for (auto& e : entries_) {
     std::erase_if(e->waiters, [&](Waiter& w) {
@@ -277,13 +288,7 @@ bool ModelManager::StartLoadLocked(std::unique_lock<std::mutex>& lock) {
   const SteadyTime now = clock_.Now();
   for (std::size_t i : candidates) {
     Entry& e = *entries_[i];
-    std::vector<ResidentModel> resident;
-    for (const auto& r : entries_) {
-      if (r->bytes == 0) continue;
-      resident.push_back(
-          {r->config.id, r->bytes, r->last_used, r->busy() || r->state != ModelState::kLoaded});
-    }
-    auto victims = PlanEviction(resident, UsedLocked(), e.need, options_.memory_budget);
+    auto victims = PlanEvictionLocked(e.need, /*evict_busy=*/false);
     if (!victims) {
       // Only the longest-waiting model may close others, so switches happen one at a time.
       if (i == candidates.front() && options_.switch_after.count() > 0 &&
@@ -375,12 +380,7 @@ void ModelManager::GrantWaitersLocked(std::size_t index, SteadyTime now, bool co
 
 void ModelManager::CloseForLocked(const Entry& waiting, SteadyTime now) {
   // Which models would have to go if every loaded one were idle.
-  std::vector<ResidentModel> resident;
-  for (const auto& r : entries_) {
-    if (r->bytes == 0) continue;
-    resident.push_back({r->config.id, r->bytes, r->last_used, r->state != ModelState::kLoaded});
-  }
-  auto victims = PlanEviction(resident, UsedLocked(), waiting.need, options_.memory_budget);
+  auto victims = PlanEvictionLocked(waiting.need, /*evict_busy=*/true);
   if (!victims) return;  // a load or unload in progress holds the room: try again later
   for (const std::string& id : *victims) {
     Entry& v = *entries_[Find(id)];

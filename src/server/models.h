@@ -205,6 +205,10 @@ class ModelManager {
   void Release(std::size_t index);
   int Find(const std::string& id) const;  // -1 when unknown
   std::uint64_t UsedLocked() const;
+  // PlanEviction over the loaded models for `need` more bytes. Models loading or unloading are
+  // never victims; busy ones only when `evict_busy` (planning a switch).
+  std::optional<std::vector<std::string>> PlanEvictionLocked(std::uint64_t need,
+                                                             bool evict_busy) const;
   void ExpireWaitersLocked(SteadyTime now, Pending& pending);
   void UnloadIdleLocked(std::unique_lock<std::mutex>& lock, SteadyTime now);
   // Returns true when it evicted models (the lock was released): plan again.

@@ -432,16 +432,16 @@ bool RepackCache::MakeRoom(std::uint64_t need) {
   for (const auto& entry : std::filesystem::directory_iterator(dir_, ec)) {
     const std::string name = entry.path().filename().string();
     if (!name.starts_with("repack-") || !name.ends_with(".bin")) continue;
-    std::error_code size_ec, time_ec;
-    const std::uint64_t size = entry.file_size(size_ec);
-    const auto mtime = entry.last_write_time(time_ec);
-    if (size_ec || time_ec) continue;  // gone meanwhile
     if (name.starts_with(prefix)) {
       // This model path: files of another model version or build are garbage now, and the
       // current key's are about to be replaced.
       if (!name.starts_with(keep)) std::filesystem::remove(entry.path(), ec);
       continue;
     }
+    std::error_code size_ec, time_ec;
+    const std::uint64_t size = entry.file_size(size_ec);
+    const auto mtime = entry.last_write_time(time_ec);
+    if (size_ec || time_ec) continue;  // gone meanwhile
     const std::size_t tag_end = name.find('-', std::strlen("repack-"));
     Group& g = others[name.substr(0, tag_end)];
     g.files.push_back(entry.path());
@@ -463,7 +463,7 @@ bool RepackCache::MakeRoom(std::uint64_t need) {
     to_free = need + limits_.min_free_bytes - free_bytes;
   }
   if (limits_.max_bytes > 0 && total + need > limits_.max_bytes) {
-    to_free = std::max(to_free, total + need - std::min(total + need, limits_.max_bytes));
+    to_free = std::max(to_free, total + need - limits_.max_bytes);
   }
   const bool fits_at_all =
       (limits_.max_bytes == 0 || need <= limits_.max_bytes) && to_free <= total;
