@@ -203,29 +203,23 @@ class RepackCacheTest(unittest.TestCase):
             self.skipTest("cannot mount a 64 KiB tmpfs here (needs root): " +
                           mounted.stderr.strip())
         try:
-            # No free-space floor: the space check before writing still refuses (the
+            # Without a free-space floor the space check before writing still refuses (the
             # posix_fallocate that reserves the space is the second line of defence, for a
-            # disk that fills between the check and the write).
-            server = self.serve("--cache-min-free", "0")
-            try:
-                self.assertTrue(server.wait_log("repack cache: not writing", 60), server.log_tail())
-                self.assertEqual(outputs(server), self.reference)
-                self.assertEqual(server.get("/ready")[0], 200)
-            finally:
-                server.stop()
-            self.assertEqual(self.cache_files(), [])
-            self.assertEqual(self.temporaries(), [])
-            # The default floor (1 GiB free) refuses before writing anything.
-            server = self.serve()
-            try:
-                self.assertTrue(server.wait_log("repack cache: not writing", 60), server.log_tail())
-                self.assertTrue(any("1024 MiB must stay free" in line for line in server.log),
-                                server.log_tail())
-                self.assertEqual(outputs(server), self.reference)
-            finally:
-                server.stop()
-            self.assertEqual(self.cache_files(), [])
-            self.assertEqual(self.temporaries(), [])
+            # disk that fills between the check and the write); the default floor (1 GiB
+            # free) says so.
+            for args, reason in ((["--cache-min-free", "0"], "0 MiB must stay free"),
+                                 ([], "1024 MiB must stay free")):
+                server = self.serve(*args)
+                try:
+                    self.assertTrue(server.wait_log("repack cache: not writing", 60),
+                                    server.log_tail())
+                    self.assertTrue(any(reason in line for line in server.log), server.log_tail())
+                    self.assertEqual(outputs(server), self.reference)
+                    self.assertEqual(server.get("/ready")[0], 200)
+                finally:
+                    server.stop()
+                self.assertEqual(self.cache_files(), [])
+                self.assertEqual(self.temporaries(), [])
         finally:
             subprocess.run(["umount", small], check=False)
 

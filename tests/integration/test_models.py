@@ -215,16 +215,24 @@ class SeveralModelsTest(unittest.TestCase):
             finally:
                 server.stop()
 
+    def one_at_a_time(self, *args):
+        """Models a and b under a budget that holds one of them, each step slowed to 20 ms."""
+        return Server("--memory-budget", str(int(self.one * 1.5)), *args,
+                      "--debug-step-delay", "20ms", f"--model=a={MODEL}", f"--model=b={MODEL}",
+                      model=None)
+
+    def start_on_a(self, server, target, *args):
+        """Runs target(*args) on a thread once it has a request running on model a."""
+        t = threading.Thread(target=target, args=args)
+        t.start()
+        self.assertTrue(server.wait_metric("ember_num_requests_running", 1,
+                                           labels={"model_name": "a"}))
+        return t
+
     def test_a_request_waits_while_the_other_models_are_busy(self):
-        budget = int(self.one * 1.5)  # one model at a time
-        server = Server("--memory-budget", str(budget), "--queue-timeout", "1500ms",
-                        "--debug-step-delay", "20ms", f"--model=a={MODEL}", f"--model=b={MODEL}",
-                        model=None)
+        server = self.one_at_a_time("--queue-timeout", "1500ms")
         try:
-            t = threading.Thread(target=complete, args=(server, "a", 400))
-            t.start()
-            self.assertTrue(server.wait_metric("ember_num_requests_running", 1,
-                                               labels={"model_name": "a"}))
+            t = self.start_on_a(server, complete, server, "a", 400)
             status, body, _ = complete(server, "b")
             self.assertEqual(status, 503, body)
             self.assertEqual(body["error"]["code"], "queue_timeout")
@@ -239,20 +247,14 @@ class SeveralModelsTest(unittest.TestCase):
             server.stop()
 
     def test_a_waiting_model_gets_its_turn_after_model_switch_after(self):
-        budget = int(self.one * 1.5)  # one model at a time
-        server = Server("--memory-budget", str(budget), "--model-switch-after", "300ms",
-                        "--debug-step-delay", "20ms", f"--model=a={MODEL}", f"--model=b={MODEL}",
-                        model=None)
+        server = self.one_at_a_time("--model-switch-after", "300ms")
         try:
             results = {}
 
             def run(name, model, max_tokens):
                 results[name] = complete(server, model, max_tokens)
 
-            a1 = threading.Thread(target=run, args=("a1", "a", 60))  # ~1.2 s of steps
-            a1.start()
-            self.assertTrue(server.wait_metric("ember_num_requests_running", 1,
-                                               labels={"model_name": "a"}))
+            a1 = self.start_on_a(server, run, "a1", "a", 60)  # ~1.2 s of steps
             b = threading.Thread(target=run, args=("b", "b", 4))
             b.start()
             self.assertTrue(server.wait_log("closing model 'a' to new requests"),
@@ -274,15 +276,9 @@ class SeveralModelsTest(unittest.TestCase):
             server.stop()
 
     def test_a_client_that_leaves_while_waiting_for_its_model_loads_nothing(self):
-        budget = int(self.one * 1.5)  # one model at a time
-        server = Server("--memory-budget", str(budget), "--model-switch-after", "0",
-                        "--debug-step-delay", "20ms", f"--model=a={MODEL}", f"--model=b={MODEL}",
-                        model=None)
+        server = self.one_at_a_time("--model-switch-after", "0")
         try:
-            t = threading.Thread(target=complete, args=(server, "a", 40))  # ~0.8 s of steps
-            t.start()
-            self.assertTrue(server.wait_metric("ember_num_requests_running", 1,
-                                               labels={"model_name": "a"}))
+            t = self.start_on_a(server, complete, server, "a", 40)  # ~0.8 s of steps
             body = json.dumps({"model": "b", "prompt": "Once upon a time", "max_tokens": 4})
             s = raw_socket(server.port)
             s.sendall((f"POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
