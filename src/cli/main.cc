@@ -21,7 +21,7 @@ struct DurationFlags {
               liveness_timeout = "60s", step_delay = "0", idle_unload = "0",
               model_switch_after = "5s";
   std::string memory_budget = "0";
-  std::string cache_max_size = "0", cache_min_free = "1GiB";
+  std::string cache_max_size = "0", cache_min_free = "1GiB", cache_verify = "boot";
   bool preload = false, no_preload = false;
 };
 
@@ -106,6 +106,12 @@ void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
                    "Free space a cache write must leave on the data directory's filesystem")
       ->envname("EMBER_CACHE_MIN_FREE");
   serve
+      ->add_option("--cache-verify", d.cache_verify,
+                   "When cache files are hashed before use: boot (once per boot of the "
+                   "machine while a file is unchanged) or always (at every start)")
+      ->envname("EMBER_CACHE_VERIFY")
+      ->check(CLI::IsMember({"boot", "always"}));
+  serve
       ->add_flag("--no-repack", o.no_repack,
                  "Keep quantized weights as stored: faster start without a cache, slower "
                  "decode")
@@ -145,6 +151,7 @@ Status ApplyDurations(const DurationFlags& d, server::ServeOptions& o) {
     if (!parsed) return std::unexpected(parsed.error());
     *out = *parsed;
   }
+  o.cache_verify_every_start = d.cache_verify == "always";
   if (d.preload && d.no_preload) return InvalidArgument("--preload and --no-preload contradict");
   if (d.preload) o.preload = true;
   if (d.no_preload) o.preload = false;

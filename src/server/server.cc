@@ -65,6 +65,7 @@ engine::LlamaOptions LlamaOptionsFrom(const ServeOptions& options, const ModelSp
   if (!options.data_dir.empty()) llama.repack_cache_dir = options.data_dir + "/cache";
   llama.repack_cache_max_bytes = options.cache_max_bytes;
   llama.repack_cache_min_free_bytes = options.cache_min_free_bytes;
+  llama.repack_cache_verify_every_start = options.cache_verify_every_start;
   llama.repack = !options.no_repack;
   return llama;
 }

@@ -49,6 +49,9 @@ struct ServeOptions {
   // must leave on the filesystem (docs/coldstart.md).
   std::uint64_t cache_max_bytes = 0;
   std::uint64_t cache_min_free_bytes = std::uint64_t{1} << 30;
+  // --cache-verify always: hash every cache file at every start (default "boot": once per
+  // boot of the machine while the file is unchanged; docs/coldstart.md).
+  bool cache_verify_every_start = false;
   // --allow-deterministic: requests may ask for "deterministic": true. --deterministic: every
   // request is deterministic. Either verifies batch invariance at start-up (docs/determinism.md).
   bool allow_deterministic = false;

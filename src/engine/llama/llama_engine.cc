@@ -463,8 +463,10 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
           "(third_party/llama.cpp-patches/0003-*)");
     } else if (auto opened = RepackCache::Open(
                    options.repack_cache_dir, options.model_path, RepackIdentity(), options.threads,
-                   RepackCacheLimits{.max_bytes = options.repack_cache_max_bytes,
-                                     .min_free_bytes = options.repack_cache_min_free_bytes})) {
+                   RepackCacheSettings{
+                       .max_bytes = options.repack_cache_max_bytes,
+                       .min_free_bytes = options.repack_cache_min_free_bytes,
+                       .verify_every_start = options.repack_cache_verify_every_start})) {
       repack_cache = std::move(*opened);
       repack_cache->Prefetch();
     } else {
@@ -493,9 +495,11 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
     repack_cache->Persist();  // first: it also ends the prefetch that wrote the stats
     const RepackCacheStats& st = repack_cache->stats();
     if (repack_cache->persistent() && st.hits + st.misses + st.rejected > 0) {
-      log::Info("repack cache: ", st.hits, " buffer(s) mapped (", st.mapped_bytes >> 20,
-                " MiB, verified in ", static_cast<int>(st.verify_seconds * 1000), " ms), ",
-                st.misses, " repacked now",
+      log::Info("repack cache: ", st.hits, " buffer(s) mapped (", st.mapped_bytes >> 20, " MiB, ",
+                st.trusted == st.hits && st.hits > 0
+                    ? std::string("verified earlier this boot")
+                    : StrCat("verified in ", static_cast<int>(st.verify_seconds * 1000), " ms"),
+                "), ", st.misses, " repacked now",
                 st.rejected ? StrCat(", ", st.rejected, " rejected") : "");
     }
   }

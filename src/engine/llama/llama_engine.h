@@ -33,6 +33,8 @@ struct LlamaOptions {
   // Its disk use: a cap on all its files (0 = none), and the free space a write must leave.
   std::uint64_t repack_cache_max_bytes = 0;
   std::uint64_t repack_cache_min_free_bytes = std::uint64_t{1} << 30;
+  // Hash every cache file at every start, even one already verified during this boot.
+  bool repack_cache_verify_every_start = false;
   // false: quantized weights stay as stored (no repack): a faster start without a cache, a
   // slower decode (docs/coldstart.md has the figures).
   bool repack = true;

@@ -101,14 +101,36 @@ std::string StatIdentity(const struct stat& st) {
                 st.st_mtim.tv_nsec, " ", st.st_ctim.tv_sec, ".", st.st_ctim.tv_nsec);
 }
 
+// This boot of the machine (Linux); empty where unknown, and then nothing is stamped.
+const std::string& BootId() {
+  static const std::string id = [] {
+    std::string line;
+    std::ifstream in("/proc/sys/kernel/random/boot_id");
+    std::getline(in, line);
+    return line.size() == 36 ? line : std::string();
+  }();
+  return id;
+}
+
+// A hit refreshes a file's mtime (its last use, for MakeRoom) when it is older than this; the
+// refresh is a write that voids the stamp, so it is not done at every start.
+constexpr auto kLastUseGranularity = std::chrono::hours(1);
+
+std::chrono::system_clock::time_point ToTimePoint(const struct timespec& ts) {
+  return std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec)));
+}
+
 }  // namespace
 
 Result<std::unique_ptr<RepackCache>> RepackCache::Open(std::string dir, std::string model_path,
                                                        std::string identity, int threads,
-                                                       RepackCacheLimits limits) {
+                                                       RepackCacheSettings settings) {
   if (identity.size() > kMaxIdentity) return InvalidArgument("repack cache identity too long");
   std::error_code ec;
   std::filesystem::create_directories(std::filesystem::path(dir) / "models", ec);
+  if (!ec) std::filesystem::create_directories(std::filesystem::path(dir) / "verified", ec);
   if (ec) return Unavailable(StrCat("cannot create the cache directory ", dir, ": ", ec.message()));
   if (::access(dir.c_str(), W_OK | X_OK) != 0) {
     return Unavailable(StrCat("the cache directory ", dir, " is not writable: ", Errno()));
@@ -116,7 +138,7 @@ Result<std::unique_ptr<RepackCache>> RepackCache::Open(std::string dir, std::str
   const std::string canonical = std::filesystem::weakly_canonical(model_path, ec).string();
   std::unique_ptr<RepackCache> cache(new RepackCache(std::move(dir),
                                                      ec ? std::move(model_path) : canonical,
-                                                     std::move(identity), threads, limits));
+                                                     std::move(identity), threads, settings));
   cache->RemoveStaleTemporaries();
   cache->model_hash_ = cache->ReadMemo();
   return cache;
@@ -127,12 +149,12 @@ std::unique_ptr<RepackCache> RepackCache::MemoryOnly() {
 }
 
 RepackCache::RepackCache(std::string dir, std::string model_path, std::string identity, int threads,
-                         RepackCacheLimits limits)
+                         RepackCacheSettings settings)
     : dir_(std::move(dir)),
       model_path_(std::move(model_path)),
       identity_(std::move(identity)),
       threads_(std::max(1, threads)),
-      limits_(limits) {}
+      settings_(settings) {}
 
 RepackCache::~RepackCache() {
   stop_ = true;
@@ -185,9 +207,52 @@ void RepackCache::WriteMemo(std::uint64_t hash) const {
   }
 }
 
+std::string RepackCache::StampPath(const std::string& file) const {
+  return StrCat(dir_, "/verified/", std::filesystem::path(file).filename().string());
+}
+
+bool RepackCache::Stamped(const std::string& file, const std::string& stat_identity,
+                          std::uint64_t payload_hash) const {
+  if (settings_.verify_every_start || BootId().empty()) return false;
+  std::ifstream in(StampPath(file));
+  std::string line;
+  if (!std::getline(in, line)) return false;
+  return line == StrCat("v1 ", BootId(), " ", stat_identity, " ", Hex64(payload_hash));
+}
+
+void RepackCache::WriteStamp(const std::string& file, const std::string& stat_identity,
+                             std::chrono::system_clock::time_point changed,
+                             std::uint64_t payload_hash) const {
+  if (BootId().empty() || std::chrono::system_clock::now() - changed < settings_.stamp_settle) {
+    return;
+  }
+  // Not synced: a stamp lost in a crash only costs one more hashing; the rename keeps it whole.
+  const std::string path = StampPath(file);
+  const std::string tmp = StrCat(path, ".tmp.", getpid(), ".stamp");
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << "v1 " << BootId() << " " << stat_identity << " " << Hex64(payload_hash) << "\n";
+    if (!out.flush()) {
+      ::unlink(tmp.c_str());
+      return;
+    }
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) ::unlink(tmp.c_str());
+}
+
 void RepackCache::RemoveStaleTemporaries() const {
   std::error_code ec;
-  for (const auto& dir : {std::filesystem::path(dir_), std::filesystem::path(dir_) / "models"}) {
+  // Stamps of cache files that are gone (deleted by hand, or by an older ember).
+  for (const auto& entry :
+       std::filesystem::directory_iterator(std::filesystem::path(dir_) / "verified", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.find(".tmp.") == std::string::npos &&
+        !std::filesystem::exists(std::filesystem::path(dir_) / name, ec)) {
+      std::filesystem::remove(entry.path(), ec);
+    }
+  }
+  for (const auto& dir : {std::filesystem::path(dir_), std::filesystem::path(dir_) / "models",
+                          std::filesystem::path(dir_) / "verified"}) {
     for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
       const std::string name = entry.path().filename().string();
       const auto at = name.find(".tmp.");
@@ -247,20 +312,30 @@ std::optional<RepackCache::Region> RepackCache::MapFile(int index, int hash_thre
     log::Warn("repack cache: cannot map ", path, ": ", Errno());
     return std::nullopt;
   }
-  const auto t0 = std::chrono::steady_clock::now();
   char* payload = static_cast<char*>(map) + kHeaderBytes;
-  const std::uint64_t payload_hash = ChunkedHash64(payload, size, hash_threads);
-  stats_.verify_seconds +=
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (payload_hash != h.payload_hash) {
-    ::munmap(map, len);
-    ++stats_.rejected;
-    log::Warn("repack cache: ignoring ", path,
-              ": corrupt (its content does not match its hash); it will be rebuilt");
-    return std::nullopt;
+  if (Stamped(path, StatIdentity(st), h.payload_hash)) {
+    ++stats_.trusted;
+  } else {
+    const auto t0 = std::chrono::steady_clock::now();
+    const std::uint64_t payload_hash = ChunkedHash64(payload, size, hash_threads);
+    stats_.verify_seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (payload_hash != h.payload_hash) {
+      ::munmap(map, len);
+      ++stats_.rejected;
+      log::Warn("repack cache: ignoring ", path,
+                ": corrupt (its content does not match its hash); it will be rebuilt");
+      return std::nullopt;
+    }
+    // Not when the last-use refresh below is about to void it.
+    if (std::chrono::system_clock::now() - ToTimePoint(st.st_mtim) < kLastUseGranularity) {
+      WriteStamp(path, StatIdentity(st), ToTimePoint(st.st_ctim), h.payload_hash);
+    }
   }
-  // Last use, for the least-recently-used eviction of MakeRoom (best effort).
-  ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0);
+  // Last use, for the least-recently-used eviction of MakeRoom (best effort, to the hour).
+  if (std::chrono::system_clock::now() - ToTimePoint(st.st_mtim) >= kLastUseGranularity) {
+    ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0);
+  }
   return Region{payload, map, len, size, index, true};
 }
 
@@ -435,7 +510,10 @@ bool RepackCache::MakeRoom(std::uint64_t need) {
     if (name.starts_with(prefix)) {
       // This model path: files of another model version or build are garbage now, and the
       // current key's are about to be replaced.
-      if (!name.starts_with(keep)) std::filesystem::remove(entry.path(), ec);
+      if (!name.starts_with(keep)) {
+        std::filesystem::remove(entry.path(), ec);
+        std::filesystem::remove(StampPath(name), ec);
+      }
       continue;
     }
     std::error_code size_ec, time_ec;
@@ -459,20 +537,20 @@ bool RepackCache::MakeRoom(std::uint64_t need) {
   const std::uint64_t free_bytes = static_cast<std::uint64_t>(fs.f_bavail) * fs.f_frsize;
   // Bytes of other models to delete so that `need` fits both limits.
   std::uint64_t to_free = 0;
-  if (need + limits_.min_free_bytes > free_bytes) {
-    to_free = need + limits_.min_free_bytes - free_bytes;
+  if (need + settings_.min_free_bytes > free_bytes) {
+    to_free = need + settings_.min_free_bytes - free_bytes;
   }
-  if (limits_.max_bytes > 0 && total + need > limits_.max_bytes) {
-    to_free = std::max(to_free, total + need - limits_.max_bytes);
+  if (settings_.max_bytes > 0 && total + need > settings_.max_bytes) {
+    to_free = std::max(to_free, total + need - settings_.max_bytes);
   }
   const bool fits_at_all =
-      (limits_.max_bytes == 0 || need <= limits_.max_bytes) && to_free <= total;
+      (settings_.max_bytes == 0 || need <= settings_.max_bytes) && to_free <= total;
   if (!fits_at_all) {
     log::Warn("repack cache: not writing ", need >> 20, " MiB for ", model_path_, ": ",
-              limits_.max_bytes > 0 && need > limits_.max_bytes
-                  ? StrCat("more than --cache-max-size (", limits_.max_bytes >> 20, " MiB)")
+              settings_.max_bytes > 0 && need > settings_.max_bytes
+                  ? StrCat("more than --cache-max-size (", settings_.max_bytes >> 20, " MiB)")
                   : StrCat("the filesystem has ", free_bytes >> 20, " MiB free and ",
-                           limits_.min_free_bytes >> 20,
+                           settings_.min_free_bytes >> 20,
                            " MiB must stay free (--cache-min-free); other models' cache files "
                            "hold ",
                            total >> 20, " MiB"),
@@ -489,6 +567,7 @@ bool RepackCache::MakeRoom(std::uint64_t need) {
     if (freed >= to_free) break;
     for (const auto& file : g->files) {
       if (std::filesystem::remove(file, ec)) ++evicted_;
+      std::filesystem::remove(StampPath(file.string()), ec);
     }
     freed += g->bytes;
     log::Info("repack cache: deleted the least recently used files ", tag, "-* (", g->bytes >> 20,

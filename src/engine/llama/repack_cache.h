@@ -11,12 +11,17 @@
 //                          payload's hash) and the payload, page-aligned so it maps directly.
 //   models/<path-hash>     the content hash of a model file, valid while the file's
 //                          (device, inode, size, mtime, ctime) are unchanged.
+//   verified/<file name>   a stamp: that cache file's payload hash was checked during this
+//                          boot of the machine, and its (device, inode, size, mtime, ctime)
+//                          then. A file whose stamp matches is mapped without hashing it
+//                          again (unless RepackCacheSettings::verify_every_start); any write
+//                          to it, a truncation or a reboot voids the stamp.
 //   *.tmp.<pid>.<n>        a write in progress; removed at start when its process is gone.
 // A file with the wrong size, magic, identity or payload hash is never used: it is reported,
 // ignored, and replaced by the next write. Writes go to a temporary file, are fsynced and
 // renamed into place, so racing processes and full disks never leave a partial file behind.
 //
-// Disk use (RepackCacheLimits): a write never leaves the filesystem with less than
+// Disk use (RepackCacheSettings): a write never leaves the filesystem with less than
 // `min_free_bytes` free, nor the directory's cache files above `max_bytes`. To make room it
 // deletes the files of other model paths, least recently used first (a hit refreshes a
 // file's mtime); when even deleting all of them would not be enough it deletes nothing and
@@ -28,6 +33,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -41,15 +47,23 @@
 
 namespace ember::engine {
 
-struct RepackCacheLimits {
+struct RepackCacheSettings {
   std::uint64_t max_bytes = 0;                // all cache files in the directory; 0 = no cap
   std::uint64_t min_free_bytes = 1ull << 30;  // free space a write must leave on the filesystem
+  // Hash every file at every start, stamps or not (--cache-verify always): a file changed
+  // behind the filesystem's back (bit rot after it left the page cache) is caught then too.
+  bool verify_every_start = false;
+  // A file is stamped only once unchanged for this long: file times come from a coarse clock
+  // (a few milliseconds), so a write just after the stamp's stat could leave them as stamped.
+  // Tests shorten it.
+  std::chrono::milliseconds stamp_settle{2000};
 };
 
 struct RepackCacheStats {
   int hits = 0;      // buffers mapped from a verified file
   int misses = 0;    // buffers repacked now (no usable file)
   int rejected = 0;  // files found but refused (corrupt, truncated, foreign, stale)
+  int trusted = 0;   // hits not hashed again: their stamp says they were, this boot
   std::size_t mapped_bytes = 0;
   double verify_seconds = 0;  // hashing the mapped files
 };
@@ -61,7 +75,7 @@ class RepackCache {
   // are foreign. `threads` hash and verify in parallel.
   static Result<std::unique_ptr<RepackCache>> Open(std::string dir, std::string model_path,
                                                    std::string identity, int threads,
-                                                   RepackCacheLimits limits = {});
+                                                   RepackCacheSettings settings = {});
   // No directory: nothing is looked up or persisted; Alloc still hands out memory that a
   // second thread pre-faults (the faster way to repack without a cache, docs/coldstart.md).
   static std::unique_ptr<RepackCache> MemoryOnly();
@@ -110,7 +124,7 @@ class RepackCache {
   };
 
   RepackCache(std::string dir, std::string model_path, std::string identity, int threads,
-              RepackCacheLimits limits);
+              RepackCacheSettings settings);
   // Maps and verifies cache file `index` (hashing on `hash_threads`); nullopt (with a
   // warning) if absent or unusable. The caller checks the size it needs.
   std::optional<Region> MapFile(int index, int hash_threads);
@@ -124,6 +138,15 @@ class RepackCache {
   std::string PathPrefix() const;  // "repack-<model path tag>-"
   std::string KeyPrefix() const;   // PathPrefix() + "<identity and model hash tag>-"
   std::string MemoPath() const;
+  std::string StampPath(const std::string& file) const;
+  // Whether `file`'s stamp vouches for it as it is now (`stat_identity`, StatIdentity of its
+  // fstat) with this payload hash.
+  bool Stamped(const std::string& file, const std::string& stat_identity,
+               std::uint64_t payload_hash) const;
+  // Stamps `file` as verified with this payload hash when it was as `stat_identity` says,
+  // unless it had changed less than settings_.stamp_settle before now (`changed`: its ctime).
+  void WriteStamp(const std::string& file, const std::string& stat_identity,
+                  std::chrono::system_clock::time_point changed, std::uint64_t payload_hash) const;
   std::optional<std::uint64_t> ReadMemo() const;
   void WriteMemo(std::uint64_t hash) const;
   void RemoveStaleTemporaries() const;
@@ -132,7 +155,7 @@ class RepackCache {
   const std::string model_path_;
   const std::string identity_;
   const int threads_;
-  const RepackCacheLimits limits_;
+  const RepackCacheSettings settings_;
   std::optional<std::uint64_t> model_hash_;
   int next_index_ = 0;
   std::mutex mu_;  // regions_ (Free may run on another thread than Alloc)

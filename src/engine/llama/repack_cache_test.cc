@@ -34,10 +34,19 @@ class RepackCacheTest : public ::testing::Test {
     std::ofstream(model_, std::ios::binary | std::ios::trunc) << text;
   }
 
-  std::unique_ptr<RepackCache> Open(const std::string& identity = "ggml-A|avx2") {
-    auto cache = RepackCache::Open(dir_, model_, identity, 2);
+  std::unique_ptr<RepackCache> Open(const std::string& identity = "ggml-A|avx2",
+                                    RepackCacheSettings settings = {}) {
+    auto cache = RepackCache::Open(dir_, model_, identity, 2, settings);
     EXPECT_TRUE(cache.has_value()) << cache.error().message;
     return std::move(*cache);
+  }
+  // Stamps files as soon as they are verified (the default waits 2 s after their last change).
+  std::unique_ptr<RepackCache> OpenStamping(bool verify_every_start = false) {
+    return Open("ggml-A|avx2", RepackCacheSettings{.verify_every_start = verify_every_start,
+                                                   .stamp_settle = std::chrono::milliseconds(0)});
+  }
+  std::string StampOf(const std::string& file) const {
+    return (fs::path(dir_) / "verified" / fs::path(file).filename()).string();
   }
 
   // One load: allocates the buffers, "repacks" into the fresh ones, persists them. Returns
@@ -287,6 +296,88 @@ TEST_F(RepackCacheTest, AHitRefreshesTheFilesLastUse) {
   fs::last_write_time(file, fs::file_time_type::clock::now() - std::chrono::hours(48));
   EXPECT_EQ(Load(*c, {4096}), std::vector<bool>{true});
   EXPECT_GT(fs::last_write_time(file), fs::file_time_type::clock::now() - std::chrono::hours(1));
+}
+
+bool HaveBootId() { return fs::exists("/proc/sys/kernel/random/boot_id"); }
+
+TEST_F(RepackCacheTest, AFileVerifiedThisBootIsMappedWithoutHashingItAgain) {
+  if (!HaveBootId()) GTEST_SKIP() << "no /proc/sys/kernel/random/boot_id: nothing is stamped";
+  {
+    auto c = OpenStamping();
+    Load(*c, kSizes);  // written: too fresh to stamp
+    EXPECT_FALSE(fs::exists(StampOf(c->FilePath(0))));
+  }
+  {
+    auto c = OpenStamping();
+    EXPECT_EQ(Load(*c, kSizes), (std::vector<bool>{true, true}));
+    EXPECT_EQ(c->stats().trusted, 0) << "hashed, then stamped";
+    EXPECT_TRUE(fs::exists(StampOf(c->FilePath(0))));
+  }
+  auto c = OpenStamping();
+  c->Prefetch();
+  EXPECT_EQ(Load(*c, kSizes), (std::vector<bool>{true, true})) << "the same bytes, unhashed";
+  EXPECT_EQ(c->stats().hits, 2);
+  EXPECT_EQ(c->stats().trusted, 2);
+  EXPECT_EQ(c->stats().verify_seconds, 0);
+}
+
+TEST_F(RepackCacheTest, AFileChangedAfterItsStampIsHashedAndRejected) {
+  if (!HaveBootId()) GTEST_SKIP() << "no /proc/sys/kernel/random/boot_id: nothing is stamped";
+  std::string path;
+  for (int i = 0; i < 2; ++i) {
+    auto c = OpenStamping();
+    Load(*c, kSizes);
+    path = c->FilePath(0);
+  }
+  ASSERT_TRUE(fs::exists(StampOf(path)));
+  // Past the coarse clock's tick, so the write moves ctime (the default settle time does this).
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(4096 + 7);
+    f.put('\x5a');
+  }
+  auto c = OpenStamping();
+  EXPECT_EQ(Load(*c, kSizes), (std::vector<bool>{false, true}));
+  EXPECT_EQ(c->stats().rejected, 1);
+  EXPECT_EQ(c->stats().trusted, 1) << "the untouched second file keeps its stamp";
+}
+
+TEST_F(RepackCacheTest, StampsOfAnotherBootOrWithVerifyEveryStartAreNotTrusted) {
+  if (!HaveBootId()) GTEST_SKIP() << "no /proc/sys/kernel/random/boot_id: nothing is stamped";
+  std::string path;
+  for (int i = 0; i < 2; ++i) {
+    auto c = OpenStamping();
+    Load(*c, {4096});
+    path = c->FilePath(0);
+  }
+  {
+    auto c = OpenStamping(/*verify_every_start=*/true);
+    EXPECT_EQ(Load(*c, {4096}), std::vector<bool>{true});
+    EXPECT_EQ(c->stats().trusted, 0);
+  }
+  std::string stamp;
+  std::getline(std::ifstream(StampOf(path)), stamp);
+  ASSERT_GT(stamp.size(), 40u);
+  stamp.replace(3, 36, std::string(36, '0'));  // "v1 " + another boot's id
+  std::ofstream(StampOf(path), std::ios::trunc) << stamp << "\n";
+  auto c = OpenStamping();
+  EXPECT_EQ(Load(*c, {4096}), std::vector<bool>{true});
+  EXPECT_EQ(c->stats().trusted, 0);
+}
+
+TEST_F(RepackCacheTest, DeletedFilesTakeTheirStampsWithThem) {
+  if (!HaveBootId()) GTEST_SKIP() << "no /proc/sys/kernel/random/boot_id: nothing is stamped";
+  std::string path;
+  for (int i = 0; i < 2; ++i) {
+    auto c = OpenStamping();
+    Load(*c, {4096});
+    path = c->FilePath(0);
+  }
+  ASSERT_TRUE(fs::exists(StampOf(path)));
+  fs::remove(path);
+  OpenStamping();
+  EXPECT_FALSE(fs::exists(StampOf(path))) << "an orphan stamp is removed at the next open";
 }
 
 TEST_F(RepackCacheTest, UnwritableDirectoryIsAnError) {
