@@ -206,7 +206,9 @@ void Generation::EnsureStreamStarted() {
 }
 
 void Generation::OnText(const scheduler::TextDelta& delta) {
-  if (delta.text.empty()) return;
+  // A client that has left gets nothing more, and no response is counted for it: text already
+  // queued when it left must not start a stream (a 200 no client ever read).
+  if (delta.text.empty() || client_gone_) return;
   if (!params_.stream) {
     text_ += delta.text;
     return;
