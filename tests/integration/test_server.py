@@ -216,6 +216,35 @@ class CancellationTest(unittest.TestCase):
             server.stop()
 
 
+    def test_a_client_gone_before_its_first_token_is_not_counted_as_a_200(self):
+        # The first step (the prefill) sleeps 300 ms; the client leaves during it, so its
+        # first token comes out after the server has seen it go. That token must not start a
+        # stream: no 200 was ever sent, so none may be counted (the soak test caught it).
+        server = Server("--parallel", "2", "--debug-step-delay", "300ms")
+        try:
+            s = raw_socket(server.port)
+            body = json.dumps({"prompt": "Once upon a time", "max_tokens": 40,
+                               "stream": True}).encode()
+            s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                      b"application/json\r\nContent-Length: " + str(len(body)).encode() +
+                      b"\r\n\r\n" + body)
+            self.assertTrue(server.wait_metric("ember_num_requests_running", 1))
+            s.shutdown(socket.SHUT_WR)
+            received = b""
+            s.settimeout(10)
+            while chunk := s.recv(4096):
+                received += chunk
+            s.close()
+            self.assertEqual(received, b"", "the server answered a client that had left")
+            self.assertTrue(server.wait_metric("ember_num_requests_running", 0, timeout=5))
+            self.assertEqual(server.metric("ember_requests_cancelled_total"), 1)
+            self.assertEqual(server.metric("ember_http_requests_total",
+                                           {"endpoint": "/v1/completions", "status": "200"})
+                             or 0, 0)
+        finally:
+            server.stop()
+
+
 class DrainTest(unittest.TestCase):
     def test_sigterm_finishes_in_flight_then_exits_zero(self):
         server = Server("--parallel", "2", "--debug-step-delay", "10ms", "--drain-timeout", "20s")
