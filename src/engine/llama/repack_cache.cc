@@ -73,12 +73,13 @@ bool WriteAllBytes(int fd, const void* data, std::size_t size, const std::atomic
   return true;
 }
 
-// Writes `text` to `path` atomically (temp file, fsync, rename).
-bool WriteSmallFileAtomically(const std::string& path, const std::string& text) {
+// Writes `text` to `path` atomically (temp file, fsync unless !sync, rename).
+bool WriteSmallFileAtomically(const std::string& path, const std::string& text, bool sync = true) {
   const std::string tmp = StrCat(path, ".tmp.", getpid(), ".memo");
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return false;
-  const bool ok = WriteAllBytes(fd, text.data(), text.size(), nullptr) && ::fsync(fd) == 0;
+  const bool ok =
+      WriteAllBytes(fd, text.data(), text.size(), nullptr) && (!sync || ::fsync(fd) == 0);
   ::close(fd);
   if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
     ::unlink(tmp.c_str());
@@ -120,6 +121,11 @@ std::chrono::system_clock::time_point ToTimePoint(const struct timespec& ts) {
   return std::chrono::system_clock::time_point(
       std::chrono::duration_cast<std::chrono::system_clock::duration>(
           std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec)));
+}
+
+// A stamp's one line; Stamped compares it whole.
+std::string StampLine(const std::string& stat_identity, std::uint64_t payload_hash) {
+  return StrCat("v1 ", BootId(), " ", stat_identity, " ", Hex64(payload_hash));
 }
 
 }  // namespace
@@ -216,8 +222,7 @@ bool RepackCache::Stamped(const std::string& file, const std::string& stat_ident
   if (settings_.verify_every_start || BootId().empty()) return false;
   std::ifstream in(StampPath(file));
   std::string line;
-  if (!std::getline(in, line)) return false;
-  return line == StrCat("v1 ", BootId(), " ", stat_identity, " ", Hex64(payload_hash));
+  return std::getline(in, line) && line == StampLine(stat_identity, payload_hash);
 }
 
 void RepackCache::WriteStamp(const std::string& file, const std::string& stat_identity,
@@ -227,17 +232,15 @@ void RepackCache::WriteStamp(const std::string& file, const std::string& stat_id
     return;
   }
   // Not synced: a stamp lost in a crash only costs one more hashing; the rename keeps it whole.
-  const std::string path = StampPath(file);
-  const std::string tmp = StrCat(path, ".tmp.", getpid(), ".stamp");
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << "v1 " << BootId() << " " << stat_identity << " " << Hex64(payload_hash) << "\n";
-    if (!out.flush()) {
-      ::unlink(tmp.c_str());
-      return;
-    }
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) ::unlink(tmp.c_str());
+  WriteSmallFileAtomically(StampPath(file), StampLine(stat_identity, payload_hash) + "\n",
+                           /*sync=*/false);
+}
+
+bool RepackCache::RemoveFileAndStamp(const std::filesystem::path& file) const {
+  std::error_code ec;
+  const bool removed = std::filesystem::remove(file, ec);
+  std::filesystem::remove(StampPath(file.string()), ec);
+  return removed;
 }
 
 void RepackCache::RemoveStaleTemporaries() const {
@@ -313,7 +316,12 @@ std::optional<RepackCache::Region> RepackCache::MapFile(int index, int hash_thre
     return std::nullopt;
   }
   char* payload = static_cast<char*>(map) + kHeaderBytes;
-  if (Stamped(path, StatIdentity(st), h.payload_hash)) {
+  const std::string stat_identity = StatIdentity(st);
+  // The last-use refresh for MakeRoom's eviction (best effort, to the hour): a write, so it
+  // voids any stamp.
+  const bool refresh_last_use =
+      std::chrono::system_clock::now() - ToTimePoint(st.st_mtim) >= kLastUseGranularity;
+  if (Stamped(path, stat_identity, h.payload_hash)) {
     ++stats_.trusted;
   } else {
     const auto t0 = std::chrono::steady_clock::now();
@@ -327,15 +335,9 @@ std::optional<RepackCache::Region> RepackCache::MapFile(int index, int hash_thre
                 ": corrupt (its content does not match its hash); it will be rebuilt");
       return std::nullopt;
     }
-    // Not when the last-use refresh below is about to void it.
-    if (std::chrono::system_clock::now() - ToTimePoint(st.st_mtim) < kLastUseGranularity) {
-      WriteStamp(path, StatIdentity(st), ToTimePoint(st.st_ctim), h.payload_hash);
-    }
+    if (!refresh_last_use) WriteStamp(path, stat_identity, ToTimePoint(st.st_ctim), h.payload_hash);
   }
-  // Last use, for the least-recently-used eviction of MakeRoom (best effort, to the hour).
-  if (std::chrono::system_clock::now() - ToTimePoint(st.st_mtim) >= kLastUseGranularity) {
-    ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0);
-  }
+  if (refresh_last_use) ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0);
   return Region{payload, map, len, size, index, true};
 }
 
@@ -510,10 +512,7 @@ bool RepackCache::MakeRoom(std::uint64_t need) {
     if (name.starts_with(prefix)) {
       // This model path: files of another model version or build are garbage now, and the
       // current key's are about to be replaced.
-      if (!name.starts_with(keep)) {
-        std::filesystem::remove(entry.path(), ec);
-        std::filesystem::remove(StampPath(name), ec);
-      }
+      if (!name.starts_with(keep)) RemoveFileAndStamp(entry.path());
       continue;
     }
     std::error_code size_ec, time_ec;
@@ -566,8 +565,7 @@ bool RepackCache::MakeRoom(std::uint64_t need) {
   for (const auto& [tag, g] : lru) {
     if (freed >= to_free) break;
     for (const auto& file : g->files) {
-      if (std::filesystem::remove(file, ec)) ++evicted_;
-      std::filesystem::remove(StampPath(file.string()), ec);
+      if (RemoveFileAndStamp(file)) ++evicted_;
     }
     freed += g->bytes;
     log::Info("repack cache: deleted the least recently used files ", tag, "-* (", g->bytes >> 20,

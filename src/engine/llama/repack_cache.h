@@ -36,6 +36,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -147,6 +148,8 @@ class RepackCache {
   // unless it had changed less than settings_.stamp_settle before now (`changed`: its ctime).
   void WriteStamp(const std::string& file, const std::string& stat_identity,
                   std::chrono::system_clock::time_point changed, std::uint64_t payload_hash) const;
+  // Deletes a cache file and its stamp; whether the file was there to delete.
+  bool RemoveFileAndStamp(const std::filesystem::path& file) const;
   std::optional<std::uint64_t> ReadMemo() const;
   void WriteMemo(std::uint64_t hash) const;
   void RemoveStaleTemporaries() const;
