@@ -178,5 +178,11 @@ class Server:
         return "".join(self.log[-lines:])
 
 
+def post_bytes(path, body, extra=b""):
+    """A whole POST request with a JSON body, for raw sockets; `extra` adds header lines."""
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n").encode() + extra + b"\r\n" + body
+
+
 def raw_socket(port):
     return socket.create_connection(("127.0.0.1", port), timeout=10)

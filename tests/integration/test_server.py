@@ -5,7 +5,7 @@ import threading
 import time
 import unittest
 
-from harness import Server, raw_socket
+from harness import Server, post_bytes, raw_socket
 
 
 class EndpointsAndBadInputTest(unittest.TestCase):
@@ -200,9 +200,7 @@ class CancellationTest(unittest.TestCase):
                     s = raw_socket(server.port)
                     body = json.dumps({"prompt": "Once upon a time", "max_tokens": 400,
                                        "stream": stream}).encode()
-                    s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
-                              b"application/json\r\nContent-Length: " + str(len(body)).encode() +
-                              b"\r\n\r\n" + body)
+                    s.sendall(post_bytes("/v1/completions", body))
                     self.assertTrue(server.wait_metric("ember_num_requests_running", 1))
                     if stream:
                         self.assertIn(b"200", s.recv(100))
@@ -225,9 +223,7 @@ class CancellationTest(unittest.TestCase):
             s = raw_socket(server.port)
             body = json.dumps({"prompt": "Once upon a time", "max_tokens": 40,
                                "stream": True}).encode()
-            s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: "
-                      b"application/json\r\nContent-Length: " + str(len(body)).encode() +
-                      b"\r\n\r\n" + body)
+            s.sendall(post_bytes("/v1/completions", body))
             self.assertTrue(server.wait_metric("ember_num_requests_running", 1))
             s.shutdown(socket.SHUT_WR)
             received = b""

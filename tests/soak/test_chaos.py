@@ -50,7 +50,7 @@ import time
 import unittest
 
 from e2e.test_generation import REFERENCE
-from harness import Server
+from harness import Server, post_bytes
 
 REQUESTS = int(os.environ.get("EMBER_SOAK_REQUESTS", "10000"))
 CLIENTS = int(os.environ.get("EMBER_SOAK_CLIENTS", "12"))
@@ -132,11 +132,6 @@ class Raw:
 
     def close(self):
         self.sock.close()
-
-
-def post_bytes(path, body, extra=b""):
-    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n").encode() + extra + b"\r\n" + body
 
 
 def whole_body(buf):

@@ -48,6 +48,17 @@ class RepackCacheTest : public ::testing::Test {
   std::string StampOf(const std::string& file) const {
     return (fs::path(dir_) / "verified" / fs::path(file).filename()).string();
   }
+  // Two loads: the first writes the files (too fresh to stamp), the second verifies and stamps
+  // them. Returns buffer 0's file.
+  std::string WriteAndStamp(const std::vector<std::size_t>& sizes) {
+    std::string path;
+    for (int i = 0; i < 2; ++i) {
+      auto c = OpenStamping();
+      Load(*c, sizes);
+      path = c->FilePath(0);
+    }
+    return path;
+  }
 
   // One load: allocates the buffers, "repacks" into the fresh ones, persists them. Returns
   // whether each buffer came prefilled and checks the bytes a prefilled one holds.
@@ -323,12 +334,7 @@ TEST_F(RepackCacheTest, AFileVerifiedThisBootIsMappedWithoutHashingItAgain) {
 
 TEST_F(RepackCacheTest, AFileChangedAfterItsStampIsHashedAndRejected) {
   if (!HaveBootId()) GTEST_SKIP() << "no /proc/sys/kernel/random/boot_id: nothing is stamped";
-  std::string path;
-  for (int i = 0; i < 2; ++i) {
-    auto c = OpenStamping();
-    Load(*c, kSizes);
-    path = c->FilePath(0);
-  }
+  const std::string path = WriteAndStamp(kSizes);
   ASSERT_TRUE(fs::exists(StampOf(path)));
   // Past the coarse clock's tick, so the write moves ctime (the default settle time does this).
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -345,12 +351,7 @@ TEST_F(RepackCacheTest, AFileChangedAfterItsStampIsHashedAndRejected) {
 
 TEST_F(RepackCacheTest, StampsOfAnotherBootOrWithVerifyEveryStartAreNotTrusted) {
   if (!HaveBootId()) GTEST_SKIP() << "no /proc/sys/kernel/random/boot_id: nothing is stamped";
-  std::string path;
-  for (int i = 0; i < 2; ++i) {
-    auto c = OpenStamping();
-    Load(*c, {4096});
-    path = c->FilePath(0);
-  }
+  const std::string path = WriteAndStamp({4096});
   {
     auto c = OpenStamping(/*verify_every_start=*/true);
     EXPECT_EQ(Load(*c, {4096}), std::vector<bool>{true});
@@ -368,12 +369,7 @@ TEST_F(RepackCacheTest, StampsOfAnotherBootOrWithVerifyEveryStartAreNotTrusted) 
 
 TEST_F(RepackCacheTest, DeletedFilesTakeTheirStampsWithThem) {
   if (!HaveBootId()) GTEST_SKIP() << "no /proc/sys/kernel/random/boot_id: nothing is stamped";
-  std::string path;
-  for (int i = 0; i < 2; ++i) {
-    auto c = OpenStamping();
-    Load(*c, {4096});
-    path = c->FilePath(0);
-  }
+  const std::string path = WriteAndStamp({4096});
   ASSERT_TRUE(fs::exists(StampOf(path)));
   fs::remove(path);
   OpenStamping();
