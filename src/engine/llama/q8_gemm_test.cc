@@ -1,12 +1,19 @@
-// ggml's Q8_0 matrix product as ember builds it (patch 0011: tinyBLAS's quantized kernels take
-// tiles from the threadpool's shared counter): every output is computed, once, and equals the
-// Q8_0 vec_dot of its row and column, for shapes that make mnpack run several tile variants
-// (each with its own counter reset and barriers) at 1 to 4 threads.
+// ggml's Q8_0 matrix products as ember builds them.
+// - Patch 0011 (tinyBLAS's quantized kernels take tiles from the threadpool's shared counter):
+//   every output is computed, once, and equals the Q8_0 vec_dot of its row and column, for
+//   shapes that make mnpack run several tile variants (each with its own counter reset and
+//   barriers) at 1 to 4 threads.
+// - Patch 0012 (Q8_0 weights repacked 4x8 in the CPU_REPACK buffer, with AVX2 gemv/gemm):
+//   the product matches vec_dot to float rounding, and an activation row gives the same bits
+//   whether it goes through the gemv (alone) or the gemm (in a group of 4).
+#include <ggml-alloc.h>
+#include <ggml-backend.h>
 #include <ggml-cpu.h>
 #include <ggml.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -65,6 +72,79 @@ TEST(Q8GemmTest, EveryOutputEqualsItsVecDot) {
     ExpectProductMatchesVecDot(37, 13, threads);   // remainders: several tile variants in turn
     ExpectProductMatchesVecDot(6, 3, threads);     // fewer tiles than threads
     ExpectProductMatchesVecDot(5, 2, threads);
+  }
+}
+
+// y = w x with w uploaded into ggml's CPU_REPACK buffer type (repacked on upload), computed by
+// the CPU backend; returns y row by row (n rows of m).
+std::vector<float> RepackedProduct(const std::vector<char>& wq, int m, int k,
+                                   const std::vector<float>& x, int n, int threads) {
+  ggml_backend_t backend = ggml_backend_cpu_init();
+  ggml_backend_cpu_set_n_threads(backend, threads);
+  ggml_backend_dev_t dev = ggml_backend_get_device(backend);
+  auto get_extra =
+      reinterpret_cast<ggml_backend_dev_get_extra_bufts_t>(ggml_backend_reg_get_proc_address(
+          ggml_backend_dev_backend_reg(dev), "ggml_backend_dev_get_extra_bufts"));
+  ggml_backend_buffer_type_t repack = nullptr;
+  for (ggml_backend_buffer_type_t* b = get_extra ? get_extra(dev) : nullptr; b && *b; ++b)
+    if (std::strcmp(ggml_backend_buft_name(*b), "CPU_REPACK") == 0) repack = *b;
+  EXPECT_NE(repack, nullptr);
+  std::vector<float> out(size_t(n) * m, NAN);
+  if (repack == nullptr) return out;
+
+  ggml_context* wctx = ggml_init({ggml_tensor_overhead(), nullptr, true});
+  ggml_tensor* w = ggml_new_tensor_2d(wctx, GGML_TYPE_Q8_0, k, m);
+  ggml_backend_buffer_t wbuf = ggml_backend_alloc_ctx_tensors_from_buft(wctx, repack);
+  ggml_backend_tensor_set(w, wq.data(), 0, ggml_nbytes(w));
+
+  ggml_context* ctx =
+      ggml_init({ggml_tensor_overhead() * 4 + ggml_graph_overhead(), nullptr, true});
+  ggml_tensor* xt = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, k, n);
+  ggml_tensor* y = ggml_mul_mat(ctx, w, xt);
+  ggml_cgraph* gf = ggml_new_graph(ctx);
+  ggml_build_forward_expand(gf, y);
+  ggml_backend_buffer_t buf = ggml_backend_alloc_ctx_tensors(ctx, backend);
+  ggml_backend_tensor_set(xt, x.data(), 0, ggml_nbytes(xt));
+  EXPECT_EQ(ggml_backend_graph_compute(backend, gf), GGML_STATUS_SUCCESS);
+  ggml_backend_tensor_get(y, out.data(), 0, ggml_nbytes(y));
+
+  ggml_backend_buffer_free(buf);
+  ggml_free(ctx);
+  ggml_backend_buffer_free(wbuf);
+  ggml_free(wctx);
+  ggml_backend_free(backend);
+  return out;
+}
+
+TEST(Q8GemmTest, RepackedWeightsMatchVecDotAndAgreeAloneAndInGroups) {
+  if (!ggml_cpu_has_avx2()) GTEST_SKIP() << "ember's Q8_0 repack kernels are AVX2";
+  const int m = 96, k = 256, n = 7;  // 7 rows: one group of 4 through the gemm, 3 through the gemv
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd;
+  std::vector<float> wf(size_t(m) * k), x(size_t(n) * k);
+  for (float& v : wf) v = nd(rng);
+  for (float& v : x) v = nd(rng);
+  const size_t row = ggml_row_size(GGML_TYPE_Q8_0, k);
+  std::vector<char> wq(row * m);
+  ggml_quantize_chunk(GGML_TYPE_Q8_0, wf.data(), wq.data(), 0, m, k, nullptr);
+
+  const auto* traits = ggml_get_type_traits_cpu(GGML_TYPE_Q8_0);
+  std::vector<char> xq(row);
+  for (int threads : {1, 2, 3}) {
+    const std::vector<float> all = RepackedProduct(wq, m, k, x, n, threads);
+    for (int j = 0; j < n; ++j) {
+      traits->from_float(x.data() + size_t(j) * k, xq.data(), k);
+      const std::vector<float> xj(x.begin() + size_t(j) * k, x.begin() + size_t(j + 1) * k);
+      const std::vector<float> alone = RepackedProduct(wq, m, k, xj, 1, threads);
+      for (int i = 0; i < m; ++i) {
+        float want = 0.0f;
+        traits->vec_dot(k, &want, 0, wq.data() + i * row, 0, xq.data(), 0, 1);
+        const float got = all[size_t(j) * m + i];
+        ASSERT_NEAR(got, want, 1e-5f * (1.0f + std::fabs(want))) << "row " << j << " col " << i;
+        ASSERT_EQ(alone[i], got) << "row " << j << " col " << i << " alone vs among " << n
+                                 << " rows";
+      }
+    }
   }
 }
 
