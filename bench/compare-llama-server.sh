@@ -142,7 +142,7 @@ v = float(d[sys.argv[2]]) * float(sys.argv[3])
 print(int(v) if v == int(v) else round(v, 2))' "$1" "$2" "${3:-1}"
 }
 
-declare -A tok_s ttft_ms peak_rss_mib
+declare -A tok_s ttft_ms peak_rss_mib ran_with
 
 run_bench() {  # NAME PORT CONCURRENCY REQUESTS MAX_TOKENS [extra args...]
   local name="$1" port="$2" c="$3" n="$4" mt="$5"
@@ -187,6 +187,14 @@ bench_server() {  # NAME: start it, warm up, run every concurrency, record peak 
     tok_s[$name,$c]+=" $(json_field "$result" output_tokens_per_s)"
     ttft_ms[$name,$c]+=" $(json_field "$result" ttft_p99_s 1000)"
   done
+  # what each computed with: ember's CPU variant; llama-server's -march=native feature list
+  case "$name" in
+    ember) ran_with[ember]="$(grep -o -m1 'CPU variant [a-z0-9_.]* ([a-z -]*' "$log_file" \
+                              | sed 's/CPU variant //; s/ (/, /' || true)" ;;
+    llama-server) ran_with[llama-server]="native: $(grep -o -m1 'CPU : .*' "$log_file" \
+                              | tr '|' '\n' | grep -E '(AVX2|AVX512|AVX512_VNNI|AVX512_BF16|AMX_INT8) = 1' \
+                              | sed 's/ = 1//; s/^ *//' | tr '\n' ' ' | sed 's/ $//' || true)" ;;
+  esac
   local hwm_kb
   hwm_kb="$(awk '/^VmHWM:/ {print $2}' "/proc/$server_pid/status" 2>/dev/null || true)"
   peak_rss_mib[$name]+=" $(awk -v kb="${hwm_kb:-0}" 'BEGIN { printf "%.1f", kb / 1024 }')"
@@ -234,6 +242,7 @@ render_section() {
   echo "servers with $threads threads, context $ctx, $parallel slots."
   echo
   echo "- machine: ${cpu:-unknown CPU}, $(nproc) CPUs"
+  echo "- ember CPU variant: ${ran_with[ember]:-unknown}; llama-server: ${ran_with[llama-server]:-unknown}"
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "- llama.cpp: ${llama_commit:-unknown}"
   echo "- command: \`$command_line\`"

@@ -54,7 +54,8 @@ else()
 endif()
 
 # ember's carried patches (third_party/llama.cpp-patches) add features a user's own checkout may
-# lack: deterministic mode (0002), the repack cache (0003), mapping without prefetch (0005).
+# lack: the repack cache (0003), mapping without prefetch (0005). Deterministic mode (0002) is
+# looked up in the loaded CPU backend at run time and refused at start-up without it.
 if(EMBER_LLAMA_CPP_DIR)
   set(_ember_ggml_cpu_h ${EMBER_LLAMA_CPP_DIR}/ggml/include/ggml-cpu.h)
   set(_ember_llama_h ${EMBER_LLAMA_CPP_DIR}/include/llama.h)
@@ -75,10 +76,32 @@ function(ember_llama_feature header symbol define warning)
     message(WARNING "this llama.cpp lacks ${warning} (see third_party/llama.cpp-patches)")
   endif()
 endfunction()
-ember_llama_feature(${_ember_ggml_cpu_h} ggml_cpu_set_batch_invariant EMBER_HAVE_BATCH_INVARIANT
-  "ember's batch-invariance patch: deterministic mode will be refused at start-up")
 ember_llama_feature(${_ember_ggml_cpu_h} ggml_cpu_repack_set_allocator EMBER_HAVE_REPACK_ALLOCATOR
   "ember's repack-allocator patch: repacked weights are converted on every load, never cached")
 ember_llama_feature(${_ember_llama_h} no_prefetch EMBER_HAVE_NO_PREFETCH
   "ember's no-prefetch patch: a cached model still maps its whole file resident")
 target_compile_definitions(ember_llama_dep INTERFACE EMBER_LLAMA_BUILD_ID="${EMBER_LLAMA_BUILD_ID}")
+
+# What scripts/llama_cpp.sh built (its ember-build.txt): the llama.cpp commit, ember's patches
+# and the CPU variants, reported by `ember --version` and /metrics; the variants' directory is
+# where the build tree finds them (an install carries its own copy in lib/ember).
+set(EMBER_CPU_VARIANTS "")
+if(NOT EMBER_LLAMA_CPP_DIR AND EXISTS ${EMBER_LLAMA_PREFIX}/ember-build.txt)
+  file(STRINGS ${EMBER_LLAMA_PREFIX}/ember-build.txt _ember_build_lines)
+  foreach(_line IN LISTS _ember_build_lines)
+    if(_line MATCHES "^([a-z_]+)=(.*)$")
+      set(_ember_build_${CMAKE_MATCH_1} "${CMAKE_MATCH_2}")
+    endif()
+  endforeach()
+  string(REPLACE "," ";" EMBER_CPU_VARIANTS "${_ember_build_variants}")
+  set(EMBER_CPU_VARIANT_DIR "${_ember_build_variant_dir}")
+  target_compile_definitions(ember_llama_dep INTERFACE
+    EMBER_LLAMA_COMMIT="${_ember_build_commit}"
+    EMBER_LLAMA_PATCHES="${_ember_build_patches}"
+    EMBER_CPU_VARIANTS_BUILT="${_ember_build_variants}"
+    EMBER_CPU_VARIANT_DIR="${EMBER_CPU_VARIANT_DIR}")
+  message(STATUS "llama.cpp ${_ember_build_commit}: CPU variants ${_ember_build_variants}")
+elseif(NOT EMBER_LLAMA_CPP_DIR)
+  message(FATAL_ERROR "${EMBER_LLAMA_PREFIX} has no ember-build.txt: build it with "
+                      "scripts/llama_cpp.sh prefix")
+endif()

@@ -9,9 +9,11 @@ preset="${1:-release}"
 
 # Tools count as present when their command is on PATH (node/npm may come from elsewhere);
 # libraries when their Debian package is installed.
-# clang-19 and libclang-rt-19-dev (libFuzzer) are for scripts/fuzz.sh only.
+# clang-19 and libclang-rt-19-dev (libFuzzer) are for scripts/fuzz.sh only; clang-format-19 is
+# the format check (ctest "format"); readelf (binutils) reads the install's RPATH in a test.
 declare -A tools=([g++]=g++ [cmake]=cmake [ninja]=ninja-build [git]=git [npm]=npm
-                  [python3]=python3 [curl]=curl [clang++-19]=clang-19)
+                  [python3]=python3 [curl]=curl [clang++-19]=clang-19
+                  [clang-format-19]=clang-format-19 [readelf]=binutils)
 libraries=(libboost1.74-dev nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev
            libbenchmark-dev libclang-rt-19-dev)
 missing=()

@@ -178,6 +178,17 @@ class Server:
         return "".join(self.log[-lines:])
 
 
+def runnable_variants():
+    """(the CPU variants this machine runs, the CPU's name), from `ember --version`'s line
+    "this CPU: NAME; runs a, b, c; gets X"."""
+    out = subprocess.run([EMBER_BIN, "--version"], env={**os.environ, "EMBER_CPU_VARIANT": ""},
+                         capture_output=True, text=True, check=True).stdout
+    m = re.search(r"^this CPU: (.*); runs (.*); gets ", out, re.MULTILINE)
+    if not m:
+        return [], "unknown"
+    return [v.strip() for v in m.group(2).split(",")], m.group(1)
+
+
 def post_bytes(path, body, extra=b""):
     """A whole POST request with a JSON body, for raw sockets; `extra` adds header lines."""
     return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"

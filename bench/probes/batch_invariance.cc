@@ -5,10 +5,11 @@
 // BI=1 in the environment turns on ggml's batch-invariant mode (ember's patch 0002).
 //
 // Build against the cached libllama (scripts/llama_cpp.sh prefix prints P):
-//   L="-lllama -lggml -lggml-cpu -lggml-base -fopenmp"
+//   L="-lllama -lggml -lggml-base -Wl,-rpath,$P/lib"
 //   g++ -std=c++2b -O2 bench/probes/batch_invariance.cc -I$P/include -L$P/lib $L -o /tmp/bip
-// Run: /tmp/bip MODEL.gguf [FLASH_ATTN=-1 auto|0|1] [LEN=300]; BI=1 /tmp/bip MODEL.gguf -1 600
+// Run (GGML_CPU_DIR=$P/bin, or CPU_VARIANT=one of its files): /tmp/bip MODEL.gguf [FLASH_ATTN=-1 auto|0|1] [LEN=300]; BI=1 /tmp/bip MODEL.gguf -1 600
 #include <ggml-cpu.h>
+#include <ggml-backend.h>
 #include <llama.h>
 
 #include <cmath>
@@ -116,8 +117,19 @@ static void compare(const char* name, const Seq& a, const Seq& b) {
 }
 int main(int argc, char** argv) {
   llama_log_set([](ggml_log_level, const char*, void*) {}, nullptr);
+  // ggml's CPU backend is one loadable module per CPU variant (docs/cpu.md): the one
+  // CPU_VARIANT names ($P/bin/libggml-cpu-haswell.so), else the best in $P/bin (GGML_CPU_DIR).
+  if (const char* v = std::getenv("CPU_VARIANT")) {
+    ggml_backend_load(v);
+  } else {
+    ggml_backend_load_all_from_path(std::getenv("GGML_CPU_DIR"));
+  }
   llama_backend_init();
-  if (getenv("BI")) ggml_cpu_set_batch_invariant(true);
+  if (getenv("BI")) {  // patch 0002, through the loaded CPU module's proc address
+    auto set = reinterpret_cast<void (*)(bool)>(ggml_backend_reg_get_proc_address(
+        ggml_backend_reg_by_name("CPU"), "ggml_cpu_set_batch_invariant"));
+    if (set != nullptr) set(true);
+  }
   auto mp = llama_model_default_params();
   llama_model* m = llama_model_load_from_file(argv[1], mp);
   int fa = argc > 2 ? atoi(argv[2]) : -1;

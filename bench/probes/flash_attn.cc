@@ -6,8 +6,8 @@
 //
 // Build against a libggml (the cached prefix P from scripts/llama_cpp.sh prefix, or a scratch
 // build tree's ggml/src):
-//   g++ -std=c++2b -O2 bench/probes/flash_attn.cc -Isrc -I$P/include -L$P/lib -lggml -lggml-cpu
-//       -lggml-base -fopenmp -o /tmp/fa   (one line)
+//   g++ -std=c++2b -O2 bench/probes/flash_attn.cc -Isrc -I$P/include -L$P/lib -lggml -lggml-base
+//       $P/bin/libggml-cpu-haswell.so -Wl,-rpath,$P/lib:$P/bin -o /tmp/fa   (one line)
 //   /tmp/fa [repeats]
 #include <ggml-cpu.h>
 #include <ggml.h>

@@ -4,7 +4,7 @@
 // alternating, page cache warm.
 //
 // Build against the cached libllama (scripts/llama_cpp.sh prefix prints P) and ember's build:
-//   B=build/release; L="-lggml -lggml-cpu -lggml-base -fopenmp"
+//   B=build/release; L="-lggml-base -Wl,-rpath,$P/lib"
 //   g++ -std=c++2b -O2 bench/probes/gguf_header_read.cc -Isrc -I$P/include \
 //       $B/src/engine/gguf/libember_engine_gguf_header.a $B/src/common/libember_common.a \
 //       -L$P/lib $L -o /tmp/ghr

@@ -5,8 +5,8 @@
 // counter instead of an even split; run this against two builds of libggml to compare.
 //
 // Build against a libggml (the cached prefix P from scripts/llama_cpp.sh prefix):
-//   g++ -std=c++2b -O2 bench/probes/q8_gemm.cc -I$P/include -L$P/lib -lggml -lggml-cpu
-//       -lggml-base -fopenmp -o /tmp/q8g   (one line)
+//   g++ -std=c++2b -O2 bench/probes/q8_gemm.cc -I$P/include -L$P/lib -lggml -lggml-base
+//       $P/bin/libggml-cpu-haswell.so -Wl,-rpath,$P/lib:$P/bin -o /tmp/q8g   (one line)
 //   /tmp/q8g [rows=2304] [activation rows=512]
 #include <ggml-cpu.h>
 #include <ggml.h>

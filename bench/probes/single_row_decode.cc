@@ -3,11 +3,12 @@
 // of float weights go through tinyBLAS instead of vec_dot (BENCHMARKS.md).
 //
 // Build against the cached libllama (scripts/llama_cpp.sh prefix prints P):
-//   L="-lllama -lggml -lggml-cpu -lggml-base -fopenmp"
+//   L="-lllama -lggml -lggml-base -Wl,-rpath,$P/lib"
 //   g++ -std=c++2b -O2 bench/probes/single_row_decode.cc -I$P/include -L$P/lib $L -o /tmp/srd
 // Five alternating runs, default and batch-invariant:
 //   for r in 1 2 3 4 5; do /tmp/srd M.gguf 60; BI=1 /tmp/srd M.gguf 60; done
 #include <ggml-cpu.h>
+#include <ggml-backend.h>
 #include <llama.h>
 
 #include <chrono>
@@ -16,8 +17,19 @@
 #include <vector>
 int main(int argc, char** argv) {
   llama_log_set([](ggml_log_level, const char*, void*) {}, nullptr);
+  // ggml's CPU backend is one loadable module per CPU variant (docs/cpu.md): the one
+  // CPU_VARIANT names ($P/bin/libggml-cpu-haswell.so), else the best in $P/bin (GGML_CPU_DIR).
+  if (const char* v = std::getenv("CPU_VARIANT")) {
+    ggml_backend_load(v);
+  } else {
+    ggml_backend_load_all_from_path(std::getenv("GGML_CPU_DIR"));
+  }
   llama_backend_init();
-  if (getenv("BI")) ggml_cpu_set_batch_invariant(true);
+  if (getenv("BI")) {  // patch 0002, through the loaded CPU module's proc address
+    auto set = reinterpret_cast<void (*)(bool)>(ggml_backend_reg_get_proc_address(
+        ggml_backend_reg_by_name("CPU"), "ggml_cpu_set_batch_invariant"));
+    if (set != nullptr) set(true);
+  }
   llama_model* m = llama_model_load_from_file(argv[1], llama_model_default_params());
   int N = atoi(argv[2]);
   auto p = llama_context_default_params();

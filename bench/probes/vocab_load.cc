@@ -4,10 +4,11 @@
 //
 // Build against two cached libllamas (scripts/llama_cpp.sh prefix prints P; an older prefix
 // directory under ~/.cache/ember/llama.cpp/ has the patches of its day):
-//   L="-lllama -lggml -lggml-cpu -lggml-base -fopenmp"
+//   L="-lllama -lggml -lggml-base -Wl,-rpath,$P/lib"
 //   g++ -std=c++2b -O2 bench/probes/vocab_load.cc -Isrc -I$P/include -L$P/lib $L -o /tmp/vl
 //   /tmp/vl MODEL.gguf [LOADS]        # prints each load's time, then the fingerprint
 //   valgrind --tool=callgrind /tmp/vl MODEL.gguf 1   # repeatable instruction counts
+#include <ggml-backend.h>
 #include <llama.h>
 
 #include <chrono>
@@ -25,6 +26,13 @@ int main(int argc, char** argv) {
   }
   const int loads = argc > 2 ? std::atoi(argv[2]) : 5;
   llama_log_set([](ggml_log_level, const char*, void*) {}, nullptr);
+  // ggml's CPU backend is one loadable module per CPU variant (docs/cpu.md): the one
+  // CPU_VARIANT names ($P/bin/libggml-cpu-haswell.so), else the best in $P/bin (GGML_CPU_DIR).
+  if (const char* v = std::getenv("CPU_VARIANT")) {
+    ggml_backend_load(v);
+  } else {
+    ggml_backend_load_all_from_path(std::getenv("GGML_CPU_DIR"));
+  }
   llama_backend_init();
   llama_model_params params = llama_model_default_params();
   params.vocab_only = true;

@@ -2,6 +2,7 @@
 // here only; each subcommand fills an options struct and calls its component.
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 
@@ -10,6 +11,8 @@
 #include "cli/byte_size.h"
 #include "cli/duration.h"
 #include "common/log.h"
+#include "common/version.h"
+#include "engine/llama/cpu_backend.h"
 #include "engine/synth/synth.h"
 #include "server/server.h"
 
@@ -82,6 +85,12 @@ void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
   serve->add_option("--flash-attn", o.flash_attn, "Flash attention: auto, on or off")
       ->envname("EMBER_FLASH_ATTN")
       ->check(CLI::IsMember({"auto", "on", "off"}));
+  serve
+      ->add_option("--cpu-variant", o.cpu_variant,
+                   "ggml CPU build to compute with (x64, sse42, haswell, skylakex, icelake, "
+                   "sapphirerapids; `ember --version` lists them); default: the best this CPU "
+                   "runs")
+      ->envname("EMBER_CPU_VARIANT");
   serve
       ->add_flag("--allow-deterministic", o.allow_deterministic,
                  "Let requests ask for \"deterministic\": true (batch-invariant output)")
@@ -233,6 +242,10 @@ int Fail(const Error& e) {
 int Main(int argc, char** argv) {
   CLI::App app{"ember: an LLM serving runtime for platform teams"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", [] {
+    const char* forced = std::getenv("EMBER_CPU_VARIANT");
+    return StrCat("ember ", kVersion, "\n", engine::BuildReport(forced ? forced : ""));
+  });
   server::ServeOptions serve;
   DurationFlags durations;
   AddServe(app, serve, durations);

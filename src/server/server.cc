@@ -18,6 +18,8 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/version.h"
+#include "engine/llama/cpu_backend.h"
 #include "engine/llama/llama_engine.h"
 #include "engine/llama/llama_memory.h"
 #include "http/http_server.h"
@@ -225,6 +227,14 @@ Status Preload(ModelManager& models, const std::vector<ModelConfig>& configs) {
 int RunServe(const ServeOptions& options) {
   const sigset_t signals = BlockShutdownSignals();
   const auto start = std::chrono::steady_clock::now();
+  // First: every model computes with this variant, and one this CPU cannot run must be
+  // refused before anything could execute its instructions.
+  auto cpu = engine::LoadCpuBackend(options.cpu_variant);
+  if (!cpu) {
+    log::Error("cannot serve: ", cpu.error().message);
+    return 1;
+  }
+  log::Info("ember ", kVersion, ": ", engine::DescribeCpuBackend(*cpu));
   std::vector<std::uint64_t> weight_estimates;
   auto configs = ConfigureModels(options, weight_estimates);
   if (!configs) {
@@ -233,6 +243,12 @@ int RunServe(const ServeOptions& options) {
   }
   // Static: the signal thread may outlive a failed start by a moment.
   static ServerMetrics metrics;
+  const engine::LlamaBuild& build = engine::LlamaBuildInfo();
+  metrics.SetBuildInfo({{"version", std::string(kVersion)},
+                        {"llama_commit", build.commit},
+                        {"ember_patches", std::to_string(build.patches.size())},
+                        {"cpu_variant", cpu->variant},
+                        {"cpu_model", engine::CpuModelName()}});
   const Determinism determinism = options.deterministic         ? Determinism::kAll
                                   : options.allow_deterministic ? Determinism::kAllow
                                                                 : Determinism::kOff;

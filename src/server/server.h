@@ -39,6 +39,9 @@ struct ServeOptions {
   std::size_t max_body_bytes = 8 << 20;
   int http_threads = 1;
   std::string flash_attn = "auto";  // auto | on | off
+  // --cpu-variant: the build of ggml's CPU backend to compute with, by ggml's name (haswell,
+  // icelake, ...); empty = the best this CPU runs (docs/cpu.md).
+  std::string cpu_variant;
   // ember's state on disk; repacked weights are cached in <data_dir>/cache (docs/coldstart.md).
   // Empty = no cache.
   std::string data_dir;

@@ -156,6 +156,15 @@ void ServerMetrics::SetMemoryBudget(std::uint64_t bytes) {
       .Set(static_cast<double>(bytes));
 }
 
+void ServerMetrics::SetBuildInfo(const metrics::Labels& labels) {
+  registry_
+      .GetGauge("ember_build_info",
+                "1, labelled with ember's version, the llama.cpp commit and ember's patches on it, "
+                "the CPU variant of ggml computing (docs/cpu.md) and the CPU's model name.",
+                labels)
+      .Set(1);
+}
+
 void ServerMetrics::CountHttp(const std::string& endpoint, int status) {
   registry_
       .GetCounter("ember_http_requests_total", "HTTP requests by endpoint and status.",

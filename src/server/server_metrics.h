@@ -85,6 +85,8 @@ class ServerMetrics {
   void CountRejected(const std::string& reason);
   // ember_memory_budget_bytes (0 = unlimited).
   void SetMemoryBudget(std::uint64_t bytes);
+  // ember_build_info{version, llama_commit, ember_patches, cpu_variant, cpu_model} 1.
+  void SetBuildInfo(const metrics::Labels& labels);
 
  private:
   metrics::Registry registry_;

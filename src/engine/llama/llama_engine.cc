@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "engine/llama/cpu_backend.h"
 #include "engine/llama/llama_tokenizer.h"
 #include "engine/llama/repack_cache.h"
 
@@ -61,29 +62,45 @@ void LogFromLlama(ggml_log_level level, const char* text, void* /*user*/) {
   }
 }
 
-void InitBackendOnce() {
+// The CPU backend is normally loaded by the server before any model (--cpu-variant); a
+// caller that did not choose gets the best variant this CPU runs.
+Status InitBackendOnce() {
   static std::once_flag once;
+  static Status status;
   std::call_once(once, [] {
     llama_log_set(LogFromLlama, nullptr);
+    if (LoadedCpuBackend() == nullptr) {
+      if (auto loaded = LoadCpuBackend(""); !loaded) status = std::unexpected(loaded.error());
+    }
     llama_backend_init();
   });
+  return status;
 }
 
-#ifdef EMBER_HAVE_BATCH_INVARIANT
-constexpr bool kHaveBatchInvariance = true;
-void SetBatchInvariant(bool enabled) { ggml_cpu_set_batch_invariant(enabled); }
-#else
-constexpr bool kHaveBatchInvariance = false;
-void SetBatchInvariant(bool /*enabled*/) {}
-#endif
+// ember's patches add these to the CPU backend's get_proc_address (0002, 0003); a llama.cpp
+// without them has neither, and the features that need them are refused or turned off.
+using SetBatchInvariantFn = void (*)(bool);
+SetBatchInvariantFn BatchInvariantSetter() {
+  return reinterpret_cast<SetBatchInvariantFn>(CpuBackendFunction("ggml_cpu_set_batch_invariant"));
+}
+void SetBatchInvariant(bool enabled) {
+  static const SetBatchInvariantFn set = BatchInvariantSetter();
+  if (set != nullptr) set(enabled);
+}
 
 #ifdef EMBER_HAVE_REPACK_ALLOCATOR
-constexpr bool kHaveRepackAllocator = true;
+using SetRepackAllocatorFn = void (*)(const ggml_cpu_repack_allocator*);
+SetRepackAllocatorFn RepackAllocatorSetter() {
+  static const auto set = reinterpret_cast<SetRepackAllocatorFn>(
+      CpuBackendFunction("ggml_cpu_repack_set_allocator"));
+  return set;
+}
+bool HaveRepackAllocator() { return RepackAllocatorSetter() != nullptr; }
 // Routes ggml's CPU_REPACK buffer allocations to `cache` while it lives (nullptr: ggml's own).
 class RepackAllocatorScope {
  public:
   explicit RepackAllocatorScope(RepackCache* cache) {
-    if (cache == nullptr) return;
+    if (cache == nullptr || !HaveRepackAllocator()) return;
     ggml_cpu_repack_allocator allocator{[](void* user, size_t size, bool* prefilled) {
                                           return static_cast<RepackCache*>(user)->Alloc(size,
                                                                                         prefilled);
@@ -92,22 +109,27 @@ class RepackAllocatorScope {
                                           static_cast<RepackCache*>(user)->Free(base, size);
                                         },
                                         cache};
-    ggml_cpu_repack_set_allocator(&allocator);
+    RepackAllocatorSetter()(&allocator);
     installed_ = true;
   }
   ~RepackAllocatorScope() {
-    if (installed_) ggml_cpu_repack_set_allocator(nullptr);
+    if (installed_) RepackAllocatorSetter()(nullptr);
   }
 
  private:
   bool installed_ = false;
 };
 #else
-constexpr bool kHaveRepackAllocator = false;
+bool HaveRepackAllocator() { return false; }
 struct RepackAllocatorScope {
   explicit RepackAllocatorScope(RepackCache* /*cache*/) {}
 };
 #endif
+
+std::string CpuVariantName() {
+  const CpuBackend* cpu = LoadedCpuBackend();
+  return cpu != nullptr ? cpu->variant : "none";
+}
 
 // ggml's allocator hook is process-wide: one model loads at a time.
 std::mutex& LoadMutex() {
@@ -128,7 +150,8 @@ std::string RepackIdentity() {
         ec ? 0 : std::filesystem::last_write_time(exe, ec).time_since_epoch().count();
     build = StrCat("checkout:", exe.string(), ":", size, ":", mtime);
   }
-  return StrCat("repack-format=1|build=", build, "|cpu=", llama_print_system_info());
+  return StrCat("repack-format=1|build=", build, "|cpu_variant=", CpuVariantName(),
+                "|cpu=", llama_print_system_info());
 }
 
 struct ModelDeleter {
@@ -320,7 +343,7 @@ Status LlamaEngine::DecodeProbe(const std::vector<ProbeRow>& rows,
 // decodes share its steps (5 rows also covers the repacked Q4_0 kernels' 4-row tiles and
 // their tail). Every logit must be bit-identical.
 Status LlamaEngine::VerifyBatchInvariance() {
-  if (!kHaveBatchInvariance) {
+  if (BatchInvariantSetter() == nullptr) {
     return Unavailable(
         "deterministic mode is not available: this llama.cpp build lacks ember's "
         "batch-invariance patch (third_party/llama.cpp-patches/0002-*; scripts/llama_cpp.sh "
@@ -432,7 +455,7 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
   if (!std::filesystem::is_regular_file(options.model_path, ec)) {
     return NotFound(StrCat("model file not found: ", options.model_path), "model");
   }
-  InitBackendOnce();
+  if (Status backend = InitBackendOnce(); !backend) return std::unexpected(backend.error());
   const auto t0 = SteadyClock::now();
   auto enter = [&options](std::string_view phase) {
     if (options.on_phase) options.on_phase(phase);
@@ -457,7 +480,7 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
   };
   std::unique_ptr<RepackCache> repack_cache;
   if (!options.repack_cache_dir.empty()) {
-    if (!kHaveRepackAllocator) {
+    if (!HaveRepackAllocator()) {
       log::Warn(
           "repack cache off: this llama.cpp build lacks ember's repack-allocator patch "
           "(third_party/llama.cpp-patches/0003-*)");
@@ -473,7 +496,7 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
       log::Warn("repack cache off: ", opened.error().message);
     }
   }
-  if (!repack_cache && kHaveRepackAllocator && options.repack) {
+  if (!repack_cache && HaveRepackAllocator() && options.repack) {
     repack_cache = RepackCache::MemoryOnly();
   }
 #ifdef EMBER_HAVE_NO_PREFETCH
@@ -542,7 +565,8 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
     const auto size = std::filesystem::file_size(options.model_path, size_ec);
     const auto mtime = std::filesystem::last_write_time(options.model_path, time_ec);
     info.numerics_id =
-        StrCat(EMBER_LLAMA_BUILD_ID, "|", llama_print_system_info(), "|", size_ec ? 0 : size, "|",
+        StrCat(EMBER_LLAMA_BUILD_ID, "|cpu_variant=", CpuVariantName(), "|",
+               llama_print_system_info(), "|", size_ec ? 0 : size, "|",
                time_ec ? 0 : mtime.time_since_epoch().count(),
                "|flash_attn=", static_cast<int>(cparams.flash_attn_type));
   }

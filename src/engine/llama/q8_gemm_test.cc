@@ -17,6 +17,8 @@
 #include <random>
 #include <vector>
 
+#include "engine/llama/cpu_symbols.h"
+
 namespace ember::engine {
 namespace {
 
@@ -39,9 +41,9 @@ void ExpectProductMatchesVecDot(int m, int n, int threads) {
   ggml_build_forward_expand(gf, y);
   // NaN first, so an output no thread wrote cannot pass
   for (int64_t i = 0; i < ggml_nelements(y); ++i) static_cast<float*>(y->data)[i] = NAN;
-  ASSERT_EQ(ggml_graph_compute_with_ctx(ctx, gf, threads), GGML_STATUS_SUCCESS);
+  ASSERT_EQ(EMBER_CPU_FN(ggml_graph_compute_with_ctx)(ctx, gf, threads), GGML_STATUS_SUCCESS);
 
-  const auto* traits = ggml_get_type_traits_cpu(GGML_TYPE_Q8_0);
+  const auto* traits = EMBER_CPU_FN(ggml_get_type_traits_cpu)(GGML_TYPE_Q8_0);
   const size_t row = ggml_row_size(GGML_TYPE_Q8_0, k);
   std::vector<char> xq(row * n);
   for (int j = 0; j < n; ++j)
@@ -55,7 +57,7 @@ void ExpectProductMatchesVecDot(int m, int n, int threads) {
       const float got = static_cast<const float*>(y->data)[int64_t{j} * m + i];
       // on AVX2 tinyBLAS and vec_dot agree bit for bit (both sum each block's integer dot, then
       // scale in the same order); elsewhere allow float reassociation
-      const bool same = ggml_cpu_has_avx2()
+      const bool same = EMBER_CPU_FN(ggml_cpu_has_avx2)()
                             ? got == want
                             : std::fabs(got - want) <= 1e-3f * (1.0f + std::fabs(want));
       if (!same && ++mismatches <= 3)
@@ -79,8 +81,8 @@ TEST(Q8GemmTest, EveryOutputEqualsItsVecDot) {
 // the CPU backend; returns y row by row (n rows of m).
 std::vector<float> RepackedProduct(const std::vector<char>& wq, int m, int k,
                                    const std::vector<float>& x, int n, int threads) {
-  ggml_backend_t backend = ggml_backend_cpu_init();
-  ggml_backend_cpu_set_n_threads(backend, threads);
+  ggml_backend_t backend = EMBER_CPU_FN(ggml_backend_cpu_init)();
+  EMBER_CPU_FN(ggml_backend_cpu_set_n_threads)(backend, threads);
   ggml_backend_dev_t dev = ggml_backend_get_device(backend);
   auto get_extra =
       reinterpret_cast<ggml_backend_dev_get_extra_bufts_t>(ggml_backend_reg_get_proc_address(
@@ -117,7 +119,7 @@ std::vector<float> RepackedProduct(const std::vector<char>& wq, int m, int k,
 }
 
 TEST(Q8GemmTest, RepackedWeightsMatchVecDotAndAgreeAloneAndInGroups) {
-  if (!ggml_cpu_has_avx2()) GTEST_SKIP() << "ember's Q8_0 repack kernels are AVX2";
+  if (!EMBER_CPU_FN(ggml_cpu_has_avx2)()) GTEST_SKIP() << "ember's Q8_0 repack kernels are AVX2";
   const int m = 96, k = 256, n = 7;  // 7 rows: one group of 4 through the gemm, 3 through the gemv
   std::mt19937 rng(5);
   std::normal_distribution<float> nd;
@@ -128,7 +130,7 @@ TEST(Q8GemmTest, RepackedWeightsMatchVecDotAndAgreeAloneAndInGroups) {
   std::vector<char> wq(row * m);
   ggml_quantize_chunk(GGML_TYPE_Q8_0, wf.data(), wq.data(), 0, m, k, nullptr);
 
-  const auto* traits = ggml_get_type_traits_cpu(GGML_TYPE_Q8_0);
+  const auto* traits = EMBER_CPU_FN(ggml_get_type_traits_cpu)(GGML_TYPE_Q8_0);
   std::vector<char> xq(row);
   for (int threads : {1, 2, 3}) {
     const std::vector<float> all = RepackedProduct(wq, m, k, x, n, threads);
