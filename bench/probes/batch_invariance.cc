@@ -7,9 +7,10 @@
 // Build against the cached libllama (scripts/llama_cpp.sh prefix prints P):
 //   L="-lllama -lggml -lggml-base -Wl,-rpath,$P/lib"
 //   g++ -std=c++2b -O2 bench/probes/batch_invariance.cc -I$P/include -L$P/lib $L -o /tmp/bip
-// Run (GGML_CPU_DIR=$P/bin, or CPU_VARIANT=one of its files): /tmp/bip MODEL.gguf [FLASH_ATTN=-1 auto|0|1] [LEN=300]; BI=1 /tmp/bip MODEL.gguf -1 600
-#include <ggml-cpu.h>
+// Run with GGML_CPU_DIR=$P/bin (or CPU_VARIANT=one of its libggml-cpu-*.so files):
+//   /tmp/bip MODEL.gguf [FLASH_ATTN=-1 auto|0|1] [LEN=300]; BI=1 /tmp/bip MODEL.gguf -1 600
 #include <ggml-backend.h>
+#include <ggml-cpu.h>
 #include <llama.h>
 
 #include <cmath>

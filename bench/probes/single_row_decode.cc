@@ -7,8 +7,8 @@
 //   g++ -std=c++2b -O2 bench/probes/single_row_decode.cc -I$P/include -L$P/lib $L -o /tmp/srd
 // Five alternating runs, default and batch-invariant:
 //   for r in 1 2 3 4 5; do /tmp/srd M.gguf 60; BI=1 /tmp/srd M.gguf 60; done
-#include <ggml-cpu.h>
 #include <ggml-backend.h>
+#include <ggml-cpu.h>
 #include <llama.h>
 
 #include <chrono>

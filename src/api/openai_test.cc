@@ -54,8 +54,7 @@ TEST(AppendJsonEscapedTest, EscapesQuotesBackslashesAndControlCharacters) {
 }
 
 TEST(AppendJsonEscapedTest, PassesValidMultibyteUtf8Through) {
-  const std::string text =
-      "caf\xC3\xA9 \xE6\x97\xA5\xE6\x9C\xAC \xF0\x9F\x99\x82";  // café 日本 🙂
+  const std::string text = "caf\xC3\xA9 \xE6\x97\xA5\xE6\x9C\xAC \xF0\x9F\x99\x82";  // café 日本 🙂
   EXPECT_EQ(Escaped(text), text);
   EXPECT_EQ(RoundTrip(text), text);
 }

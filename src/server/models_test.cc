@@ -132,9 +132,15 @@ TEST_F(ManagerTest, ColdStartThenWarm) {
 
 TEST_F(ManagerTest, EvictsTheLeastRecentlyUsedIdleModel) {
   Make(25, {{"a", 10}, {"b", 10}, {"c", 10}});
-  { ASSERT_TRUE(Acquire("a").has_value()); }
-  { ASSERT_TRUE(Acquire("b").has_value()); }
-  { ASSERT_TRUE(Acquire("c").has_value()); }
+  {
+    ASSERT_TRUE(Acquire("a").has_value());
+  }
+  {
+    ASSERT_TRUE(Acquire("b").has_value());
+  }
+  {
+    ASSERT_TRUE(Acquire("c").has_value());
+  }
   EXPECT_EQ(StateOf("a"), ModelState::kUnloaded);
   EXPECT_EQ(StateOf("b"), ModelState::kLoaded);
   EXPECT_EQ(StateOf("c"), ModelState::kLoaded);
@@ -143,10 +149,16 @@ TEST_F(ManagerTest, EvictsTheLeastRecentlyUsedIdleModel) {
 TEST_F(ManagerTest, PlansTheNextLoadWithWhatTheLastOneMeasured) {
   Make(25, {{"a", 10}, {"b", 10}});
   heavy_ = "a";  // really holds 20
-  { ASSERT_TRUE(Acquire("a").has_value()); }
-  { ASSERT_TRUE(Acquire("b").has_value()); }  // 20 + 10 > 25: a goes
+  {
+    ASSERT_TRUE(Acquire("a").has_value());
+  }
+  {
+    ASSERT_TRUE(Acquire("b").has_value());
+  }  // 20 + 10 > 25: a goes
   EXPECT_EQ(StateOf("a"), ModelState::kUnloaded);
-  { ASSERT_TRUE(Acquire("a").has_value()); }  // needs 20 now, not 10: b goes
+  {
+    ASSERT_TRUE(Acquire("a").has_value());
+  }  // needs 20 now, not 10: b goes
   EXPECT_EQ(StateOf("b"), ModelState::kUnloaded);
   EXPECT_EQ(StateOf("a"), ModelState::kLoaded);
 }
@@ -163,7 +175,9 @@ TEST_F(ManagerTest, WaitsWhileTheOtherModelsAreBusyAndTimesOut) {
 
 TEST_F(ManagerTest, TooLargeIsRefusedAndEvictsNothing) {
   Make(15, {{"a", 10}, {"huge", 20}});
-  { ASSERT_TRUE(Acquire("a").has_value()); }
+  {
+    ASSERT_TRUE(Acquire("a").has_value());
+  }
   auto huge = Acquire("huge");
   ASSERT_FALSE(huge.has_value());
   EXPECT_EQ(huge.error().code, ErrorCode::kInvalidArgument);
@@ -218,7 +232,9 @@ TEST_F(ManagerTest, BusyModelsAreClosedSoAWaitingModelGetsItsTurn) {
   // Closed: a new request for "a" is held back, not started.
   auto a2 = AcquireAsync("a");
   EXPECT_FALSE(Ready(a2, milliseconds(100)));
-  { auto done = std::move(*a1); }  // a's running request ends: a is evicted, b loads
+  {
+    auto done = std::move(*a1);
+  }  // a's running request ends: a is evicted, b loads
   ASSERT_TRUE(Ready(b1, milliseconds(3000)));
   auto b_lease = b1.get();
   ASSERT_TRUE(b_lease.has_value());
@@ -227,7 +243,9 @@ TEST_F(ManagerTest, BusyModelsAreClosedSoAWaitingModelGetsItsTurn) {
   // Now "a" waits its turn: b is closed once it has had its switch_after, and a comes back
   // when b's request ends.
   EXPECT_FALSE(Ready(a2, milliseconds(300)));
-  { auto done = std::move(*b_lease); }
+  {
+    auto done = std::move(*b_lease);
+  }
   ASSERT_TRUE(Ready(a2, milliseconds(3000)));
   EXPECT_TRUE(a2.get().has_value());
   EXPECT_EQ(StateOf("a"), ModelState::kLoaded);
@@ -271,7 +289,9 @@ TEST_F(ManagerTest, AnAbandonedRequestStopsWaitingAndAsksForNoLoad) {
   ASSERT_FALSE(b.has_value());
   EXPECT_EQ(b.error().code, ErrorCode::kUnavailable);
   manager_->Abandon(ticket);  // answered already: nothing happens
-  { auto done = std::move(*a); }
+  {
+    auto done = std::move(*a);
+  }
   std::this_thread::sleep_for(milliseconds(200));
   EXPECT_EQ(loads_, std::vector<std::string>{"a"});  // nobody waits for b: no load, no eviction
   EXPECT_EQ(StateOf("a"), ModelState::kLoaded);

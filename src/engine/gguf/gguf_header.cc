@@ -406,7 +406,7 @@ Result<GgufHeader> ReadGgufHeader(const std::string& path) {
     if (err == ENOENT || err == ENOTDIR) return NotFound(StrCat("no such file (", why, ")"));
     return InvalidArgument(StrCat("cannot open it: ", why));
   }
-  struct stat st {};
+  struct stat st{};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
     return InvalidArgument("not a regular file");

@@ -96,8 +96,8 @@ TEST(AmxTest, QuantizedProductsEqualTheAvx512PathFromFreshThreads) {
           // the order the blocks' float partial sums are added
           const bool close = std::fabs(got[i] - want[i]) <= 2e-3f * (1.0f + std::fabs(want[i]));
           if (!close && ++mismatches <= 3) {
-            ADD_FAILURE() << ggml_type_name(type) << " n=" << n << " threads=" << threads
-                          << " y[" << i << "] AMX " << got[i] << " vs AVX-512 " << want[i];
+            ADD_FAILURE() << ggml_type_name(type) << " n=" << n << " threads=" << threads << " y["
+                          << i << "] AMX " << got[i] << " vs AVX-512 " << want[i];
           }
         }
         EXPECT_EQ(mismatches, 0) << ggml_type_name(type) << " n=" << n << " at " << threads

@@ -91,8 +91,8 @@ void SetBatchInvariant(bool enabled) {
 #ifdef EMBER_HAVE_REPACK_ALLOCATOR
 using SetRepackAllocatorFn = void (*)(const ggml_cpu_repack_allocator*);
 SetRepackAllocatorFn RepackAllocatorSetter() {
-  static const auto set = reinterpret_cast<SetRepackAllocatorFn>(
-      CpuBackendFunction("ggml_cpu_repack_set_allocator"));
+  static const auto set =
+      reinterpret_cast<SetRepackAllocatorFn>(CpuBackendFunction("ggml_cpu_repack_set_allocator"));
   return set;
 }
 bool HaveRepackAllocator() { return RepackAllocatorSetter() != nullptr; }
@@ -564,11 +564,10 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
     std::error_code size_ec, time_ec;
     const auto size = std::filesystem::file_size(options.model_path, size_ec);
     const auto mtime = std::filesystem::last_write_time(options.model_path, time_ec);
-    info.numerics_id =
-        StrCat(EMBER_LLAMA_BUILD_ID, "|cpu_variant=", CpuVariantName(), "|",
-               llama_print_system_info(), "|", size_ec ? 0 : size, "|",
-               time_ec ? 0 : mtime.time_since_epoch().count(),
-               "|flash_attn=", static_cast<int>(cparams.flash_attn_type));
+    info.numerics_id = StrCat(EMBER_LLAMA_BUILD_ID, "|cpu_variant=", CpuVariantName(), "|",
+                              llama_print_system_info(), "|", size_ec ? 0 : size, "|",
+                              time_ec ? 0 : mtime.time_since_epoch().count(),
+                              "|flash_attn=", static_cast<int>(cparams.flash_attn_type));
   }
   // metadata: header; tokenizer: hyper-parameters and tokenizer; buffers: tensors, the file
   // mapping and buffer allocation (mapping the repack cache included); weights: tensor data.

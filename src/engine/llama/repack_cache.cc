@@ -192,7 +192,7 @@ std::string RepackCache::MemoPath() const {
 }
 
 std::optional<std::uint64_t> RepackCache::ReadMemo() const {
-  struct stat st {};
+  struct stat st{};
   if (::stat(model_path_.c_str(), &st) != 0) return std::nullopt;
   std::ifstream in(MemoPath());
   std::string line;
@@ -205,7 +205,7 @@ std::optional<std::uint64_t> RepackCache::ReadMemo() const {
 }
 
 void RepackCache::WriteMemo(std::uint64_t hash) const {
-  struct stat st {};
+  struct stat st{};
   if (::stat(model_path_.c_str(), &st) != 0) return;
   const std::string path = MemoPath();
   if (!WriteSmallFileAtomically(path, StrCat("v1 ", StatIdentity(st), " ", Hex64(hash), "\n"))) {
@@ -278,7 +278,7 @@ std::optional<RepackCache::Region> RepackCache::MapFile(int index, int hash_thre
     log::Warn("repack cache: ignoring ", path, ": ", why, "; it will be rebuilt");
     return std::nullopt;
   };
-  struct stat st {};
+  struct stat st{};
   if (::fstat(fd, &st) != 0) return reject(StrCat("cannot stat it: ", Errno()));
   if (static_cast<std::size_t>(st.st_size) < kHeaderBytes) return reject("truncated header");
   char header[kHeaderBytes];
@@ -451,7 +451,7 @@ void RepackCache::WriteAll() {
     // First load of this file (or it changed): hash it now, off the start-up path, on one
     // thread so serving keeps the rest.
     const int fd = ::open(model_path_.c_str(), O_RDONLY | O_CLOEXEC);
-    struct stat st {};
+    struct stat st{};
     if (fd < 0 || ::fstat(fd, &st) != 0) {
       log::Warn("repack cache: cannot read ", model_path_, ": ", Errno());
       if (fd >= 0) ::close(fd);
@@ -526,7 +526,7 @@ bool RepackCache::MakeRoom(std::uint64_t need) {
     g.last_use = std::max(g.last_use, mtime);
     total += size;
   }
-  struct statvfs fs {};
+  struct statvfs fs{};
   if (::statvfs(dir_.c_str(), &fs) != 0) {
     log::Warn("repack cache: cannot read the free space of ", dir_, ": ", Errno(),
               "; not writing the cache");
