@@ -6,8 +6,11 @@
 #
 #   bench/compare-llama-server.sh [--model PATH] [--threads N] [--ctx N] [--parallel N]
 #       [--requests N] [--max-tokens N] [--concurrency "1 8 32"] [--out BENCHMARKS.md]
-#       [--ember-args "EXTRA SERVE FLAGS"] [--repeat N]
+#       [--ember-args "EXTRA SERVE FLAGS"] [--repeat N] [--label NAME]
 #
+# --label NAME keeps a section per label (e.g. the machine or the CPU variant compared), so a
+# run on another CPU does not replace this model's other tables: its markers become
+# <!-- compare:MODEL:NAME:begin --> ... end.
 # With --repeat N the two servers run alternately N times and the table shows medians.
 #
 # Every run sends fresh prompts (the generator's seed differs per run), so neither server's
@@ -40,13 +43,14 @@ concurrency="1 8 32"
 out=""
 ember_extra=""
 repeat=1
+label=""
 ember_bin="${EMBER_BIN:-$repo/build/release/src/cli/ember}"
 readonly startup_timeout_s=180
 
 log() { echo "[compare] $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
 
 need_value() { [[ $# -ge 2 && -n "$2" ]] || die "$1 needs a value"; }
 
@@ -62,6 +66,7 @@ while [[ $# -gt 0 ]]; do
     --out) need_value "$@"; out="$2"; shift 2 ;;
     --ember-args) need_value "$@"; ember_extra="$2"; shift 2 ;;
     --repeat) need_value "$@"; repeat="$2"; shift 2 ;;
+    --label) need_value "$@"; label="$2"; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
@@ -78,6 +83,7 @@ done
 [[ -f "$model" ]] || die "model not found: $model"
 model="$(cd "$(dirname "$model")" && pwd)/$(basename "$model")"
 model_name="$(basename "$model")"
+section_key="$model_name${label:+:$label}"
 [[ -x "$ember_bin" ]] || die "ember binary not found at $ember_bin (build it or set EMBER_BIN)"
 command -v python3 >/dev/null || die "python3 is required"
 
@@ -189,11 +195,13 @@ bench_server() {  # NAME: start it, warm up, run every concurrency, record peak 
   done
   # what each computed with: ember's CPU variant; llama-server's -march=native feature list
   case "$name" in
-    ember) ran_with[ember]="$(grep -o -m1 'CPU variant [a-z0-9_.]* ([a-z -]*' "$log_file" \
-                              | sed 's/CPU variant //; s/ (/, /' || true)" ;;
-    llama-server) ran_with[llama-server]="native: $(grep -o -m1 'CPU : .*' "$log_file" \
-                              | tr '|' '\n' | grep -E '(AVX2|AVX512|AVX512_VNNI|AVX512_BF16|AMX_INT8) = 1' \
-                              | sed 's/ = 1//; s/^ *//' | tr '\n' ' ' | sed 's/ $//' || true)" ;;
+    ember) ran_with[ember]="$(grep -o -m1 'CPU variant [^;]*' "$log_file" \
+                              | sed 's/^CPU variant //; s/ (the best this CPU runs/ (auto)/;
+                                     s/ (forced by --cpu-variant/ (forced)/' || true)" ;;
+    # built -march=native here: the instruction sets this CPU reports are the ones it uses
+    llama-server) ran_with[llama-server]="-march=native ($(grep -m1 '^flags' /proc/cpuinfo \
+                              | tr ' ' '\n' | grep -xE 'avx2|avx512f|avx512_vnni|avx512_bf16|amx_int8' \
+                              | tr '\n' ' ' | sed 's/ $//' || true))" ;;
   esac
   local hwm_kb
   hwm_kb="$(awk '/^VmHWM:/ {print $2}' "/proc/$server_pid/status" 2>/dev/null || true)"
@@ -214,8 +222,8 @@ render_section() {
   local cpu llama_commit
   cpu="$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)"
   llama_commit="$(sed -n 's/^readonly LLAMA_COMMIT="\([0-9a-f]*\)".*/\1/p' "$repo/scripts/llama_cpp.sh")"
-  echo "<!-- compare:$model_name:begin -->"
-  echo "### ember vs llama-server: $model_name"
+  echo "<!-- compare:$section_key:begin -->"
+  echo "### ember vs llama-server: $model_name${label:+ ($label)}"
   echo
   echo "| concurrency | llama-server tok/s | ember tok/s | ratio | llama-server TTFT p99 ms | ember TTFT p99 ms | ratio |"
   echo "|---:|---:|---:|---:|---:|---:|---:|"
@@ -246,7 +254,7 @@ render_section() {
   echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
   echo "- llama.cpp: ${llama_commit:-unknown}"
   echo "- command: \`$command_line\`"
-  echo "<!-- compare:$model_name:end -->"
+  echo "<!-- compare:$section_key:end -->"
 }
 
 write_section() {  # SECTION_FILE OUT_FILE MODEL_NAME
@@ -286,6 +294,6 @@ done
 render_section >"$workdir/section.md"
 cat "$workdir/section.md"
 if [[ -n "$out" ]]; then
-  write_section "$workdir/section.md" "$out" "$model_name"
+  write_section "$workdir/section.md" "$out" "$section_key"
   log "updated $out"
 fi

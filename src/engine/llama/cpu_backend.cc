@@ -4,6 +4,7 @@
 #include <ggml-backend.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -37,9 +38,14 @@ std::string Join(const std::vector<std::string>& items, std::string_view sep) {
   return out;
 }
 
-// An install keeps the variants in <prefix>/lib/ember beside <prefix>/bin/ember; the build
-// tree finds them in the pinned llama.cpp's cache (its install puts modules in bin/).
+// EMBER_CPU_VARIANT_DIR, else: an install keeps the variants in <prefix>/lib/ember beside
+// <prefix>/bin/ember; the build tree finds them in the pinned llama.cpp's cache (its install
+// puts modules in bin/).
 std::vector<fs::path> CandidateDirectories() {
+  // A developer's scratch build of ggml (testing a kernel change without reinstalling).
+  if (const char* dir = std::getenv("EMBER_CPU_VARIANT_DIR"); dir != nullptr && *dir != '\0') {
+    return {fs::path(dir)};
+  }
   std::vector<fs::path> dirs;
   std::error_code ec;
   const fs::path exe = fs::read_symlink("/proc/self/exe", ec);

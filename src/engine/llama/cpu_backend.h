@@ -32,8 +32,9 @@ struct CpuBackend {
   std::vector<CpuVariant> variants;  // every variant found, ordered from the most capable
 };
 
-// The variants next to this binary (an install: <prefix>/lib/ember) or in the pinned build's
-// cache; none for "builtin". Loads none of them (each is opened just to ask its score).
+// The variants in $EMBER_CPU_VARIANT_DIR (a developer's own ggml build), else next to this
+// binary (an install: <prefix>/lib/ember), else in the pinned build's cache; none for
+// "builtin". Loads none of them (each is opened just to ask its score).
 [[nodiscard]] Result<std::vector<CpuVariant>> ListCpuVariants(std::string* directory = nullptr);
 
 // Loads `requested` ("" or "auto": the best this CPU runs). InvalidArgument for a name that

@@ -3,7 +3,8 @@
 //   every output is computed, once, and equals the Q8_0 vec_dot of its row and column, for
 //   shapes that make mnpack run several tile variants (each with its own counter reset and
 //   barriers) at 1 to 4 threads.
-// - Patch 0012 (Q8_0 weights repacked 4x8 in the CPU_REPACK buffer, with AVX2 gemv/gemm):
+// - Patch 0012 (Q8_0 weights repacked 4x8 in the CPU_REPACK buffer, with AVX2 gemv/gemm, VNNI
+//   where the variant has it, and a 512-bit gemm on AVX-512):
 //   the product matches vec_dot to float rounding, and an activation row gives the same bits
 //   whether it goes through the gemv (alone) or the gemm (in a group of 4).
 #include <ggml-alloc.h>
@@ -79,7 +80,7 @@ TEST(Q8GemmTest, EveryOutputEqualsItsVecDot) {
 
 // y = w x with w uploaded into ggml's CPU_REPACK buffer type (repacked on upload), computed by
 // the CPU backend; returns y row by row (n rows of m).
-std::vector<float> RepackedProduct(const std::vector<char>& wq, int m, int k,
+std::vector<float> RepackedProduct(ggml_type type, const std::vector<char>& wq, int m, int k,
                                    const std::vector<float>& x, int n, int threads) {
   ggml_backend_t backend = EMBER_CPU_FN(ggml_backend_cpu_init)();
   EMBER_CPU_FN(ggml_backend_cpu_set_n_threads)(backend, threads);
@@ -95,7 +96,7 @@ std::vector<float> RepackedProduct(const std::vector<char>& wq, int m, int k,
   if (repack == nullptr) return out;
 
   ggml_context* wctx = ggml_init({ggml_tensor_overhead(), nullptr, true});
-  ggml_tensor* w = ggml_new_tensor_2d(wctx, GGML_TYPE_Q8_0, k, m);
+  ggml_tensor* w = ggml_new_tensor_2d(wctx, type, k, m);
   ggml_backend_buffer_t wbuf = ggml_backend_alloc_ctx_tensors_from_buft(wctx, repack);
   ggml_backend_tensor_set(w, wq.data(), 0, ggml_nbytes(w));
 
@@ -118,36 +119,56 @@ std::vector<float> RepackedProduct(const std::vector<char>& wq, int m, int k,
   return out;
 }
 
-TEST(Q8GemmTest, RepackedWeightsMatchVecDotAndAgreeAloneAndInGroups) {
-  if (!EMBER_CPU_FN(ggml_cpu_has_avx2)()) GTEST_SKIP() << "ember's Q8_0 repack kernels are AVX2";
-  const int m = 96, k = 256, n = 7;  // 7 rows: one group of 4 through the gemm, 3 through the gemv
-  std::mt19937 rng(5);
+// The product of `type` weights [k, m] repacked in the CPU_REPACK buffer with 15 activation rows
+// (12 through the gemm: groups of 4 rows taken two at a time and one alone; 3 through the gemv):
+// each output matches the type's vec_dot to float rounding, and a row gives the same bits alone
+// (gemv) and among the others (gemm).
+void ExpectRepackedMatchesVecDot(ggml_type type, int m) {
+  const int k = 256, n = 15;
+  std::mt19937 rng(5 + m);
   std::normal_distribution<float> nd;
   std::vector<float> wf(size_t(m) * k), x(size_t(n) * k);
   for (float& v : wf) v = nd(rng);
   for (float& v : x) v = nd(rng);
-  const size_t row = ggml_row_size(GGML_TYPE_Q8_0, k);
+  const size_t row = ggml_row_size(type, k);
   std::vector<char> wq(row * m);
-  ggml_quantize_chunk(GGML_TYPE_Q8_0, wf.data(), wq.data(), 0, m, k, nullptr);
+  ggml_quantize_chunk(type, wf.data(), wq.data(), 0, m, k, nullptr);
 
-  const auto* traits = EMBER_CPU_FN(ggml_get_type_traits_cpu)(GGML_TYPE_Q8_0);
-  std::vector<char> xq(row);
+  const auto* traits = EMBER_CPU_FN(ggml_get_type_traits_cpu)(type);
+  const auto* act = EMBER_CPU_FN(ggml_get_type_traits_cpu)(traits->vec_dot_type);
+  std::vector<char> xq(ggml_row_size(traits->vec_dot_type, k));
   for (int threads : {1, 2, 3}) {
-    const std::vector<float> all = RepackedProduct(wq, m, k, x, n, threads);
+    const std::vector<float> all = RepackedProduct(type, wq, m, k, x, n, threads);
     for (int j = 0; j < n; ++j) {
-      traits->from_float(x.data() + size_t(j) * k, xq.data(), k);
+      act->from_float(x.data() + size_t(j) * k, xq.data(), k);
       const std::vector<float> xj(x.begin() + size_t(j) * k, x.begin() + size_t(j + 1) * k);
-      const std::vector<float> alone = RepackedProduct(wq, m, k, xj, 1, threads);
+      const std::vector<float> alone = RepackedProduct(type, wq, m, k, xj, 1, threads);
       for (int i = 0; i < m; ++i) {
         float want = 0.0f;
         traits->vec_dot(k, &want, 0, wq.data() + i * row, 0, xq.data(), 0, 1);
         const float got = all[size_t(j) * m + i];
-        ASSERT_NEAR(got, want, 1e-5f * (1.0f + std::fabs(want))) << "row " << j << " col " << i;
-        ASSERT_EQ(alone[i], got) << "row " << j << " col " << i << " alone vs among " << n
-                                 << " rows";
+        ASSERT_NEAR(got, want, 1e-5f * (1.0f + std::fabs(want)))
+            << ggml_type_name(type) << " m " << m << " row " << j << " col " << i;
+        ASSERT_EQ(alone[i], got) << ggml_type_name(type) << " m " << m << " row " << j << " col "
+                                 << i << " alone vs among " << n << " rows";
       }
     }
   }
+}
+
+// Q8_0, 4x8 (patch 0012): m = 96 is 24 weight groups of 4 rows, 100 is 25, so on AVX-512 (two
+// groups per 512-bit tile) the last group takes the 256-bit tile.
+TEST(Q8GemmTest, RepackedWeightsMatchVecDotAndAgreeAloneAndInGroups) {
+  if (!EMBER_CPU_FN(ggml_cpu_has_avx2)()) GTEST_SKIP() << "ember's Q8_0 repack kernels are AVX2";
+  ExpectRepackedMatchesVecDot(GGML_TYPE_Q8_0, 96);
+  ExpectRepackedMatchesVecDot(GGML_TYPE_Q8_0, 100);
+}
+
+// Q4_0, 8x8: ggml's LUT kernels, or on VNNI variants ember's unsigned-nibble kernel (patch 0015).
+TEST(Q8GemmTest, RepackedQ4_0MatchesVecDotAndAgreesAloneAndInGroups) {
+  if (!EMBER_CPU_FN(ggml_cpu_has_avx2)()) GTEST_SKIP() << "ggml repacks Q4_0 on AVX2 and up";
+  ExpectRepackedMatchesVecDot(GGML_TYPE_Q4_0, 96);
+  ExpectRepackedMatchesVecDot(GGML_TYPE_Q4_0, 256);
 }
 
 }  // namespace
