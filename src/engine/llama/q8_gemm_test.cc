@@ -159,14 +159,16 @@ void ExpectRepackedMatchesVecDot(ggml_type type, int m) {
 // Q8_0, 4x8 (patch 0012): m = 96 is 24 weight groups of 4 rows, 100 is 25, so on AVX-512 (two
 // groups per 512-bit tile) the last group takes the 256-bit tile.
 TEST(Q8GemmTest, RepackedWeightsMatchVecDotAndAgreeAloneAndInGroups) {
-  if (!EMBER_CPU_FN(ggml_cpu_has_avx2)()) GTEST_SKIP() << "ember's Q8_0 repack kernels are AVX2";
+  if (!EMBER_CPU_FN(ggml_cpu_has_avx2)())
+    GTEST_SKIP() << "tests ember's x86 Q8_0 repack kernels (AVX2 and up)";
   ExpectRepackedMatchesVecDot(GGML_TYPE_Q8_0, 96);
   ExpectRepackedMatchesVecDot(GGML_TYPE_Q8_0, 100);
 }
 
 // Q4_0, 8x8: ggml's LUT kernels, or on VNNI variants ember's unsigned-nibble kernel (patch 0015).
 TEST(Q8GemmTest, RepackedQ4_0MatchesVecDotAndAgreesAloneAndInGroups) {
-  if (!EMBER_CPU_FN(ggml_cpu_has_avx2)()) GTEST_SKIP() << "ggml repacks Q4_0 on AVX2 and up";
+  if (!EMBER_CPU_FN(ggml_cpu_has_avx2)())
+    GTEST_SKIP() << "tests the x86 Q4_0 repack kernels (AVX2 and up)";
   ExpectRepackedMatchesVecDot(GGML_TYPE_Q4_0, 96);
   ExpectRepackedMatchesVecDot(GGML_TYPE_Q4_0, 256);
 }
