@@ -77,6 +77,25 @@ class CpuVariantTest(unittest.TestCase):
             self.assertNotEqual(fingerprint, best_fingerprint,
                                 "other kernels, other numerics: never the same fingerprint")
 
+    def test_variants_with_the_same_numerics_share_a_fingerprint_and_others_do_not(self):
+        """stories260K (F32) computes bit-identically under the AVX-512 variants (docs/cpu.md,
+        "Numerics"): one fingerprint for all of them, another for each of the rest."""
+        runs = [v for v in ("zen4", "icelake", "skylakex", "haswell", "x64") if v in self.runs]
+        if not {"skylakex", "haswell"} <= set(runs):
+            self.skipTest(f"this CPU ({self.cpu}) runs neither AVX-512 nor AVX2 variants")
+        seen = {}
+        for variant in runs:
+            server = Server("--cpu-variant", variant)
+            try:
+                seen[variant] = greedy(server)
+            finally:
+                server.stop()
+        avx512 = [v for v in runs if v in ("zen4", "icelake", "skylakex")]
+        self.assertEqual(len({seen[v][1] for v in avx512}), 1, seen)
+        self.assertEqual(len({seen[v][0] for v in avx512}), 1, "same fingerprint, same text")
+        others = [seen[v][1] for v in runs if v not in avx512]
+        self.assertEqual(len(set(others + [seen[avx512[0]][1]])), len(others) + 1, seen)
+
     def test_replicas_with_the_same_variant_answer_with_the_same_fingerprint(self):
         fingerprints = []
         for _ in range(2):

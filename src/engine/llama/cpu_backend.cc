@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 #include <ggml-backend.h>
+#include <ggml.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -263,6 +264,25 @@ std::string BuildReport(const std::string& requested) {
   }
   return out + StrCat("this CPU: ", CpuModelName(), "; runs ", Runnable(*variants), "; gets ", gets,
                       "\n");
+}
+
+std::string NumericsClass(const CpuBackend& backend,
+                          const std::vector<std::uint32_t>& weight_types) {
+  if (backend.variant == "builtin") return StrCat("builtin:", backend.features);
+  // skylakex, cascadelake, icelake and zen4 compile the same float kernels (AVX-512 F/BW/DQ/VL)
+  // and differ in integer instructions (VNNI's vpdpbusd vs vpmaddubsw + vpmaddwd: the same
+  // exact sums), in VBMI permutes and in BF16 dot products. For F32, F16, Q8_0 and Q4_0
+  // weights their outputs are bit-identical (measured: BENCHMARKS.md, "Outputs across CPU
+  // variants"); any other type (BF16, K-quants, IQ...) keeps the variant's own name.
+  static const char* const kAvx512[] = {"skylakex", "cascadelake", "icelake", "zen4"};
+  const bool avx512 =
+      std::find(std::begin(kAvx512), std::end(kAvx512), backend.variant) != std::end(kAvx512);
+  const bool plain_types =
+      std::all_of(weight_types.begin(), weight_types.end(), [](std::uint32_t t) {
+        return t == GGML_TYPE_F32 || t == GGML_TYPE_F16 || t == GGML_TYPE_Q8_0 ||
+               t == GGML_TYPE_Q4_0;
+      });
+  return avx512 && plain_types ? "avx512" : backend.variant;
 }
 
 std::string DescribeCpuBackend(const CpuBackend& backend) {

@@ -11,6 +11,7 @@
 // accessors are safe from any thread after it returned.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,13 @@ const LlamaBuild& LlamaBuildInfo();
 // the variants built and which of them this CPU runs, and the one it gets for `requested`
 // ("" = auto). Opens each variant to ask its score; loads none.
 std::string BuildReport(const std::string& requested);
+
+// What the CPU backend contributes to a model's numerics (and so to system_fingerprint):
+// variants whose kernels give bit-identical results for every weight type in the model share
+// one name, any other variant its own (docs/cpu.md, "Numerics"). `weight_types` are the
+// model's tensors' ggml types. For "builtin", the features the build was compiled with.
+std::string NumericsClass(const CpuBackend& backend,
+                          const std::vector<std::uint32_t>& weight_types);
 
 // One line for the start-up log: the loaded variant, how it was chosen, the CPU and the build.
 std::string DescribeCpuBackend(const CpuBackend& backend);

@@ -2,6 +2,7 @@
 // test in its own process, so each may load (or not) the process-wide backend itself.
 #include "engine/llama/cpu_backend.h"
 
+#include <ggml.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -96,6 +97,31 @@ TEST(CpuBackendTest, ForcedBaselineLoadsAndSaysSo) {
   ASSERT_TRUE(loaded) << loaded.error().message;
   EXPECT_EQ(loaded->variant, baseline);
   EXPECT_TRUE(loaded->forced);
+}
+
+CpuBackend Variant(const std::string& name) {
+  CpuBackend backend;
+  backend.variant = name;
+  backend.features = "AVX2 = 1";
+  return backend;
+}
+
+// Variants that compute a model bit-identically share a numerics class (and so a
+// system_fingerprint); every other pair must differ.
+TEST(CpuBackendTest, NumericsClassesGroupOnlyVariantsThatComputeIdentically) {
+  const std::vector<std::uint32_t> plain = {GGML_TYPE_F32, GGML_TYPE_Q4_0, GGML_TYPE_Q8_0,
+                                            GGML_TYPE_F16};
+  for (const char* v : {"skylakex", "cascadelake", "icelake", "zen4"}) {
+    EXPECT_EQ(NumericsClass(Variant(v), plain), "avx512") << v;
+  }
+  // BF16 dot products (zen4, sapphirerapids) and K-quants keep each variant apart
+  EXPECT_EQ(NumericsClass(Variant("zen4"), {GGML_TYPE_F32, GGML_TYPE_BF16}), "zen4");
+  EXPECT_EQ(NumericsClass(Variant("icelake"), {GGML_TYPE_Q4_0, GGML_TYPE_Q6_K}), "icelake");
+  // other kernels altogether: AMX, AVX2, SSE4.2, the baseline
+  for (const char* v : {"sapphirerapids", "haswell", "sse42", "x64", "armv8.2_2"}) {
+    EXPECT_EQ(NumericsClass(Variant(v), plain), v);
+  }
+  EXPECT_EQ(NumericsClass(Variant("builtin"), plain), "builtin:AVX2 = 1");
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/log.h"
+#include "engine/gguf/gguf_header.h"
 #include "engine/llama/cpu_backend.h"
 #include "engine/llama/llama_tokenizer.h"
 #include "engine/llama/repack_cache.h"
@@ -129,6 +130,20 @@ struct RepackAllocatorScope {
 std::string CpuVariantName() {
   const CpuBackend* cpu = LoadedCpuBackend();
   return cpu != nullptr ? cpu->variant : "none";
+}
+
+// The CPU variant's share of the model's numerics id: the model's weight types decide which
+// variants compute it identically (cpu_backend.h NumericsClass). A header that cannot be read
+// here (libllama just read it) gives an impossible type, so the variant's own name.
+std::string CpuNumerics(const std::string& model_path) {
+  const CpuBackend* cpu = LoadedCpuBackend();
+  if (cpu == nullptr) return "none";
+  std::vector<std::uint32_t> types{GGML_TYPE_COUNT};
+  if (auto header = ReadGgufHeader(model_path)) {
+    types.clear();
+    for (const GgufTensorInfo& t : header->tensors) types.push_back(t.type);
+  }
+  return NumericsClass(*cpu, types);
 }
 
 // ggml's allocator hook is process-wide: one model loads at a time.
@@ -564,10 +579,14 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
     std::error_code size_ec, time_ec;
     const auto size = std::filesystem::file_size(options.model_path, size_ec);
     const auto mtime = std::filesystem::last_write_time(options.model_path, time_ec);
-    info.numerics_id = StrCat(EMBER_LLAMA_BUILD_ID, "|cpu_variant=", CpuVariantName(), "|",
-                              llama_print_system_info(), "|", size_ec ? 0 : size, "|",
-                              time_ec ? 0 : mtime.time_since_epoch().count(),
-                              "|flash_attn=", static_cast<int>(cparams.flash_attn_type));
+    // The variant's numerics class, not its name or feature list: variants that compute
+    // this model identically answer with the same fingerprint (docs/cpu.md, "Numerics").
+    info.numerics_id =
+        StrCat(EMBER_LLAMA_BUILD_ID, "|cpu=", CpuNumerics(options.model_path), "|",
+               size_ec ? 0 : size, "|", time_ec ? 0 : mtime.time_since_epoch().count(),
+               "|flash_attn=", static_cast<int>(cparams.flash_attn_type),
+               // repacked Q8_0 sums in another order than vec_dot (patch 0012)
+               "|repack=", options.repack ? 1 : 0);
   }
   // metadata: header; tokenizer: hyper-parameters and tokenizer; buffers: tensors, the file
   // mapping and buffer allocation (mapping the repack cache included); weights: tensor data.
