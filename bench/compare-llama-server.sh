@@ -193,16 +193,19 @@ bench_server() {  # NAME: start it, warm up, run every concurrency, record peak 
     tok_s[$name,$c]+=" $(json_field "$result" output_tokens_per_s)"
     ttft_ms[$name,$c]+=" $(json_field "$result" ttft_p99_s 1000)"
   done
-  # what each computed with: ember's CPU variant; llama-server's -march=native feature list
-  case "$name" in
-    ember) ran_with[ember]="$(grep -o -m1 'CPU variant [^;]*' "$log_file" \
-                              | sed 's/^CPU variant //; s/ (the best this CPU runs/ (auto)/;
-                                     s/ (forced by --cpu-variant/ (forced)/' || true)" ;;
-    # built -march=native here: the instruction sets this CPU reports are the ones it uses
-    llama-server) ran_with[llama-server]="-march=native ($(grep -m1 '^flags' /proc/cpuinfo \
-                              | tr ' ' '\n' | grep -xE 'avx2|avx512f|avx512_vnni|avx512_bf16|amx_int8' \
-                              | tr '\n' ' ' | sed 's/ $//' || true))" ;;
-  esac
+  # what each computed with: ember's CPU variant; llama-server's instruction sets (built
+  # -march=native here, so the ones this CPU reports, unless EMBER_LLAMA_SERVER_FLAGS chose)
+  if [[ "$name" == ember ]]; then
+    ran_with[ember]="$(grep -o -m1 'CPU variant [^;]*' "$log_file" \
+                       | sed 's/^CPU variant //; s/ (the best this CPU runs/ (auto)/;
+                              s/ (forced by --cpu-variant/ (forced)/' || true)"
+  elif [[ -n "${EMBER_LLAMA_SERVER_FLAGS:-}" ]]; then
+    ran_with[llama-server]="built with $EMBER_LLAMA_SERVER_FLAGS"
+  else
+    ran_with[llama-server]="-march=native ($(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' \
+      | grep -xE 'avx2|avx512f|avx512_vnni|avx512_bf16|amx_int8' | tr '\n' ' ' | sed 's/ $//' \
+      || true))"
+  fi
   local hwm_kb
   hwm_kb="$(awk '/^VmHWM:/ {print $2}' "/proc/$server_pid/status" 2>/dev/null || true)"
   peak_rss_mib[$name]+=" $(awk -v kb="${hwm_kb:-0}" 'BEGIN { printf "%.1f", kb / 1024 }')"
