@@ -15,13 +15,15 @@ ALLOWED = {
     "api": {"common", "engine", "api"},  # engine/types.h only: see docs/architecture.md
     "http": {"common", "http"},
     "bench": {"common", "bench"},
-    "server": {"common", "engine", "scheduler", "api", "http", "metrics", "server"},
-    "cli": {"common", "engine", "server", "bench", "cli"},
+    "tenancy": {"common", "tenancy"},
+    "server": {"common", "engine", "scheduler", "api", "http", "metrics", "tenancy", "server"},
+    "cli": {"common", "engine", "server", "bench", "tenancy", "cli"},
 }
 # third-party header prefix -> the only directories that may include it
 THIRD_PARTY = {
     "llama.h": ("engine/llama",), "ggml": ("engine/llama", "engine/synth"),
     "gguf.h": ("engine/llama", "engine/synth"), "boost/": ("http",), "nlohmann/": ("api",), "CLI/": ("cli",),
+    "toml": ("tenancy",),
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^">]+)[">]')
 

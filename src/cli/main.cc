@@ -1,5 +1,6 @@
-// ember's command line: `ember serve`, `ember bench [coldstart]`, `ember model synth`. CLI11 lives
-// here only; each subcommand fills an options struct and calls its component.
+// ember's command line: `ember serve`, `ember bench [coldstart]`, `ember model synth`,
+// `ember tenants`/`ember keys` (tenants_cli.h). CLI11 lives in cli/ only; each subcommand fills
+// an options struct and calls its component.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
@@ -10,6 +11,7 @@
 #include "bench/load.h"
 #include "cli/byte_size.h"
 #include "cli/duration.h"
+#include "cli/tenants_cli.h"
 #include "common/log.h"
 #include "common/version.h"
 #include "engine/llama/cpu_backend.h"
@@ -130,6 +132,12 @@ void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
                    "Bearer token the /admin endpoints require (prefer the environment "
                    "variable); unset: they answer loopback clients only")
       ->envname("EMBER_ADMIN_KEY");
+  serve
+      ->add_option("--tenant-metrics-top", o.tenant_metrics_top,
+                   "Tenants with their own series in the ember_tenant_* metrics; the rest are "
+                   "summed under tenant=\"other\"")
+      ->envname("EMBER_TENANT_METRICS_TOP")
+      ->check(CLI::Range(0, 100000));
   serve->add_option("--http-threads", o.http_threads, "HTTP I/O threads")
       ->envname("EMBER_HTTP_THREADS")
       ->check(CLI::Range(1, 64));
@@ -258,7 +266,13 @@ int Main(int argc, char** argv) {
   std::string shape, type;
   synth::SynthOptions synth_options;
   AddSynth(app, shape, type, synth_options);
-  CLI11_PARSE(app, argc, argv);
+  TenancyCommands tenancy(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return tenancy.ParseFailed(app, e);
+  }
+  if (tenancy.Selected()) return tenancy.Run();
 
   if (app.got_subcommand("serve")) {
     if (serve.models.empty())

@@ -1,0 +1,284 @@
+// ParseConfig over toml11, the only file that includes <toml.hpp>. toml11 throws: every call
+// into it is inside one try block here, and what it throws becomes a FILE:LINE error.
+#include <algorithm>
+#include <array>
+#include <exception>
+#include <span>
+#include <sstream>
+#include <toml.hpp>
+#include <utility>
+#include <vector>
+
+#include "common/log.h"
+#include "tenancy/store.h"
+#include "tenancy/validate.h"
+
+namespace ember::tenancy {
+namespace {
+
+using Value = toml::value;
+using Entry = std::pair<const std::string*, const Value*>;
+
+constexpr std::array<std::string_view, 2> kRootKeys = {"tenants", "keys"};
+constexpr std::array<std::string_view, 11> kTenantKeys = {
+    "display_name", "weight",         "priority",   "enabled",    "rpm",   "input_tpm",
+    "output_tpm",   "max_concurrent", "max_queued", "max_tokens", "models"};
+constexpr std::array<std::string_view, 4> kKeyKeys = {"id", "tenant", "sha256", "created"};
+
+std::string_view TypeName(const Value& v) {
+  switch (v.type()) {
+    case toml::value_t::boolean:
+      return "a boolean";
+    case toml::value_t::integer:
+      return "an integer";
+    case toml::value_t::floating:
+      return "a float";
+    case toml::value_t::string:
+      return "a string";
+    case toml::value_t::array:
+      return "an array";
+    case toml::value_t::table:
+      return "a table";
+    case toml::value_t::empty:
+      return "empty";
+    default:
+      return "a date or time";
+  }
+}
+
+std::string Join(std::span<const std::string_view> words) {
+  std::string out;
+  for (std::string_view w : words) out += (out.empty() ? "" : ", ") + std::string(w);
+  return out;
+}
+
+// A table's entries in file order (unordered_map has none), so that tenants keep their order
+// and the first error in the file is the one reported.
+std::vector<Entry> InFileOrder(const Value& table) {
+  std::vector<Entry> entries;
+  for (const auto& [key, value] : table.as_table()) entries.emplace_back(&key, &value);
+  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+    return std::pair(a.second->location().line(), *a.first) <
+           std::pair(b.second->location().line(), *b.first);
+  });
+  return entries;
+}
+
+class Parser {
+ public:
+  explicit Parser(std::string_view file) : file_(file) {}
+
+  Result<Config> Parse(const Value& root) {
+    Config config;
+    for (const auto& [key, value] : InFileOrder(root)) {
+      if (auto ok = CheckKnown(*key, *value, "at the top level", kRootKeys); !ok) {
+        return std::unexpected(ok.error());
+      }
+      if (*key == "tenants") {
+        if (!value->is_table()) return Fail(*value, "tenants must be a table of tenants");
+        for (const auto& [name, tenant] : InFileOrder(*value)) {
+          auto parsed = ParseTenant(*name, *tenant);
+          if (!parsed) return std::unexpected(parsed.error());
+          config.tenants.push_back(*std::move(parsed));
+        }
+      }
+    }
+    if (root.contains("keys")) {
+      const Value& keys = root.at("keys");
+      if (!keys.is_array()) return Fail(keys, "keys must be an array of tables ([[keys]])");
+      for (const Value& key : keys.as_array()) {
+        auto parsed = ParseKey(key, config);
+        if (!parsed) return std::unexpected(parsed.error());
+        config.keys.push_back(*std::move(parsed));
+      }
+    }
+    return config;
+  }
+
+ private:
+  std::unexpected<Error> Fail(const Value& at, std::string_view why) const {
+    return InvalidArgument(StrCat(file_, ":", at.location().line(), ": ", why));
+  }
+
+  Status CheckKnown(const std::string& key, const Value& value, std::string_view where,
+                    std::span<const std::string_view> allowed) const {
+    if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) return {};
+    return Fail(value,
+                StrCat("unknown key \"", key, "\" ", where, " (allowed: ", Join(allowed), ")"));
+  }
+
+  Result<std::string> String(const Value& v, std::string_view key) const {
+    if (!v.is_string()) return Fail(v, StrCat(key, " must be a string, not ", TypeName(v)));
+    return v.as_string().str;
+  }
+
+  Result<std::int64_t> Integer(const Value& v, std::string_view key) const {
+    if (!v.is_integer()) return Fail(v, StrCat(key, " must be an integer, not ", TypeName(v)));
+    return v.as_integer();
+  }
+
+  // One limit key into `limits`; false when `key` is not a limit.
+  Result<bool> Limit(const std::string& key, const Value& v, Limits& limits) const {
+    for (const LimitField& f : kLimitFields) {
+      if (f.key != key) continue;
+      auto n = Integer(v, key);
+      if (!n) return std::unexpected(n.error());
+      if (auto why = detail::CheckLimit(key, *n)) return Fail(v, *why);
+      limits.*f.member = *n;
+      return true;
+    }
+    return false;
+  }
+
+  Result<Tenant> ParseTenant(const std::string& name, const Value& v) const {
+    if (auto why = detail::CheckTenantName(name)) return Fail(v, *why);
+    if (!v.is_table()) return Fail(v, StrCat("tenant \"", name, "\" must be a table"));
+    Tenant t;
+    t.name = name;
+    const std::string where = StrCat("in tenant \"", name, "\"");
+    for (const auto& [key, value] : InFileOrder(v)) {
+      if (auto ok = CheckKnown(*key, *value, where, kTenantKeys); !ok) {
+        return std::unexpected(ok.error());
+      }
+      auto is_limit = Limit(*key, *value, t.limits);
+      if (!is_limit) return std::unexpected(is_limit.error());
+      if (*is_limit) continue;
+      Status ok = ParseTenantField(*key, *value, t);
+      if (!ok) return std::unexpected(ok.error());
+    }
+    return t;
+  }
+
+  Status ParseTenantField(const std::string& key, const Value& v, Tenant& t) const {
+    if (key == "display_name") {
+      auto text = String(v, key);
+      if (!text) return std::unexpected(text.error());
+      if (auto why = detail::CheckDisplayName(*text)) return Fail(v, *why);
+      t.display_name = *std::move(text);
+    } else if (key == "weight") {
+      if (!v.is_integer() && !v.is_floating()) {
+        return Fail(v, StrCat("weight must be a number, not ", TypeName(v)));
+      }
+      t.weight = v.is_integer() ? static_cast<double>(v.as_integer()) : v.as_floating();
+      if (auto why = detail::CheckWeight(t.weight)) return Fail(v, *why);
+    } else if (key == "priority") {
+      auto text = String(v, key);
+      if (!text) return std::unexpected(text.error());
+      auto priority = ParsePriority(*text);
+      if (!priority) {
+        return Fail(v,
+                    StrCat("priority must be \"interactive\" or \"batch\", not \"", *text, "\""));
+      }
+      t.priority = *priority;
+    } else if (key == "enabled") {
+      if (!v.is_boolean()) return Fail(v, StrCat("enabled must be true or false"));
+      t.enabled = v.as_boolean();
+    } else if (key == "models") {
+      return ParseModels(v, t);
+    }
+    return {};
+  }
+
+  Status ParseModels(const Value& v, Tenant& t) const {
+    if (!v.is_table()) return Fail(v, "models must be a table of model ids");
+    for (const auto& [model, limits_value] : InFileOrder(v)) {
+      if (auto why = detail::CheckModelId(*model)) return Fail(*limits_value, *why);
+      if (!limits_value->is_table()) {
+        return Fail(*limits_value, StrCat("models.\"", *model, "\" must be a table of limits"));
+      }
+      Limits& limits = t.model_limits[*model];
+      for (const auto& [key, value] : InFileOrder(*limits_value)) {
+        auto is_limit = Limit(*key, *value, limits);
+        if (!is_limit) return std::unexpected(is_limit.error());
+        if (!*is_limit) {
+          std::array<std::string_view, kLimitFields.size()> allowed;
+          for (std::size_t i = 0; i < allowed.size(); ++i) allowed[i] = kLimitFields[i].key;
+          return CheckKnown(*key, *value,
+                            StrCat("in tenant \"", t.name, "\" model \"", *model, "\""), allowed);
+        }
+      }
+    }
+    return {};
+  }
+
+  Result<ApiKey> ParseKey(const Value& v, const Config& config) const {
+    if (!v.is_table()) return Fail(v, "each entry of keys must be a table ([[keys]])");
+    ApiKey k;
+    bool has_id = false, has_tenant = false, has_hash = false;
+    for (const auto& [key, value] : InFileOrder(v)) {
+      if (auto ok = CheckKnown(*key, *value, "in [[keys]]", kKeyKeys); !ok) {
+        return std::unexpected(ok.error());
+      }
+      if (*key == "created") {
+        auto n = Integer(*value, *key);
+        if (!n) return std::unexpected(n.error());
+        if (auto why = detail::CheckCreated(*n)) return Fail(*value, *why);
+        k.created = *n;
+        continue;
+      }
+      auto text = String(*value, *key);
+      if (!text) return std::unexpected(text.error());
+      if (*key == "id") {
+        if (auto why = detail::CheckKeyId(*text)) return Fail(*value, *why);
+        if (std::any_of(config.keys.begin(), config.keys.end(),
+                        [&](const ApiKey& other) { return other.id == *text; })) {
+          return Fail(*value, StrCat("key id ", *text, " is used twice"));
+        }
+        k.id = *std::move(text);
+        has_id = true;
+      } else if (*key == "tenant") {
+        if (!config.FindTenant(*text)) return Fail(*value, StrCat("no tenant \"", *text, "\""));
+        k.tenant = *std::move(text);
+        has_tenant = true;
+      } else {
+        if (auto why = detail::CheckSha256Hex(*text)) return Fail(*value, *why);
+        if (std::any_of(config.keys.begin(), config.keys.end(),
+                        [&](const ApiKey& other) { return other.sha256_hex == *text; })) {
+          return Fail(*value, "the same key hash appears twice");
+        }
+        k.sha256_hex = *std::move(text);
+        has_hash = true;
+      }
+    }
+    if (!has_id || !has_tenant || !has_hash) {
+      return Fail(v, "a key needs id, tenant and sha256");
+    }
+    return k;
+  }
+
+  std::string file_;
+};
+
+// "[error] toml::parse_table: invalid line format\n --> f\n ...|   ^--- expected newline" ->
+// "invalid line format (expected newline)": toml11's message without its source excerpt.
+std::string SyntaxReason(std::string_view what) {
+  std::string_view first = what.substr(0, what.find('\n'));
+  if (first.starts_with("[error] ")) first.remove_prefix(8);
+  if (first.starts_with("toml::")) {
+    if (auto colon = first.find(": "); colon != std::string_view::npos)
+      first.remove_prefix(colon + 2);
+  }
+  std::string reason(first);
+  if (auto hint = what.rfind("^--- "); hint != std::string_view::npos) {
+    std::string_view rest = what.substr(hint + 5);
+    reason += StrCat(" (", rest.substr(0, rest.find('\n')), ")");
+  }
+  return reason;
+}
+
+}  // namespace
+
+Result<Config> ParseConfig(std::string_view text, std::string_view file_name) {
+  try {
+    std::istringstream in{std::string(text)};
+    const Value root = toml::parse(in, std::string(file_name));
+    return Parser(file_name).Parse(root);
+  } catch (const toml::exception& e) {
+    return InvalidArgument(
+        StrCat(file_name, ":", e.location().line(), ": ", SyntaxReason(e.what())));
+  } catch (const std::exception& e) {
+    return InvalidArgument(StrCat(file_name, ": ", e.what()));
+  }
+}
+
+}  // namespace ember::tenancy
