@@ -71,6 +71,14 @@ struct BatchEntry {
   bool deterministic = false;  // the sequence asked for batch-invariant numerics
 };
 
+// A sequence's sampler state (random number generator position, penalty history) outside
+// its slot: taken when the scheduler preempts the sequence and given back when it resumes, so
+// it samples exactly as if it had never stopped. Opaque outside the engine that made it.
+class SamplerState {
+ public:
+  virtual ~SamplerState() = default;
+};
+
 class Engine {
  public:
   virtual ~Engine() = default;
@@ -97,6 +105,12 @@ class Engine {
   // Ends the slot's sequence. With keep_cells its KV cells stay as a reusable prefix for the
   // next sequence in this slot (they no longer count as used); otherwise they are cleared.
   virtual void EndSequence(int slot, bool keep_cells) = 0;
+  // Takes the slot's sampler state out, before EndSequence of a sequence that will resume in
+  // some slot later (preemption). Not null for a slot with a live sequence.
+  [[nodiscard]] virtual std::unique_ptr<SamplerState> SuspendSampler(int slot) = 0;
+  // After BeginSequence of the resumed sequence: replaces its fresh sampler with `state`, which
+  // this engine's SuspendSampler returned.
+  virtual void ResumeSampler(int slot, std::unique_ptr<SamplerState> state) = 0;
   // Runs one forward pass over all entries and returns one sampled token per entry with
   // `sample` set, in entry order.
   [[nodiscard]] virtual Result<std::vector<Token>> Step(std::span<const BatchEntry> batch) = 0;

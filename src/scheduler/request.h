@@ -1,6 +1,7 @@
 // What a caller submits to the scheduler and what it gets back: a GenerateRequest in, a
-// RequestStream of events out. Events are format-free (no OpenAI shapes): text deltas and
-// one Finished event, always last.
+// RequestStream of events out. Events are format-free (no OpenAI shapes): one Admitted event
+// when the request first takes a sequence slot, text deltas, and one Finished event, always
+// last (a request that never gets a slot receives only Finished).
 //
 // Threads: the engine thread pushes events; the consumer (an HTTP handler) takes them from
 // any thread. All locking lives in RequestStream.
@@ -21,6 +22,14 @@
 
 namespace ember::scheduler {
 
+// Who a request is for, as the scheduler sees it: plain data from the tenancy layer, which
+// the scheduler uses for fair share and priority and for nothing else.
+struct TenantTag {
+  std::string id;       // empty: the anonymous tenant (open mode)
+  double weight = 1.0;  // > 0; share of service relative to other tenants
+  int priority = 0;     // class: lower is served strictly first (0 = interactive, 1 = batch)
+};
+
 struct GenerateRequest {
   std::string id;
   std::vector<engine::Token> prompt;  // non-empty; prompt + max_tokens fit the sequence
@@ -28,6 +37,13 @@ struct GenerateRequest {
   engine::SamplingParams sampling;
   std::vector<std::string> stop;
   SteadyTime arrival{};  // when the HTTP request arrived; queue deadline counts from here
+  TenantTag tenant;
+};
+
+// The request left the wait queue for a sequence slot (once, even if it is later preempted
+// and resumes: its client sees one uninterrupted answer).
+struct Admitted {
+  std::chrono::nanoseconds queue{0};  // arrival -> admitted
 };
 
 // Text that became final since the last event. Several tokens may be coalesced into one
@@ -50,7 +66,7 @@ struct Finished {
   std::optional<Error> error;  // set for kError and for requests that never ran
 };
 
-using Event = std::variant<TextDelta, Finished>;
+using Event = std::variant<TextDelta, Admitted, Finished>;
 
 class RequestStream {
  public:

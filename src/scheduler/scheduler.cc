@@ -1,7 +1,10 @@
 #include "scheduler/scheduler.h"
 
 #include <algorithm>
+#include <cassert>
+#include <cmath>
 #include <future>
+#include <tuple>
 
 #include "common/log.h"
 
@@ -10,22 +13,35 @@ namespace ember::scheduler {
 using engine::FinishReason;
 using engine::Token;
 
+// A request from the moment the engine thread takes it from the inbox: waiting, running in
+// a slot, or waiting again after a preemption.
 struct Scheduler::Sequence {
   GenerateRequest request;
   std::shared_ptr<RequestStream> stream;
-  int slot = 0;
-  int prefilled = 0;          // prompt tokens already fed
+  std::uint64_t order = 0;    // arrival order: FIFO within a tenant
+  int slot = -1;              // -1 while waiting
+  bool started = false;       // admitted at least once (Admitted was sent)
+  int prefilled = 0;          // tokens of feed() already fed
   int generated = 0;          // tokens sampled
   int cached = 0;             // prompt tokens reused from the slot's previous sequence
   Token next = 0;             // last sampled token, fed in the next step
   std::vector<Token> output;  // every sampled token, in order
+  // After a preemption: the prompt and every sampled token, recomputed as one prefill whose
+  // last position yields the next token. `replayed` of the outputs are in it.
+  std::vector<Token> replay;
+  int replayed = 0;
+  std::unique_ptr<engine::SamplerState> sampler;  // while preempted
   TextStream text;
-  SteadyTime admitted{};
+  SteadyTime admitted{};  // first admission
   SteadyTime first_token{};
   SteadyTime last_token{};
 
-  int kv_cells() const { return prefilled + std::max(0, generated - 1); }
-  bool decoding() const { return prefilled == static_cast<int>(request.prompt.size()); }
+  const std::vector<Token>& feed() const { return replay.empty() ? request.prompt : replay; }
+  bool decoding() const { return prefilled == static_cast<int>(feed().size()); }
+  int kv_cells() const {
+    return decoding() ? prefilled + std::max(0, generated - replayed - 1) : prefilled;
+  }
+  const TenantTag& tenant() const { return request.tenant; }
 };
 
 Result<std::unique_ptr<Scheduler>> Scheduler::Create(SchedulerOptions options,
@@ -74,6 +90,10 @@ Scheduler::~Scheduler() {
 
 Status Scheduler::Submit(GenerateRequest request, std::shared_ptr<RequestStream> stream) {
   if (draining_.load()) return Unavailable("server is shutting down; retry on another replica");
+  if (!std::isfinite(request.tenant.weight) || request.tenant.weight <= 0) {
+    return InvalidArgument(
+        StrCat("tenant weight must be a positive number, not ", request.tenant.weight));
+  }
   int waiting = waiting_count_.load();
   do {
     if (waiting >= options_.queue_size) {
@@ -97,7 +117,7 @@ void Scheduler::BeginDrain() { draining_.store(true); }
 
 bool Scheduler::WaitIdle(SteadyTime deadline) {
   std::unique_lock lock(mu_);
-  while (waiting_count_.load() > 0 || running_count_.load() > 0) {
+  while (waiting_count_.load() > 0 || running_count_.load() > 0 || preempted_count_.load() > 0) {
     const auto now = clock_.Now();
     if (now >= deadline) return false;
     idle_.wait_for(
@@ -117,7 +137,7 @@ void Scheduler::AbortAll() {
 SchedulerSnapshot Scheduler::Snapshot() const {
   SchedulerSnapshot s;
   s.running = running_count_.load();
-  s.waiting = waiting_count_.load();
+  s.waiting = waiting_count_.load() + preempted_count_.load();
   s.kv_cells_used = kv_used_.load();
   s.kv_cells_total = engine_->Info().n_ctx_per_seq * engine_->Info().n_parallel;
   s.draining = draining_.load();
@@ -141,7 +161,7 @@ void Scheduler::Run() {
         abort_ = false;
         lock.unlock();
         TakeInbox();
-        for (auto& w : queue_) w.stream->Cancel();
+        queue_.ForEach([](std::unique_ptr<Sequence>& w) { w->stream->Cancel(); });
         for (auto& s : slots_)
           if (s) s->stream->Cancel();
       }
@@ -154,8 +174,10 @@ void Scheduler::Run() {
   }
   TakeInbox();
   const Error shutdown{ErrorCode::kUnavailable, "server stopped before the request finished", ""};
-  for (auto& w : queue_) FailWaiting(w, FinishReason::kError, shutdown);
-  queue_.clear();
+  queue_.RemoveIf([&](std::unique_ptr<Sequence>& w) {
+    FailWaiting(*w, FinishReason::kError, shutdown);
+    return true;
+  });
   for (auto& s : slots_) {
     if (s) Finish(*s, FinishReason::kError, shutdown);
   }
@@ -165,40 +187,53 @@ void Scheduler::Run() {
 void Scheduler::TakeInbox() {
   std::lock_guard lock(mu_);
   while (!inbox_.empty()) {
-    queue_.push_back(std::move(inbox_.front()));
+    auto seq = std::make_unique<Sequence>();
+    seq->request = std::move(inbox_.front().request);
+    seq->stream = std::move(inbox_.front().stream);
+    seq->order = next_order_++;
     inbox_.pop_front();
+    const TenantTag tenant = seq->tenant();
+    const std::uint64_t order = seq->order;
+    queue_.Push(tenant, order, std::move(seq));
   }
 }
 
-void Scheduler::FailWaiting(Waiting& waiting, FinishReason reason, std::optional<Error> error) {
+void Scheduler::FailWaiting(Sequence& seq, FinishReason reason, std::optional<Error> error) {
+  if (seq.started) {  // preempted: its client has had an answer so far, end it like a run
+    preempted_count_.fetch_sub(1);
+    return Complete(seq, reason, std::move(error));
+  }
   Finished f;
   f.reason = reason;
-  f.usage.prompt_tokens = static_cast<int>(waiting.request.prompt.size());
-  f.timings.total = clock_.Now() - waiting.request.arrival;
+  f.usage.prompt_tokens = static_cast<int>(seq.request.prompt.size());
+  f.timings.total = clock_.Now() - seq.request.arrival;
   f.timings.queue = f.timings.total;
   f.error = std::move(error);
   observer_->OnFinished(f);
   waiting_count_.fetch_sub(1);
-  waiting.stream->Push(std::move(f));
+  seq.stream->Push(std::move(f));
 }
 
+// The queue timeout applies to requests never admitted. A preempted request waits without
+// one: it was admitted in time, and failing it now would cut off an answer its client is
+// reading (cancellation still ends it at once).
 void Scheduler::ExpireWaiting() {
   const SteadyTime now = clock_.Now();
-  for (auto it = queue_.begin(); it != queue_.end();) {
-    if (it->stream->cancelled()) {
-      FailWaiting(*it, FinishReason::kCancelled, std::nullopt);
-      it = queue_.erase(it);
-    } else if (now - it->request.arrival > options_.queue_timeout) {
-      FailWaiting(*it, FinishReason::kError,
+  queue_.RemoveIf([&](std::unique_ptr<Sequence>& seq) {
+    if (seq->stream->cancelled()) {
+      FailWaiting(*seq, FinishReason::kCancelled, std::nullopt);
+      return true;
+    }
+    if (!seq->started && now - seq->request.arrival > options_.queue_timeout) {
+      FailWaiting(*seq, FinishReason::kError,
                   Error{ErrorCode::kDeadlineExceeded,
                         StrCat("request waited longer than the queue timeout (",
                                options_.queue_timeout.count(), " ms) for a free slot; retry later"),
                         ""});
-      it = queue_.erase(it);
-    } else {
-      ++it;
+      return true;
     }
-  }
+    return false;
+  });
 }
 
 // The slot for a new sequence and how many of its prompt tokens that slot already holds.
@@ -225,34 +260,97 @@ std::pair<int, int> Scheduler::PickSlot(const std::vector<Token>& prompt) const 
   return {lowest, lowest_len};
 }
 
+// Admits in FairQueue order. When the next request finds no free slot, it may preempt a
+// running sequence of a less urgent class and take its slot.
 void Scheduler::AdmitWaiting() {
-  while (!queue_.empty()) {
-    auto [slot, shared] = PickSlot(queue_.front().request.prompt);
-    if (slot < 0) return;
-    Waiting w = std::move(queue_.front());
-    queue_.pop_front();
-    waiting_count_.fetch_sub(1);
-    // At least the last prompt token is recomputed: its logits give the first token.
-    const int reuse = std::min(shared, static_cast<int>(w.request.prompt.size()) - 1);
-    auto kept = engine_->BeginSequence(slot, w.request.sampling, reuse);
-    cached_[slot].clear();
-    if (!kept) {
-      waiting_count_.fetch_add(1);  // FailWaiting decrements it again
-      FailWaiting(w, FinishReason::kError, kept.error());
-      continue;
+  while (std::unique_ptr<Sequence>* head = queue_.Peek()) {
+    Sequence* next = head->get();  // stays put while a preempted sequence is requeued
+    auto [slot, shared] = PickSlot(next->feed());
+    if (slot < 0) {
+      Sequence* victim = PickVictim(next->tenant().priority);
+      if (victim == nullptr) return;
+      Preempt(*victim);
+      std::tie(slot, shared) = PickSlot(next->feed());
+      if (slot < 0) return;
     }
-    auto seq = std::make_unique<Sequence>();
-    seq->slot = slot;
-    seq->prefilled = *kept;
-    seq->cached = *kept;
-    seq->text = TextStream(w.request.stop);
-    seq->admitted = clock_.Now();
-    seq->request = std::move(w.request);
-    seq->stream = std::move(w.stream);
-    observer_->OnAdmitted(seq->admitted - seq->request.arrival);
-    slots_[slot] = std::move(seq);
-    running_count_.fetch_add(1);
+    // The victim's class is less urgent, so `next` is still first.
+    std::unique_ptr<Sequence> seq = queue_.Pop();
+    assert(seq.get() == next);
+    Start(std::move(seq), slot, shared);
   }
+}
+
+void Scheduler::Start(std::unique_ptr<Sequence> seq, int slot, int shared) {
+  // At least the last token is recomputed: its logits give the next token.
+  const int reuse = std::min(shared, static_cast<int>(seq->feed().size()) - 1);
+  auto kept = engine_->BeginSequence(slot, seq->request.sampling, reuse);
+  cached_[slot].clear();
+  if (!kept) {
+    queue_.Done(seq->tenant());
+    if (!seq->started) return FailWaiting(*seq, FinishReason::kError, kept.error());
+    preempted_count_.fetch_sub(1);
+    return Complete(*seq, FinishReason::kError, kept.error());
+  }
+  if (seq->sampler) engine_->ResumeSampler(slot, std::move(seq->sampler));
+  seq->slot = slot;
+  seq->prefilled = *kept;
+  if (seq->started) {
+    preempted_count_.fetch_sub(1);
+  } else {
+    waiting_count_.fetch_sub(1);
+    seq->started = true;
+    seq->cached = *kept;
+    seq->text = TextStream(seq->request.stop);
+    seq->admitted = clock_.Now();
+    const auto queued = seq->admitted - seq->request.arrival;
+    seq->stream->Push(Admitted{queued});
+    observer_->OnAdmitted(seq->request, queued);
+    // The prompt is charged whole at admission, as in the paper, so that admitting several
+    // requests in one pass sees each one's cost; a resume is not charged again.
+    queue_.Charge(seq->tenant(), static_cast<int>(seq->request.prompt.size()) - *kept, 0);
+  }
+  slots_[slot] = std::move(seq);
+  running_count_.fetch_add(1);
+}
+
+// The sequence a request of class `priority` may preempt: only one of a less urgent class,
+// and of those the least urgent class, then the tenant furthest ahead by its counter (the one
+// fair share would serve last, so preemption does not undo the fair order), then the one with
+// the fewest KV cells (the least work to recompute), then the latest admitted. nullptr: none.
+Scheduler::Sequence* Scheduler::PickVictim(int priority) const {
+  Sequence* victim = nullptr;
+  auto rank = [this](const Sequence& s) {
+    return std::make_tuple(s.tenant().priority, queue_.Counter(s.tenant()), -s.kv_cells(),
+                           s.admitted);
+  };
+  for (const auto& s : slots_) {
+    if (!s || s->tenant().priority <= priority) continue;
+    if (victim == nullptr || rank(*s) > rank(*victim)) victim = s.get();
+  }
+  return victim;
+}
+
+// Frees the sequence's slot and KV cells and puts it back in the wait queue, with everything
+// it needs to continue the same answer: its output and text state stay in the Sequence, its
+// sampler state comes out of the engine, and its prompt and output are recomputed on resume.
+void Scheduler::Preempt(Sequence& seq) {
+  std::unique_ptr<Sequence> owned = std::move(slots_[seq.slot]);
+  owned->sampler = engine_->SuspendSampler(owned->slot);
+  ReleaseSlot(*owned, /*keep_cells=*/true);
+  if (owned->generated > owned->replayed) {
+    owned->replay = owned->request.prompt;
+    owned->replay.insert(owned->replay.end(), owned->output.begin(), owned->output.end());
+    owned->replayed = owned->generated;
+  }
+  owned->prefilled = 0;
+  owned->slot = -1;
+  running_count_.fetch_sub(1);
+  preempted_count_.fetch_add(1);
+  observer_->OnPreempted(owned->tenant());
+  const TenantTag tenant = owned->tenant();
+  const std::uint64_t order = owned->order;
+  queue_.Requeue(tenant, order, std::move(owned));
+  PublishGauges();
 }
 
 void Scheduler::DropCancelled() {
@@ -262,9 +360,10 @@ void Scheduler::DropCancelled() {
 }
 
 // The next step's entries. Every decoding sequence gets its token first (a running sequence
-// never waits behind a prompt); the rest of the token budget goes to prompt chunks, oldest
-// request first. Entries are ordered by slot: with one KV stream per sequence, libllama
-// splits a batch into one forward pass per run of consecutive sequence ids.
+// never waits behind a prompt); the rest of the token budget goes to prompt chunks in fair
+// order: class, then tenant counter, then the oldest admitted. Entries are ordered by slot: with
+// one KV stream per sequence, libllama splits a batch into one forward pass per run of consecutive
+// sequence ids.
 std::vector<Scheduler::Planned> Scheduler::PlanStep() const {
   std::vector<Planned> plan;
   int budget = engine_->Info().n_batch;
@@ -275,20 +374,22 @@ std::vector<Scheduler::Planned> Scheduler::PlanStep() const {
                      s->request.sampling.deterministic}});
     --budget;
   }
-  std::vector<Sequence*> prefilling;
+  std::vector<std::tuple<int, double, SteadyTime, int>> prefilling;  // ..., slot
   for (const auto& s : slots_) {
-    if (s && !s->decoding()) prefilling.push_back(s.get());
+    if (s && !s->decoding()) {
+      prefilling.emplace_back(s->tenant().priority, queue_.Counter(s->tenant()), s->admitted,
+                              s->slot);
+    }
   }
-  std::sort(prefilling.begin(), prefilling.end(),
-            [](Sequence* a, Sequence* b) { return a->admitted < b->admitted; });
-  for (Sequence* s : prefilling) {
+  std::sort(prefilling.begin(), prefilling.end());
+  for (const auto& entry : prefilling) {
     if (budget == 0) break;
-    const int remaining = static_cast<int>(s->request.prompt.size()) - s->prefilled;
+    Sequence* s = slots_[std::get<3>(entry)].get();
+    const int remaining = static_cast<int>(s->feed().size()) - s->prefilled;
     const int chunk = std::min(remaining, budget);
-    plan.push_back(
-        {s,
-         {s->slot, std::span<const Token>(s->request.prompt).subspan(s->prefilled, chunk),
-          s->prefilled, chunk == remaining, s->request.sampling.deterministic}});
+    plan.push_back({s,
+                    {s->slot, std::span<const Token>(s->feed()).subspan(s->prefilled, chunk),
+                     s->prefilled, chunk == remaining, s->request.sampling.deterministic}});
     budget -= chunk;
   }
   std::sort(plan.begin(), plan.end(),
@@ -329,6 +430,7 @@ bool Scheduler::RunStep() {
 
 void Scheduler::HandleSampled(Sequence& seq, Token token, SteadyTime now) {
   ++seq.generated;
+  queue_.Charge(seq.tenant(), 0, 1);
   seq.next = token;
   seq.output.push_back(token);
   if (seq.generated == 1) {
@@ -352,15 +454,28 @@ void Scheduler::HandleSampled(Sequence& seq, Token token, SteadyTime now) {
 void Scheduler::Finish(Sequence& seq, FinishReason reason, std::optional<Error> error) {
   const int slot = seq.slot;
   // Keep the cells as a prompt cache unless the engine failed (their contents are unknown).
-  const bool keep = reason != FinishReason::kError;
-  engine_->EndSequence(slot, keep);
-  if (keep) {
-    std::vector<Token>& cached = cached_[slot];
-    cached.assign(seq.request.prompt.begin(), seq.request.prompt.begin() + seq.prefilled);
-    if (seq.decoding() && seq.generated > 1) {  // the last sampled token was never fed
-      cached.insert(cached.end(), seq.output.begin(), seq.output.end() - 1);
-    }
+  ReleaseSlot(seq, reason != FinishReason::kError);
+  Complete(seq, reason, std::move(error));
+  queue_.Done(seq.tenant());
+  slots_[slot].reset();  // `seq` is gone after this line
+  running_count_.fetch_sub(1);
+  PublishGauges();
+}
+
+void Scheduler::ReleaseSlot(Sequence& seq, bool keep_cells) {
+  engine_->EndSequence(seq.slot, keep_cells);
+  if (!keep_cells) return;
+  std::vector<Token>& cached = cached_[seq.slot];
+  const std::vector<Token>& feed = seq.feed();
+  cached.assign(feed.begin(), feed.begin() + seq.prefilled);
+  // Tokens sampled since the feed; the last one was never fed.
+  if (seq.decoding() && seq.generated - seq.replayed > 1) {
+    cached.insert(cached.end(), seq.output.begin() + seq.replayed, seq.output.end() - 1);
   }
+}
+
+// The request's last events. Engine thread; `seq` holds no slot any more.
+void Scheduler::Complete(Sequence& seq, FinishReason reason, std::optional<Error> error) {
   if (reason == FinishReason::kStop || reason == FinishReason::kLength) {
     std::string tail = seq.text.Flush();
     if (!tail.empty()) seq.stream->Push(TextDelta{std::move(tail), 0});
@@ -377,9 +492,6 @@ void Scheduler::Finish(Sequence& seq, FinishReason reason, std::optional<Error> 
   f.timings.total = now - seq.request.arrival;
   observer_->OnFinished(f);
   seq.stream->Push(std::move(f));
-  slots_[slot].reset();  // `seq` is gone after this line
-  running_count_.fetch_sub(1);
-  PublishGauges();
 }
 
 void Scheduler::PublishGauges() {

@@ -1,12 +1,20 @@
 // The scheduler: a bounded wait queue and the one engine thread that owns the Engine.
 // Each step it admits waiting requests into free sequence slots, puts one decode token of
 // every generating sequence into the batch first, fills the rest of the per-step token
-// budget with prompt chunks (oldest first), runs the engine, and turns sampled tokens into
-// events. A finished or cancelled sequence frees its slot and KV cells in the same step.
+// budget with prompt chunks, runs the engine, and turns sampled tokens into events. A
+// finished or cancelled sequence frees its slot and KV cells in the same step.
+//
+// Sharing: the wait queue is a FairQueue (fair_queue.h). Admission takes the lowest priority
+// class first, then the tenant that has been served the fewest weighted tokens, then FIFO
+// within the tenant; prompt chunks go in the same order. A request that finds every slot
+// taken and some running sequence of a higher (less urgent) class preempts one: its KV cells
+// are freed and it waits again, then resumes by recomputing its prompt and output so far,
+// with its text and sampler state carried over, so its client sees one uninterrupted answer.
 //
 // Threads: Submit/BeginDrain/Snapshot are called from HTTP threads; the step loop runs on
-// the engine thread started by Create(). The scheduler knows nothing of tenants or money:
-// it reports what each request consumed in its Finished event.
+// the engine thread started by Create(). The scheduler knows nothing of tenants or money
+// beyond the TenantTag each request carries: it reports what each request consumed in its
+// Finished event.
 #pragma once
 
 #include <atomic>
@@ -21,6 +29,7 @@
 #include "common/clock.h"
 #include "common/error.h"
 #include "engine/engine.h"
+#include "scheduler/fair_queue.h"
 #include "scheduler/request.h"
 #include "scheduler/text_stream.h"
 
@@ -40,7 +49,11 @@ struct SchedulerOptions {
 class SchedulerObserver {
  public:
   virtual ~SchedulerObserver() = default;
-  virtual void OnAdmitted(std::chrono::nanoseconds /*queue_time*/) {}
+  // First admission into a slot (not a resume after preemption).
+  virtual void OnAdmitted(const GenerateRequest& /*request*/,
+                          std::chrono::nanoseconds /*queue_time*/) {}
+  // A running sequence was preempted for a request of a more urgent class.
+  virtual void OnPreempted(const TenantTag& /*tenant*/) {}
   virtual void OnFirstToken(std::chrono::nanoseconds /*ttft*/) {}
   virtual void OnTokenInterval(std::chrono::nanoseconds /*itl*/) {}
   virtual void OnFinished(const Finished& /*finished*/) {}
@@ -48,8 +61,8 @@ class SchedulerObserver {
 };
 
 struct SchedulerSnapshot {
-  int running = 0;
-  int waiting = 0;
+  int running = 0;  // sequences holding a slot
+  int waiting = 0;  // requests waiting for a slot, preempted ones included (as vLLM counts)
   int kv_cells_used = 0;
   int kv_cells_total = 0;
   bool draining = false;
@@ -69,7 +82,8 @@ class Scheduler {
   const engine::Tokenizer& tokenizer() const { return engine_->tokenizer(); }
 
   // Queues a request. ResourceExhausted when the wait queue is full, Unavailable while
-  // draining. The stream gets events until its Finished event.
+  // draining, InvalidArgument for a tenant weight that is not a positive number. The stream
+  // gets events until its Finished event.
   [[nodiscard]] Status Submit(GenerateRequest request, std::shared_ptr<RequestStream> stream);
   // Wakes the engine thread so a cancelled stream is dropped at once.
   void Cancel(const std::shared_ptr<RequestStream>& stream);
@@ -104,11 +118,17 @@ class Scheduler {
   std::pair<int, int> PickSlot(const std::vector<engine::Token>& prompt) const;
   std::vector<Planned> PlanStep() const;
   void AdmitWaiting();
+  void Start(std::unique_ptr<Sequence> seq, int slot, int shared);
+  Sequence* PickVictim(int priority) const;
+  void Preempt(Sequence& seq);
   void DropCancelled();
   bool RunStep();
   void HandleSampled(Sequence& seq, engine::Token token, SteadyTime now);
   void Finish(Sequence& seq, engine::FinishReason reason, std::optional<Error> error);
-  void FailWaiting(Waiting& waiting, engine::FinishReason reason, std::optional<Error> error);
+  void ReleaseSlot(Sequence& seq, bool keep_cells);
+  void Complete(Sequence& seq, engine::FinishReason reason, std::optional<Error> error);
+  // Ends a request in the wait queue: never admitted, or preempted.
+  void FailWaiting(Sequence& seq, engine::FinishReason reason, std::optional<Error> error);
   void PublishGauges();
 
   SchedulerOptions options_;
@@ -124,14 +144,16 @@ class Scheduler {
   std::deque<Waiting> inbox_;          // GUARDED_BY(mu_)
   bool stop_ = false;                  // GUARDED_BY(mu_)
   bool abort_ = false;                 // GUARDED_BY(mu_)
-  std::atomic<int> waiting_count_{0};  // inbox + local queue
+  std::atomic<int> waiting_count_{0};  // inbox + local queue, never admitted
   std::atomic<int> running_count_{0};
+  std::atomic<int> preempted_count_{0};  // in the local queue again
   std::atomic<int> kv_used_{0};
   std::atomic<bool> draining_{false};
   std::atomic<std::int64_t> last_progress_ns_{0};
 
   // Engine thread only.
-  std::deque<Waiting> queue_;
+  FairQueue<std::unique_ptr<Sequence>> queue_;
+  std::uint64_t next_order_ = 0;  // arrival order of the next request taken from the inbox
   std::vector<std::unique_ptr<Sequence>> slots_;
   // Tokens whose KV cells each idle slot still holds: the prompt cache.
   std::vector<std::vector<engine::Token>> cached_;

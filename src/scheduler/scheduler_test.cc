@@ -17,6 +17,7 @@ using namespace std::chrono_literals;
 struct Collected {
   std::string text;
   std::optional<Finished> finished;
+  int admitted = 0;  // Admitted events
 };
 
 // Drains a stream until its Finished event (or a 10 s safety limit).
@@ -25,10 +26,13 @@ Collected Wait(RequestStream& stream) {
   const auto deadline = std::chrono::steady_clock::now() + 10s;
   while (!out.finished && std::chrono::steady_clock::now() < deadline) {
     for (Event& e : stream.Take()) {
-      if (auto* d = std::get_if<TextDelta>(&e))
+      if (auto* d = std::get_if<TextDelta>(&e)) {
         out.text += d->text;
-      else
-        out.finished = std::get<Finished>(e);
+      } else if (auto* f = std::get_if<Finished>(&e)) {
+        out.finished = *f;
+      } else {
+        ++out.admitted;
+      }
     }
     std::this_thread::sleep_for(1ms);
   }
@@ -69,6 +73,7 @@ TEST_F(SchedulerTest, GeneratesUntilMaxTokensAndReportsUsage) {
   EXPECT_EQ(c.finished->reason, FinishReason::kLength);
   EXPECT_EQ(c.finished->usage.prompt_tokens, 3);
   EXPECT_EQ(c.finished->usage.completion_tokens, 5);
+  EXPECT_EQ(c.admitted, 1);
   EXPECT_TRUE(scheduler_->WaitIdle(clock_.Now() + 1s) || true);
   EXPECT_EQ(engine_->Active(), 0);
 }
@@ -112,6 +117,7 @@ TEST_F(SchedulerTest, QueueTimeoutFailsWaitingRequest) {
   Collected c = Wait(*waiting);
   ASSERT_TRUE(c.finished->error);
   EXPECT_EQ(c.finished->error->code, ErrorCode::kDeadlineExceeded);
+  EXPECT_EQ(c.admitted, 0) << "a request that never got a slot is never admitted";
   running->Cancel();
 }
 

@@ -58,6 +58,23 @@ void FakeEngine::EndSequence(int slot, bool keep_cells) {
   --active_;
 }
 
+namespace {
+struct FakeSamplerState final : SamplerState {
+  int sampled = 0;
+};
+}  // namespace
+
+std::unique_ptr<SamplerState> FakeEngine::SuspendSampler(int slot) {
+  auto state = std::make_unique<FakeSamplerState>();
+  if (slot >= 0 && slot < options_.parallel) state->sampled = sampled_count_[slot];
+  return state;
+}
+
+void FakeEngine::ResumeSampler(int slot, std::unique_ptr<SamplerState> state) {
+  if (slot < 0 || slot >= options_.parallel || state == nullptr) return;
+  sampled_count_[slot] = static_cast<FakeSamplerState&>(*state).sampled;
+}
+
 Result<std::vector<Token>> FakeEngine::Step(std::span<const BatchEntry> batch) {
   if (options_.step_delay.count() > 0) std::this_thread::sleep_for(options_.step_delay);
   if (fail_next_.exchange(false)) return Internal("injected engine failure");

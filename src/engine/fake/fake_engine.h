@@ -40,6 +40,8 @@ class FakeEngine final : public Engine {
   const Tokenizer& tokenizer() const override { return tokenizer_; }
   Result<int> BeginSequence(int slot, const SamplingParams& params, int keep) override;
   void EndSequence(int slot, bool keep_cells) override;
+  std::unique_ptr<SamplerState> SuspendSampler(int slot) override;
+  void ResumeSampler(int slot, std::unique_ptr<SamplerState> state) override;
   Result<std::vector<Token>> Step(std::span<const BatchEntry> batch) override;
 
   std::vector<std::vector<RecordedEntry>> Batches() const;
@@ -60,9 +62,11 @@ class FakeEngine final : public Engine {
   FakeEngineOptions options_;
   ModelInfo info_;
   ByteTokenizer tokenizer_;
-  std::vector<int> sampled_count_;  // per slot; engine thread only
-  std::vector<bool> live_;          // per slot; engine thread only
-  std::vector<int> kv_len_;         // per slot: positions holding KV; engine thread only
+  // Per slot: tokens sampled, the fake's sampler state (it decides eos_after); engine thread
+  // only.
+  std::vector<int> sampled_count_;
+  std::vector<bool> live_;   // per slot; engine thread only
+  std::vector<int> kv_len_;  // per slot: positions holding KV; engine thread only
   std::atomic<int> active_{0};
   std::atomic<bool> fail_next_{false};
   mutable std::mutex mu_;

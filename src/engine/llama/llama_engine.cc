@@ -202,6 +202,10 @@ SamplerPtr BuildSampler(const SamplingParams& p, int n_vocab, int penalty_window
   return chain;
 }
 
+struct LlamaSamplerState final : SamplerState {
+  SamplerPtr chain;
+};
+
 class LlamaEngine final : public Engine {
  public:
   LlamaEngine(std::unique_ptr<RepackCache> repack_cache,
@@ -243,6 +247,20 @@ class LlamaEngine final : public Engine {
       cells_invariant_[slot] = true;
     }
     samplers_[slot].reset();
+  }
+
+  // The sampler chain itself moves out and back (no clone): its dist RNG and penalty ring
+  // continue from the last token it sampled.
+  std::unique_ptr<SamplerState> SuspendSampler(int slot) override {
+    auto state = std::make_unique<LlamaSamplerState>();
+    if (slot >= 0 && slot < info_.n_parallel) state->chain = std::move(samplers_[slot]);
+    return state;
+  }
+
+  void ResumeSampler(int slot, std::unique_ptr<SamplerState> state) override {
+    if (slot < 0 || slot >= info_.n_parallel || state == nullptr) return;
+    auto& saved = static_cast<LlamaSamplerState&>(*state);
+    if (saved.chain) samplers_[slot] = std::move(saved.chain);
   }
 
   Result<std::vector<Token>> Step(std::span<const BatchEntry> entries) override;
