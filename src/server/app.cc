@@ -11,7 +11,23 @@
 
 namespace ember::server {
 
-App::App(AppOptions options, ServerMetrics& metrics) : options_(options), metrics_(metrics) {}
+App::App(AppOptions options, ServerMetrics& metrics, tenancy::Tenancy& tenancy,
+         TenantMetrics& tenant_metrics)
+    : options_(options), metrics_(metrics), tenancy_(tenancy), tenant_metrics_(tenant_metrics) {}
+
+bool App::Authorized(http::Exchange& ex, const std::string& endpoint) {
+  auto caller = tenancy_.Authenticate(ex.request().Header("authorization"));
+  if (caller) return true;
+  tenant_metrics_.CountRejected("", tenancy::RejectReasonName(caller.error().reason));
+  const Error& e = caller.error().error;
+  api::HttpError http = e.code == ErrorCode::kUnauthenticated
+                            ? api::ToHttpError(e, 401, "invalid_api_key")
+                            : api::ToHttpError(e);
+  http::Headers headers;
+  if (http.status == 401) headers.emplace_back("WWW-Authenticate", "Bearer");
+  Reply(ex, endpoint, http.status, std::move(http.body), std::move(headers));
+  return false;
+}
 
 namespace {
 
@@ -116,6 +132,7 @@ void App::HandleReady(http::Exchange& ex) {
 }
 
 void App::HandleModels(http::Exchange& ex) {
+  if (!Authorized(ex, "/v1/models")) return;
   std::vector<api::ModelCard> cards;
   if (ModelManager* models = models_.load()) {
     for (const ModelStatus& m : models->List()) {
@@ -131,6 +148,7 @@ void App::HandleModels(http::Exchange& ex) {
 // llama-server's, so clients can count tokens exactly as the server does. Uses the model the
 // body names ("model"), else the default one (the first --model), loading it when it is not.
 void App::HandleTokenize(std::shared_ptr<http::Exchange> ex) {
+  if (!Authorized(*ex, "/tokenize")) return;
   ModelManager* models = models_.load();
   if (models == nullptr || phase() == Phase::kLoading)
     return ReplyError(*ex, "/tokenize", Error{ErrorCode::kUnavailable, "model is loading", ""});
@@ -236,28 +254,9 @@ void App::HandleAdmin(std::shared_ptr<http::Exchange> ex) {
 namespace ember::server {
 
 void App::HandleGenerate(std::shared_ptr<http::Exchange> ex, bool chat) {
-  const std::string endpoint = chat ? "/v1/chat/completions" : "/v1/completions";
-  if (phase() == Phase::kLoading || models_.load() == nullptr) {
-    metrics_.CountRejected("loading");
-    return ReplyError(
-        *ex, endpoint,
-        Error{ErrorCode::kUnavailable, "the model is still loading; retry shortly", ""});
-  }
-  if (phase() == Phase::kDraining) {
-    metrics_.CountRejected("draining");
-    return ReplyError(
-        *ex, endpoint,
-        Error{ErrorCode::kUnavailable, "server is shutting down; retry on another replica", ""});
-  }
-  auto params = chat ? api::ParseChatRequest(ex->request().body)
-                     : api::ParseCompletionRequest(ex->request().body);
-  if (!params) {
-    metrics_.CountRejected("invalid");
-    return ReplyError(*ex, endpoint, params.error());
-  }
-  auto generation =
-      std::make_shared<Generation>(*this, std::move(ex), std::move(*params), endpoint);
-  generation->Start();
+  // Every check, from the serving state to the tenant's limits, is a stage of the
+  // Generation, so each refusal also passes its completion point.
+  std::make_shared<Generation>(*this, std::move(ex), chat)->Start();
 }
 
 }  // namespace ember::server

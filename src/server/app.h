@@ -15,6 +15,7 @@
 #include "scheduler/scheduler.h"
 #include "server/models.h"
 #include "server/server_metrics.h"
+#include "tenancy/tenancy.h"
 
 namespace ember::server {
 
@@ -42,7 +43,9 @@ struct AppOptions {
 
 class App {
  public:
-  App(AppOptions options, ServerMetrics& metrics);
+  // `tenancy`: who may call (open when it has no tenants); `tenant_metrics`: series by tenant.
+  App(AppOptions options, ServerMetrics& metrics, tenancy::Tenancy& tenancy,
+      TenantMetrics& tenant_metrics);
 
   // The models it serves; set before the HTTP server starts, cleared after it stopped.
   void SetModels(ModelManager* models) { models_.store(models); }
@@ -69,6 +72,9 @@ class App {
   void HandleModels(http::Exchange& ex);
   void HandleTokenize(std::shared_ptr<http::Exchange> ex);
   void HandleGenerate(std::shared_ptr<http::Exchange> ex, bool chat);
+  // With tenants configured, the API endpoints other than generation (models, tokenize) need
+  // a valid key too; answers the refusal itself and returns false.
+  bool Authorized(http::Exchange& ex, const std::string& endpoint);
   // POST /admin/models/{id}/load and /admin/models/{id}/unload.
   void HandleAdmin(std::shared_ptr<http::Exchange> ex);
 
@@ -77,6 +83,8 @@ class App {
 
   AppOptions options_;
   ServerMetrics& metrics_;
+  tenancy::Tenancy& tenancy_;
+  TenantMetrics& tenant_metrics_;
   std::atomic<Phase> phase_{Phase::kLoading};
   mutable std::mutex loading_step_mu_;
   std::string loading_step_ = "starting";

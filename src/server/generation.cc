@@ -1,5 +1,7 @@
 #include "server/generation.h"
 
+#include <algorithm>
+
 #include "common/clock.h"
 #include "common/ids.h"
 #include "common/log.h"
@@ -9,16 +11,167 @@ namespace ember::server {
 
 using engine::FinishReason;
 
-Generation::Generation(App& app, std::shared_ptr<http::Exchange> exchange,
-                       api::GenerationParams params, std::string endpoint)
-    : app_(app),
-      exchange_(std::move(exchange)),
-      params_(std::move(params)),
-      endpoint_(std::move(endpoint)) {
-  app_.open_generations_.fetch_add(1);
+std::string_view OutcomeName(Outcome outcome) {
+  switch (outcome) {
+    case Outcome::kFinished:
+      return "finished";
+    case Outcome::kClientGone:
+      return "client_gone";
+    case Outcome::kLoading:
+      return "loading";
+    case Outcome::kDraining:
+      return "draining";
+    case Outcome::kUnauthorized:
+      return "unauthorized";
+    case Outcome::kInvalid:
+      return "invalid";
+    case Outcome::kModelTooLarge:
+      return "model_too_large";
+    case Outcome::kRateLimited:
+      return "rate_limited";
+    case Outcome::kLoadFailed:
+      return "load_failed";
+    case Outcome::kLoadTimeout:
+      return "load_timeout";
+    case Outcome::kQueueFull:
+      return "queue_full";
+    case Outcome::kQueueTimeout:
+      return "queue_timeout";
+    case Outcome::kAborted:
+      return "aborted";
+    case Outcome::kError:
+      return "error";
+  }
+  return "error";
 }
 
-Generation::~Generation() { app_.open_generations_.fetch_sub(1); }
+Generation::Generation(App& app, std::shared_ptr<http::Exchange> exchange, bool chat)
+    : app_(app),
+      exchange_(std::move(exchange)),
+      chat_(chat),
+      endpoint_(chat ? "/v1/chat/completions" : "/v1/completions") {
+  app_.open_generations_.fetch_add(1);
+  app_.metrics_.CountGeneration();
+}
+
+Generation::~Generation() {
+  if (!done_) {
+    // Every path ends in Complete; reaching here means one did not. Settle anyway so the
+    // tenant's limits are not leaked, and say so loudly.
+    log::Error("generation ended without its completion point; settling it as an error");
+    Complete(Outcome::kError, nullptr);
+  }
+  app_.open_generations_.fetch_sub(1);
+}
+
+// --- Stages before the model --------------------------------------------------------------
+
+void Generation::Start() {
+  arrival_ = Clock::Real().Now();
+  // The serving state.
+  if (app_.phase() == Phase::kLoading || app_.models_.load() == nullptr) {
+    app_.metrics_.CountRejected("loading");
+    return Refuse(Outcome::kLoading,
+                  Error{ErrorCode::kUnavailable, "the model is still loading; retry shortly", ""});
+  }
+  if (app_.phase() == Phase::kDraining) {
+    app_.metrics_.CountRejected("draining");
+    return Refuse(
+        Outcome::kDraining,
+        Error{ErrorCode::kUnavailable, "server is shutting down; retry on another replica", ""});
+  }
+  // Authenticate: before the body is looked at, so an unauthenticated caller learns nothing.
+  auto caller = app_.tenancy_.Authenticate(exchange_->request().Header("authorization"));
+  if (!caller) return Refuse(caller.error());
+  caller_ = std::move(*caller);
+  // Parse.
+  const std::string& body = exchange_->request().body;
+  auto params = chat_ ? api::ParseChatRequest(body) : api::ParseCompletionRequest(body);
+  if (!params) {
+    app_.metrics_.CountRejected("invalid");
+    return Refuse(Outcome::kInvalid, params.error());
+  }
+  params_ = std::move(*params);
+  ModelManager& models = *app_.models_.load();
+  model_id_ = params_.model.empty() ? models.default_model() : params_.model;
+  if (!models.Has(model_id_)) {
+    std::string served;
+    for (const ModelStatus& m : models.List())
+      served += StrCat(served.empty() ? "'" : ", '", m.id, "'");
+    app_.metrics_.CountRejected("invalid");
+    return Refuse(Outcome::kInvalid,
+                  Error{ErrorCode::kNotFound,
+                        StrCat("model '", model_id_, "' does not exist; this server serves ",
+                               served, " (see GET /v1/models)"),
+                        "model"});
+  }
+  if (Status fits = models.CheckFits(model_id_); !fits) {
+    app_.metrics_.CountRejected("model_too_large");
+    return Refuse(Outcome::kModelTooLarge, fits.error());
+  }
+  model_metrics_ = &app_.metrics_.ForModel(model_id_);
+  // Admit: the tenant's requests/min, concurrency and queue limits. From here on the request
+  // holds a place in them until Complete.
+  auto grant = app_.tenancy_.Admit(caller_, model_id_);
+  if (!grant) return Refuse(grant.error());
+  grant_ = std::move(*grant);
+
+  std::weak_ptr<Generation> weak = weak_from_this();
+  // The exchange holds this Generation alive until the response ends or the client leaves.
+  exchange_->OnClientGone([weak] {
+    auto self = weak.lock();
+    if (!self || self->done_) return;
+    self->client_gone_ = true;
+    self->model_metrics_->CountCancelled();
+    if (self->lease_ && self->stream_) self->lease_->scheduler().Cancel(self->stream_);
+    // Still waiting for its model: stop waiting, so it does not keep the model loaded (or
+    // start a load) for nobody. The manager then calls back, and OnModel completes it.
+    if (!self->lease_ && self->acquire_ticket_ != 0) {
+      if (ModelManager* models = self->app_.models_.load()) models->Abandon(self->acquire_ticket_);
+    }
+  });
+  // Acquire the model. Holds this Generation until the model is ready for it (or cannot be):
+  // the manager always calls back, at the latest at the queue deadline or at shutdown.
+  auto self = shared_from_this();
+  acquire_ticket_ = models.Acquire(
+      model_id_, arrival_ + app_.options_.queue_timeout, [self](Result<ModelLease> lease) {
+        auto held = std::make_shared<std::optional<Result<ModelLease>>>(std::move(lease));
+        self->exchange_->Post([self, held] { self->OnModel(std::move(**held)); });
+      });
+}
+
+// --- Stages with the model ----------------------------------------------------------------
+
+void Generation::OnModel(Result<ModelLease> lease) {
+  if (done_) return;
+  if (client_gone_) {
+    // It left while its model was being acquired (a cold load, or just the hop to this
+    // strand): the connection is closed, so nothing starts and no answer is sent.
+    app_.metrics_.CountRejected("client_gone");
+    return Complete(Outcome::kClientGone, nullptr);  // the lease, if any, is released here
+  }
+  if (!lease) {
+    const ErrorCode code = lease.error().code;
+    const Outcome outcome = code == ErrorCode::kDeadlineExceeded ? Outcome::kLoadTimeout
+                            : code == ErrorCode::kUnavailable && app_.phase() == Phase::kDraining
+                                ? Outcome::kDraining
+                                : Outcome::kLoadFailed;
+    app_.metrics_.CountRejected(std::string(OutcomeName(outcome)));
+    return Refuse(outcome, lease.error());
+  }
+  lease_ = std::make_unique<ModelLease>(std::move(*lease));
+  auto built = BuildRequest();
+  if (!built) {
+    app_.metrics_.CountRejected("invalid");
+    return Refuse(Outcome::kInvalid, built.error());
+  }
+  // Reserve: the prompt's tokens exactly, the output at its max_tokens (refunded at the end).
+  if (auto refused =
+          grant_->Reserve(static_cast<std::int64_t>(built->prompt.size()), built->max_tokens)) {
+    return Refuse(*refused);
+  }
+  Submit(std::move(*built));
+}
 
 Result<scheduler::GenerateRequest> Generation::BuildRequest() {
   scheduler::Scheduler* s = &lease_->scheduler();
@@ -59,6 +212,16 @@ Result<scheduler::GenerateRequest> Generation::BuildRequest() {
                            "prompt");
   }
   req.max_tokens = params_.max_tokens.value_or(n_ctx - n_prompt);
+  // The tenant's max_tokens cap: a request asking for more is refused (not silently cut);
+  // one that names no max_tokens gets the cap.
+  if (const std::optional<std::int64_t> cap = grant_->max_tokens_cap()) {
+    if (params_.max_tokens && *params_.max_tokens > *cap) {
+      return InvalidArgument(StrCat("max_tokens (", *params_.max_tokens,
+                                    ") exceeds this API key's limit of ", *cap, " tokens"),
+                             "max_tokens");
+    }
+    req.max_tokens = static_cast<int>(std::min<std::int64_t>(req.max_tokens, *cap));
+  }
   req.sampling = params_.sampling;
   switch (app_.options_.determinism) {
     case Determinism::kOff:
@@ -76,82 +239,15 @@ Result<scheduler::GenerateRequest> Generation::BuildRequest() {
       break;
   }
   req.stop = params_.stop;
+  req.tenant.id = caller_.tenant;
+  req.tenant.weight = caller_.weight;
+  req.tenant.priority = static_cast<int>(caller_.priority);
   return req;
 }
 
-void Generation::Start() {
-  ModelManager& models = *app_.models_.load();
-  model_id_ = params_.model.empty() ? models.default_model() : params_.model;
-  if (!models.Has(model_id_)) {
-    std::string served;
-    for (const ModelStatus& m : models.List())
-      served += StrCat(served.empty() ? "'" : ", '", m.id, "'");
-    app_.metrics_.CountRejected("invalid");
-    return Fail(Error{ErrorCode::kNotFound,
-                      StrCat("model '", model_id_, "' does not exist; this server serves ", served,
-                             " (see GET /v1/models)"),
-                      "model"});
-  }
-  if (Status fits = models.CheckFits(model_id_); !fits) {
-    app_.metrics_.CountRejected("model_too_large");
-    done_ = true;
-    api::HttpError http = api::ToHttpError(fits.error(), 413, "model_too_large");
-    app_.Reply(*exchange_, endpoint_, http.status, std::move(http.body));
-    return;
-  }
-  model_metrics_ = &app_.metrics_.ForModel(model_id_);
-  arrival_ = Clock::Real().Now();
-  std::weak_ptr<Generation> weak = weak_from_this();
-  // The exchange holds this Generation alive until the response ends or the client leaves.
-  exchange_->OnClientGone([weak] {
-    auto self = weak.lock();
-    if (!self || self->done_) return;
-    self->client_gone_ = true;
-    self->model_metrics_->CountCancelled();
-    if (self->lease_ && self->stream_) self->lease_->scheduler().Cancel(self->stream_);
-    // Still waiting for its model: stop waiting, so it does not keep the model loaded (or
-    // start a load) for nobody.
-    if (!self->lease_ && self->acquire_ticket_ != 0) {
-      if (ModelManager* models = self->app_.models_.load()) models->Abandon(self->acquire_ticket_);
-    }
-  });
-  // Holds this Generation until the model is ready for it (or cannot be): the manager always
-  // calls back, at the latest at the queue deadline or at shutdown.
-  auto self = shared_from_this();
-  acquire_ticket_ = models.Acquire(
-      model_id_, arrival_ + app_.options_.queue_timeout, [self](Result<ModelLease> lease) {
-        auto held = std::make_shared<std::optional<Result<ModelLease>>>(std::move(lease));
-        self->exchange_->Post([self, held] { self->OnModel(std::move(**held)); });
-      });
-}
-
-void Generation::OnModel(Result<ModelLease> lease) {
-  if (done_) return;
-  if (client_gone_) {
-    // It left while its model was being acquired (a cold load, or just the hop to this
-    // strand): the connection is closed, so nothing starts and no answer is counted as sent.
-    // Already counted as cancelled when it left.
-    app_.metrics_.CountRejected("client_gone");
-    return;  // the lease, if any, is released here
-  }
-  if (!lease) {
-    const ErrorCode code = lease.error().code;
-    app_.metrics_.CountRejected(
-        code == ErrorCode::kDeadlineExceeded                                  ? "load_timeout"
-        : code == ErrorCode::kUnavailable && app_.phase() == Phase::kDraining ? "draining"
-                                                                              : "load_failed");
-    return Fail(lease.error());
-  }
-  lease_ = std::make_unique<ModelLease>(std::move(*lease));
-  const bool chat = params_.endpoint == api::Endpoint::kChatCompletions;
-  auto built = BuildRequest();
-  if (!built) {
-    app_.metrics_.CountRejected("invalid");
-    return Fail(built.error());
-  }
-  scheduler::GenerateRequest req = std::move(*built);
+void Generation::Submit(scheduler::GenerateRequest req) {
   scheduler::Scheduler& scheduler = lease_->scheduler();
-  meta_.id = NewRequestId(chat ? "chatcmpl" : "cmpl");
+  meta_.id = NewRequestId(chat_ ? "chatcmpl" : "cmpl");
   meta_.created = Clock::Real().UnixSeconds();
   meta_.model = scheduler.model().id;
   meta_.system_fingerprint =
@@ -169,26 +265,36 @@ void Generation::OnModel(Result<ModelLease> lease) {
     });
   });
   if (auto ok = scheduler.Submit(std::move(req), stream_); !ok) {
-    app_.metrics_.CountRejected(ok.error().code == ErrorCode::kResourceExhausted ? "queue_full"
-                                                                                 : "draining");
-    return Fail(ok.error());
+    const bool full = ok.error().code == ErrorCode::kResourceExhausted;
+    app_.metrics_.CountRejected(full ? "queue_full" : "draining");
+    return Refuse(full ? Outcome::kQueueFull : Outcome::kDraining, ok.error());
   }
   model_metrics_->CountStarted();
   keep_alive_ = shared_from_this();
 }
 
-http::Headers Generation::ColdStartHeaders() const {
+// --- Stream -------------------------------------------------------------------------------
+
+http::Headers Generation::ResponseHeaders() const {
   http::Headers headers;
   if (meta_.cold_start_seconds) {
     headers.emplace_back("x-ember-cold-start", api::FormatSeconds(*meta_.cold_start_seconds));
   }
+  tenancy::HeaderList limits = grant_ ? grant_->RateLimitHeaders()
+                               : caller_.tenant.empty()
+                                   ? tenancy::HeaderList{}
+                                   : app_.tenancy_.RateLimitHeaders(caller_, model_id_);
+  for (auto& h : limits) headers.push_back(std::move(h));
   return headers;
 }
 
 void Generation::Pump() {
   for (scheduler::Event& event : stream_->Take()) {
+    if (done_) return;
     if (auto* delta = std::get_if<scheduler::TextDelta>(&event)) {
       OnText(*delta);
+    } else if (auto* admitted = std::get_if<scheduler::Admitted>(&event)) {
+      OnAdmitted(*admitted);
     } else {
       OnFinished(std::get<scheduler::Finished>(event));
     }
@@ -198,11 +304,15 @@ void Generation::Pump() {
 void Generation::EnsureStreamStarted() {
   if (stream_started_) return;
   stream_started_ = true;
+  http_status_ = 200;
   app_.metrics_.CountHttp(endpoint_, 200);
-  exchange_->StartStream(200, "text/event-stream", ColdStartHeaders());
-  if (params_.endpoint == api::Endpoint::kChatCompletions) {
-    exchange_->Write(api::EncodeChatRoleChunk(meta_, params_.include_usage));
-  }
+  exchange_->StartStream(200, "text/event-stream", ResponseHeaders());
+  if (chat_) exchange_->Write(api::EncodeChatRoleChunk(meta_, params_.include_usage));
+}
+
+void Generation::OnAdmitted(const scheduler::Admitted& admitted) {
+  grant_->Started();
+  app_.tenant_metrics_.ObserveQueue(caller_.tenant, admitted.queue);
 }
 
 void Generation::OnText(const scheduler::TextDelta& delta) {
@@ -215,48 +325,105 @@ void Generation::OnText(const scheduler::TextDelta& delta) {
   }
   EnsureStreamStarted();
   exchange_->Write(
-      params_.endpoint == api::Endpoint::kChatCompletions
-          ? api::EncodeChatChunk(meta_, delta.text, std::nullopt, params_.include_usage)
-          : api::EncodeCompletionChunk(meta_, delta.text, std::nullopt, params_.include_usage));
+      chat_ ? api::EncodeChatChunk(meta_, delta.text, std::nullopt, params_.include_usage)
+            : api::EncodeCompletionChunk(meta_, delta.text, std::nullopt, params_.include_usage));
 }
 
 void Generation::OnFinished(const scheduler::Finished& f) {
-  done_ = true;
   auto self = std::move(keep_alive_);  // released when this call returns
   lease_.reset();                      // the scheduler is done with the request
-  if (client_gone_) return;
+  if (client_gone_) return Complete(Outcome::kClientGone, &f);
   std::optional<Error> error = f.error;
+  Outcome outcome = Outcome::kFinished;
   if (!error && f.reason == FinishReason::kCancelled) {
     error = Error{ErrorCode::kUnavailable, "server is shutting down; the request was stopped", ""};
   }
   if (error) {
-    if (!stream_started_) return Fail(*error);
-    exchange_->Write(api::EncodeErrorEvent(*error));
-    exchange_->Write(std::string(api::kSseDone));
-    return exchange_->End();
+    outcome = error->code == ErrorCode::kDeadlineExceeded ? Outcome::kQueueTimeout
+              : error->code == ErrorCode::kUnavailable    ? Outcome::kAborted
+                                                          : Outcome::kError;
+    if (!stream_started_) {
+      api::HttpError http = api::ToHttpError(*error);
+      http::Headers headers = ResponseHeaders();
+      if (http.status == 429 || http.status == 503) headers.emplace_back("Retry-After", "1");
+      http_status_ = http.status;
+      app_.Reply(*exchange_, endpoint_, http.status, std::move(http.body), std::move(headers));
+    } else {
+      exchange_->Write(api::EncodeErrorEvent(*error));
+      exchange_->Write(std::string(api::kSseDone));
+      exchange_->End();
+    }
+    return Complete(outcome, &f);
   }
-  const bool chat = params_.endpoint == api::Endpoint::kChatCompletions;
   if (!params_.stream) {
+    http_status_ = 200;
     app_.metrics_.CountHttp(endpoint_, 200);
-    return exchange_->Respond(200, "application/json",
-                              chat ? api::EncodeChatCompletion(meta_, text_, f.reason, f.usage)
-                                   : api::EncodeCompletion(meta_, text_, f.reason, f.usage),
-                              ColdStartHeaders());
+    exchange_->Respond(200, "application/json",
+                       chat_ ? api::EncodeChatCompletion(meta_, text_, f.reason, f.usage)
+                             : api::EncodeCompletion(meta_, text_, f.reason, f.usage),
+                       ResponseHeaders());
+    return Complete(outcome, &f);
   }
   EnsureStreamStarted();
-  exchange_->Write(chat ? api::EncodeChatChunk(meta_, "", f.reason, params_.include_usage)
-                        : api::EncodeCompletionChunk(meta_, "", f.reason, params_.include_usage));
+  exchange_->Write(chat_ ? api::EncodeChatChunk(meta_, "", f.reason, params_.include_usage)
+                         : api::EncodeCompletionChunk(meta_, "", f.reason, params_.include_usage));
   if (params_.include_usage) {
     exchange_->Write(api::EncodeUsageChunk(meta_, params_.endpoint, f.usage));
   }
   exchange_->Write(std::string(api::kSseDone));
   exchange_->End();
+  Complete(outcome, &f);
 }
 
-void Generation::Fail(const Error& error) {
+// --- Endings ------------------------------------------------------------------------------
+
+void Generation::Refuse(Outcome outcome, const Error& error) {
+  api::HttpError http = outcome == Outcome::kModelTooLarge
+                            ? api::ToHttpError(error, 413, "model_too_large")
+                            : api::ToHttpError(error);
+  http::Headers headers = ResponseHeaders();
+  if (http.status == 429 || http.status == 503) headers.emplace_back("Retry-After", "1");
+  http_status_ = http.status;
+  app_.Reply(*exchange_, endpoint_, http.status, std::move(http.body), std::move(headers));
+  Complete(outcome, nullptr);
+}
+
+void Generation::Refuse(const tenancy::Rejection& rejection) {
+  const std::string_view reason = tenancy::RejectReasonName(rejection.reason);
+  app_.metrics_.CountRejected(StrCat("tenant_", reason));
+  app_.tenant_metrics_.CountRejected(caller_.tenant, reason);
+  const bool auth = rejection.reason == tenancy::RejectReason::kAuth;
+  api::HttpError http = rejection.error.code == ErrorCode::kUnauthenticated
+                            ? api::ToHttpError(rejection.error, 401, "invalid_api_key")
+                            : api::ToHttpError(rejection.error);
+  http::Headers headers = auth ? http::Headers{} : ResponseHeaders();
+  if (http.status == 401) headers.emplace_back("WWW-Authenticate", "Bearer");
+  if (rejection.retry_after) {
+    // Whole seconds, rounded up (HTTP's Retry-After has no fractions): a client that waits
+    // this long finds the bucket refilled enough. The exact figure is in x-ratelimit-reset-*.
+    const auto ns = rejection.retry_after->count();
+    headers.emplace_back("Retry-After",
+                         StrCat(std::max<std::int64_t>(1, (ns + 999'999'999) / 1'000'000'000)));
+  }
+  http_status_ = http.status;
+  app_.Reply(*exchange_, endpoint_, http.status, std::move(http.body), std::move(headers));
+  Complete(auth ? Outcome::kUnauthorized : Outcome::kRateLimited, nullptr);
+}
+
+void Generation::Complete(Outcome outcome, const scheduler::Finished* finished) {
+  if (done_) {
+    log::Error("generation ", meta_.id, " reached its completion point twice (",
+               OutcomeName(outcome), "); the second is ignored");
+    return;
+  }
   done_ = true;
+  const std::int64_t output = finished != nullptr ? finished->usage.completion_tokens : 0;
+  if (grant_) grant_->Settle(output);
+  app_.metrics_.CountOutcome(OutcomeName(outcome));
+  app_.tenant_metrics_.CountRequest(caller_.tenant, http_status_,
+                                    finished != nullptr ? finished->usage.prompt_tokens : 0,
+                                    output);
   lease_.reset();
-  app_.ReplyError(*exchange_, endpoint_, error);
 }
 
 }  // namespace ember::server

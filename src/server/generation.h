@@ -1,12 +1,20 @@
-// One /v1/completions or /v1/chat/completions request from parse to last byte: validates it
-// against the model, submits it to the scheduler, and turns scheduler events into an OpenAI
-// response (one JSON body, or server-sent events). Lives on its exchange's HTTP strand.
+// One /v1/completions or /v1/chat/completions request from its first byte to its last, in
+// explicit stages:
+//
+//   authenticate -> parse -> admit -> acquire model -> build -> submit -> stream
+//
+// and one completion point, Complete(), that every way of ending goes through exactly once
+// (finished, client gone, refused at any stage, load failed or timed out, queue full or timed
+// out, drained, engine error). Complete settles the tenant's limits (unused output tokens
+// refunded, the concurrency place released) and counts the outcome; the usage ledger and the
+// finish hook attach there. Lives on its exchange's HTTP strand.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "api/openai.h"
 #include "common/clock.h"
@@ -14,48 +22,78 @@
 #include "scheduler/request.h"
 #include "server/models.h"
 #include "server/server_metrics.h"
+#include "tenancy/tenancy.h"
 
 namespace ember::server {
 
 class App;
 
+// How a generation request ended: one per request, counted in
+// ember_generation_outcomes_total{outcome}, whose sum equals ember_generation_requests_total.
+enum class Outcome {
+  kFinished,       // answered in full (stop, length)
+  kClientGone,     // the client left before the end
+  kLoading,        // 503: the server was still starting
+  kDraining,       // 503: the server was shutting down
+  kUnauthorized,   // 401/403: no, unknown or revoked key; disabled tenant
+  kInvalid,        // 400/404: a malformed or impossible request
+  kModelTooLarge,  // 413: the model can never fit the memory budget
+  kRateLimited,    // 429: a tenant's limit (rate, concurrency, queue)
+  kLoadFailed,     // 503: its model failed to load
+  kLoadTimeout,    // 503: its model did not load within the queue timeout
+  kQueueFull,      // 429: the model's wait queue was full
+  kQueueTimeout,   // 503: no slot within the queue timeout
+  kAborted,        // stopped by shutdown (drain deadline, server stop)
+  kError,          // the engine failed
+};
+inline constexpr int kOutcomeCount = static_cast<int>(Outcome::kError) + 1;
+std::string_view OutcomeName(Outcome outcome);
+
 class Generation : public std::enable_shared_from_this<Generation> {
  public:
-  Generation(App& app, std::shared_ptr<http::Exchange> exchange, api::GenerationParams params,
-             std::string endpoint);
+  Generation(App& app, std::shared_ptr<http::Exchange> exchange, bool chat);
   ~Generation();
 
-  // Picks the model and asks for it (loading it when it is not); on any error answers the
-  // client at once.
+  // Runs the stages up to acquiring the model; answers at once when one refuses the request.
   void Start();
 
  private:
-  // Runs on the strand once the model is loaded for this request (or cannot be): validates,
-  // tokenizes and submits.
+  // Stages after the model is ready (or cannot be); on the strand.
   void OnModel(Result<ModelLease> lease);
   Result<scheduler::GenerateRequest> BuildRequest();
+  void Submit(scheduler::GenerateRequest req);
   void Pump();
   void OnText(const scheduler::TextDelta& delta);
+  void OnAdmitted(const scheduler::Admitted& admitted);
   void OnFinished(const scheduler::Finished& finished);
   void EnsureStreamStarted();
-  void Fail(const Error& error);
-  http::Headers ColdStartHeaders() const;
+
+  // Answers with `error` (its HTTP status) and completes with `outcome`.
+  void Refuse(Outcome outcome, const Error& error);
+  void Refuse(const tenancy::Rejection& rejection);
+  // The completion point. `finished`: the scheduler's report, when the request reached it.
+  void Complete(Outcome outcome, const scheduler::Finished* finished);
+  http::Headers ResponseHeaders() const;
 
   App& app_;
   std::shared_ptr<http::Exchange> exchange_;
+  const bool chat_;
+  const std::string endpoint_;
   api::GenerationParams params_;
-  std::string endpoint_;
   std::string model_id_;
   ModelMetrics* model_metrics_ = nullptr;
   SteadyTime arrival_{};
-  std::unique_ptr<ModelLease> lease_;  // while set, the model stays loaded
+  tenancy::Caller caller_;
+  std::shared_ptr<tenancy::Grant> grant_;  // the tenant's limits held by this request
+  std::unique_ptr<ModelLease> lease_;      // while set, the model stays loaded
   api::ResponseMeta meta_;
   std::shared_ptr<scheduler::RequestStream> stream_;
   std::string text_;  // non-streamed responses
+  int http_status_ = 0;
   bool stream_started_ = false;
   bool client_gone_ = false;
   std::uint64_t acquire_ticket_ = 0;  // while it waits for its model (ModelManager::Abandon)
-  bool done_ = false;
+  bool done_ = false;                 // Complete ran
   // Set while the scheduler owns the request, so events always find this object.
   std::shared_ptr<Generation> keep_alive_;
 };

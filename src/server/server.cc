@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <future>
 #include <map>
 #include <string>
@@ -27,6 +28,8 @@
 #include "server/cpu_budget.h"
 #include "server/models.h"
 #include "server/server_metrics.h"
+#include "server/tenancy_watch.h"
+#include "tenancy/tenancy.h"
 
 namespace ember::server {
 namespace {
@@ -252,11 +255,29 @@ int RunServe(const ServeOptions& options) {
   const Determinism determinism = options.deterministic         ? Determinism::kAll
                                   : options.allow_deterministic ? Determinism::kAllow
                                                                 : Determinism::kOff;
+  // Tenancy: DIR/tenants.toml when there is a data directory (docs/tenancy.md); without one,
+  // or without tenants, the server runs open. Static like the app that refers to it.
+  static tenancy::Tenancy tenancy(Clock::Real());
+  metrics.tenants().SetTopN(options.tenant_metrics_top);
+  std::unique_ptr<TenancyWatcher> watcher;
+  if (!options.data_dir.empty()) {
+    watcher = std::make_unique<TenancyWatcher>(
+        std::filesystem::path(options.data_dir) / "tenants.toml", tenancy, metrics);
+    if (Status loaded = watcher->LoadInitial(); !loaded) {
+      log::Error("cannot serve: ", loaded.error().message);
+      return 1;
+    }
+    watcher->Start();
+  } else {
+    log::Warn(
+        "no --data-dir: serving OPEN, without API keys or limits (tenants live in "
+        "DIR/tenants.toml; docs/tenancy.md)");
+  }
   static App app(AppOptions{.liveness_timeout = options.liveness_timeout,
                             .determinism = determinism,
                             .queue_timeout = options.queue_timeout,
                             .admin_key = options.admin_key},
-                 metrics);
+                 metrics, tenancy, metrics.tenants());
   static std::atomic<bool> drain_requested{false};
   std::map<std::string, std::uint64_t> weight_estimate;
   for (std::size_t i = 0; i < configs->size(); ++i) {

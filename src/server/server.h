@@ -46,6 +46,9 @@ struct ServeOptions {
   // Empty = no cache.
   std::string data_dir;
   bool no_repack = false;  // serve quantized weights unrepacked (docs/coldstart.md)
+  // Tenants get their own series in the ember_tenant_* metrics up to this many; the rest are
+  // summed under tenant="other" (bounded label cardinality).
+  int tenant_metrics_top = 20;
   // Bearer token for /admin/*; empty = those endpoints answer loopback clients only.
   std::string admin_key;
   // Disk use of <data_dir>/cache: a cap on its files (0 = none) and the free space a write

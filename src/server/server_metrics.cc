@@ -15,8 +15,10 @@ std::vector<double> LoadBuckets() { return {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5,
 
 }  // namespace
 
-ModelMetrics::ModelMetrics(metrics::Registry& registry, std::string model_id)
+ModelMetrics::ModelMetrics(metrics::Registry& registry, TenantMetrics& tenants,
+                           std::string model_id)
     : registry_(registry),
+      tenants_(tenants),
       model_id_(std::move(model_id)),
       model_labels_{{"model_name", model_id_}},
       ttft_(registry_.GetHistogram("ember_time_to_first_token_seconds",
@@ -48,6 +50,10 @@ ModelMetrics::ModelMetrics(metrics::Registry& registry, std::string model_id)
       started_(registry_.GetCounter(
           "ember_requests_started_total",
           "Requests accepted for generation; each ends in one ember_request_success_total.",
+          model_labels_)),
+      preempted_(registry_.GetCounter(
+          "ember_requests_preempted_total",
+          "Running requests preempted for a higher priority class (each resumes later).",
           model_labels_)),
       step_tokens_(registry_.GetCounter("ember_engine_step_tokens_total",
                                         "Tokens processed by engine steps (prefill + decode).",
@@ -117,8 +123,14 @@ void ModelMetrics::RecordLoad(bool ok, double seconds) {
   (ok ? loads_ : load_failures_).Inc();
 }
 
-void ModelMetrics::OnAdmitted(std::chrono::nanoseconds queue_time) {
+void ModelMetrics::OnAdmitted(const scheduler::GenerateRequest& /*request*/,
+                              std::chrono::nanoseconds queue_time) {
   queue_.Observe(Seconds(queue_time));
+}
+
+void ModelMetrics::OnPreempted(const scheduler::TenantTag& tenant) {
+  preempted_.Inc();
+  tenants_.CountPreempted(tenant.id);
 }
 void ModelMetrics::OnFirstToken(std::chrono::nanoseconds ttft) { ttft_.Observe(Seconds(ttft)); }
 void ModelMetrics::OnTokenInterval(std::chrono::nanoseconds itl) { itl_.Observe(Seconds(itl)); }
@@ -140,12 +152,95 @@ void ModelMetrics::OnStep(int tokens, int /*sequences*/, std::chrono::nanosecond
   step_tokens_.Inc(tokens);
 }
 
-ServerMetrics::ServerMetrics() = default;
+ServerMetrics::ServerMetrics()
+    : generations_(registry_.GetCounter(
+          "ember_generation_requests_total",
+          "Generation requests (completions, chat) received; each ends in exactly one "
+          "ember_generation_outcomes_total.")) {}
+
+void ServerMetrics::CountOutcome(std::string_view outcome) {
+  registry_
+      .GetCounter("ember_generation_outcomes_total",
+                  "Generation requests by how they ended, counted at the completion point.",
+                  {{"outcome", std::string(outcome)}})
+      .Inc();
+}
+
+void ServerMetrics::CountTenancyReload(bool ok, std::size_t tenants) {
+  registry_
+      .GetCounter("ember_tenancy_reloads_total",
+                  "Reloads of DIR/tenants.toml: ok, or error (the previous configuration stays).",
+                  {{"result", ok ? "ok" : "error"}})
+      .Inc();
+  if (ok) {
+    registry_.GetGauge("ember_tenancy_tenants", "Tenants configured (0 = open mode).")
+        .Set(static_cast<double>(tenants));
+  }
+}
+
+TenantMetrics::TenantMetrics(metrics::Registry& registry, int top_n)
+    : registry_(registry), top_n_(top_n) {}
+
+std::string TenantMetrics::Label(const std::string& tenant) {
+  std::lock_guard lock(mu_);
+  auto [it, fresh] = named_.try_emplace(tenant, false);
+  if (fresh && named_count_ < top_n_) {
+    it->second = true;
+    ++named_count_;
+  }
+  return it->second ? tenant : std::string("other");
+}
+
+void TenantMetrics::CountRequest(const std::string& tenant, int status, std::int64_t prompt_tokens,
+                                 std::int64_t output_tokens) {
+  if (tenant.empty()) return;
+  const std::string label = Label(tenant);
+  registry_
+      .GetCounter("ember_tenant_requests_total",
+                  "Generation requests by tenant and HTTP status (0: the client left first).",
+                  {{"tenant", label}, {"status", std::to_string(status)}})
+      .Inc();
+  registry_
+      .GetCounter("ember_tenant_prompt_tokens_total", "Prompt tokens of finished requests.",
+                  {{"tenant", label}})
+      .Inc(static_cast<double>(prompt_tokens));
+  registry_
+      .GetCounter("ember_tenant_generation_tokens_total", "Tokens generated for the tenant.",
+                  {{"tenant", label}})
+      .Inc(static_cast<double>(output_tokens));
+}
+
+void TenantMetrics::CountRejected(const std::string& tenant, std::string_view reason) {
+  registry_
+      .GetCounter("ember_tenant_rejections_total",
+                  "Requests refused by tenancy: auth, rate, concurrency, queue.",
+                  {{"tenant", tenant.empty() ? std::string("unknown") : Label(tenant)},
+                   {"reason", std::string(reason)}})
+      .Inc();
+}
+
+void TenantMetrics::ObserveQueue(const std::string& tenant, std::chrono::nanoseconds queue) {
+  if (tenant.empty()) return;
+  registry_
+      .GetHistogram("ember_tenant_queue_time_seconds",
+                    "Arrival to a sequence slot, waiting for the model included.",
+                    metrics::LatencyBuckets(), {{"tenant", Label(tenant)}})
+      .Observe(Seconds(queue));
+}
+
+void TenantMetrics::CountPreempted(const std::string& tenant) {
+  if (tenant.empty()) return;
+  registry_
+      .GetCounter("ember_tenant_preemptions_total",
+                  "Running requests preempted for a higher priority class.",
+                  {{"tenant", Label(tenant)}})
+      .Inc();
+}
 
 ModelMetrics& ServerMetrics::ForModel(const std::string& model_id) {
   std::lock_guard lock(mu_);
   auto& slot = models_[model_id];
-  if (!slot) slot = std::make_unique<ModelMetrics>(registry_, model_id);
+  if (!slot) slot = std::make_unique<ModelMetrics>(registry_, tenants_, model_id);
   return *slot;
 }
 

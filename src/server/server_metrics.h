@@ -11,17 +11,51 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "metrics/metrics.h"
 #include "scheduler/scheduler.h"
 
 namespace ember::server {
 
+// Series by tenant, with bounded cardinality: the first `top_n` tenants to send traffic get
+// their own tenant="<name>" series, kept until restart; the others are summed under
+// tenant="other" (a series never changes hands, so every counter stays monotonic). A request
+// refused before its key was known counts under tenant="unknown". Nothing is recorded in
+// open mode (no tenants configured). Thread-safe.
+class TenantMetrics {
+ public:
+  TenantMetrics(metrics::Registry& registry, int top_n);
+  // --tenant-metrics-top; set before serving.
+  void SetTopN(int top_n) {
+    std::lock_guard lock(mu_);
+    top_n_ = top_n;
+  }
+
+  // A request ended with HTTP `status` (0: the client left before any answer).
+  void CountRequest(const std::string& tenant, int status, std::int64_t prompt_tokens,
+                    std::int64_t output_tokens);
+  // reason: auth | rate | concurrency | queue.
+  void CountRejected(const std::string& tenant, std::string_view reason);
+  // Arrival to a sequence slot (waiting for the model included).
+  void ObserveQueue(const std::string& tenant, std::chrono::nanoseconds queue);
+  void CountPreempted(const std::string& tenant);
+
+ private:
+  std::string Label(const std::string& tenant);
+
+  metrics::Registry& registry_;
+  int top_n_;  // GUARDED_BY(mu_)
+  std::mutex mu_;
+  std::map<std::string, bool> named_;  // GUARDED_BY(mu_): tenant -> has its own series
+  int named_count_ = 0;                // GUARDED_BY(mu_)
+};
+
 // The series of one model. Created at start-up for every configured model, so each model's
 // series exist (at zero) before it is first loaded; it outlives every load of the model.
 class ModelMetrics final : public scheduler::SchedulerObserver {
  public:
-  ModelMetrics(metrics::Registry& registry, std::string model_id);
+  ModelMetrics(metrics::Registry& registry, TenantMetrics& tenants, std::string model_id);
 
   // Gauges read at scrape time: running, waiting, KV usage (zero while the model is not
   // loaded, when `snapshot` returns nothing). Call once.
@@ -43,7 +77,9 @@ class ModelMetrics final : public scheduler::SchedulerObserver {
   void SetMemoryBytes(std::uint64_t bytes) { memory_.Set(static_cast<double>(bytes)); }
   void SetEstimateBytes(std::uint64_t bytes) { estimate_.Set(static_cast<double>(bytes)); }
 
-  void OnAdmitted(std::chrono::nanoseconds queue_time) override;
+  void OnAdmitted(const scheduler::GenerateRequest& request,
+                  std::chrono::nanoseconds queue_time) override;
+  void OnPreempted(const scheduler::TenantTag& tenant) override;
   void OnFirstToken(std::chrono::nanoseconds ttft) override;
   void OnTokenInterval(std::chrono::nanoseconds itl) override;
   void OnFinished(const scheduler::Finished& finished) override;
@@ -51,6 +87,7 @@ class ModelMetrics final : public scheduler::SchedulerObserver {
 
  private:
   metrics::Registry& registry_;
+  TenantMetrics& tenants_;
   std::string model_id_;
   metrics::Labels model_labels_;
   metrics::Histogram& ttft_;
@@ -63,6 +100,7 @@ class ModelMetrics final : public scheduler::SchedulerObserver {
   metrics::Counter& generation_tokens_;
   metrics::Counter& cancelled_;
   metrics::Counter& started_;
+  metrics::Counter& preempted_;
   metrics::Counter& step_tokens_;
   metrics::Counter& loads_;
   metrics::Counter& load_failures_;
@@ -77,12 +115,20 @@ class ServerMetrics {
   ServerMetrics();
 
   metrics::Registry& registry() { return registry_; }
+  TenantMetrics& tenants() { return tenants_; }
   // The series of `model_id`, created on first call. The reference stays valid for the
   // lifetime of this object. Call for every model before serving.
   ModelMetrics& ForModel(const std::string& model_id);
 
   void CountHttp(const std::string& endpoint, int status);
   void CountRejected(const std::string& reason);
+  // ember_generation_requests_total: a generation request arrived (counted before any check).
+  void CountGeneration() { generations_.Inc(); }
+  // ember_generation_outcomes_total{outcome}: how it ended, counted at its completion point.
+  // Once the server is idle the outcomes sum to ember_generation_requests_total.
+  void CountOutcome(std::string_view outcome);
+  // ember_tenancy_reloads_total{result="ok"|"error"} and ember_tenancy_tenants.
+  void CountTenancyReload(bool ok, std::size_t tenants);
   // ember_memory_budget_bytes (0 = unlimited).
   void SetMemoryBudget(std::uint64_t bytes);
   // ember_build_info{version, llama_commit, ember_patches, cpu_variant, cpu_model} 1.
@@ -92,6 +138,8 @@ class ServerMetrics {
   metrics::Registry registry_;
   std::mutex mu_;
   std::map<std::string, std::unique_ptr<ModelMetrics>> models_;  // GUARDED_BY(mu_)
+  metrics::Counter& generations_;
+  TenantMetrics tenants_{registry_, 20};
 };
 
 }  // namespace ember::server

@@ -29,6 +29,20 @@ no response at all), so afterwards the server's counters must match exactly:
 - running = waiting = 0 and KV-cache usage 0 (both metric names) once idle; the server then
   still answers the greedy reference prompt with the e2e reference text, and exits 0 on SIGTERM.
 
+Tenants: the server runs with DIR/tenants.toml holding three tenants of different weights,
+classes and limits (TENANTS); every request carries one of their keys, chosen at random. On top
+of the identities above, per tenant:
+
+- ember_tenant_requests_total{tenant,status} equals what that tenant's clients saw, status by
+  status (0: answered with nothing);
+- the ember_tenant_{prompt,generation}_tokens_total sum over tenants to the model's
+  ember_{prompt,generation}_tokens_total (every token belongs to exactly one tenant);
+- beta's generated tokens stay within its output tokens/min bucket (capacity + refill over the
+  run), gamma is `batch` (interactive requests preempt it; its answers stay whole);
+- 429s: ember_requests_rejected_total{reason=queue_full} + {reason=tenant_*} = 429s seen, and
+  ember_generation_outcomes_total sums to ember_generation_requests_total (the completion point
+  ran once for each).
+
 RSS: VmRSS of the server after a warm-up phase (a tenth of the requests, at least 500, same
 mix) and after the rest, both sampled idle. What scales with load (KV cache, batch, slots,
 queue, HTTP buffers) is allocated at load or during the warm-up, so the growth over the rest
@@ -38,8 +52,11 @@ MiB over 15 MiB; each run prints its numbers). Checked only when at least 2,000 
 the warm-up; the mix-coverage checks (some 429s, some requests aborted before a response) need
 at least 1,000 requests in all.
 """
+import hashlib
 import json
 import os
+import shutil
+import tempfile
 import random
 import re
 import signal
@@ -65,6 +82,39 @@ COMPLETIONS, CHAT = "/v1/completions", "/v1/chat/completions"
 REFERENCE_PROMPT = {"prompt": "Once upon a time", "max_tokens": 40, "temperature": 0}
 PROMPTS = ["Once upon a time", "The dog", "Lily and Ben went to the park.", "Tom had a red ball",
            "One day, a little bird", "The sun was hot and the cat", "Mom said", "A big fish"]
+# name -> (fields of its [tenants.NAME] table, its key)
+TENANTS = {
+    "alpha": ({"weight": 1}, "ek_soakalphaalphaalphaalphaalphaalpha001"),
+    "beta": ({"weight": 2, "output_tpm": 30000}, "ek_soakbetabetabetabetabetabetabeta0002"),
+    "gamma": ({"priority": "batch", "max_concurrent": 4, "rpm": 6000},
+              "ek_soakgammagammagammagammagammagamma03"),
+}
+BETA_OUTPUT_TPM = 30000
+CURRENT = threading.local()  # the tenant of the request this client thread is sending
+
+
+def write_tenants(data_dir):
+    lines = []
+    for name, (fields, _) in TENANTS.items():
+        lines.append(f"[tenants.{name}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in fields.items()]
+        lines.append("")
+    for i, (name, (_, key)) in enumerate(TENANTS.items()):
+        lines += ["[[keys]]", f'id = "key_00000000000{i}"', f'tenant = "{name}"',
+                  f'sha256 = "{hashlib.sha256(key.encode()).hexdigest()}"', "created = 1", ""]
+    with open(os.path.join(data_dir, "tenants.toml"), "w") as f:
+        f.write("\n".join(lines))
+
+
+def key_header():
+    return {"Content-Type": "application/json",
+            "Authorization": f"Bearer {TENANTS[CURRENT.tenant][1]}"}
+
+
+def key_line():
+    return f"Authorization: Bearer {TENANTS[CURRENT.tenant][1]}\r\n".encode()
+
+
 LONG_TEXT = ("Once upon a time, there was a little girl named Lily. She loved to play outside "
              "in the park with her dog Max. One day, she saw a big red ball under a tree. ") * 30
 
@@ -82,11 +132,15 @@ class Tally:
         self.rejected_invalid = 0  # 4xx seen on generation endpoints (parse/validation)
         self.failures = []
         self.seconds = {}  # kind -> client seconds spent on it
+        self.tenant_http = {}  # (tenant, status) -> count, generation requests past the HTTP layer
 
     def saw(self, endpoint, status, outcome=None, kind=None):
         with self.lock:
             if status is not None:
                 self.http[(endpoint, status)] = self.http.get((endpoint, status), 0) + 1
+            if endpoint in (COMPLETIONS, CHAT) and kind not in ("bad_http", "oversized", None):
+                key = (getattr(CURRENT, "tenant", None), status or 0)
+                self.tenant_http[key] = self.tenant_http.get(key, 0) + 1
             if outcome is not None:
                 setattr(self, outcome, getattr(self, outcome) + 1)
             if kind is not None:
@@ -167,7 +221,11 @@ class Soak:
         return body, n
 
     def check_429(self, endpoint, data, headers, kind):
-        if headers.get("Retry-After") != "1" or b"rate_limit" not in data:
+        # 1 s for a full wait queue; a tenant's bucket says when it has room again.
+        retry = headers.get("Retry-After", "")
+        if b"rate_limit" not in data or not (
+                retry.isdigit() and int(retry) >= 1 or
+                b"concurrent" in data and retry == ""):
             self.tally.fail(kind, "429 without Retry-After or error envelope", data[:200])
         self.saw_429(endpoint, kind)
 
@@ -182,7 +240,7 @@ class Soak:
         kind = ("chat" if chat else "completion") + ("_stream" if stream else "")
         body, n = self.generation_body(rnd, chat)
         if not stream:
-            status, data, headers = self.server.post(endpoint, body)
+            status, data, headers = self.server.post(endpoint, body, headers=key_header())
             if status == 429:
                 return self.check_429(endpoint, data, headers, kind)
             if status != 200:
@@ -193,8 +251,7 @@ class Soak:
                 return self.tally.fail(kind, "bad finish", data)
             return self.tally.saw(endpoint, 200, "complete", kind)
         conn = self.server.conn(30)
-        conn.request("POST", endpoint, json.dumps(dict(body, stream=True)),
-                     {"Content-Type": "application/json"})
+        conn.request("POST", endpoint, json.dumps(dict(body, stream=True)), key_header())
         r = conn.getresponse()
         if r.status == 429:
             data = r.read()
@@ -230,7 +287,7 @@ class Soak:
         else:
             body["prompt"] = rnd.choice(PROMPTS)
         raw = Raw(self.server.port)
-        raw.send(post_bytes(endpoint, json.dumps(body).encode()))
+        raw.send(post_bytes(endpoint, json.dumps(body).encode(), key_line()))
         if not raw.until(lambda b: b"\r\n\r\n" in b):
             raw.close()
             self.tally.fail("open_stream", "no response headers", raw.buf[:200])
@@ -245,7 +302,9 @@ class Soak:
         raw.until(whole_body)  # not to EOF: the connection stays open for the next request
         raw.close()
         if status == 429:
-            self.saw_429(endpoint, kind)
+            head = raw.buf.partition(b"\r\n\r\n")[0].decode(errors="replace")
+            headers = dict(line.split(": ", 1) for line in head.split("\r\n")[1:] if ": " in line)
+            self.check_429(endpoint, raw.buf, headers, kind)
         else:
             self.tally.fail(kind, status, raw.buf[:200])
         return False
@@ -277,7 +336,7 @@ class Soak:
         start = rnd.randrange(len(self.long_tokens) - n)
         body = {"prompt": self.long_tokens[start:start + n], "max_tokens": 32, "stream": stream}
         raw = Raw(self.server.port)
-        raw.send(post_bytes(COMPLETIONS, json.dumps(body).encode()))
+        raw.send(post_bytes(COMPLETIONS, json.dumps(body).encode(), key_line()))
         if rnd.random() < 0.7:
             time.sleep(rnd.random() * 0.02)
         raw.sock.shutdown(socket.SHUT_WR)  # the server sees EOF: the client has left
@@ -315,7 +374,11 @@ class Soak:
 
     def bad_body(self, rnd):
         endpoint, body, expected = rnd.choice(self.BAD_BODIES)
-        status, data, _ = self.server.post(endpoint, body)
+        status, data, headers = self.server.post(endpoint, body, headers=key_header())
+        if status == 429 and expected == 400 and b"prompt" in body:
+            # What only the model can check (the context, the vocabulary) comes after the
+            # tenant's limits: a tenant at its limit hears that first.
+            return self.check_429(endpoint, data, headers, "bad_body")
         if status != expected or b'"error"' not in data:
             return self.tally.fail("bad_body", body, status, data[:200])
         self.tally.saw(endpoint, status, "rejected_invalid", "bad_body")
@@ -351,6 +414,7 @@ class Soak:
     # --- the mix --------------------------------------------------------------------------
     def one(self, rnd):
         """Sends one request of a randomly chosen kind; returns the kind's name."""
+        CURRENT.tenant = rnd.choice(sorted(TENANTS))
         x = rnd.random()
         for p, name, fn in self.MIX:
             if x < p:
@@ -436,16 +500,23 @@ class SoakTest(unittest.TestCase):
             time.sleep(0.05)
 
     def reference(self, server):
-        status, data, _ = server.post_json(COMPLETIONS, REFERENCE_PROMPT)
+        CURRENT.tenant = "alpha"
+        status, data, _ = server.post_json(COMPLETIONS, REFERENCE_PROMPT, headers=key_header())
         self.assertEqual(status, 200, data)
         self.assertEqual(data["choices"][0]["text"], REFERENCE)
 
     def test_soak_leaves_nothing_behind_and_counters_add_up(self):
+        data_dir = tempfile.mkdtemp(prefix="ember-soak-")
+        self.addCleanup(shutil.rmtree, data_dir, ignore_errors=True)
+        write_tenants(data_dir)
         server = Server("--parallel", str(PARALLEL), "--ctx-size", str(CTX), "--queue-size",
-                        str(QUEUE), "--batch-size", str(BATCH), "--max-body-bytes", str(MAX_BODY))
+                        str(QUEUE), "--batch-size", str(BATCH), "--max-body-bytes", str(MAX_BODY),
+                        "--data-dir", data_dir)
         print(f"\nsoak: seed={SEED} (EMBER_SOAK_SEED replays this mix)", file=sys.stderr)
         try:
-            _, tok, _ = server.post_json("/tokenize", {"content": LONG_TEXT})
+            CURRENT.tenant = "alpha"
+            _, tok, _ = server.post_json("/tokenize", {"content": LONG_TEXT},
+                                         headers=key_header())
             long_tokens = tok["tokens"]
             soak = Soak(server, long_tokens)
             self.reference(server)
@@ -506,8 +577,28 @@ class SoakTest(unittest.TestCase):
                            if n == "ember_http_requests_total"
                            and lab["endpoint"] in (COMPLETIONS, CHAT, "other")}
             self.assertEqual(server_http, {k: float(v) for k, v in t.http.items()})
-            self.assertEqual(total(s, "ember_requests_rejected_total", reason="queue_full"),
+            tenant_rejected = sum(v for n, lab, v in s if n == "ember_requests_rejected_total"
+                                  and lab["reason"].startswith("tenant_"))
+            self.assertEqual(total(s, "ember_requests_rejected_total", reason="queue_full") +
+                             tenant_rejected,
                              sum(v for (_, code), v in t.http.items() if code == 429))
+            # The completion point ran once for every generation request.
+            self.assertEqual(total(s, "ember_generation_outcomes_total"),
+                             total(s, "ember_generation_requests_total"))
+            self.assertEqual(total(s, "ember_generation_outcomes_total", outcome="finished"),
+                             finished["stop"] + finished["length"])
+            # Per tenant: what its clients saw, status by status; every token has one tenant.
+            server_tenant = {(lab["tenant"], int(lab["status"])): v for n, lab, v in s
+                             if n == "ember_tenant_requests_total"}
+            self.assertEqual(server_tenant, {k: float(v) for k, v in t.tenant_http.items()})
+            for kind in ("prompt", "generation"):
+                self.assertEqual(total(s, f"ember_tenant_{kind}_tokens_total"),
+                                 total(s, f"ember_{kind}_tokens_total"), kind)
+            beta = total(s, "ember_tenant_generation_tokens_total", tenant="beta")
+            self.assertLessEqual(beta, BETA_OUTPUT_TPM * (1 + took / 60))
+            print(f"soak: tenants {dict(sorted(t.tenant_http.items()))} beta_generated={beta:.0f}"
+                  f" preempted={total(s, 'ember_requests_preempted_total'):.0f} tenant_rejected="
+                  f"{tenant_rejected:.0f}", file=sys.stderr)
             self.assertEqual(total(s, "ember_requests_rejected_total", reason="invalid"),
                              t.rejected_invalid)
             if REQUESTS >= 1000:  # the mix reached every outcome
