@@ -1,6 +1,7 @@
 #include "tenancy/tenancy.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdio>
 #include <tuple>
 
@@ -118,34 +119,38 @@ std::optional<Rejection> Grant::Reserve(std::int64_t input, std::int64_t output)
     TokenBucket* bucket;
     std::int64_t n;
   };
-  std::vector<Taken> taken;
+  std::array<Taken, 4> taken{};  // at most two buckets in each of two states
+  std::size_t n_taken = 0;
   auto rollback = [&] {
-    for (const Taken& t : taken) t.bucket->Refund(t.n, now);
+    for (std::size_t i = 0; i < n_taken; ++i) taken[i].bucket->Refund(taken[i].n, now);
   };
   for (LimitState* s : {tenant_.get(), model_.get()}) {
     if (s == nullptr) continue;
     const bool per_model = s == model_.get();
-    const std::string scope =
-        per_model ? StrCat(Described(caller_.tenant), " on this model") : Described(caller_.tenant);
+    // Built only for a refusal: the path that lets a request through allocates nothing here.
+    auto scope = [&] {
+      return per_model ? StrCat(Described(caller_.tenant), " on this model")
+                       : Described(caller_.tenant);
+    };
     for (auto [bucket, n, what] : {std::tuple{&s->input, input, "input tokens per minute"},
                                    std::tuple{&s->output, output, "output tokens per minute"}}) {
       if (!*bucket) continue;
       const std::chrono::nanoseconds wait = (*bucket)->TryTake(n, now);
       if (wait.count() == 0) {
-        taken.push_back({&**bucket, n});
+        taken[n_taken++] = {&**bucket, n};
         continue;
       }
       rollback();
       const std::int64_t limit = (*bucket)->capacity();
       if (wait == TokenBucket::kNever) {
         return RateRejection(
-            StrCat("request too large for ", scope, ": it needs ", n, " ", what,
+            StrCat("request too large for ", scope(), ": it needs ", n, " ", what,
                    " but the limit is ", limit,
                    std::string_view(what).starts_with("output") ? "; lower max_tokens"
                                                                 : "; shorten the prompt"),
             wait);
       }
-      return RateRejection(StrCat("rate limit reached for ", scope, ": ", what, " (limit ", limit,
+      return RateRejection(StrCat("rate limit reached for ", scope(), ": ", what, " (limit ", limit,
                                   "); retry in ", RetryText(wait), " s"),
                            wait);
     }
@@ -313,13 +318,14 @@ Admitted<std::shared_ptr<Grant>> Tenancy::Admit(const Caller& caller, const std:
   const SteadyTime now = clock_.Now();
   for (LimitState* s : {tenant.get(), per_model.get()}) {
     if (s == nullptr) continue;
-    const std::string scope = s == per_model.get()
-                                  ? StrCat(Described(caller.tenant), " on model '", model, "'")
+    auto scope = [&] {
+      return s == per_model.get() ? StrCat(Described(caller.tenant), " on model '", model, "'")
                                   : Described(caller.tenant);
+    };
     if (s->limits.max_concurrent && s->in_flight >= *s->limits.max_concurrent) {
       return std::unexpected(
           Rejection{Error{ErrorCode::kResourceExhausted,
-                          StrCat("too many concurrent requests for ", scope, " (limit ",
+                          StrCat("too many concurrent requests for ", scope(), " (limit ",
                                  *s->limits.max_concurrent, "); retry when one has finished"),
                           ""},
                     RejectReason::kConcurrency, std::nullopt});
@@ -327,7 +333,7 @@ Admitted<std::shared_ptr<Grant>> Tenancy::Admit(const Caller& caller, const std:
     if (s->limits.max_queued && s->queued >= *s->limits.max_queued) {
       return std::unexpected(
           Rejection{Error{ErrorCode::kResourceExhausted,
-                          StrCat("too many queued requests for ", scope, " (limit ",
+                          StrCat("too many queued requests for ", scope(), " (limit ",
                                  *s->limits.max_queued, "); retry later"),
                           ""},
                     RejectReason::kQueue, std::nullopt});
