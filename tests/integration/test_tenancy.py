@@ -61,6 +61,14 @@ class TenancyTest(unittest.TestCase):
         cls.server.stop()
         shutil.rmtree(cls.dir, ignore_errors=True)
 
+    def test_zz_keys_never_reach_logs_or_metrics(self):  # runs last: after every other request
+        _, metrics, _ = self.server.get("/metrics")
+        for key in KEYS.values():
+            self.assertNotIn(key, "".join(self.server.log))
+            self.assertNotIn(key, metrics.decode())
+            self.assertNotIn(hashlib.sha256(key.encode()).hexdigest(), "".join(self.server.log))
+        self.assertIn('tenant="acme"', metrics.decode())
+
     def post(self, body, headers, path="/v1/completions"):
         return self.server.request("POST", path, json.dumps(body), headers=headers)
 
