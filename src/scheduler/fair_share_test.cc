@@ -286,6 +286,50 @@ TEST_F(FairShareTest, PreemptedRequestCanBeCancelledAndOutlivesTheQueueTimeout) 
   EXPECT_EQ(scheduler_->Snapshot().waiting, 0);
 }
 
+TEST_F(FairShareTest, FairSharePreemptionGivesAnIdleTenantASlotFromTheOneHoggingThem) {
+  Start({.parallel = 4, .ctx_per_seq = 1024, .step_delay = 1ms, .eos_after = 200},
+        {.fair_share_preemption = true});
+  // a fills all four slots with long requests and queues four more.
+  std::vector<std::shared_ptr<RequestStream>> flood;
+  for (int i = 0; i < 8; ++i) flood.push_back(Submit(BatchRequest(Request("a", Distinct(), 150))));
+  while (scheduler_->Snapshot().running < 4) std::this_thread::sleep_for(1ms);
+  while (engine_->Batches().size() < 10) std::this_thread::sleep_for(1ms);
+  const Collected b = Wait(*Submit(Request("b", "m", 3)));
+  EXPECT_EQ(b.text, "nop");
+  EXPECT_EQ(recorder_.preempted(), std::vector<std::string>{"a"});
+  // b went in before any of a's queued requests (one slot, not a turn behind a's queue).
+  EXPECT_EQ(Order(recorder_.admitted(), 4).substr(0, 1), "b");
+  for (auto& s : flood) {
+    const Collected c = Wait(*s);
+    EXPECT_EQ(c.finished->usage.completion_tokens, 150) << "the preempted one resumed whole";
+    EXPECT_EQ(c.admitted, 1);
+  }
+}
+
+TEST_F(FairShareTest, FairSharePreemptionNeverTakesATenantsLastSlot) {
+  // One slot: taking it would only hand the slot back and forth between two tenants.
+  Start({.parallel = 1, .ctx_per_seq = 1024, .step_delay = 1ms}, {.fair_share_preemption = true});
+  auto a = Submit(Request("a", "a", 60));
+  while (engine_->Batches().size() < 5) std::this_thread::sleep_for(1ms);
+  auto b = Submit(Request("b", "m", 3));
+  Wait(*a);
+  Wait(*b);
+  EXPECT_TRUE(recorder_.preempted().empty());
+  EXPECT_EQ(Order(recorder_.admitted(), 0), "ab");
+}
+
+TEST_F(FairShareTest, WithoutFairSharePreemptionTheIdleTenantWaitsForASlot) {
+  Start({.parallel = 2, .ctx_per_seq = 1024, .step_delay = 1ms});
+  auto a1 = Submit(Request("a", "a", 60));
+  auto a2 = Submit(Request("a", "x", 60));
+  while (engine_->Batches().size() < 5) std::this_thread::sleep_for(1ms);
+  auto b = Submit(Request("b", "m", 3));
+  Wait(*b);
+  Wait(*a1);
+  Wait(*a2);
+  EXPECT_TRUE(recorder_.preempted().empty());
+}
+
 TEST_F(FairShareTest, NonPositiveWeightIsRejected) {
   Start({});
   auto r = scheduler_->Submit(Request("a", "abc", 2, 0, 0.0), std::make_shared<RequestStream>());

@@ -4,6 +4,7 @@
 #include <cassert>
 #include <cmath>
 #include <future>
+#include <map>
 #include <tuple>
 
 #include "common/log.h"
@@ -268,12 +269,16 @@ void Scheduler::AdmitWaiting() {
     auto [slot, shared] = PickSlot(next->feed());
     if (slot < 0) {
       Sequence* victim = PickVictim(next->tenant().priority);
+      if (victim == nullptr && options_.fair_share_preemption) {
+        victim = PickFairShareVictim(next->tenant());
+      }
       if (victim == nullptr) return;
       Preempt(*victim);
       std::tie(slot, shared) = PickSlot(next->feed());
       if (slot < 0) return;
     }
-    // The victim's class is less urgent, so `next` is still first.
+    // The victim's class is less urgent, or its tenant is ahead of `next`'s by the fair-share
+    // rule (and it is requeued behind its own tenant's head), so `next` is still first.
     std::unique_ptr<Sequence> seq = queue_.Pop();
     assert(seq.get() == next);
     Start(std::move(seq), slot, shared);
@@ -326,6 +331,52 @@ Scheduler::Sequence* Scheduler::PickVictim(int priority) const {
   for (const auto& s : slots_) {
     if (!s || s->tenant().priority <= priority) continue;
     if (victim == nullptr || rank(*s) > rank(*victim)) victim = s.get();
+  }
+  return victim;
+}
+
+// Within one class, the fair order decides who is admitted next but not who keeps a slot, so a
+// tenant whose long requests fill every slot would make every other tenant wait for one of
+// them to end (measured: a short request's TTFT p99 10x under such a flood, BENCHMARKS.md).
+// So a tenant with nothing running, whose request heads the queue, takes a slot from the
+// tenant of its class that holds the most slots above its weighted share, counting the tenants
+// running in that class and itself; only from one holding two or more slots, so the victim
+// keeps running and a tenant never preempts one that could preempt it back (no ping-pong with
+// few slots). Among that tenant's sequences: the fewest KV cells to recompute, then the latest
+// admitted. Only a tenant whose counter is above the waiting tenant's qualifies, so the
+// requeued victim cannot head the queue in its place. nullptr: none qualifies.
+Scheduler::Sequence* Scheduler::PickFairShareVictim(const TenantTag& tenant) const {
+  std::map<std::string, std::pair<int, double>> held;  // tenant -> (slots, weight)
+  for (const auto& s : slots_) {
+    if (!s || s->tenant().priority != tenant.priority) continue;
+    auto& [slots, weight] = held[s->tenant().id];
+    ++slots;
+    weight = s->tenant().weight;
+  }
+  if (held.contains(tenant.id)) return nullptr;  // it has a slot: it waits its turn
+  double total = tenant.weight;
+  for (const auto& [id, h] : held) total += h.second;
+  const std::string* over = nullptr;
+  double most = 0;
+  const double counter = queue_.Counter(tenant);
+  for (const auto& [id, h] : held) {
+    const double excess = h.first - static_cast<double>(slots_.size()) * h.second / total;
+    // Only a tenant the fair order puts strictly behind `tenant`: the requeued victim then
+    // cannot head the queue in its place.
+    const TenantTag tag{id, h.second, tenant.priority};
+    if (h.first >= 2 && excess > most && queue_.Counter(tag) > counter) {
+      most = excess;
+      over = &id;
+    }
+  }
+  if (over == nullptr) return nullptr;
+  Sequence* victim = nullptr;
+  for (const auto& s : slots_) {
+    if (!s || s->tenant().priority != tenant.priority || s->tenant().id != *over) continue;
+    if (victim == nullptr || std::make_pair(s->kv_cells(), victim->admitted) <
+                                 std::make_pair(victim->kv_cells(), s->admitted)) {
+      victim = s.get();
+    }
   }
   return victim;
 }

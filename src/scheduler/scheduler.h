@@ -43,6 +43,10 @@ struct SchedulerOptions {
   // Run Engine::VerifyBatchInvariance after warm-up; Create fails when it does (deterministic
   // requests are allowed, so the server must be able to keep the promise).
   bool verify_batch_invariance = false;
+  // Fair-share preemption within a class: a tenant with nothing running whose request heads
+  // the wait queue may take a slot from a tenant of the same class that holds two or more
+  // slots and more than its weighted share of them (see PickFairShareVictim).
+  bool fair_share_preemption = false;
 };
 
 // Observations for metrics, called on the engine thread. Default: ignore.
@@ -120,6 +124,7 @@ class Scheduler {
   void AdmitWaiting();
   void Start(std::unique_ptr<Sequence> seq, int slot, int shared);
   Sequence* PickVictim(int priority) const;
+  Sequence* PickFairShareVictim(const TenantTag& tenant) const;
   void Preempt(Sequence& seq);
   void DropCancelled();
   bool RunStep();

@@ -153,7 +153,9 @@ Result<LoadedModel> LoadModel(const ModelConfig& config, ModelMetrics& metrics,
       {.queue_size = options.queue_size,
        .queue_timeout = options.queue_timeout,
        .step_delay = options.step_delay,
-       .verify_batch_invariance = options.deterministic || options.allow_deterministic},
+       .verify_batch_invariance = options.deterministic || options.allow_deterministic,
+       // Only ever acts between tenants (open mode has one, anonymous): docs/tenancy.md.
+       .fair_share_preemption = true},
       std::move(*engine), &metrics, Clock::Real());
   if (!scheduler) return std::unexpected(scheduler.error());
   startup.push_back({"warmup", Seconds(std::chrono::steady_clock::now() - warmup_start)});
