@@ -12,7 +12,7 @@ cache="${EMBER_CACHE_DIR:-$HOME/.cache/ember}"
 missing=()
 command -v aarch64-linux-gnu-g++ >/dev/null || missing+=(g++-aarch64-linux-gnu)
 command -v qemu-aarch64 >/dev/null || missing+=(qemu-user)
-for p in libgtest-dev libgmock-dev libboost1.74-dev nlohmann-json3-dev libcli11-dev libtoml11-dev; do
+for p in libgtest-dev libgmock-dev libboost1.74-dev nlohmann-json3-dev libcli11-dev; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if ((${#missing[@]})); then
@@ -37,7 +37,7 @@ if [[ ! -f "$deps/.ember-complete" ]]; then
 fi
 # Refreshed on every run, so a cache from before a header-only package was added gets it too.
 mkdir -p "$deps/include"
-for h in boost nlohmann CLI toml toml.hpp; do ln -sfn "/usr/include/$h" "$deps/include/$h"; done
+for h in boost nlohmann CLI; do ln -sfn "/usr/include/$h" "$deps/include/$h"; done
 export EMBER_AARCH64_DEPS="$deps"
 
 prefix="$(EMBER_TARGET=aarch64 "$repo/scripts/llama_cpp.sh" prefix)"

@@ -15,7 +15,7 @@ declare -A tools=([g++]=g++ [cmake]=cmake [ninja]=ninja-build [git]=git [npm]=np
                   [python3]=python3 [curl]=curl [clang++-19]=clang-19
                   [clang-format-19]=clang-format-19 [readelf]=binutils)
 libraries=(libboost1.74-dev nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev
-           libbenchmark-dev libclang-rt-19-dev libtoml11-dev)
+           libbenchmark-dev libclang-rt-19-dev)
 missing=()
 for cmd in "${!tools[@]}"; do command -v "$cmd" >/dev/null || missing+=("${tools[$cmd]}"); done
 for p in "${libraries[@]}"; do

@@ -23,7 +23,6 @@ ALLOWED = {
 THIRD_PARTY = {
     "llama.h": ("engine/llama",), "ggml": ("engine/llama", "engine/synth"),
     "gguf.h": ("engine/llama", "engine/synth"), "boost/": ("http",), "nlohmann/": ("api",), "CLI/": ("cli",),
-    "toml": ("tenancy",),
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^">]+)[">]')
 

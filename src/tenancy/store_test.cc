@@ -125,8 +125,27 @@ TEST(ParseConfig, SyntaxErrorsNameFileAndLine) {
   EXPECT_THAT(ParseError("[tenants.a]\nrpm = 1\nrpm = 2\n"),
               ::testing::AllOf(HasSubstr("tenants.toml:3: "), HasSubstr("already exists")));
   EXPECT_THAT(ParseError("[tenants.a\n"), HasSubstr("tenants.toml:1: "));
-  // toml11's source excerpt is not part of the one-line message.
+  // One line, without a source excerpt.
   EXPECT_THAT(ParseError("[tenants.a]\nweight = 2.0.1\n"), ::testing::Not(HasSubstr("\n")));
+}
+
+TEST(ParseConfig, DeepNestingAndLongDottedKeysAreRefusedBeforeTheParserSeesThem) {
+  // Refused before the reader: nesting and dotted parts are bounded.
+  EXPECT_THAT(ParseError("[tenants.a]\nweight = " + std::string(200000, '[') + "\n"),
+              ::testing::AllOf(HasSubstr("tenants.toml:2: "), HasSubstr("nested deeper")));
+  std::string dotted = "\n\na";
+  for (int i = 0; i < 100000; ++i) dotted += ".a";
+  EXPECT_THAT(ParseError(dotted + " = 1\n"),
+              ::testing::AllOf(HasSubstr("tenants.toml:3: "), HasSubstr("dotted parts")));
+  // Brackets, braces and dots inside strings and comments do not count.
+  auto ok =
+      ParseConfig("# [[[[ ... ]]]] " + std::string(40, '.') + "\n[tenants.a]\ndisplay_name = \"" +
+                      std::string(40, '[') + std::string(40, '.') +
+                      "\"\n[tenants.a.models.\"x.y.z\"]\n"
+                      "rpm = 1\n",
+                  "tenants.toml");
+  ASSERT_TRUE(ok) << ok.error().message;
+  EXPECT_EQ(ok->tenants[0].display_name, std::string(40, '[') + std::string(40, '.'));
 }
 
 TEST(ParseConfig, UnknownKeysAreErrorsNamingTheKeyAndTheAllowedOnes) {

@@ -1,0 +1,45 @@
+// The subset of TOML that tenants.toml uses, read by ember's own code: comments, [tables],
+// [[arrays of tables]], dotted and quoted keys, and values that are basic or literal strings,
+// integers, floats and booleans. Arrays, inline tables, multi-line strings and dates are
+// refused with the line and what to write instead. toml11 was used first and fuzzing found a
+// heap-buffer-overflow in its lexer within seconds (fuzz/tenants_fuzz.cc); this reader has no
+// recursion, no exceptions, and is fuzzed with the rest of the store.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/error.h"
+
+namespace ember::tenancy::toml {
+
+enum class Kind { kTable, kArray, kString, kInteger, kFloat, kBoolean };
+
+struct Node {
+  Kind kind = Kind::kTable;
+  int line = 0;  // where it was defined (1-based)
+  std::string string;
+  std::int64_t integer = 0;
+  double floating = 0;
+  bool boolean = false;
+  std::vector<std::pair<std::string, std::unique_ptr<Node>>> table;  // in file order
+  std::vector<std::unique_ptr<Node>> array;                          // of tables
+  bool explicit_table = false;  // defined by a [header] or a key (not only named in a path)
+
+  Node* Find(std::string_view key) const;
+  bool is_table() const { return kind == Kind::kTable; }
+  bool is_array() const { return kind == Kind::kArray; }
+  bool is_string() const { return kind == Kind::kString; }
+  bool is_integer() const { return kind == Kind::kInteger; }
+  bool is_floating() const { return kind == Kind::kFloat; }
+  bool is_boolean() const { return kind == Kind::kBoolean; }
+};
+
+// The document's root table, or kInvalidArgument "FILE:LINE: reason".
+Result<std::unique_ptr<Node>> Read(std::string_view text, std::string_view file_name);
+
+}  // namespace ember::tenancy::toml
