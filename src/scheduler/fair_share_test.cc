@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "engine/fake/fake_engine.h"
+#include "scheduler/collect_test_util.h"
 #include "scheduler/scheduler.h"
 
 namespace ember::scheduler {
@@ -43,30 +44,6 @@ class Recorder final : public SchedulerObserver {
   std::vector<std::string> admitted_;
   std::vector<std::string> preempted_;
 };
-
-struct Collected {
-  std::string text;
-  std::optional<Finished> finished;
-  int admitted = 0;
-};
-
-Collected Wait(RequestStream& stream) {
-  Collected out;
-  const auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (!out.finished && std::chrono::steady_clock::now() < deadline) {
-    for (Event& e : stream.Take()) {
-      if (auto* d = std::get_if<TextDelta>(&e)) {
-        out.text += d->text;
-      } else if (auto* f = std::get_if<Finished>(&e)) {
-        out.finished = *f;
-      } else {
-        ++out.admitted;
-      }
-    }
-    std::this_thread::sleep_for(1ms);
-  }
-  return out;
-}
 
 // The admissions after the first `skip`, as a string of tenant ids (one letter each).
 std::string Order(const std::vector<std::string>& admitted, std::size_t skip) {

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "engine/fake/fake_engine.h"
+#include "scheduler/collect_test_util.h"
 
 namespace ember::scheduler {
 namespace {
@@ -13,31 +14,6 @@ using engine::FakeEngine;
 using engine::FakeEngineOptions;
 using engine::FinishReason;
 using namespace std::chrono_literals;
-
-struct Collected {
-  std::string text;
-  std::optional<Finished> finished;
-  int admitted = 0;  // Admitted events
-};
-
-// Drains a stream until its Finished event (or a 10 s safety limit).
-Collected Wait(RequestStream& stream) {
-  Collected out;
-  const auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (!out.finished && std::chrono::steady_clock::now() < deadline) {
-    for (Event& e : stream.Take()) {
-      if (auto* d = std::get_if<TextDelta>(&e)) {
-        out.text += d->text;
-      } else if (auto* f = std::get_if<Finished>(&e)) {
-        out.finished = *f;
-      } else {
-        ++out.admitted;
-      }
-    }
-    std::this_thread::sleep_for(1ms);
-  }
-  return out;
-}
 
 class SchedulerTest : public ::testing::Test {
  protected:
