@@ -1,5 +1,6 @@
 #include "server/app.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <string_view>
 
@@ -19,14 +20,26 @@ bool App::Authorized(http::Exchange& ex, const std::string& endpoint) {
   auto caller = tenancy_.Authenticate(ex.request().Header("authorization"));
   if (caller) return true;
   tenant_metrics_.CountRejected("", tenancy::RejectReasonName(caller.error().reason));
-  const Error& e = caller.error().error;
-  api::HttpError http = e.code == ErrorCode::kUnauthenticated
-                            ? api::ToHttpError(e, 401, "invalid_api_key")
-                            : api::ToHttpError(e);
-  http::Headers headers;
-  if (http.status == 401) headers.emplace_back("WWW-Authenticate", "Bearer");
-  Reply(ex, endpoint, http.status, std::move(http.body), std::move(headers));
+  ReplyRejection(ex, endpoint, caller.error());
   return false;
+}
+
+int App::ReplyRejection(http::Exchange& ex, const std::string& endpoint,
+                        const tenancy::Rejection& rejection, http::Headers extra) {
+  api::HttpError http = rejection.error.code == ErrorCode::kUnauthenticated
+                            ? api::ToHttpError(rejection.error, 401, "invalid_api_key")
+                            : api::ToHttpError(rejection.error);
+  if (http.status == 401) extra.emplace_back("WWW-Authenticate", "Bearer");
+  if (rejection.retry_after) {
+    // Whole seconds, rounded up (HTTP's Retry-After has no fractions): a client that waits
+    // this long finds the bucket refilled enough. The exact figure is in x-ratelimit-reset-*.
+    const auto ns = rejection.retry_after->count();
+    extra.emplace_back("Retry-After",
+                       StrCat(std::max<std::int64_t>(1, (ns + 999'999'999) / 1'000'000'000)));
+  }
+  const int status = http.status;
+  Reply(ex, endpoint, status, std::move(http.body), std::move(extra));
+  return status;
 }
 
 namespace {

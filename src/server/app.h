@@ -67,6 +67,10 @@ class App {
   void Reply(http::Exchange& ex, const std::string& endpoint, int status, std::string body,
              http::Headers extra = {});
   void ReplyError(http::Exchange& ex, const std::string& endpoint, const Error& error);
+  // A refusal by tenancy: 401 invalid_api_key with WWW-Authenticate, 403, or 429 with
+  // Retry-After from the bucket; `extra` headers (rate limits) added. Returns the status.
+  int ReplyRejection(http::Exchange& ex, const std::string& endpoint,
+                     const tenancy::Rejection& rejection, http::Headers extra = {});
   void HandleHealth(http::Exchange& ex);
   void HandleReady(http::Exchange& ex);
   void HandleModels(http::Exchange& ex);

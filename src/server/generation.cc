@@ -280,10 +280,9 @@ http::Headers Generation::ResponseHeaders() const {
   if (meta_.cold_start_seconds) {
     headers.emplace_back("x-ember-cold-start", api::FormatSeconds(*meta_.cold_start_seconds));
   }
-  tenancy::HeaderList limits = grant_ ? grant_->RateLimitHeaders()
-                               : caller_.tenant.empty()
-                                   ? tenancy::HeaderList{}
-                                   : app_.tenancy_.RateLimitHeaders(caller_, model_id_);
+  tenancy::HeaderList limits = grant_                   ? grant_->RateLimitHeaders()
+                               : caller_.tenant.empty() ? tenancy::HeaderList{}
+                                                        : app_.tenancy_.RateLimitHeaders(caller_);
   for (auto& h : limits) headers.push_back(std::move(h));
   return headers;
 }
@@ -393,20 +392,8 @@ void Generation::Refuse(const tenancy::Rejection& rejection) {
   app_.metrics_.CountRejected(StrCat("tenant_", reason));
   app_.tenant_metrics_.CountRejected(caller_.tenant, reason);
   const bool auth = rejection.reason == tenancy::RejectReason::kAuth;
-  api::HttpError http = rejection.error.code == ErrorCode::kUnauthenticated
-                            ? api::ToHttpError(rejection.error, 401, "invalid_api_key")
-                            : api::ToHttpError(rejection.error);
-  http::Headers headers = auth ? http::Headers{} : ResponseHeaders();
-  if (http.status == 401) headers.emplace_back("WWW-Authenticate", "Bearer");
-  if (rejection.retry_after) {
-    // Whole seconds, rounded up (HTTP's Retry-After has no fractions): a client that waits
-    // this long finds the bucket refilled enough. The exact figure is in x-ratelimit-reset-*.
-    const auto ns = rejection.retry_after->count();
-    headers.emplace_back("Retry-After",
-                         StrCat(std::max<std::int64_t>(1, (ns + 999'999'999) / 1'000'000'000)));
-  }
-  http_status_ = http.status;
-  app_.Reply(*exchange_, endpoint_, http.status, std::move(http.body), std::move(headers));
+  http_status_ = app_.ReplyRejection(*exchange_, endpoint_, rejection,
+                                     auth ? http::Headers{} : ResponseHeaders());
   Complete(auth ? Outcome::kUnauthorized : Outcome::kRateLimited, nullptr);
 }
 
