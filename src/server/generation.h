@@ -46,7 +46,6 @@ enum class Outcome {
   kAborted,        // stopped by shutdown (drain deadline, server stop)
   kError,          // the engine failed
 };
-inline constexpr int kOutcomeCount = static_cast<int>(Outcome::kError) + 1;
 std::string_view OutcomeName(Outcome outcome);
 
 class Generation : public std::enable_shared_from_this<Generation> {

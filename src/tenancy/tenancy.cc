@@ -250,11 +250,6 @@ bool Tenancy::open() const {
   return tenants_.empty();
 }
 
-std::size_t Tenancy::tenant_count() const {
-  std::lock_guard lock(mu_);
-  return tenants_.size();
-}
-
 Admitted<Caller> Tenancy::Authenticate(std::string_view authorization) const {
   auto reject = [](ErrorCode code, std::string message) {
     return std::unexpected(
@@ -363,7 +358,7 @@ Admitted<std::shared_ptr<Grant>> Tenancy::Admit(const Caller& caller, const std:
   return std::shared_ptr<Grant>(new Grant(*this, caller, std::move(tenant), std::move(per_model)));
 }
 
-HeaderList Tenancy::RateLimitHeaders(const Caller& caller, const std::string& /*model*/) const {
+HeaderList Tenancy::RateLimitHeaders(const Caller& caller) const {
   std::lock_guard lock(mu_);
   HeaderList out;
   auto it = states_.find(caller.tenant);

@@ -107,14 +107,13 @@ class Tenancy {
   void Apply(const Config& config);
   // No tenant configured: every request is let in, anonymously, without limits.
   bool open() const;
-  std::size_t tenant_count() const;
 
   // `authorization`: the request's Authorization header ("Bearer <key>"), possibly empty.
   Admitted<Caller> Authenticate(std::string_view authorization) const;
   // Requests/min, max concurrent and max queued of the tenant and of the tenant x `model`.
   Admitted<std::shared_ptr<Grant>> Admit(const Caller& caller, const std::string& model);
   // x-ratelimit-* headers for a caller without a grant (a request refused before admission).
-  HeaderList RateLimitHeaders(const Caller& caller, const std::string& model) const;
+  HeaderList RateLimitHeaders(const Caller& caller) const;
 
  private:
   friend class Grant;
