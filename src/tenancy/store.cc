@@ -11,56 +11,11 @@
 #include <system_error>
 
 #include "common/log.h"
+#include "common/money.h"
 #include "tenancy/validate.h"
 
 namespace ember::tenancy {
 namespace fs = std::filesystem;
-
-namespace detail {
-
-std::string Quote(std::string_view text) {
-  std::string out = "\"";
-  for (char ch : text) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      default:
-        if (c < 0x20 || c == 0x7f) {
-          static constexpr char kHex[] = "0123456789abcdef";
-          out += "\\u00";
-          out += kHex[c >> 4];
-          out += kHex[c & 0xf];
-        } else {
-          out += ch;
-        }
-    }
-  }
-  return out + "\"";
-}
-
-std::string FormatDouble(double value) {
-  char buf[64];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
-  std::string out(buf, ec == std::errc() ? end : buf);
-  if (out.find_first_of(".eEn") == std::string::npos) out += ".0";
-  return out;
-}
-
-}  // namespace detail
 
 namespace {
 
@@ -148,6 +103,11 @@ std::string FormatConfig(const Config& config) {
     out += StrCat("priority = \"", PriorityName(t.priority), "\"\n");
     out += StrCat("enabled = ", t.enabled ? "true" : "false", "\n");
     AppendLimits(out, t.limits);
+    if (t.hard_budget) out += StrCat("hard_budget = ", FormatDollars(*t.hard_budget), "\n");
+    if (t.soft_budget) out += StrCat("soft_budget = ", FormatDollars(*t.soft_budget), "\n");
+    if (t.hard_budget || t.soft_budget || t.budget_window != BudgetWindow::kMonth) {
+      out += StrCat("budget_window = \"", BudgetWindowName(t.budget_window), "\"\n");
+    }
     for (const auto& [model, limits] : t.model_limits) {
       out += StrCat("\n[tenants.", TomlKey(t.name), ".models.", Quote(model), "]\n");
       AppendLimits(out, limits);

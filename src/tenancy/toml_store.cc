@@ -1,4 +1,4 @@
-// ParseConfig: tenancy/toml_reader.h reads the text into nodes, and the Parser below checks
+// ParseConfig: common/toml_reader.h reads the text into nodes, and the Parser below checks
 // them against the tenants.toml schema, each error with its FILE:LINE.
 #include <algorithm>
 #include <array>
@@ -8,8 +8,9 @@
 #include <vector>
 
 #include "common/log.h"
+#include "common/money.h"
+#include "common/toml_reader.h"
 #include "tenancy/store.h"
-#include "tenancy/toml_reader.h"
 #include "tenancy/validate.h"
 
 namespace ember::tenancy {
@@ -19,9 +20,10 @@ using Value = toml::Node;
 using Entry = std::pair<const std::string*, const Value*>;
 
 constexpr std::array<std::string_view, 2> kRootKeys = {"tenants", "keys"};
-constexpr std::array<std::string_view, 11> kTenantKeys = {
-    "display_name", "weight",         "priority",   "enabled",    "rpm",   "input_tpm",
-    "output_tpm",   "max_concurrent", "max_queued", "max_tokens", "models"};
+constexpr std::array<std::string_view, 14> kTenantKeys = {
+    "display_name", "weight",      "priority",       "enabled",      "rpm",
+    "input_tpm",    "output_tpm",  "max_concurrent", "max_queued",   "max_tokens",
+    "models",       "hard_budget", "soft_budget",    "budget_window"};
 constexpr std::array<std::string_view, 4> kKeyKeys = {"id", "tenant", "sha256", "created"};
 
 std::string_view TypeName(const Value& v) {
@@ -167,6 +169,23 @@ class Parser {
       t.enabled = v.boolean;
     } else if (key == "models") {
       return ParseModels(v, t);
+    } else if (key == "hard_budget" || key == "soft_budget") {
+      // Dollars, exactly: the number as written, never through a double.
+      if (!v.is_integer() && !v.is_floating()) {
+        return Fail(v, StrCat(key, " must be a number of dollars, not ", TypeName(v)));
+      }
+      auto micros = ParseDollars(v.number_text, key);
+      if (!micros) return Fail(v, micros.error().message);
+      (key == "hard_budget" ? t.hard_budget : t.soft_budget) = *micros;
+    } else if (key == "budget_window") {
+      auto text = String(v, key);
+      if (!text) return std::unexpected(text.error());
+      auto window = ParseBudgetWindow(*text);
+      if (!window) {
+        return Fail(v, StrCat("budget_window must be \"day\", \"month\" or \"total\", not \"",
+                              *text, "\""));
+      }
+      t.budget_window = *window;
     }
     return {};
   }

@@ -8,6 +8,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/json_text.h"
+
 namespace ember::tenancy::detail {
 
 std::optional<std::string> CheckTenantName(std::string_view name);
@@ -22,12 +24,8 @@ std::optional<std::string> CheckCreated(std::int64_t created);
 // Valid UTF-8 without control characters other than tab.
 bool IsCleanText(std::string_view text);
 
-// `text` as a double-quoted string that is both a TOML basic string and a JSON string: quote,
-// backslash and control characters escaped, other UTF-8 as is.
-std::string Quote(std::string_view text);
-
-// The shortest decimal that reads back as exactly `value`, always with a '.' or an exponent
-// (TOML would read "2" as an integer).
-std::string FormatDouble(double value);
+// Quote and FormatDouble live in common/json_text.h (the ledger's reports use them too).
+using ember::FormatDouble;
+using ember::Quote;
 
 }  // namespace ember::tenancy::detail

@@ -1,4 +1,5 @@
-// The subset of TOML that tenants.toml uses, read by ember's own code: comments, [tables],
+// The subset of TOML that ember's files (tenants.toml, prices.toml) use, read by ember's own code:
+// comments, [tables],
 // [[arrays of tables]], dotted and quoted keys, and values that are basic or literal strings,
 // integers, floats and booleans. Arrays, inline tables, multi-line strings and dates are
 // refused with the line and what to write instead. toml11 was used first and fuzzing found a
@@ -15,7 +16,7 @@
 
 #include "common/error.h"
 
-namespace ember::tenancy::toml {
+namespace ember::toml {
 
 enum class Kind { kTable, kArray, kString, kInteger, kFloat, kBoolean };
 
@@ -25,6 +26,7 @@ struct Node {
   std::string string;
   std::int64_t integer = 0;
   double floating = 0;
+  std::string number_text;  // an integer or float as written, '_' removed (exact decimals)
   bool boolean = false;
   std::vector<std::pair<std::string, std::unique_ptr<Node>>> table;  // in file order
   std::vector<std::unique_ptr<Node>> array;                          // of tables
@@ -42,4 +44,4 @@ struct Node {
 // The document's root table, or kInvalidArgument "FILE:LINE: reason".
 Result<std::unique_ptr<Node>> Read(std::string_view text, std::string_view file_name);
 
-}  // namespace ember::tenancy::toml
+}  // namespace ember::toml

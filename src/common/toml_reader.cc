@@ -1,4 +1,4 @@
-#include "tenancy/toml_reader.h"
+#include "common/toml_reader.h"
 
 #include <charconv>
 #include <limits>
@@ -6,7 +6,7 @@
 
 #include "common/log.h"
 
-namespace ember::tenancy::toml {
+namespace ember::toml {
 
 Node* Node::Find(std::string_view key) const {
   for (const auto& [k, v] : table)
@@ -103,7 +103,8 @@ class Reader {
   Result<std::string> QuotedString() {
     const char quote = Peek();
     if (Peek(1) == quote && Peek(2) == quote) {
-      return Fail("multi-line strings are not used in tenants.toml; write \"...\" on one line");
+      return Fail(
+          "multi-line strings are not used in ember's TOML files; write \"...\" on one line");
     }
     ++pos_;
     std::string out;
@@ -298,9 +299,9 @@ class Reader {
       node->string = *std::move(s);
       return node;
     }
-    if (c == '[') return Fail("arrays are not used in tenants.toml");
+    if (c == '[') return Fail("arrays are not used in ember's TOML files");
     if (c == '{') {
-      return Fail("inline tables are not used in tenants.toml; write a [table] instead");
+      return Fail("inline tables are not used in ember's TOML files; write a [table] instead");
     }
     if (AtLineEnd()) return Fail("a key needs a value after =");
     const std::size_t start = pos_;
@@ -326,7 +327,7 @@ class Reader {
       return node;
     }
     if (body.size() > 1 && body[0] == '0' && (body[1] == 'x' || body[1] == 'o' || body[1] == 'b')) {
-      return Fail("hexadecimal, octal and binary integers are not used in tenants.toml");
+      return Fail("hexadecimal, octal and binary integers are not used in ember's TOML files");
     }
     // Digits with single underscores between them; a fraction and/or an exponent make a float.
     std::string digits;
@@ -347,7 +348,7 @@ class Reader {
       return !required || i > first;
     };
     const std::size_t int_start = 0;
-    if (!run(true)) return Fail(StrCat("\"", word, "\" is not a value tenants.toml knows"));
+    if (!run(true)) return Fail(StrCat("\"", word, "\" is not a value ember's TOML files know"));
     if (body[int_start] == '0' && i > int_start + 1) {
       return Fail(StrCat("\"", word, "\": leading zeros are not allowed"));
     }
@@ -366,11 +367,12 @@ class Reader {
     if (i != body.size()) {
       if (word.find(':') != std::string_view::npos ||
           (i == 4 && i < body.size() && body[i] == '-')) {
-        return Fail("dates and times are not used in tenants.toml");
+        return Fail("dates and times are not used in ember's TOML files");
       }
-      return Fail(StrCat("\"", word, "\" is not a value tenants.toml knows"));
+      return Fail(StrCat("\"", word, "\" is not a value ember's TOML files know"));
     }
     if (negative) digits.insert(digits.begin(), '-');
+    node->number_text = digits;
     const char* first = digits.data();
     const char* last = digits.data() + digits.size();
     if (is_float) {
@@ -399,4 +401,4 @@ Result<std::unique_ptr<Node>> Read(std::string_view text, std::string_view file_
   return Reader(text, file_name).Run();
 }
 
-}  // namespace ember::tenancy::toml
+}  // namespace ember::toml

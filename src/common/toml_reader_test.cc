@@ -1,9 +1,9 @@
-#include "tenancy/toml_reader.h"
+#include "common/toml_reader.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-namespace ember::tenancy::toml {
+namespace ember::toml {
 namespace {
 
 using ::testing::HasSubstr;
@@ -72,4 +72,4 @@ TEST(TomlReader, MalformedInputNamesItsLine) {
 }
 
 }  // namespace
-}  // namespace ember::tenancy::toml
+}  // namespace ember::toml
