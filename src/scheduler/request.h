@@ -57,6 +57,9 @@ struct Timings {
   std::chrono::nanoseconds queue{0};        // arrival -> admitted into a slot
   std::chrono::nanoseconds first_token{0};  // arrival -> first sampled token (0 if none)
   std::chrono::nanoseconds total{0};        // arrival -> finished
+  // Its share of engine step time: each step's wall time split over the sequences in it in
+  // proportion to the tokens each computed (SplitStepTime); the shares of a step add up to it.
+  std::chrono::nanoseconds engine{0};
 };
 
 struct Finished {

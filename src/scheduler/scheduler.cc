@@ -14,6 +14,30 @@ namespace ember::scheduler {
 using engine::FinishReason;
 using engine::Token;
 
+void SplitStepTime(std::int64_t step_ns, std::span<const int> tokens, std::span<std::int64_t> out) {
+  const std::size_t n = std::min(tokens.size(), out.size());
+  if (n == 0) return;
+  std::int64_t total = 0;
+  for (std::size_t i = 0; i < n; ++i) total += std::max(0, tokens[i]);
+  const bool even = total == 0;
+  if (even) total = static_cast<std::int64_t>(n);
+  // Floor shares, then the leftover nanoseconds one each to the largest remainders (ties: the
+  // lower index), so the shares add up to step_ns exactly.
+  std::int64_t given = 0;
+  std::vector<std::pair<std::int64_t, std::size_t>> remainders(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::int64_t weight = even ? 1 : std::max(0, tokens[i]);
+    const __int128 product = static_cast<__int128>(step_ns) * weight;
+    out[i] = static_cast<std::int64_t>(product / total);
+    remainders[i] = {static_cast<std::int64_t>(product % total), i};
+    given += out[i];
+  }
+  std::sort(remainders.begin(), remainders.end(), [](const auto& a, const auto& b) {
+    return a.first != b.first ? a.first > b.first : a.second < b.second;
+  });
+  for (std::size_t k = 0; given < step_ns && k < n; ++k, ++given) ++out[remainders[k].second];
+}
+
 // A request from the moment the engine thread takes it from the inbox: waiting, running in
 // a slot, or waiting again after a preemption.
 struct Scheduler::Sequence {
@@ -36,6 +60,7 @@ struct Scheduler::Sequence {
   SteadyTime admitted{};  // first admission
   SteadyTime first_token{};
   SteadyTime last_token{};
+  std::int64_t engine_ns = 0;  // its share of the steps it was in (SplitStepTime)
 
   const std::vector<Token>& feed() const { return replay.empty() ? request.prompt : replay; }
   bool decoding() const { return prefilled == static_cast<int>(feed().size()); }
@@ -209,6 +234,7 @@ void Scheduler::FailWaiting(Sequence& seq, FinishReason reason, std::optional<Er
   f.usage.prompt_tokens = static_cast<int>(seq.request.prompt.size());
   f.timings.total = clock_.Now() - seq.request.arrival;
   f.timings.queue = f.timings.total;
+  f.timings.engine = std::chrono::nanoseconds(seq.engine_ns);  // preempted: the steps it ran
   f.error = std::move(error);
   observer_->OnFinished(f);
   waiting_count_.fetch_sub(1);
@@ -464,6 +490,19 @@ bool Scheduler::RunStep() {
   const SteadyTime now = clock_.Now();
   last_progress_ns_ = now.time_since_epoch().count();
   observer_->OnStep(tokens, static_cast<int>(batch.size()), now - start);
+  // Engine time, for the usage ledger: the step's wall time split over its sequences in
+  // proportion to the tokens each computed.
+  const std::int64_t step_ns = (now - start).count();
+  busy_ns_.fetch_add(step_ns, std::memory_order_relaxed);
+  {
+    std::vector<int> counts(plan.size());
+    std::vector<std::int64_t> shares(plan.size());
+    for (std::size_t i = 0; i < plan.size(); ++i) {
+      counts[i] = static_cast<int>(plan[i].entry.tokens.size());
+    }
+    SplitStepTime(step_ns, counts, shares);
+    for (std::size_t i = 0; i < plan.size(); ++i) plan[i].seq->engine_ns += shares[i];
+  }
   if (!sampled) {
     log::Error("engine step failed: ", sampled.error().message);
     for (const Planned& p : plan) Finish(*p.seq, FinishReason::kError, sampled.error());
@@ -541,6 +580,7 @@ void Scheduler::Complete(Sequence& seq, FinishReason reason, std::optional<Error
   f.timings.queue = seq.admitted - seq.request.arrival;
   if (seq.generated > 0) f.timings.first_token = seq.first_token - seq.request.arrival;
   f.timings.total = now - seq.request.arrival;
+  f.timings.engine = std::chrono::nanoseconds(seq.engine_ns);
   observer_->OnFinished(f);
   seq.stream->Push(std::move(f));
 }

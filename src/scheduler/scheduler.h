@@ -23,6 +23,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -50,6 +51,10 @@ struct SchedulerOptions {
 };
 
 // Observations for metrics, called on the engine thread. Default: ignore.
+// Splits one engine step's wall time over the sequences in it in proportion to `tokens` (the
+// tokens each computed; all zero: evenly), by largest remainder, so out[i] add up to step_ns.
+void SplitStepTime(std::int64_t step_ns, std::span<const int> tokens, std::span<std::int64_t> out);
+
 class SchedulerObserver {
  public:
   virtual ~SchedulerObserver() = default;
@@ -100,6 +105,8 @@ class Scheduler {
   void AbortAll();
 
   SchedulerSnapshot Snapshot() const;
+  // Engine busy time since start: the sum of every step's wall time (the ledger samples it).
+  std::int64_t busy_ns() const { return busy_ns_.load(std::memory_order_relaxed); }
 
  private:
   struct Waiting {
@@ -153,6 +160,7 @@ class Scheduler {
   std::atomic<int> running_count_{0};
   std::atomic<int> preempted_count_{0};  // in the local queue again
   std::atomic<int> kv_used_{0};
+  std::atomic<std::int64_t> busy_ns_{0};  // sum of engine step wall times
   std::atomic<bool> draining_{false};
   std::atomic<std::int64_t> last_progress_ns_{0};
 

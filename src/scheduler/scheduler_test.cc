@@ -238,3 +238,51 @@ TEST_F(SchedulerTest, SharedPrefixReusesTheIdleSlotsCells) {
 
 }  // namespace
 }  // namespace ember::scheduler
+
+namespace ember::scheduler {
+namespace {
+
+TEST(SplitStepTimeTest, SharesAreProportionalAndAddUpExactly) {
+  std::vector<std::int64_t> out(3);
+  const std::vector<int> tokens = {1, 1, 510};  // two decodes and a prompt chunk
+  SplitStepTime(1'000'003, tokens, out);
+  EXPECT_EQ(out[0] + out[1] + out[2], 1'000'003);
+  // Floors 1953, 1953, 996096; the leftover nanosecond goes to the largest remainder.
+  EXPECT_EQ(out[0], 1'953);
+  EXPECT_EQ(out[1], 1'953);
+  EXPECT_EQ(out[2], 996'097);
+  const std::vector<int> none = {0, 0, 0};
+  SplitStepTime(10, none, out);  // nothing computed: evenly, the remainder to the first
+  EXPECT_EQ(out, (std::vector<std::int64_t>{4, 3, 3}));
+}
+
+// Every step's time lands on the requests in it: their engine times add up to the
+// scheduler's busy time, to the nanosecond.
+TEST(EngineTimeTest, RequestsEngineTimesAddUpToBusyTime) {
+  auto engine = std::make_unique<engine::FakeEngine>(
+      engine::FakeEngineOptions{.parallel = 3, .step_delay = std::chrono::microseconds(300)});
+  engine::FakeEngine* fake = engine.get();
+  auto scheduler = Scheduler::Create({}, std::move(engine), nullptr, Clock::Real()).value();
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (int i = 0; i < 5; ++i) {
+    GenerateRequest r;
+    r.prompt = fake->tokenizer().Tokenize(std::string(1 + i * 7, 'a'), false).value();
+    r.max_tokens = 4 + i;
+    r.arrival = Clock::Real().Now();
+    auto stream = std::make_shared<RequestStream>();
+    ASSERT_TRUE(scheduler->Submit(std::move(r), stream).has_value());
+    streams.push_back(stream);
+  }
+  std::int64_t sum = 0;
+  for (auto& s : streams) {
+    Collected c = Wait(*s);
+    ASSERT_TRUE(c.finished);
+    EXPECT_GT(c.finished->timings.engine.count(), 0);
+    sum += c.finished->timings.engine.count();
+  }
+  EXPECT_EQ(sum, scheduler->busy_ns());
+  EXPECT_GE(sum, 9 * 300'000);  // the longest request alone takes 9 steps of >= 300 us
+}
+
+}  // namespace
+}  // namespace ember::scheduler
