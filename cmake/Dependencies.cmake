@@ -21,6 +21,10 @@ if(NOT CLI11_FOUND)
   target_include_directories(CLI11::CLI11 INTERFACE ${CLI11_INCLUDE_DIR})
 endif()
 find_package(Boost 1.74 REQUIRED)
+find_package(SQLite3 3.31 REQUIRED)  # ledger/ only (its store.cc)
+if(CMAKE_CROSSCOMPILING)  # the static libsqlite3.a of scripts/cross_aarch64.sh needs these
+  set_property(TARGET SQLite::SQLite3 APPEND PROPERTY INTERFACE_LINK_LIBRARIES m dl Threads::Threads)
+endif()
 
 # llama.cpp: a user's checkout, or the pinned build that scripts/llama_cpp.sh caches.
 if(EMBER_LLAMA_CPP_DIR)

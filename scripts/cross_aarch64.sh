@@ -15,9 +15,15 @@ command -v qemu-aarch64 >/dev/null || missing+=(qemu-user)
 for p in libgtest-dev libgmock-dev libboost1.74-dev nlohmann-json3-dev libcli11-dev; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# SQLite for aarch64 (the ledger links it statically): Debian's arm64 package, through
+# multiarch, the same version as the build machine's.
+if ! dpkg-query -W -f='${Status}' libsqlite3-dev:arm64 2>/dev/null | grep -q "install ok installed"; then
+  missing+=(libsqlite3-dev:arm64)
+fi
 if ((${#missing[@]})); then
   echo "[cross] installing ${missing[*]}" >&2
   SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
+  dpkg --print-foreign-architectures | grep -qx arm64 || $SUDO dpkg --add-architecture arm64
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
@@ -37,7 +43,9 @@ if [[ ! -f "$deps/.ember-complete" ]]; then
 fi
 # Refreshed on every run, so a cache from before a header-only package was added gets it too.
 mkdir -p "$deps/include"
-for h in boost nlohmann CLI; do ln -sfn "/usr/include/$h" "$deps/include/$h"; done
+for h in boost nlohmann CLI sqlite3.h; do ln -sfn "/usr/include/$h" "$deps/include/$h"; done
+mkdir -p "$deps/lib"
+ln -sfn /usr/lib/aarch64-linux-gnu/libsqlite3.a "$deps/lib/libsqlite3.a"
 export EMBER_AARCH64_DEPS="$deps"
 
 prefix="$(EMBER_TARGET=aarch64 "$repo/scripts/llama_cpp.sh" prefix)"

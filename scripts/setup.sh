@@ -14,7 +14,7 @@ preset="${1:-release}"
 declare -A tools=([g++]=g++ [cmake]=cmake [ninja]=ninja-build [git]=git [npm]=npm
                   [python3]=python3 [curl]=curl [clang++-19]=clang-19
                   [clang-format-19]=clang-format-19 [readelf]=binutils)
-libraries=(libboost1.74-dev nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev
+libraries=(libboost1.74-dev libsqlite3-dev sqlite3 nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev
            libbenchmark-dev libclang-rt-19-dev)
 missing=()
 for cmd in "${!tools[@]}"; do command -v "$cmd" >/dev/null || missing+=("${tools[$cmd]}"); done

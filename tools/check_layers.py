@@ -16,13 +16,16 @@ ALLOWED = {
     "http": {"common", "http"},
     "bench": {"common", "bench"},
     "tenancy": {"common", "tenancy"},
-    "server": {"common", "engine", "scheduler", "api", "http", "metrics", "tenancy", "server"},
-    "cli": {"common", "engine", "server", "bench", "tenancy", "cli"},
+    "ledger": {"common", "ledger"},
+    "server": {"common", "engine", "scheduler", "api", "http", "metrics", "tenancy", "ledger",
+               "server"},
+    "cli": {"common", "engine", "server", "bench", "tenancy", "ledger", "cli"},
 }
 # third-party header prefix -> the only directories that may include it
 THIRD_PARTY = {
     "llama.h": ("engine/llama",), "ggml": ("engine/llama", "engine/synth"),
     "gguf.h": ("engine/llama", "engine/synth"), "boost/": ("http",), "nlohmann/": ("api",), "CLI/": ("cli",),
+    "sqlite3.h": ("ledger",),
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^">]+)[">]')
 
