@@ -12,6 +12,7 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "common/money.h"
 #include "common/sha256.h"
 #include "tenancy/config.h"
 #include "tenancy/keys.h"
@@ -32,6 +33,7 @@ struct TenancyCommands::Flags {
   CLI::App *create = nullptr, *key_list = nullptr, *revoke = nullptr;
 
   std::string data_dir, name, display_name, weight, priority, model, tenant, key_id;
+  std::string hard_budget, soft_budget, budget_window;
   std::vector<std::string> limits = std::vector<std::string>(kLimitFields.size());
   std::vector<std::string> clear;
   bool enabled = false, disabled = false, json = false;
@@ -75,6 +77,13 @@ void AddTenantFlags(CLI::App* cmd, TenancyCommands::Flags& f) {
   f.options.push_back(
       cmd->add_option("--weight", f.weight, "Fair share relative to other tenants (> 0)"));
   f.options.push_back(cmd->add_option("--priority", f.priority, "interactive or batch"));
+  f.options.push_back(
+      cmd->add_option("--hard-budget", f.hard_budget,
+                      "Spend cap in dollars at list price (--prices): over it, requests get 402"));
+  f.options.push_back(cmd->add_option("--soft-budget", f.soft_budget,
+                                      "Dollars: crossing it warns (log, metric, webhook)"));
+  f.options.push_back(cmd->add_option("--budget-window", f.budget_window,
+                                      "When budgets reset: day, month (default) or total"));
   for (std::size_t i = 0; i < kLimitFields.size(); ++i) {
     f.options.push_back(cmd->add_option(FlagName(kLimitFields[i].key), f.limits[i],
                                         "Limit (an integer >= 1); unset: no limit"));
@@ -109,9 +118,35 @@ Outcome ApplyTenantFlags(const TenancyCommands::Flags& f, Tenant& t) {
       return Usage(StrCat("--priority must be interactive or batch, not \"", f.priority, "\""));
     t.priority = *p;
   }
+  if (Given(f, "--hard-budget") || Given(f, "--soft-budget")) {
+    if (!f.model.empty()) return Usage("budgets are per tenant; they take no --model");
+  }
+  if (Given(f, "--hard-budget")) {
+    auto micros = ParseDollars(f.hard_budget, "--hard-budget");
+    if (!micros) return Usage(micros.error().message);
+    t.hard_budget = *micros;
+  }
+  if (Given(f, "--soft-budget")) {
+    auto micros = ParseDollars(f.soft_budget, "--soft-budget");
+    if (!micros) return Usage(micros.error().message);
+    t.soft_budget = *micros;
+  }
+  if (Given(f, "--budget-window")) {
+    auto window = tenancy::ParseBudgetWindow(f.budget_window);
+    if (!window) {
+      return Usage(
+          StrCat("--budget-window must be day, month or total, not \"", f.budget_window, "\""));
+    }
+    t.budget_window = *window;
+  }
   if (f.enabled || f.disabled) t.enabled = f.enabled;
   Limits& limits = f.model.empty() ? t.limits : t.model_limits[f.model];
   for (const std::string& name : f.clear) {
+    if (name == "hard-budget" || name == "hard_budget" || name == "soft-budget" ||
+        name == "soft_budget") {
+      (name[0] == 'h' ? t.hard_budget : t.soft_budget) = std::nullopt;
+      continue;
+    }
     bool known = name == "all";
     for (const LimitField& field : kLimitFields) {
       if (name == "all" || FlagName(field.key) == "--" + name || field.key == name) {
@@ -166,6 +201,12 @@ void PrintTenants(const Config& c) {
                 t.enabled ? "enabled" : "disabled", static_cast<std::ptrdiff_t>(keys),
                 LimitsText(t.limits).c_str());
     if (!t.display_name.empty()) std::printf("  display name: %s\n", t.display_name.c_str());
+    if (t.hard_budget || t.soft_budget) {
+      std::printf("  budget (%s): hard %s, soft %s\n",
+                  std::string(tenancy::BudgetWindowName(t.budget_window)).c_str(),
+                  t.hard_budget ? ("$" + FormatDollars(*t.hard_budget)).c_str() : "-",
+                  t.soft_budget ? ("$" + FormatDollars(*t.soft_budget)).c_str() : "-");
+    }
     for (const auto& [model, limits] : t.model_limits) {
       std::printf("  model %s: %s\n", model.c_str(), LimitsText(limits).c_str());
     }
@@ -316,7 +357,7 @@ TenancyCommands::TenancyCommands(CLI::App& app) : flags_(std::make_unique<Flags>
   f.set->add_flag("--disabled", f.disabled, "Refuse the tenant's requests (403)");
   f.set->add_option("--clear", f.clear,
                     "Remove a limit (rpm, input-tpm, output-tpm, max-concurrent, max-queued, "
-                    "max-tokens, or all); repeatable");
+                    "max-tokens, or all) or a budget (hard-budget, soft-budget); repeatable");
   f.set->add_option("--model", f.model,
                     "Apply the limit flags and --clear to this model's limits for the tenant");
   f.list = f.tenants->add_subcommand("list", "List tenants");

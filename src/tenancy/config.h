@@ -19,6 +19,11 @@ enum class Priority { kInteractive = 0, kBatch = 1 };
 std::string_view PriorityName(Priority p);  // "interactive" | "batch"
 std::optional<Priority> ParsePriority(std::string_view name);
 
+// When a tenant's budget resets: every UTC day, every UTC month, or never.
+enum class BudgetWindow { kDay, kMonth, kTotal };
+std::string_view BudgetWindowName(BudgetWindow w);  // "day" | "month" | "total"
+std::optional<BudgetWindow> ParseBudgetWindow(std::string_view name);
+
 // Unset = unlimited. Rates are per minute, refilled continuously (token buckets).
 struct Limits {
   std::optional<std::int64_t> rpm;             // requests per minute
@@ -58,6 +63,11 @@ struct Tenant {
   bool enabled = true;
   Limits limits;
   std::map<std::string, Limits> model_limits;  // model id -> limits on top of `limits`
+  // Spend budgets at list price, integer micro-dollars (docs/finops.md); unset = none. The
+  // ledger enforces them: hard refuses with 402, soft only warns (log, metric, webhook).
+  std::optional<std::int64_t> hard_budget;
+  std::optional<std::int64_t> soft_budget;
+  BudgetWindow budget_window = BudgetWindow::kMonth;
 
   bool operator==(const Tenant&) const = default;
 };

@@ -26,6 +26,11 @@ std::string TenantsJson(const Config& config) {
                   ",\"priority\":", Quote(PriorityName(t.priority)),
                   ",\"enabled\":", t.enabled ? "true" : "false");
     AppendLimits(out, t.limits);
+    if (t.hard_budget) out += StrCat(",\"hard_budget_microdollars\":", *t.hard_budget);
+    if (t.soft_budget) out += StrCat(",\"soft_budget_microdollars\":", *t.soft_budget);
+    if (t.hard_budget || t.soft_budget) {
+      out += StrCat(",\"budget_window\":", Quote(BudgetWindowName(t.budget_window)));
+    }
     out += ",\"models\":{";
     bool first = true;
     for (const auto& [model, limits] : t.model_limits) {

@@ -256,6 +256,26 @@ TEST(FormatConfig, RoundTripsAwkwardWeights) {
   }
 }
 
+TEST(FormatConfig, BudgetsRoundTripToTheMicrodollar) {
+  Config c;
+  c.tenants.push_back(Named("a", 1.0));
+  c.tenants[0].hard_budget = 10'000'001;  // $10.000001: a double would not keep it
+  c.tenants[0].soft_budget = 8'500'000;
+  c.tenants[0].budget_window = BudgetWindow::kDay;
+  const std::string text = FormatConfig(c);
+  EXPECT_THAT(text, HasSubstr("hard_budget = 10.000001\nsoft_budget = 8.50\n"
+                              "budget_window = \"day\"\n"));
+  auto parsed = ParseConfig(text, "f");
+  ASSERT_TRUE(parsed) << parsed.error().message;
+  EXPECT_EQ(*parsed, c);
+  auto bad = ParseConfig("[tenants.a]\nhard_budget = 0.0000001\n", "t.toml");
+  ASSERT_FALSE(bad);
+  EXPECT_THAT(bad.error().message, HasSubstr("t.toml:2:"));
+  EXPECT_FALSE(ParseConfig("[tenants.a]\nbudget_window = \"week\"\n", "t.toml"));
+  EXPECT_FALSE(ParseConfig("[tenants.a]\nhard_budget = \"10\"\n", "t.toml"));
+  EXPECT_THAT(TenantsJson(c), HasSubstr("\"hard_budget_microdollars\":10000001"));
+}
+
 TEST(FormatConfig, EmptyConfigIsOnlyTheHeader) {
   const std::string text = FormatConfig(Config{});
   EXPECT_EQ(text.find('['), std::string::npos);
