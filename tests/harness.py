@@ -84,10 +84,11 @@ class Server:
         status, data, headers = self.post(path, body, **kw)
         return status, json.loads(data) if data else None, headers
 
-    def stream(self, path, body, timeout=60):
+    def stream(self, path, body, timeout=60, headers=None):
         """Returns (status, list of parsed data events, saw_done)."""
         c = self.conn(timeout)
-        c.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+        c.request("POST", path, body=json.dumps(body),
+                  headers={"Content-Type": "application/json", **(headers or {})})
         r = c.getresponse()
         if r.status != 200:
             data = r.read()

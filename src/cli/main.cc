@@ -10,6 +10,7 @@
 #include "bench/coldstart.h"
 #include "bench/load.h"
 #include "cli/byte_size.h"
+#include "cli/cost_cli.h"
 #include "cli/duration.h"
 #include "cli/tenants_cli.h"
 #include "common/log.h"
@@ -24,7 +25,8 @@ namespace {
 struct DurationFlags {
   std::string queue_timeout = "30s", drain_timeout = "30s", read_timeout = "30s",
               liveness_timeout = "60s", step_delay = "0", idle_unload = "0",
-              model_switch_after = "5s";
+              model_switch_after = "5s", ledger_interval = "60s";
+  std::string ledger_sync = "normal", unmetered = "serve";
   std::string memory_budget = "0";
   std::string cache_max_size = "0", cache_min_free = "1GiB", cache_verify = "boot";
   bool preload = false, no_preload = false;
@@ -138,6 +140,37 @@ void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
                    "summed under tenant=\"other\"")
       ->envname("EMBER_TENANT_METRICS_TOP")
       ->check(CLI::Range(0, 100000));
+  serve
+      ->add_option("--prices", o.prices_file,
+                   "Cost model (TOML): per-model token prices and the instance's price per "
+                   "hour (docs/finops.md)")
+      ->envname("EMBER_PRICES");
+  serve
+      ->add_option("--ledger-sync", d.ledger_sync,
+                   "normal: a crash loses at most the last 100 ms of usage records; full: fsync "
+                   "every commit, nothing acknowledged is lost")
+      ->envname("EMBER_LEDGER_SYNC")
+      ->check(CLI::IsMember({"normal", "full"}));
+  serve
+      ->add_option("--ledger-buffer", o.ledger_buffer,
+                   "Usage records kept in memory while the ledger cannot write (disk full)")
+      ->envname("EMBER_LEDGER_BUFFER")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{100'000'000}));
+  serve
+      ->add_option("--unmetered", d.unmetered,
+                   "When even that buffer is full: serve or refuse (503) requests of tenants "
+                   "without a hard budget (those with one are always refused)")
+      ->envname("EMBER_UNMETERED")
+      ->check(CLI::IsMember({"serve", "refuse"}));
+  serve
+      ->add_option("--budget-webhook", o.budget_webhook,
+                   "http:// URL that gets a JSON POST when a tenant first reaches a soft or hard "
+                   "budget in a window (retried; never blocks a request)")
+      ->envname("EMBER_BUDGET_WEBHOOK");
+  serve
+      ->add_option("--ledger-interval", d.ledger_interval,
+                   "Period of the machine's utilization records (busy, idle, cold start)")
+      ->envname("EMBER_LEDGER_INTERVAL");
   serve->add_option("--http-threads", o.http_threads, "HTTP I/O threads")
       ->envname("EMBER_HTTP_THREADS")
       ->check(CLI::Range(1, 64));
@@ -153,7 +186,8 @@ Status ApplyDurations(const DurationFlags& d, server::ServeOptions& o) {
       {&d.liveness_timeout, &o.liveness_timeout},
       {&d.step_delay, &o.step_delay},
       {&d.idle_unload, &o.idle_unload},
-      {&d.model_switch_after, &o.model_switch_after}};
+      {&d.model_switch_after, &o.model_switch_after},
+      {&d.ledger_interval, &o.ledger_interval}};
   for (const auto& [text, out] : all) {
     auto parsed = ParseDuration(*text);
     if (!parsed) return std::unexpected(parsed.error());
@@ -169,6 +203,11 @@ Status ApplyDurations(const DurationFlags& d, server::ServeOptions& o) {
     *out = *parsed;
   }
   o.cache_verify_every_start = d.cache_verify == "always";
+  o.ledger_sync_full = d.ledger_sync == "full";
+  o.unmetered_refuse = d.unmetered == "refuse";
+  if (o.ledger_interval < std::chrono::milliseconds(100)) {
+    return InvalidArgument("--ledger-interval must be at least 100ms");
+  }
   if (d.preload && d.no_preload) return InvalidArgument("--preload and --no-preload contradict");
   if (d.preload) o.preload = true;
   if (d.no_preload) o.preload = false;
@@ -267,12 +306,14 @@ int Main(int argc, char** argv) {
   synth::SynthOptions synth_options;
   AddSynth(app, shape, type, synth_options);
   TenancyCommands tenancy(app);
+  CostCommands cost(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return tenancy.ParseFailed(app, e);
   }
   if (tenancy.Selected()) return tenancy.Run();
+  if (cost.Selected()) return cost.Run();
 
   if (app.got_subcommand("serve")) {
     if (serve.models.empty())

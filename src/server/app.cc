@@ -2,12 +2,16 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <string_view>
+#include <thread>
 
 #include "api/openai.h"
 #include "api/tokenize.h"
 #include "common/clock.h"
 #include "common/log.h"
+#include "ledger/report.h"
+#include "ledger/store.h"
 #include "server/generation.h"
 
 namespace ember::server {
@@ -103,9 +107,10 @@ void App::Handle(std::shared_ptr<http::Exchange> ex) {
   if (path == "/v1/chat/completions" && post) return HandleGenerate(std::move(ex), true);
   if (path == "/tokenize" && post) return HandleTokenize(std::move(ex));
   if (path.starts_with("/admin/models/") && post) return HandleAdmin(std::move(ex));
+  if (path == "/v1/usage" && get) return HandleUsage(std::move(ex));
   const bool known = path == "/health" || path == "/ready" || path == "/metrics" ||
                      path == "/v1/models" || path == "/v1/completions" ||
-                     path == "/v1/chat/completions" || path == "/tokenize";
+                     path == "/v1/chat/completions" || path == "/tokenize" || path == "/v1/usage";
   if (known) {
     return ReplyError(*ex, path,
                       Error{ErrorCode::kInvalidArgument,
@@ -129,8 +134,14 @@ void App::HandleHealth(http::Exchange& ex) {
 
 void App::HandleReady(http::Exchange& ex) {
   switch (phase()) {
-    case Phase::kReady:
-      return Reply(ex, "/ready", 200, "{\"status\":\"ready\"}");
+    case Phase::kReady: {
+      // Still ready while the ledger cannot write (records wait in memory), but said so.
+      const std::string ledger = metering_ != nullptr ? metering_->Health() : std::string();
+      if (ledger.empty()) return Reply(ex, "/ready", 200, "{\"status\":\"ready\"}");
+      std::string body = "{\"status\":\"ready\",\"ledger\":\"";
+      api::AppendJsonEscaped(body, ledger);
+      return Reply(ex, "/ready", 200, body + "\"}");
+    }
     case Phase::kLoading: {
       std::string step;
       {
@@ -204,6 +215,87 @@ Status CheckAdminAccess(const http::Request& request, std::string_view admin_key
   return Unauthenticated(
       given.empty() ? "the admin endpoints need the header Authorization: Bearer <--admin-key>"
                     : "wrong admin key in the Authorization header");
+}
+
+namespace {
+
+// The value of `name` in a URL query ("a=1&b=x%2Cy"), percent-decoded; nullopt when absent.
+std::optional<std::string> QueryParam(std::string_view target, std::string_view name) {
+  const std::size_t q = target.find('?');
+  if (q == std::string_view::npos) return std::nullopt;
+  std::string_view query = target.substr(q + 1);
+  while (!query.empty()) {
+    const std::size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+    const std::size_t eq = pair.find('=');
+    if (pair.substr(0, eq) != name) continue;
+    std::string_view raw = eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+    std::string value;
+    for (std::size_t i = 0; i < raw.size(); ++i) {
+      auto hex = [](char c) {
+        return c >= '0' && c <= '9'   ? c - '0'
+               : c >= 'a' && c <= 'f' ? c - 'a' + 10
+               : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                      : -1;
+      };
+      if (raw[i] == '%' && i + 2 < raw.size() && hex(raw[i + 1]) >= 0 && hex(raw[i + 2]) >= 0) {
+        value += static_cast<char>(hex(raw[i + 1]) * 16 + hex(raw[i + 2]));
+        i += 2;
+      } else {
+        value += raw[i] == '+' ? ' ' : raw[i];
+      }
+    }
+    return value;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+// GET /v1/usage?since=&until=&by=tenant,model,key,day&tenant=&model=&key=: the ledger's report
+// (the JSON of `ember cost report --format json`), admin access only. The query runs on its own
+// thread: an HTTP thread never waits on the disk.
+void App::HandleUsage(std::shared_ptr<http::Exchange> ex) {
+  const std::string endpoint = "/v1/usage";
+  if (Status allowed = CheckAdminAccess(ex->request(), options_.admin_key); !allowed) {
+    return ReplyError(*ex, endpoint, allowed.error());
+  }
+  if (metering_ == nullptr || !metering_->has_ledger()) {
+    return ReplyError(*ex, endpoint,
+                      Error{ErrorCode::kNotFound,
+                            "this server keeps no usage ledger (start it with --data-dir)", ""});
+  }
+  const std::string& target = ex->request().target;
+  const std::int64_t now = Metering::NowNs();
+  ledger::Filter filter;
+  for (auto [param, bound] : {std::pair{"since", &filter.since_ns}, {"until", &filter.until_ns}}) {
+    if (auto text = QueryParam(target, param)) {
+      auto t = ledger::ParseTimeArg(*text, now);
+      if (!t) {
+        return ReplyError(
+            *ex, endpoint,
+            Error{ErrorCode::kInvalidArgument, StrCat(param, ": ", t.error().message), param});
+      }
+      *bound = *t;
+    }
+  }
+  if (auto v = QueryParam(target, "tenant")) filter.tenant = *v;
+  if (auto v = QueryParam(target, "model")) filter.model = *v;
+  if (auto v = QueryParam(target, "key")) filter.key_id = *v;
+  auto by = ledger::ParseGroupBy(QueryParam(target, "by").value_or(""));
+  if (!by) {
+    return ReplyError(*ex, endpoint, Error{ErrorCode::kInvalidArgument, by.error().message, "by"});
+  }
+  std::thread([this, ex, endpoint, filter, group = *by, file = metering_->ledger_file()] {
+    auto store = ledger::Store::OpenReadOnly(file);
+    Result<ledger::Report> report = store ? ledger::BuildReport(**store, filter, group)
+                                          : Result<ledger::Report>(std::unexpected(store.error()));
+    ex->Post([this, ex, endpoint, report = std::move(report)] {
+      if (!report) return ReplyError(*ex, endpoint, report.error());
+      Reply(*ex, endpoint, 200, ledger::ReportJson(*report));
+    });
+  }).detach();
 }
 
 void App::HandleAdmin(std::shared_ptr<http::Exchange> ex) {

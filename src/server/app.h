@@ -13,6 +13,7 @@
 
 #include "http/http_server.h"
 #include "scheduler/scheduler.h"
+#include "server/metering.h"
 #include "server/models.h"
 #include "server/server_metrics.h"
 #include "tenancy/tenancy.h"
@@ -50,6 +51,8 @@ class App {
   // The models it serves; set before the HTTP server starts, cleared after it stopped.
   void SetModels(ModelManager* models) { models_.store(models); }
   void SetPhase(Phase phase) { phase_.store(phase); }
+  // Usage metering and budgets (server/metering.h); set before serving, may stay null (tests).
+  void SetMetering(Metering* metering) { metering_ = metering; }
   // What loading is doing now ("metadata", "tokenizer", "buffers", "weights", "context",
   // "warmup"), for /ready.
   void SetLoadingStep(std::string_view step) {
@@ -81,6 +84,8 @@ class App {
   bool Authorized(http::Exchange& ex, const std::string& endpoint);
   // POST /admin/models/{id}/load and /admin/models/{id}/unload.
   void HandleAdmin(std::shared_ptr<http::Exchange> ex);
+  // GET /v1/usage: the ledger's report (admin access).
+  void HandleUsage(std::shared_ptr<http::Exchange> ex);
 
   // system_fingerprint of default [0] and deterministic [1] responses of a model.
   const std::array<std::string, 2>& Fingerprints(const std::string& numerics_id);
@@ -96,6 +101,7 @@ class App {
   std::mutex fingerprints_mu_;
   std::map<std::string, std::array<std::string, 2>> fingerprints_;  // GUARDED_BY(fingerprints_mu_)
   std::atomic<int> open_generations_{0};
+  Metering* metering_ = nullptr;
 };
 
 }  // namespace ember::server

@@ -29,6 +29,10 @@ std::string_view OutcomeName(Outcome outcome) {
       return "model_too_large";
     case Outcome::kRateLimited:
       return "rate_limited";
+    case Outcome::kOverBudget:
+      return "over_budget";
+    case Outcome::kCannotMeter:
+      return "cannot_meter";
     case Outcome::kLoadFailed:
       return "load_failed";
     case Outcome::kLoadTimeout:
@@ -68,6 +72,7 @@ Generation::~Generation() {
 
 void Generation::Start() {
   arrival_ = Clock::Real().Now();
+  arrival_unix_ns_ = Metering::NowNs();
   // The serving state.
   if (app_.phase() == Phase::kLoading || app_.models_.load() == nullptr) {
     app_.metrics_.CountRejected("loading");
@@ -160,15 +165,22 @@ void Generation::OnModel(Result<ModelLease> lease) {
     return Refuse(outcome, lease.error());
   }
   lease_ = std::make_unique<ModelLease>(std::move(*lease));
+  cold_start_s_ = lease_->cold_start_seconds();
   auto built = BuildRequest();
   if (!built) {
     app_.metrics_.CountRejected("invalid");
     return Refuse(Outcome::kInvalid, built.error());
   }
   // Reserve: the prompt's tokens exactly, the output at its max_tokens (refunded at the end).
-  if (auto refused =
-          grant_->Reserve(static_cast<std::int64_t>(built->prompt.size()), built->max_tokens)) {
+  prompt_tokens_ = static_cast<std::int64_t>(built->prompt.size());
+  if (auto refused = grant_->Reserve(prompt_tokens_, built->max_tokens)) {
     return Refuse(*refused);
+  }
+  // The budget: the worst case at list price, settled to the actual cost in Complete.
+  if (Metering* metering = app_.metering_) {
+    auto reserved = metering->Reserve(caller_.tenant, model_id_, prompt_tokens_, built->max_tokens);
+    if (!reserved) return Refuse(reserved.error());
+    reservation_ = std::move(*reserved);
   }
   Submit(std::move(*built));
 }
@@ -310,6 +322,7 @@ void Generation::EnsureStreamStarted() {
 }
 
 void Generation::OnAdmitted(const scheduler::Admitted& admitted) {
+  admitted_ = true;
   grant_->Started();
   app_.tenant_metrics_.ObserveQueue(caller_.tenant, admitted.queue);
 }
@@ -354,14 +367,17 @@ void Generation::OnFinished(const scheduler::Finished& f) {
     }
     return Complete(outcome, &f);
   }
+  // The answer's last bytes acknowledge the request; with --ledger-sync full they wait until
+  // its usage record is committed (Complete -> RecordUsage), so nothing acknowledged is lost.
   if (!params_.stream) {
     http_status_ = 200;
-    app_.metrics_.CountHttp(endpoint_, 200);
-    exchange_->Respond(200, "application/json",
-                       chat_ ? api::EncodeChatCompletion(meta_, text_, f.reason, f.usage)
-                             : api::EncodeCompletion(meta_, text_, f.reason, f.usage),
-                       ResponseHeaders());
-    return Complete(outcome, &f);
+    std::string body = chat_ ? api::EncodeChatCompletion(meta_, text_, f.reason, f.usage)
+                             : api::EncodeCompletion(meta_, text_, f.reason, f.usage);
+    return Complete(
+        outcome, &f, [this, body = std::move(body), headers = ResponseHeaders()]() mutable {
+          app_.metrics_.CountHttp(endpoint_, 200);
+          exchange_->Respond(200, "application/json", std::move(body), std::move(headers));
+        });
   }
   EnsureStreamStarted();
   exchange_->Write(chat_ ? api::EncodeChatChunk(meta_, "", f.reason, params_.include_usage)
@@ -369,9 +385,10 @@ void Generation::OnFinished(const scheduler::Finished& f) {
   if (params_.include_usage) {
     exchange_->Write(api::EncodeUsageChunk(meta_, params_.endpoint, f.usage));
   }
-  exchange_->Write(std::string(api::kSseDone));
-  exchange_->End();
-  Complete(outcome, &f);
+  Complete(outcome, &f, [this] {
+    exchange_->Write(std::string(api::kSseDone));
+    exchange_->End();
+  });
 }
 
 // --- Endings ------------------------------------------------------------------------------
@@ -397,7 +414,79 @@ void Generation::Refuse(const tenancy::Rejection& rejection) {
   Complete(auth ? Outcome::kUnauthorized : Outcome::kRateLimited, nullptr);
 }
 
-void Generation::Complete(Outcome outcome, const scheduler::Finished* finished) {
+void Generation::Refuse(const MeterRefusal& refusal) {
+  api::HttpError http = api::ToHttpError(refusal.error, refusal.status, refusal.code);
+  http::Headers headers = ResponseHeaders();
+  if (refusal.retry_after_s) {
+    headers.emplace_back("Retry-After", std::to_string(*refusal.retry_after_s));
+  }
+  http_status_ = http.status;
+  app_.Reply(*exchange_, endpoint_, http.status, std::move(http.body), std::move(headers));
+  Complete(refusal.status == 402 ? Outcome::kOverBudget : Outcome::kCannotMeter, nullptr);
+}
+
+void Generation::RecordUsage(Outcome outcome, const scheduler::Finished* finished,
+                             std::function<void()> acknowledge) {
+  auto send_now = [&acknowledge] {
+    if (acknowledge) acknowledge();
+  };
+  // Refusals are counted in metrics, not billed: a record is for a request that was let in.
+  switch (outcome) {
+    case Outcome::kLoading:
+    case Outcome::kUnauthorized:
+    case Outcome::kInvalid:
+    case Outcome::kModelTooLarge:
+    case Outcome::kRateLimited:
+    case Outcome::kQueueFull:
+    case Outcome::kOverBudget:
+    case Outcome::kCannotMeter:
+      return send_now();
+    default:  // kDraining after admission (its model load was stopped) is recorded
+      break;
+  }
+  Metering* metering = app_.metering_;
+  if (metering == nullptr || !grant_) return send_now();
+  ledger::UsageRecord r;
+  r.request_id = meta_.id.empty() ? NewRequestId(chat_ ? "chatcmpl" : "cmpl") : meta_.id;
+  r.tenant = caller_.tenant;
+  r.key_id = caller_.key_id;
+  r.model = model_id_;
+  r.endpoint = endpoint_;
+  r.outcome = std::string(OutcomeName(outcome));
+  r.http_status = http_status_;
+  r.arrival_ns = arrival_unix_ns_;
+  r.finished_ns = Metering::NowNs();
+  r.prompt_tokens = prompt_tokens_;
+  if (cold_start_s_) r.cold_start_ns = static_cast<std::int64_t>(*cold_start_s_ * 1e9);
+  if (finished != nullptr) {
+    r.finish_reason = finished->reason == FinishReason::kCancelled
+                          ? "cancelled"
+                          : std::string(api::FinishReasonString(finished->reason));
+    r.prompt_tokens = finished->usage.prompt_tokens;
+    r.cached_prompt_tokens = finished->usage.cached_tokens;
+    r.completion_tokens = finished->usage.completion_tokens;
+    r.engine_ns = finished->timings.engine.count();
+    if (admitted_) {
+      r.queue_ns = finished->timings.queue.count();
+      r.admitted_ns = arrival_unix_ns_ + r.queue_ns;
+    }
+    if (finished->timings.first_token.count() > 0) {
+      r.first_token_ns = arrival_unix_ns_ + finished->timings.first_token.count();
+    }
+  }
+  std::function<void()> durable;
+  if (acknowledge) {
+    // Runs on the ledger's writer thread once the record is committed (or at once when the
+    // ledger does not wait): back to this exchange's strand to send the last bytes.
+    durable = [self = shared_from_this(), send = std::move(acknowledge)]() mutable {
+      self->exchange_->Post([self, send = std::move(send)] { send(); });
+    };
+  }
+  metering->Record(reservation_, std::move(r), std::move(durable));
+}
+
+void Generation::Complete(Outcome outcome, const scheduler::Finished* finished,
+                          std::function<void()> acknowledge) {
   if (done_) {
     log::Error("generation ", meta_.id, " reached its completion point twice (",
                OutcomeName(outcome), "); the second is ignored");
@@ -406,6 +495,7 @@ void Generation::Complete(Outcome outcome, const scheduler::Finished* finished) 
   done_ = true;
   const std::int64_t output = finished != nullptr ? finished->usage.completion_tokens : 0;
   if (grant_) grant_->Settle(output);
+  RecordUsage(outcome, finished, std::move(acknowledge));
   app_.metrics_.CountOutcome(OutcomeName(outcome));
   app_.tenant_metrics_.CountRequest(caller_.tenant, http_status_,
                                     finished != nullptr ? finished->usage.prompt_tokens : 0,

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -19,7 +20,9 @@
 #include "api/openai.h"
 #include "common/clock.h"
 #include "http/http_server.h"
+#include "ledger/budget.h"
 #include "scheduler/request.h"
+#include "server/metering.h"
 #include "server/models.h"
 #include "server/server_metrics.h"
 #include "tenancy/tenancy.h"
@@ -39,6 +42,8 @@ enum class Outcome {
   kInvalid,        // 400/404: a malformed or impossible request
   kModelTooLarge,  // 413: the model can never fit the memory budget
   kRateLimited,    // 429: a tenant's limit (rate, concurrency, queue)
+  kOverBudget,     // 402: the tenant's hard budget cannot cover the request's worst case
+  kCannotMeter,    // 503: the usage ledger could not record the request (disk failing)
   kLoadFailed,     // 503: its model failed to load
   kLoadTimeout,    // 503: its model did not load within the queue timeout
   kQueueFull,      // 429: the model's wait queue was full
@@ -70,8 +75,16 @@ class Generation : public std::enable_shared_from_this<Generation> {
   // Answers with `error` (its HTTP status) and completes with `outcome`.
   void Refuse(Outcome outcome, const Error& error);
   void Refuse(const tenancy::Rejection& rejection);
+  void Refuse(const MeterRefusal& refusal);
+  // The usage record of an admitted request (docs/finops.md), at the completion point.
+  // `acknowledge` sends the answer's last bytes: at once, or (--ledger-sync full) once the
+  // record is committed.
+  void RecordUsage(Outcome outcome, const scheduler::Finished* finished,
+                   std::function<void()> acknowledge);
   // The completion point. `finished`: the scheduler's report, when the request reached it.
-  void Complete(Outcome outcome, const scheduler::Finished* finished);
+  // `acknowledge`: the last bytes of a successful answer, sent once the usage is recorded.
+  void Complete(Outcome outcome, const scheduler::Finished* finished,
+                std::function<void()> acknowledge = nullptr);
   http::Headers ResponseHeaders() const;
 
   App& app_;
@@ -82,6 +95,10 @@ class Generation : public std::enable_shared_from_this<Generation> {
   std::string model_id_;
   ModelMetrics* model_metrics_ = nullptr;
   SteadyTime arrival_{};
+  std::int64_t arrival_unix_ns_ = 0;  // the same instant on the wall clock (usage records)
+  std::int64_t prompt_tokens_ = 0;    // once tokenized
+  std::optional<double> cold_start_s_;
+  ledger::Reservation reservation_;  // the request's worst-case cost, held until Complete
   tenancy::Caller caller_;
   std::shared_ptr<tenancy::Grant> grant_;  // the tenant's limits held by this request
   std::unique_ptr<ModelLease> lease_;      // while set, the model stays loaded
@@ -91,6 +108,7 @@ class Generation : public std::enable_shared_from_this<Generation> {
   int http_status_ = 0;
   bool stream_started_ = false;
   bool client_gone_ = false;
+  bool admitted_ = false;             // took a sequence slot (the Admitted event)
   std::uint64_t acquire_ticket_ = 0;  // while it waits for its model (ModelManager::Abandon)
   bool done_ = false;                 // Complete ran
   // Set while the scheduler owns the request, so events always find this object.

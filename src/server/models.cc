@@ -242,6 +242,7 @@ void ModelManager::UnloadLocked(std::unique_lock<std::mutex>& lock, Entry& e,
                                 ModelMetrics::UnloadReason reason) {
   e.state = ModelState::kUnloading;
   std::unique_ptr<scheduler::Scheduler> doomed = std::move(e.scheduler);
+  if (doomed) retired_busy_ns_ += doomed->busy_ns();  // idle: no step runs any more
   lock.unlock();
   const SteadyTime start = clock_.Now();
   doomed.reset();  // joins the engine thread, frees the llama model and context
@@ -310,6 +311,7 @@ bool ModelManager::StartLoadLocked(std::unique_lock<std::mutex>& lock) {
     loading_ = true;
     if (loader_.joinable()) loader_.join();  // the previous load, already finished
     const SteadyTime started = clock_.Now();
+    load_started_ = started;
     log::Info("loading model '", e.config.id, "' (needs ", MiB(e.need), ", ", MiB(UsedLocked()),
               " of the budget in use with it)");
     loader_ = std::thread([this, i, started] {
@@ -328,6 +330,8 @@ void ModelManager::FinishLoad(std::size_t index, Result<LoadedModel> loaded, Ste
     loading_ = false;
     Entry& e = *entries_[index];
     const SteadyTime now = clock_.Now();
+    loaded_ns_ += (now - started).count();
+    load_started_.reset();
     e.metrics->RecordLoad(loaded.has_value(), Seconds(now - started));
     if (loaded) {
       e.state = ModelState::kLoaded;
@@ -488,6 +492,20 @@ std::vector<ModelStatus> ModelManager::List() const {
     out.push_back(std::move(s));
   }
   return out;
+}
+
+std::int64_t ModelManager::BusyNs() const {
+  std::lock_guard lock(mu_);
+  std::int64_t busy = retired_busy_ns_;
+  for (const auto& e : entries_) {
+    if (e->state == ModelState::kLoaded && e->scheduler) busy += e->scheduler->busy_ns();
+  }
+  return busy;
+}
+
+std::int64_t ModelManager::LoadingNs() const {
+  std::lock_guard lock(mu_);
+  return loaded_ns_ + (load_started_ ? (clock_.Now() - *load_started_).count() : 0);
 }
 
 std::vector<scheduler::SchedulerSnapshot> ModelManager::Snapshots() const {

@@ -158,6 +158,11 @@ class ModelManager {
   std::vector<scheduler::SchedulerSnapshot> Snapshots() const;
   std::optional<scheduler::SchedulerSnapshot> Snapshot(const std::string& id) const;
 
+  // Machine time since start, for the ledger's intervals: engine step time of every model
+  // (loaded now or before), and time spent loading models (a load in progress included).
+  std::int64_t BusyNs() const;
+  std::int64_t LoadingNs() const;
+
   // Drain: refuse new requests and loads; requests already waiting for a model still get it.
   void BeginDrain();
   // Waits until no request holds or waits for a model and no load runs; false at `deadline`.
@@ -231,14 +236,17 @@ class ModelManager {
   std::vector<std::unique_ptr<Entry>> entries_;  // fixed after construction
 
   mutable std::mutex mu_;
-  std::condition_variable wake_;   // the manager thread
-  std::condition_variable idle_;   // WaitIdle
-  bool stop_ = false;              // GUARDED_BY(mu_)
-  bool draining_ = false;          // GUARDED_BY(mu_)
-  bool loading_ = false;           // GUARDED_BY(mu_): a load thread runs
-  std::uint64_t next_ticket_ = 1;  // GUARDED_BY(mu_)
-  std::thread loader_;             // the current (or last) load
-  std::thread thread_;             // Run()
+  std::condition_variable wake_;            // the manager thread
+  std::condition_variable idle_;            // WaitIdle
+  bool stop_ = false;                       // GUARDED_BY(mu_)
+  bool draining_ = false;                   // GUARDED_BY(mu_)
+  bool loading_ = false;                    // GUARDED_BY(mu_): a load thread runs
+  std::uint64_t next_ticket_ = 1;           // GUARDED_BY(mu_)
+  std::int64_t retired_busy_ns_ = 0;        // GUARDED_BY(mu_): of unloaded schedulers
+  std::int64_t loaded_ns_ = 0;              // GUARDED_BY(mu_): finished loads
+  std::optional<SteadyTime> load_started_;  // GUARDED_BY(mu_): the load running
+  std::thread loader_;                      // the current (or last) load
+  std::thread thread_;                      // Run()
 };
 
 }  // namespace ember::server

@@ -24,8 +24,10 @@
 #include "engine/llama/llama_engine.h"
 #include "engine/llama/llama_memory.h"
 #include "http/http_server.h"
+#include "ledger/prices.h"
 #include "server/app.h"
 #include "server/cpu_budget.h"
+#include "server/metering.h"
 #include "server/models.h"
 #include "server/server_metrics.h"
 #include "server/tenancy_watch.h"
@@ -261,10 +263,46 @@ int RunServe(const ServeOptions& options) {
   // or without tenants, the server runs open. Static like the app that refers to it.
   static tenancy::Tenancy tenancy(Clock::Real());
   metrics.tenants().SetTopN(options.tenant_metrics_top);
+  // Metering: prices, budgets and the usage ledger in DIR/ledger.sqlite (docs/finops.md).
+  // Static like the app that refers to it; stopped (flushed) by the shutdown sequence below.
+  static std::unique_ptr<Metering> metering;
+  {
+    MeteringOptions m;
+    if (!options.prices_file.empty()) {
+      auto prices = ledger::LoadPrices(options.prices_file);
+      if (!prices) {
+        log::Error("cannot serve: ", prices.error().message);
+        return 1;
+      }
+      m.prices = std::move(*prices);
+    }
+    if (!options.data_dir.empty()) {
+      m.ledger_file = std::filesystem::path(options.data_dir) / "ledger.sqlite";
+    }
+    m.sync = options.ledger_sync_full ? ledger::SyncMode::kFull : ledger::SyncMode::kNormal;
+    m.max_buffered = options.ledger_buffer;
+    m.unmetered = options.unmetered_refuse ? UnmeteredPolicy::kRefuse : UnmeteredPolicy::kServe;
+    m.interval = options.ledger_interval;
+    m.budget_webhook = options.budget_webhook;
+    m.threads = options.threads > 0 ? options.threads : UsableCpus();
+    if (m.prices.instance.spot && options.drain_timeout > std::chrono::seconds(25)) {
+      log::Warn(
+          "a spot instance gets as little as 30 s between its interruption notice and "
+          "the end; --drain-timeout ",
+          options.drain_timeout.count(), " ms may be cut short (docs/finops.md)");
+    }
+    auto created = Metering::Create(std::move(m), metrics);
+    if (!created) {
+      log::Error("cannot serve: ", created.error().message);
+      return 1;
+    }
+    metering = std::move(*created);
+  }
   std::unique_ptr<TenancyWatcher> watcher;
   if (!options.data_dir.empty()) {
     watcher = std::make_unique<TenancyWatcher>(
-        std::filesystem::path(options.data_dir) / "tenants.toml", tenancy, metrics);
+        std::filesystem::path(options.data_dir) / "tenants.toml", tenancy, metrics,
+        [](const tenancy::Config& config) { metering->ApplyTenants(config); });
     if (Status loaded = watcher->LoadInitial(); !loaded) {
       log::Error("cannot serve: ", loaded.error().message);
       return 1;
@@ -295,11 +333,19 @@ int RunServe(const ServeOptions& options) {
       },
       metrics, Clock::Real());
   app.SetModels(models.get());
+  app.SetMetering(metering.get());
+  metering->Start(*models);
+  // `ember cost advise` reads the configuration it judges from here.
+  metering->Event("start", StrCat("ember ", kVersion,
+                                  " threads=", options.threads > 0 ? options.threads : UsableCpus(),
+                                  " idle_unload_ms=", options.idle_unload.count(),
+                                  " drain_timeout_ms=", options.drain_timeout.count()));
 
   auto http = http::HttpServer::Create(HttpOptionsFrom(options, metrics),
                                        [](auto ex) { app.Handle(std::move(ex)); });
   if (!http) {
     log::Error(http.error().message);
+    metering->Stop(std::chrono::seconds(5));  // before the manager it samples goes
     return 1;
   }
   (*http)->Start();
@@ -311,7 +357,8 @@ int RunServe(const ServeOptions& options) {
     log::Error("cannot serve: ", loaded.error().message);
     (*http)->Stop();
     app.SetModels(nullptr);
-    return 1;
+    metering->Stop(std::chrono::seconds(5));
+    return 1;  // the manager outlives the stop above: it is destroyed on return
   }
   const double total = Seconds(std::chrono::steady_clock::now() - start);
   std::string ids;
@@ -324,9 +371,15 @@ int RunServe(const ServeOptions& options) {
             static_cast<long long>(total * 1e3), " ms");
 
   while (!drain_requested) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  // On a spot instance the provider's interruption notice arrives as this SIGTERM.
+  metering->Event(metering->prices().instance.spot ? "spot_interruption" : "stop",
+                  StrCat("signal; draining up to ", options.drain_timeout.count(), " ms"));
   const bool idle = Drain(*models, app, options.drain_timeout);
   (*http)->Stop();
   app.SetModels(nullptr);
+  // Every request has completed (and recorded its usage): the last interval (it reads the
+  // models' busy time, so before they go) and the flush.
+  metering->Stop(std::chrono::seconds(10));
   if (idle) {
     models.reset();
   } else {

@@ -63,6 +63,16 @@ struct ServeOptions {
   bool allow_deterministic = false;
   bool deterministic = false;
   std::chrono::milliseconds step_delay{0};  // testing aid (hidden flag)
+  // Usage ledger and FinOps (docs/finops.md): --prices FILE (prices.toml), --ledger-sync
+  // normal|full, the records kept in memory while the disk fails, what happens to requests of
+  // tenants without a hard budget once even that buffer is full (serve | refuse), and the
+  // period of the machine's utilization intervals (--ledger-interval, default 60 s).
+  std::string prices_file;
+  bool ledger_sync_full = false;
+  std::size_t ledger_buffer = 100'000;
+  bool unmetered_refuse = false;
+  std::chrono::milliseconds ledger_interval{60'000};
+  std::string budget_webhook;  // --budget-webhook URL (http://)
 };
 
 // Returns the process exit code.

@@ -182,6 +182,7 @@ TenantMetrics::TenantMetrics(metrics::Registry& registry, int top_n)
     : registry_(registry), top_n_(top_n) {}
 
 std::string TenantMetrics::Label(const std::string& tenant) {
+  if (tenant.empty()) return tenant;
   std::lock_guard lock(mu_);
   auto [it, fresh] = named_.try_emplace(tenant, false);
   if (fresh && named_count_ < top_n_) {

@@ -40,10 +40,11 @@ class TenantMetrics {
   // Arrival to a sequence slot (waiting for the model included).
   void ObserveQueue(const std::string& tenant, std::chrono::nanoseconds queue);
   void CountPreempted(const std::string& tenant);
-
- private:
+  // The tenant's label value: its name while it is among the first top_n tenants seen, else
+  // "other" (bounded cardinality); "" stays "" (the anonymous tenant of open mode).
   std::string Label(const std::string& tenant);
 
+ private:
   metrics::Registry& registry_;
   int top_n_;  // GUARDED_BY(mu_)
   std::mutex mu_;

@@ -5,8 +5,14 @@
 namespace ember::server {
 
 TenancyWatcher::TenancyWatcher(std::filesystem::path file, tenancy::Tenancy& tenancy,
-                               ServerMetrics& metrics, std::chrono::milliseconds period)
-    : file_(std::move(file)), tenancy_(tenancy), metrics_(metrics), period_(period) {}
+                               ServerMetrics& metrics,
+                               std::function<void(const tenancy::Config&)> on_apply,
+                               std::chrono::milliseconds period)
+    : file_(std::move(file)),
+      tenancy_(tenancy),
+      metrics_(metrics),
+      on_apply_(std::move(on_apply)),
+      period_(period) {}
 
 TenancyWatcher::~TenancyWatcher() {
   {
@@ -22,6 +28,7 @@ Status TenancyWatcher::LoadInitial() {
   auto config = tenancy::ReadConfigFile(file_);
   if (!config) return std::unexpected(config.error());
   tenancy_.Apply(*config);
+  if (on_apply_) on_apply_(*config);
   metrics_.CountTenancyReload(true, config->tenants.size());
   if (config->empty()) {
     log::Warn("no tenants configured (", file_.string(), stamp_ ? " has none" : " does not exist",
@@ -66,6 +73,7 @@ void TenancyWatcher::Poll() {
   }
   const bool was_open = tenancy_.open();
   tenancy_.Apply(*config);
+  if (on_apply_) on_apply_(*config);
   metrics_.CountTenancyReload(true, config->tenants.size());
   log::Info("tenancy: reloaded ", file_.string(), ": ", config->tenants.size(), " tenants, ",
             config->keys.size(), " API keys");

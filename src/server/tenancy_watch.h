@@ -12,6 +12,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -25,7 +26,9 @@ namespace ember::server {
 
 class TenancyWatcher {
  public:
+  // `on_apply`, when set, also gets every configuration applied (the budgets of metering).
   TenancyWatcher(std::filesystem::path file, tenancy::Tenancy& tenancy, ServerMetrics& metrics,
+                 std::function<void(const tenancy::Config&)> on_apply = nullptr,
                  std::chrono::milliseconds period = std::chrono::milliseconds(250));
   ~TenancyWatcher();  // stops polling
 
@@ -40,6 +43,7 @@ class TenancyWatcher {
   const std::filesystem::path file_;
   tenancy::Tenancy& tenancy_;
   ServerMetrics& metrics_;
+  std::function<void(const tenancy::Config&)> on_apply_;
   const std::chrono::milliseconds period_;
   std::optional<tenancy::FileStamp> stamp_;  // of the file last read (ok or not)
   std::mutex mu_;

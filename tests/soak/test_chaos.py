@@ -60,6 +60,7 @@ import tempfile
 import random
 import re
 import signal
+import sqlite3
 import socket
 import sys
 import threading
@@ -619,6 +620,20 @@ class SoakTest(unittest.TestCase):
             self.assertEqual(server.proc.wait(30), 0)
         finally:
             server.stop()
+        # The usage ledger (docs/finops.md), flushed by the drain: one record per started
+        # request (and per admitted request whose client left before its model lease), none
+        # twice, and its tokens are the server's.
+        db = sqlite3.connect(os.path.join(data_dir, "ledger.sqlite"))
+        n_records, n_ids, completion = db.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT request_id), SUM(completion_tokens) FROM usage"
+        ).fetchone()
+        db.close()
+        print(f"soak: ledger records={n_records} started={n_started:.0f} gone={gone:.0f}",
+              file=sys.stderr)
+        self.assertEqual(n_records, n_ids)
+        self.assertEqual(n_records, n_started + gone)
+        self.assertEqual(n_records, total(s, "ember_usage_records_total"))
+        self.assertEqual(completion, total(s, "ember_generation_tokens_total"))
 
 
 if __name__ == "__main__":
