@@ -147,7 +147,8 @@ void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
       ->envname("EMBER_PRICES");
   serve
       ->add_option("--ledger-sync", d.ledger_sync,
-                   "normal: a crash loses at most the last 100 ms of usage records; full: fsync "
+                   "normal: a crash loses at most the last commit window (~100 ms) of usage "
+                   "records; full: fsync "
                    "every commit, nothing acknowledged is lost")
       ->envname("EMBER_LEDGER_SYNC")
       ->check(CLI::IsMember({"normal", "full"}));
