@@ -15,15 +15,9 @@ command -v qemu-aarch64 >/dev/null || missing+=(qemu-user)
 for p in libgtest-dev libgmock-dev libboost1.74-dev nlohmann-json3-dev libcli11-dev; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# SQLite for aarch64 (the ledger links it statically): Debian's arm64 package, through
-# multiarch, the same version as the build machine's.
-if ! dpkg-query -W -f='${Status}' libsqlite3-dev:arm64 2>/dev/null | grep -q "install ok installed"; then
-  missing+=(libsqlite3-dev:arm64)
-fi
+SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
 if ((${#missing[@]})); then
   echo "[cross] installing ${missing[*]}" >&2
-  SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
-  dpkg --print-foreign-architectures | grep -qx arm64 || $SUDO dpkg --add-architecture arm64
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
@@ -43,9 +37,27 @@ if [[ ! -f "$deps/.ember-complete" ]]; then
 fi
 # Refreshed on every run, so a cache from before a header-only package was added gets it too.
 mkdir -p "$deps/include"
-for h in boost nlohmann CLI sqlite3.h; do ln -sfn "/usr/include/$h" "$deps/include/$h"; done
+for h in boost nlohmann CLI; do ln -sfn "/usr/include/$h" "$deps/include/$h"; done
+# SQLite for aarch64 (the ledger links it statically): Debian's libsqlite3-dev:arm64, the build
+# machine's version, downloaded and unpacked into the cache, never installed: installing it
+# pulls in libc6:arm64, whose /lib/aarch64-linux-gnu libc then mixes with the cross
+# toolchain's under qemu-aarch64 and hangs every thread start.
+sqlite_version="$(dpkg-query -W -f='${Version}' libsqlite3-dev)"
+sqlite="$cache/aarch64-deps/sqlite-$sqlite_version"
+if [[ ! -f "$sqlite/.ember-complete" ]]; then
+  echo "[cross] fetching libsqlite3-dev:arm64 $sqlite_version into $sqlite" >&2
+  dpkg --print-foreign-architectures | grep -qx arm64 || $SUDO dpkg --add-architecture arm64
+  $SUDO apt-get update -qq
+  rm -rf "$sqlite" && mkdir -p "$sqlite/deb"
+  (cd "$sqlite/deb" && { apt-get download -qq "libsqlite3-dev:arm64=$sqlite_version" 2>/dev/null ||
+                         apt-get download -qq libsqlite3-dev:arm64; })
+  dpkg -x "$sqlite"/deb/*.deb "$sqlite/root"
+  rm -rf "$sqlite/deb"
+  touch "$sqlite/.ember-complete"
+fi
+ln -sfn "$sqlite/root/usr/include/sqlite3.h" "$deps/include/sqlite3.h"
 mkdir -p "$deps/lib"
-ln -sfn /usr/lib/aarch64-linux-gnu/libsqlite3.a "$deps/lib/libsqlite3.a"
+ln -sfn "$sqlite/root/usr/lib/aarch64-linux-gnu/libsqlite3.a" "$deps/lib/libsqlite3.a"
 export EMBER_AARCH64_DEPS="$deps"
 
 prefix="$(EMBER_TARGET=aarch64 "$repo/scripts/llama_cpp.sh" prefix)"
