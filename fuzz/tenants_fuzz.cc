@@ -1,4 +1,4 @@
-// libFuzzer target: tenancy's tenants.toml reader (ParseConfig over tenancy/toml_reader.cc) fed
+// libFuzzer target: tenancy's tenants.toml reader (ParseConfig over common/toml_reader.cc) fed
 // arbitrary text. It must never crash or hang; a rejection is InvalidArgument naming the file
 // ("FILE:" or "FILE:LINE: ..."); an accepted configuration survives the CLI's rewrite:
 // FormatConfig's text parses back to the same Config (what `ember tenants` writes, the server reads
