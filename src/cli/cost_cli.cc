@@ -22,7 +22,7 @@ namespace ember::cli {
 struct CostCommands::Flags {
   CLI::App* cost = nullptr;
   CLI::App *report = nullptr, *advise = nullptr;
-  std::string data_dir = "ember-data";
+  std::string data_dir;
   std::string since, until, by, format = "table", tenant, model, key;
   std::string window = "7d", instances, prices;
   int replicas = 1;
@@ -216,6 +216,10 @@ CostCommands::~CostCommands() = default;
 bool CostCommands::Selected() const { return flags_->cost->parsed(); }
 
 int CostCommands::Run() {
+  if (flags_->data_dir.empty()) {
+    return Usage("cost needs --data-dir DIR (or EMBER_DATA_DIR): the directory `ember serve` "
+                 "keeps its ledger in (DIR/ledger.sqlite)");
+  }
   if (flags_->report->parsed()) return RunReport(*flags_);
   return RunAdvise(*flags_);
 }
