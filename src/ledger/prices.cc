@@ -22,8 +22,8 @@ using toml::Node;
 constexpr std::array<std::string_view, 2> kRootKeys = {"models", "instance"};
 constexpr std::array<std::string_view, 3> kModelKeys = {"input_per_mtok", "cached_input_per_mtok",
                                                         "output_per_mtok"};
-constexpr std::array<std::string_view, 4> kInstanceKeys = {"price_per_hour", "spot",
-                                                           "on_demand_price_per_hour", "name"};
+constexpr std::array<std::string_view, 5> kInstanceKeys = {
+    "price_per_hour", "spot", "on_demand_price_per_hour", "name", "interruption_notice_seconds"};
 
 std::string_view TypeName(const Node& v) {
   switch (v.kind) {
@@ -151,6 +151,13 @@ class Parser {
                       StrCat("instance.spot must be true or false, not ", TypeName(*value)));
         }
         instance.spot = value->boolean;
+      } else if (key == "interruption_notice_seconds") {
+        if (!value->is_integer() || value->integer < 1 || value->integer > 3600) {
+          return Fail(*value,
+                      "instance.interruption_notice_seconds must be an integer of "
+                      "seconds from 1 to 3600");
+        }
+        instance.interruption_notice_seconds = value->integer;
       } else if (key == "name") {
         if (!value->is_string()) {
           return Fail(*value, StrCat("instance.name must be a string, not ", TypeName(*value)));

@@ -5,6 +5,7 @@
 // integer micro-dollars: "0.15" in the file is 150000, never a double.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -32,6 +33,9 @@ struct InstancePrice {
   Microdollars on_demand_price_per_hour = 0;
   bool spot = false;
   std::string name = {};  // e.g. "m7i.2xlarge"; "" = not given
+  // A spot instance's warning before it is taken back (AWS 120 s, GCP and Azure 30 s): the drain
+  // after SIGTERM is bounded by it. 0 = not given (30 s is assumed for a spot instance).
+  std::int64_t interruption_notice_seconds = 0;
 
   bool operator==(const InstancePrice&) const = default;
 };

@@ -82,7 +82,8 @@ TEST(Prices, TyposAndBadValuesNameTheLine) {
                         "(allowed: input_per_mtok, cached_input_per_mtok, output_per_mtok)"));
   EXPECT_THAT(ErrorOf("\n[instance]\nprice = 1\n"),
               HasSubstr("prices.toml:3: unknown key \"price\" in [instance] (allowed: "
-                        "price_per_hour, spot, on_demand_price_per_hour, name)"));
+                        "price_per_hour, spot, on_demand_price_per_hour, name, "
+                        "interruption_notice_seconds)"));
   EXPECT_THAT(ErrorOf("[model.m]\n"), HasSubstr("prices.toml:1: unknown key \"model\" at the top"));
   EXPECT_THAT(ErrorOf("[models.m]\noutput_per_mtok = -0.5\n"),
               HasSubstr("prices.toml:2: models.\"m\".output_per_mtok: \"-0.5\" is negative"));
@@ -126,6 +127,22 @@ TEST(Prices, TheShippedExampleParses) {
   auto prices = LoadPrices(root / "docs/examples/prices.toml");
   ASSERT_TRUE(prices) << prices.error().message;
   EXPECT_EQ(prices->models.at("stories260K").input_per_mtok, 150'000);
+}
+
+}  // namespace
+}  // namespace ember::ledger
+
+namespace ember::ledger {
+namespace {
+
+TEST(Prices, SpotInterruptionNotice) {
+  auto p = ParsePrices(
+      "[instance]\nprice_per_hour = 1\nspot = true\ninterruption_notice_seconds = 120\n",
+      "prices.toml");
+  ASSERT_TRUE(p) << p.error().message;
+  EXPECT_EQ(p->instance.interruption_notice_seconds, 120);
+  EXPECT_FALSE(ParsePrices("[instance]\ninterruption_notice_seconds = 0\n", "prices.toml"));
+  EXPECT_FALSE(ParsePrices("[instance]\ninterruption_notice_seconds = 1.5\n", "prices.toml"));
 }
 
 }  // namespace

@@ -266,6 +266,7 @@ int RunServe(const ServeOptions& options) {
   // Metering: prices, budgets and the usage ledger in DIR/ledger.sqlite (docs/finops.md).
   // Static like the app that refers to it; stopped (flushed) by the shutdown sequence below.
   static std::unique_ptr<Metering> metering;
+  std::chrono::milliseconds drain_timeout = options.drain_timeout;  // bounded on spot below
   {
     MeteringOptions m;
     if (!options.prices_file.empty()) {
@@ -285,11 +286,22 @@ int RunServe(const ServeOptions& options) {
     m.interval = options.ledger_interval;
     m.budget_webhook = options.budget_webhook;
     m.threads = options.threads > 0 ? options.threads : UsableCpus();
-    if (m.prices.instance.spot && options.drain_timeout > std::chrono::seconds(25)) {
-      log::Warn(
-          "a spot instance gets as little as 30 s between its interruption notice and "
-          "the end; --drain-timeout ",
-          options.drain_timeout.count(), " ms may be cut short (docs/finops.md)");
+    if (m.prices.instance.spot) {
+      // The drain must end (and the ledger be flushed) before the provider takes the machine
+      // back: the notice less 5 s for the flush and the exit.
+      const ledger::InstancePrice& spot = m.prices.instance;
+      const std::chrono::seconds notice(
+          spot.interruption_notice_seconds > 0 ? spot.interruption_notice_seconds : 30);
+      const auto bound = std::max<std::chrono::milliseconds>(notice - std::chrono::seconds(5),
+                                                             std::chrono::seconds(1));
+      if (drain_timeout > bound) {
+        log::Warn("spot instance with a ", notice.count(),
+                  " s interruption notice: the drain "
+                  "after SIGTERM is bounded to ",
+                  bound.count(), " ms (--drain-timeout ", drain_timeout.count(),
+                  " ms; docs/finops.md)");
+        drain_timeout = bound;
+      }
     }
     auto created = Metering::Create(std::move(m), metrics);
     if (!created) {
@@ -339,7 +351,7 @@ int RunServe(const ServeOptions& options) {
   metering->Event("start", StrCat("ember ", kVersion,
                                   " threads=", options.threads > 0 ? options.threads : UsableCpus(),
                                   " idle_unload_ms=", options.idle_unload.count(),
-                                  " drain_timeout_ms=", options.drain_timeout.count()));
+                                  " drain_timeout_ms=", drain_timeout.count()));
 
   auto http = http::HttpServer::Create(HttpOptionsFrom(options, metrics),
                                        [](auto ex) { app.Handle(std::move(ex)); });
@@ -351,7 +363,7 @@ int RunServe(const ServeOptions& options) {
   (*http)->Start();
   // Tests and scripts read this line to find the port (--port 0).
   log::Info("listening on http://", options.host, ":", (*http)->port());
-  WatchSignals(signals, app, drain_requested, options.drain_timeout);
+  WatchSignals(signals, app, drain_requested, drain_timeout);
 
   if (Status loaded = Preload(*models, *configs); !loaded) {
     log::Error("cannot serve: ", loaded.error().message);
@@ -373,8 +385,8 @@ int RunServe(const ServeOptions& options) {
   while (!drain_requested) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   // On a spot instance the provider's interruption notice arrives as this SIGTERM.
   metering->Event(metering->prices().instance.spot ? "spot_interruption" : "stop",
-                  StrCat("signal; draining up to ", options.drain_timeout.count(), " ms"));
-  const bool idle = Drain(*models, app, options.drain_timeout);
+                  StrCat("signal; draining up to ", drain_timeout.count(), " ms"));
+  const bool idle = Drain(*models, app, drain_timeout);
   (*http)->Stop();
   app.SetModels(nullptr);
   // Every request has completed (and recorded its usage): the last interval (it reads the

@@ -392,9 +392,12 @@ class SpotTest(unittest.TestCase):
         prices = os.path.join(data, "prices.toml")
         with open(prices, "w") as f:
             f.write('[instance]\nprice_per_hour = 1.00\nspot = true\n'
-                    'on_demand_price_per_hour = 3.00\nname = "c7i.2xlarge"\n')
+                    'on_demand_price_per_hour = 3.00\nname = "c7i.2xlarge"\n'
+                    'interruption_notice_seconds = 10\n')
         server = Server("--data-dir", data, "--prices", prices, "--ledger-interval", "200ms",
                         "--drain-timeout", "20s")
+        # The drain must end within the notice, less 5 s for the flush and the exit.
+        self.assertTrue(server.wait_log("the drain after SIGTERM is bounded to 5000 ms"))
         status, _, _ = server.request("POST", "/v1/completions", json.dumps(
             {"model": MODEL_ID, "prompt": "Once", "max_tokens": 3}))
         self.assertEqual(status, 200)
