@@ -124,13 +124,13 @@ void Ledger::Close(std::chrono::milliseconds deadline) {
   if (!flushed) log::Error(flushed.error().message, "; they are lost");
 }
 
-void Ledger::TakePending(Batch& batch) {
-  MoveOnto(batch.records, records_);
-  MoveOnto(batch.intervals, intervals_);
-  MoveOnto(batch.events, events_);
-  MoveOnto(batch.on_written, on_written_);
+void Ledger::TakePending(Batch& batch, Batch& taken) {
+  taken.records.swap(records_);
+  taken.intervals.swap(intervals_);
+  taken.events.swap(events_);
+  taken.on_written.swap(on_written_);
   batch.end_seq = appended_seq_;
-  in_flight_records_ = batch.records.size();
+  in_flight_records_ = batch.records.size() + taken.records.size();
 }
 
 void Ledger::Run() {
@@ -148,9 +148,16 @@ void Ledger::Run() {
     }
     if (stop_) break;
     flush_requested_ = false;
-    TakePending(batch);
-    if (batch.empty()) continue;
+    // Swapped out under the lock, moved onto the batch (which a failing disk lets grow to
+    // --ledger-buffer records) outside it: an Append never waits behind a large move.
+    Batch taken;
+    TakePending(batch, taken);
+    if (batch.empty() && taken.empty() && taken.on_written.empty()) continue;
     lock.unlock();
+    MoveOnto(batch.records, taken.records);
+    MoveOnto(batch.intervals, taken.intervals);
+    MoveOnto(batch.events, taken.events);
+    MoveOnto(batch.on_written, taken.on_written);
     const auto start = std::chrono::steady_clock::now();
     auto written = store_->Write(batch.records, batch.intervals, batch.events);
     const std::int64_t took_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(

@@ -97,8 +97,9 @@ class Ledger {
   };
 
   void Run();
-  // Moves the queue onto the end of BATCH. Requires mu_.
-  void TakePending(Batch& batch);
+  // Swaps the queue into TAKEN (BATCH keeps what an earlier attempt could not write) and
+  // notes where BATCH + TAKEN end. Requires mu_.
+  void TakePending(Batch& batch, Batch& taken);
 
   const LedgerOptions options_;
   const std::unique_ptr<Store> store_;  // used by the writer thread (Store is thread-safe)
