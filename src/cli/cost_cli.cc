@@ -217,8 +217,9 @@ bool CostCommands::Selected() const { return flags_->cost->parsed(); }
 
 int CostCommands::Run() {
   if (flags_->data_dir.empty()) {
-    return Usage("cost needs --data-dir DIR (or EMBER_DATA_DIR): the directory `ember serve` "
-                 "keeps its ledger in (DIR/ledger.sqlite)");
+    return Usage(
+        "cost needs --data-dir DIR (or EMBER_DATA_DIR): the directory `ember serve` "
+        "keeps its ledger in (DIR/ledger.sqlite)");
   }
   if (flags_->report->parsed()) return RunReport(*flags_);
   return RunAdvise(*flags_);
