@@ -1,5 +1,6 @@
 #include "common/toml_reader.h"
 
+#include <algorithm>
 #include <charconv>
 #include <limits>
 #include <optional>
@@ -462,6 +463,50 @@ Status CheckShape(std::string_view text, std::string_view file_name) {
 Result<std::unique_ptr<Node>> Read(std::string_view text, std::string_view file_name) {
   if (Status shape = CheckShape(text, file_name); !shape) return std::unexpected(shape.error());
   return Reader(text, file_name).Run();
+}
+
+std::string_view KindName(const Node& node) {
+  switch (node.kind) {
+    case Kind::kBoolean:
+      return "a boolean";
+    case Kind::kInteger:
+      return "an integer";
+    case Kind::kFloat:
+      return "a float";
+    case Kind::kString:
+      return "a string";
+    case Kind::kArray:
+      return "an array of tables";
+    case Kind::kTable:
+      return "a table";
+  }
+  return "a value";
+}
+
+std::unexpected<Error> ErrorAt(std::string_view file, const Node& at, std::string_view why) {
+  return InvalidArgument(StrCat(file, ":", at.line, ": ", why));
+}
+
+Status CheckKey(std::string_view file, const std::string& key, const Node& value,
+                std::string_view where, std::span<const std::string_view> allowed) {
+  if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) return {};
+  std::string list;
+  for (std::string_view a : allowed) list += StrCat(list.empty() ? "" : ", ", a);
+  return ErrorAt(file, value,
+                 StrCat("unknown key \"", key, "\" ", where, " (allowed: ", list, ")"));
+}
+
+Result<Microdollars> Dollars(std::string_view file, const Node& value, std::string_view what) {
+  if (!value.is_integer() && !value.is_floating()) {
+    return ErrorAt(file, value,
+                   StrCat(what, " must be a number of dollars, not ", KindName(value)));
+  }
+  if (value.number_text.empty()) {  // inf, nan
+    return ErrorAt(file, value, StrCat(what, " must be a decimal number of dollars, e.g. 0.15"));
+  }
+  auto micros = ParseDollars(value.number_text, what);
+  if (!micros) return ErrorAt(file, value, micros.error().message);
+  return *micros;
 }
 
 }  // namespace ember::toml

@@ -9,12 +9,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "common/error.h"
+#include "common/money.h"
 
 namespace ember::toml {
 
@@ -45,5 +47,17 @@ struct Node {
 // at most 16 MiB, nesting of at most 32 levels and at most 32 dotted parts per line (the tree is
 // freed recursively), so a hostile file gets an error, never a crash or a hang.
 Result<std::unique_ptr<Node>> Read(std::string_view text, std::string_view file_name);
+
+// For the schema checks over a document (tenants.toml, prices.toml, instances.toml), each error
+// kInvalidArgument "FILE:LINE: reason" with the line of the offending node.
+// "a boolean", "an integer", "a float", "a string", "an array of tables", "a table".
+std::string_view KindName(const Node& node);
+std::unexpected<Error> ErrorAt(std::string_view file, const Node& at, std::string_view why);
+// OK when `key` is one of `allowed`; else "unknown key "K" WHERE (allowed: a, b, ...)".
+Status CheckKey(std::string_view file, const std::string& key, const Node& value,
+                std::string_view where, std::span<const std::string_view> allowed);
+// A number of dollars as written (integer or decimal), read exactly from its text into integer
+// micro-dollars (common/money.h), never through a double; `what` names it in errors.
+Result<Microdollars> Dollars(std::string_view file, const Node& value, std::string_view what);
 
 }  // namespace ember::toml

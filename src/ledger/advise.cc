@@ -46,9 +46,7 @@ double Ratio(std::int64_t a, std::int64_t b) {
 
 // ---- instances.toml ----
 
-std::unexpected<Error> Fail(std::string_view file, const Node& at, std::string_view why) {
-  return InvalidArgument(StrCat(file, ":", at.line, ": ", why));
-}
+using toml::ErrorAt;
 
 // One [[instance]] table.
 Result<InstanceOffer> ParseOffer(const Node& table, std::string_view file) {
@@ -56,33 +54,29 @@ Result<InstanceOffer> ParseOffer(const Node& table, std::string_view file) {
   InstanceOffer offer;
   for (const auto& [key, v] : table.table) {
     if (key == "name") {
-      if (!v->is_string() || v->string.empty()) return Fail(file, *v, "name must be a string");
+      if (!v->is_string() || v->string.empty()) return ErrorAt(file, *v, "name must be a string");
       offer.name = v->string;
     } else if (key == "vcpus" || key == "memory_gib") {
       if (!v->is_integer() || v->integer <= 0) {
-        return Fail(file, *v, StrCat(key, " must be a positive integer"));
+        return ErrorAt(file, *v, StrCat(key, " must be a positive integer"));
       }
       (key == "vcpus" ? offer.vcpus : offer.memory_gib) = v->integer;
     } else if (key == "price_per_hour" || key == "spot_price_per_hour") {
-      if ((!v->is_integer() && !v->is_floating()) || v->number_text.empty()) {
-        return Fail(file, *v, StrCat(key, " must be a decimal number of dollars, e.g. 0.4032"));
-      }
-      auto money = ParseDollars(v->number_text, key);
-      if (!money) return Fail(file, *v, money.error().message);
+      auto money = toml::Dollars(file, *v, key);
+      if (!money) return std::unexpected(money.error());
       if (key == "price_per_hour") {
         offer.price_per_hour = *money;
       } else {
         offer.spot_price_per_hour = *money;
       }
     } else {
-      return Fail(file, *v,
-                  StrCat("unknown key \"", key,
-                         "\" in [[instance]] (allowed: name, vcpus, memory_gib, "
-                         "price_per_hour, spot_price_per_hour)"));
+      constexpr std::string_view kKeys[] = {"name", "vcpus", "memory_gib", "price_per_hour",
+                                            "spot_price_per_hour"};
+      return std::unexpected(toml::CheckKey(file, key, *v, "in [[instance]]", kKeys).error());
     }
   }
   for (std::string_view key : kRequired) {
-    if (!table.Find(key)) return Fail(file, table, StrCat("[[instance]] needs ", key));
+    if (!table.Find(key)) return ErrorAt(file, table, StrCat("[[instance]] needs ", key));
   }
   return offer;
 }
@@ -90,11 +84,11 @@ Result<InstanceOffer> ParseOffer(const Node& table, std::string_view file) {
 Result<std::vector<InstanceOffer>> ParseOffers(const Node& root, std::string_view file) {
   for (const auto& [key, value] : root.table) {
     if (key != "instance") {
-      return Fail(file, *value,
-                  StrCat("unknown key \"", key,
-                         "\" at the top level (allowed: instance, as [[instance]])"));
+      return ErrorAt(file, *value,
+                     StrCat("unknown key \"", key,
+                            "\" at the top level (allowed: instance, as [[instance]])"));
     }
-    if (!value->is_array()) return Fail(file, *value, "write each instance as [[instance]]");
+    if (!value->is_array()) return ErrorAt(file, *value, "write each instance as [[instance]]");
   }
   std::vector<InstanceOffer> offers;
   const Node* list = root.Find("instance");
@@ -104,7 +98,7 @@ Result<std::vector<InstanceOffer>> ParseOffers(const Node& root, std::string_vie
     auto offer = ParseOffer(*table, file);
     if (!offer) return std::unexpected(offer.error());
     if (!names.insert(offer->name).second) {
-      return Fail(file, *table, StrCat("instance \"", offer->name, "\" is listed twice"));
+      return ErrorAt(file, *table, StrCat("instance \"", offer->name, "\" is listed twice"));
     }
     offers.push_back(*std::move(offer));
   }

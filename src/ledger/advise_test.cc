@@ -218,8 +218,9 @@ TEST(InstanceTable, ErrorsNameTheLine) {
   EXPECT_THAT(ErrorOf("[[instance]]\nname = \"a\"\nvcpu = 2\n"),
               HasSubstr("instances.toml:3: unknown key \"vcpu\" in [[instance]] (allowed: name, "
                         "vcpus, memory_gib, price_per_hour, spot_price_per_hour)"));
-  EXPECT_THAT(ErrorOf("[[instance]]\nprice_per_hour = \"0.1\"\n"),
-              HasSubstr("instances.toml:2: price_per_hour must be a decimal number"));
+  EXPECT_THAT(
+      ErrorOf("[[instance]]\nprice_per_hour = \"0.1\"\n"),
+      HasSubstr("instances.toml:2: price_per_hour must be a number of dollars, not a string"));
   EXPECT_THAT(ErrorOf("[[instance]]\nprice_per_hour = 0.0000001\n"),
               HasSubstr("instances.toml:2: price_per_hour: \"0.0000001\" has a fraction"));
   EXPECT_THAT(ErrorOf("[[instance]]\nvcpus = 0\n"),

@@ -25,30 +25,6 @@ constexpr std::array<std::string_view, 3> kModelKeys = {"input_per_mtok", "cache
 constexpr std::array<std::string_view, 5> kInstanceKeys = {
     "price_per_hour", "spot", "on_demand_price_per_hour", "name", "interruption_notice_seconds"};
 
-std::string_view TypeName(const Node& v) {
-  switch (v.kind) {
-    case toml::Kind::kBoolean:
-      return "a boolean";
-    case toml::Kind::kInteger:
-      return "an integer";
-    case toml::Kind::kFloat:
-      return "a float";
-    case toml::Kind::kString:
-      return "a string";
-    case toml::Kind::kArray:
-      return "an array of tables";
-    case toml::Kind::kTable:
-      return "a table";
-  }
-  return "a value";
-}
-
-std::string Join(std::span<const std::string_view> words) {
-  std::string out;
-  for (std::string_view w : words) out += (out.empty() ? "" : ", ") + std::string(w);
-  return out;
-}
-
 class Parser {
  public:
   explicit Parser(std::string_view file) : file_(file) {}
@@ -70,32 +46,20 @@ class Parser {
 
  private:
   std::unexpected<Error> Fail(const Node& at, std::string_view why) const {
-    return InvalidArgument(StrCat(file_, ":", at.line, ": ", why));
+    return toml::ErrorAt(file_, at, why);
   }
-
   Status Known(const std::string& key, const Node& value, std::string_view where,
                std::span<const std::string_view> allowed) const {
-    if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) return {};
-    return Fail(value,
-                StrCat("unknown key \"", key, "\" ", where, " (allowed: ", Join(allowed), ")"));
+    return toml::CheckKey(file_, key, value, where, allowed);
   }
-
   Result<Microdollars> Money(const Node& v, std::string_view what) const {
-    if (!v.is_integer() && !v.is_floating()) {
-      return Fail(v, StrCat(what, " must be a number of dollars, not ", TypeName(v)));
-    }
-    if (v.number_text.empty()) {  // inf, nan
-      return Fail(v, StrCat(what, " must be a decimal number of dollars, e.g. 0.15"));
-    }
-    auto micros = ParseDollars(v.number_text, what);
-    if (!micros) return Fail(v, micros.error().message);
-    return *micros;
+    return toml::Dollars(file_, v, what);
   }
 
   Status Models(const Node& models, Prices& prices) const {
     if (!models.is_table()) {
       return Fail(models, StrCat("models must be a table of models ([models.\"ID\"]), not ",
-                                 TypeName(models)));
+                                 toml::KindName(models)));
     }
     for (const auto& [id, value] : models.table) {
       auto price = Model(id, *value);
@@ -112,7 +76,7 @@ class Parser {
   Result<ModelPrice> Model(const std::string& id, const Node& table) const {
     const std::string where = StrCat("[models.\"", id, "\"]");
     if (!table.is_table()) {
-      return Fail(table, StrCat(where, " must be a table of prices, not ", TypeName(table)));
+      return Fail(table, StrCat(where, " must be a table of prices, not ", toml::KindName(table)));
     }
     ModelPrice price;
     bool cached_given = false;
@@ -137,7 +101,8 @@ class Parser {
 
   Status Instance(const Node& table, InstancePrice& instance) const {
     if (!table.is_table()) {
-      return Fail(table, StrCat("instance must be a table ([instance]), not ", TypeName(table)));
+      return Fail(table,
+                  StrCat("instance must be a table ([instance]), not ", toml::KindName(table)));
     }
     std::optional<Microdollars> on_demand;
     const Node* on_demand_node = nullptr;
@@ -148,7 +113,7 @@ class Parser {
       if (key == "spot") {
         if (!value->is_boolean()) {
           return Fail(*value,
-                      StrCat("instance.spot must be true or false, not ", TypeName(*value)));
+                      StrCat("instance.spot must be true or false, not ", toml::KindName(*value)));
         }
         instance.spot = value->boolean;
       } else if (key == "interruption_notice_seconds") {
@@ -160,7 +125,8 @@ class Parser {
         instance.interruption_notice_seconds = value->integer;
       } else if (key == "name") {
         if (!value->is_string()) {
-          return Fail(*value, StrCat("instance.name must be a string, not ", TypeName(*value)));
+          return Fail(*value,
+                      StrCat("instance.name must be a string, not ", toml::KindName(*value)));
         }
         instance.name = value->string;
       } else {

@@ -26,30 +26,6 @@ constexpr std::array<std::string_view, 14> kTenantKeys = {
     "models",       "hard_budget", "soft_budget",    "budget_window"};
 constexpr std::array<std::string_view, 4> kKeyKeys = {"id", "tenant", "sha256", "created"};
 
-std::string_view TypeName(const Value& v) {
-  switch (v.kind) {
-    case toml::Kind::kBoolean:
-      return "a boolean";
-    case toml::Kind::kInteger:
-      return "an integer";
-    case toml::Kind::kFloat:
-      return "a float";
-    case toml::Kind::kString:
-      return "a string";
-    case toml::Kind::kArray:
-      return "an array";
-    case toml::Kind::kTable:
-      return "a table";
-  }
-  return "a value";
-}
-
-std::string Join(std::span<const std::string_view> words) {
-  std::string out;
-  for (std::string_view w : words) out += (out.empty() ? "" : ", ") + std::string(w);
-  return out;
-}
-
 // A table's entries, in file order (so tenants keep their order and the first error in the
 // file is the one reported).
 std::vector<Entry> InFileOrder(const Value& table) {
@@ -91,23 +67,22 @@ class Parser {
 
  private:
   std::unexpected<Error> Fail(const Value& at, std::string_view why) const {
-    return InvalidArgument(StrCat(file_, ":", at.line, ": ", why));
+    return toml::ErrorAt(file_, at, why);
   }
 
   Status CheckKnown(const std::string& key, const Value& value, std::string_view where,
                     std::span<const std::string_view> allowed) const {
-    if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) return {};
-    return Fail(value,
-                StrCat("unknown key \"", key, "\" ", where, " (allowed: ", Join(allowed), ")"));
+    return toml::CheckKey(file_, key, value, where, allowed);
   }
 
   Result<std::string> String(const Value& v, std::string_view key) const {
-    if (!v.is_string()) return Fail(v, StrCat(key, " must be a string, not ", TypeName(v)));
+    if (!v.is_string()) return Fail(v, StrCat(key, " must be a string, not ", toml::KindName(v)));
     return v.string;
   }
 
   Result<std::int64_t> Integer(const Value& v, std::string_view key) const {
-    if (!v.is_integer()) return Fail(v, StrCat(key, " must be an integer, not ", TypeName(v)));
+    if (!v.is_integer())
+      return Fail(v, StrCat(key, " must be an integer, not ", toml::KindName(v)));
     return v.integer;
   }
 
@@ -151,7 +126,7 @@ class Parser {
       t.display_name = *std::move(text);
     } else if (key == "weight") {
       if (!v.is_integer() && !v.is_floating()) {
-        return Fail(v, StrCat("weight must be a number, not ", TypeName(v)));
+        return Fail(v, StrCat("weight must be a number, not ", toml::KindName(v)));
       }
       t.weight = v.is_integer() ? static_cast<double>(v.integer) : v.floating;
       if (auto why = detail::CheckWeight(t.weight)) return Fail(v, *why);
@@ -170,12 +145,8 @@ class Parser {
     } else if (key == "models") {
       return ParseModels(v, t);
     } else if (key == "hard_budget" || key == "soft_budget") {
-      // Dollars, exactly: the number as written, never through a double.
-      if (!v.is_integer() && !v.is_floating()) {
-        return Fail(v, StrCat(key, " must be a number of dollars, not ", TypeName(v)));
-      }
-      auto micros = ParseDollars(v.number_text, key);
-      if (!micros) return Fail(v, micros.error().message);
+      auto micros = toml::Dollars(file_, v, key);  // exactly, never through a double
+      if (!micros) return std::unexpected(micros.error());
       (key == "hard_budget" ? t.hard_budget : t.soft_budget) = *micros;
     } else if (key == "budget_window") {
       auto text = String(v, key);
