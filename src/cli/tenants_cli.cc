@@ -132,7 +132,7 @@ Outcome ApplyTenantFlags(const TenancyCommands::Flags& f, Tenant& t) {
     t.soft_budget = *micros;
   }
   if (Given(f, "--budget-window")) {
-    auto window = tenancy::ParseBudgetWindow(f.budget_window);
+    auto window = ParseBudgetWindow(f.budget_window);
     if (!window) {
       return Usage(
           StrCat("--budget-window must be day, month or total, not \"", f.budget_window, "\""));
@@ -203,7 +203,7 @@ void PrintTenants(const Config& c) {
     if (!t.display_name.empty()) std::printf("  display name: %s\n", t.display_name.c_str());
     if (t.hard_budget || t.soft_budget) {
       std::printf("  budget (%s): hard %s, soft %s\n",
-                  std::string(tenancy::BudgetWindowName(t.budget_window)).c_str(),
+                  std::string(BudgetWindowName(t.budget_window)).c_str(),
                   t.hard_budget ? ("$" + FormatDollars(*t.hard_budget)).c_str() : "-",
                   t.soft_budget ? ("$" + FormatDollars(*t.soft_budget)).c_str() : "-");
     }

@@ -49,6 +49,26 @@ std::string FormatDollars(Microdollars micros) {
   return StrCat(negative ? "-" : "", v / kMicrosPerDollar, ".", frac);
 }
 
+Result<BudgetWindow> ParseBudgetWindow(std::string_view text) {
+  if (text == "day") return BudgetWindow::kDay;
+  if (text == "month") return BudgetWindow::kMonth;
+  if (text == "total") return BudgetWindow::kTotal;
+  return InvalidArgument(StrCat("budget window \"", text, "\" is not one of day, month, total"),
+                         "window");
+}
+
+std::string_view BudgetWindowName(BudgetWindow window) {
+  switch (window) {
+    case BudgetWindow::kDay:
+      return "day";
+    case BudgetWindow::kMonth:
+      return "month";
+    case BudgetWindow::kTotal:
+      return "total";
+  }
+  return "";
+}
+
 std::int64_t MulDivRound(std::int64_t a, std::int64_t b, std::int64_t c) {
   const unsigned __int128 product =
       static_cast<unsigned __int128>(a) * static_cast<unsigned __int128>(b);

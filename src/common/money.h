@@ -23,6 +23,13 @@ Result<Microdollars> ParseDollars(std::string_view text, std::string_view what);
 // as many more as the value needs.
 std::string FormatDollars(Microdollars micros);
 
+// When a tenant's budget resets: every UTC day, every UTC calendar month, or never. Named in
+// tenants.toml and `ember tenants set --budget-window`; the ledger counts spending per window.
+enum class BudgetWindow { kDay, kMonth, kTotal };
+// "day", "month", "total"; anything else is kInvalidArgument naming the text.
+[[nodiscard]] Result<BudgetWindow> ParseBudgetWindow(std::string_view text);
+std::string_view BudgetWindowName(BudgetWindow window);
+
 // round(a * b / c) with round-half-up, for a, b >= 0 and c > 0, exact over 128-bit
 // intermediates; saturates at INT64_MAX.
 std::int64_t MulDivRound(std::int64_t a, std::int64_t b, std::int64_t c);

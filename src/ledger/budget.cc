@@ -69,26 +69,6 @@ std::string Dollars(Microdollars m) { return StrCat("$", FormatDollars(m)); }
 
 }  // namespace
 
-Result<BudgetWindow> ParseBudgetWindow(std::string_view text) {
-  if (text == "day") return BudgetWindow::kDay;
-  if (text == "month") return BudgetWindow::kMonth;
-  if (text == "total") return BudgetWindow::kTotal;
-  return InvalidArgument(StrCat("budget window \"", text, "\" is not one of day, month, total"),
-                         "window");
-}
-
-std::string_view BudgetWindowName(BudgetWindow window) {
-  switch (window) {
-    case BudgetWindow::kDay:
-      return "day";
-    case BudgetWindow::kMonth:
-      return "month";
-    case BudgetWindow::kTotal:
-      return "total";
-  }
-  return "";
-}
-
 std::int64_t WindowStart(BudgetWindow window, std::int64_t now_unix_ns) {
   const std::int64_t days = FloorDiv(now_unix_ns, kNsPerDay);
   switch (window) {

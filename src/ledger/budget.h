@@ -23,11 +23,7 @@
 
 namespace ember::ledger {
 
-enum class BudgetWindow { kDay, kMonth, kTotal };
-
-// "day", "month", "total".
-[[nodiscard]] Result<BudgetWindow> ParseBudgetWindow(std::string_view text);
-std::string_view BudgetWindowName(BudgetWindow window);
+// BudgetWindow, ParseBudgetWindow and BudgetWindowName: common/money.h.
 
 // Where the window containing `now_unix_ns` starts: 00:00 UTC that day, 00:00 UTC on the first
 // of that month, or 0 (all time).

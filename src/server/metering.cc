@@ -8,21 +8,6 @@
 #include "server/models.h"
 
 namespace ember::server {
-namespace {
-
-ledger::BudgetWindow WindowOf(tenancy::BudgetWindow w) {
-  switch (w) {
-    case tenancy::BudgetWindow::kDay:
-      return ledger::BudgetWindow::kDay;
-    case tenancy::BudgetWindow::kMonth:
-      return ledger::BudgetWindow::kMonth;
-    case tenancy::BudgetWindow::kTotal:
-      return ledger::BudgetWindow::kTotal;
-  }
-  return ledger::BudgetWindow::kMonth;
-}
-
-}  // namespace
 
 std::int64_t Metering::NowNs() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -91,7 +76,7 @@ void Metering::ApplyTenants(const tenancy::Config& config) {
   std::map<std::string, ledger::BudgetSpec> specs;
   for (const tenancy::Tenant& t : config.tenants) {
     if (!t.hard_budget && !t.soft_budget) continue;
-    specs[t.name] = ledger::BudgetSpec{t.hard_budget, t.soft_budget, WindowOf(t.budget_window)};
+    specs[t.name] = ledger::BudgetSpec{t.hard_budget, t.soft_budget, t.budget_window};
   }
   budgets_.Configure(specs);
   std::lock_guard lock(restored_mu_);
@@ -188,9 +173,9 @@ void Metering::Record(ledger::Reservation& reservation, ledger::UsageRecord r,
   const ledger::SoftCrossing crossed = budgets_.Settle(reservation, r.cost(), r.finished_ns);
   if (crossed.crossed()) {
     log::Warn("tenant '", crossed.tenant, "' reached its ", crossed.hard ? "hard" : "soft", " ",
-              ledger::BudgetWindowName(crossed.window), " budget of $",
-              FormatDollars(crossed.budget), " (spent $", FormatDollars(crossed.spent),
-              "); it resets at ", ledger::FormatUtcTime(crossed.resets_at_ns));
+              BudgetWindowName(crossed.window), " budget of $", FormatDollars(crossed.budget),
+              " (spent $", FormatDollars(crossed.spent), "); it resets at ",
+              ledger::FormatUtcTime(crossed.resets_at_ns));
     metrics_.registry()
         .GetCounter("ember_budget_crossings_total",
                     "Times a tenant's spending first reached its soft or hard budget in a window.",
@@ -200,9 +185,8 @@ void Metering::Record(ledger::Reservation& reservation, ledger::UsageRecord r,
     if (webhook_) {
       webhook_->Post(StrCat(
           "{\"event\":\"budget_reached\",\"tenant\":", Quote(crossed.tenant), ",\"budget\":\"",
-          crossed.hard ? "hard" : "soft", "\",\"window\":\"",
-          ledger::BudgetWindowName(crossed.window), "\",\"budget_microdollars\":", crossed.budget,
-          ",\"spent_microdollars\":", crossed.spent,
+          crossed.hard ? "hard" : "soft", "\",\"window\":\"", BudgetWindowName(crossed.window),
+          "\",\"budget_microdollars\":", crossed.budget, ",\"spent_microdollars\":", crossed.spent,
           ",\"resets_at\":", Quote(ledger::FormatUtcTime(crossed.resets_at_ns)), "}"));
     }
   }

@@ -117,8 +117,8 @@ class Metering {
   std::unique_ptr<http::WebhookSender> webhook_;  // null without --budget-webhook
   ledger::Budgets budgets_;
   std::mutex restored_mu_;
-  std::map<std::string, ledger::BudgetWindow> restored_;  // GUARDED_BY(restored_mu_)
-  std::map<std::string, bool> hard_;                      // GUARDED_BY(restored_mu_)
+  std::map<std::string, BudgetWindow> restored_;  // GUARDED_BY(restored_mu_)
+  std::map<std::string, bool> hard_;              // GUARDED_BY(restored_mu_)
 
   // Sampler state (sampler thread, and Stop after it joined).
   ModelManager* models_ = nullptr;

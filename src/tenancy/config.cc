@@ -21,25 +21,6 @@ std::optional<Priority> ParsePriority(std::string_view name) {
   return std::nullopt;
 }
 
-std::string_view BudgetWindowName(BudgetWindow w) {
-  switch (w) {
-    case BudgetWindow::kDay:
-      return "day";
-    case BudgetWindow::kMonth:
-      return "month";
-    case BudgetWindow::kTotal:
-      return "total";
-  }
-  return "month";
-}
-
-std::optional<BudgetWindow> ParseBudgetWindow(std::string_view name) {
-  if (name == "day") return BudgetWindow::kDay;
-  if (name == "month") return BudgetWindow::kMonth;
-  if (name == "total") return BudgetWindow::kTotal;
-  return std::nullopt;
-}
-
 bool IsValidTenantName(std::string_view name) {
   const auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
   if (name.empty() || name.size() > 63 || !alnum(name[0])) return false;

@@ -11,6 +11,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/money.h"
+
 namespace ember::tenancy {
 
 // Strict order: every waiting `interactive` request is admitted before any `batch` one.
@@ -19,10 +21,7 @@ enum class Priority { kInteractive = 0, kBatch = 1 };
 std::string_view PriorityName(Priority p);  // "interactive" | "batch"
 std::optional<Priority> ParsePriority(std::string_view name);
 
-// When a tenant's budget resets: every UTC day, every UTC month, or never.
-enum class BudgetWindow { kDay, kMonth, kTotal };
-std::string_view BudgetWindowName(BudgetWindow w);  // "day" | "month" | "total"
-std::optional<BudgetWindow> ParseBudgetWindow(std::string_view name);
+// BudgetWindow (day, month, total) and its name: common/money.h.
 
 // Unset = unlimited. Rates are per minute, refilled continuously (token buckets).
 struct Limits {
