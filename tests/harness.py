@@ -3,6 +3,7 @@
 EMBER_BIN and EMBER_TEST_MODEL are set by ctest (tests/CMakeLists.txt). `Server.stop()` shuts
 the server down with SIGTERM and fails the test when it exits non-zero, dies of a signal or
 wrote a sanitizer report (the ASan/UBSan/TSan builds, README "Sanitizers")."""
+import hashlib
 import http.client
 import json
 import os
@@ -177,6 +178,26 @@ class Server:
 
     def log_tail(self, lines=60):
         return "".join(self.log[-lines:])
+
+
+def write_tenants(data_dir, tenants, keys):
+    """DIR/tenants.toml, replaced atomically. tenants: {name: {field: value}} (values written
+    as JSON, which TOML reads the same for strings, numbers and booleans); keys:
+    [(id, tenant, key)], stored as SHA-256 hashes."""
+    lines = []
+    for name, fields in tenants.items():
+        lines.append(f"[tenants.{name}]")
+        for k, v in fields.items():
+            lines.append(f"{k} = {json.dumps(v)}")
+        lines.append("")
+    for key_id, tenant, key in keys:
+        lines += ["[[keys]]", f'id = "{key_id}"', f'tenant = "{tenant}"',
+                  f'sha256 = "{hashlib.sha256(key.encode()).hexdigest()}"', "created = 1764921600",
+                  ""]
+    tmp = os.path.join(data_dir, "tenants.toml.tmp")
+    with open(tmp, "w") as f:
+        f.write("\n".join(lines))
+    os.replace(tmp, os.path.join(data_dir, "tenants.toml"))
 
 
 def runnable_variants():

@@ -5,7 +5,6 @@ overshoot (402), budgets restored after a restart, nothing lost or doubled after
 the documented commit window (nothing at all with --ledger-sync full), and a full disk that
 degrades metering without losing a record."""
 import concurrent.futures
-import hashlib
 import http.server
 import json
 import os
@@ -17,6 +16,7 @@ import threading
 import time
 import unittest
 
+import harness
 from harness import EMBER_BIN, Server
 
 MODEL_ID = "stories260K"
@@ -42,19 +42,7 @@ spot = false
 
 
 def write_tenants(data_dir, tenants):
-    lines = []
-    for name, fields in tenants.items():
-        lines.append(f"[tenants.{name}]")
-        for k, v in fields.items():
-            lines.append(f"{k} = {v if isinstance(v, (int, float)) else json.dumps(v)}")
-        lines.append("")
-    for name in tenants:
-        lines += ["[[keys]]", f'id = "{KEY_IDS[name]}"', f'tenant = "{name}"',
-                  f'sha256 = "{hashlib.sha256(KEYS[name].encode()).hexdigest()}"',
-                  "created = 1764921600", ""]
-    with open(os.path.join(data_dir, "tenants.toml.tmp"), "w") as f:
-        f.write("\n".join(lines))
-    os.replace(os.path.join(data_dir, "tenants.toml.tmp"), os.path.join(data_dir, "tenants.toml"))
+    harness.write_tenants(data_dir, tenants, [(KEY_IDS[n], n, KEYS[n]) for n in tenants])
 
 
 def auth(tenant):
@@ -66,22 +54,22 @@ def price(tokens, per_mtok):
     return (tokens * per_mtok + 500_000) // 1_000_000
 
 
-def records(data_dir):
+def rows(data_dir, table, order):
+    """Every row of a ledger table, as dicts, read-only (also while a server writes it)."""
     db = sqlite3.connect(f"file:{os.path.join(data_dir, 'ledger.sqlite')}?mode=ro", uri=True)
     db.row_factory = sqlite3.Row
     try:
-        return [dict(r) for r in db.execute("SELECT * FROM usage ORDER BY finished_ns")]
+        return [dict(r) for r in db.execute(f"SELECT * FROM {table} ORDER BY {order}")]
     finally:
         db.close()
+
+
+def records(data_dir):
+    return rows(data_dir, "usage", "finished_ns")
 
 
 def intervals(data_dir):
-    db = sqlite3.connect(f"file:{os.path.join(data_dir, 'ledger.sqlite')}?mode=ro", uri=True)
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in db.execute("SELECT * FROM intervals ORDER BY start_ns")]
-    finally:
-        db.close()
+    return rows(data_dir, "intervals", "start_ns")
 
 
 def cost_report(data_dir, *args):

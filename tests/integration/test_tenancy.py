@@ -13,30 +13,12 @@ import threading
 import time
 import unittest
 
-from harness import EMBER_BIN, Server, post_bytes, raw_socket
+from harness import EMBER_BIN, Server, post_bytes, raw_socket, write_tenants
 
 KEYS = {"acme": "ek_acmeacmeacmeacmeacmeacmeacme0000000001",
         "slow": "ek_slowslowslowslowslowslowslow0000000002",
         "off": "ek_offoffoffoffoffoffoffoffoffo0000000003",
         "burst": "ek_burstburstburstburstburstbu0000000004"}
-
-
-def write_tenants(data_dir, tenants, keys):
-    """tenants: {name: {field: value}}; keys: [(id, tenant, key)]."""
-    lines = []
-    for name, fields in tenants.items():
-        lines.append(f"[tenants.{name}]")
-        for k, v in fields.items():
-            lines.append(f"{k} = {json.dumps(v)}")
-        lines.append("")
-    for key_id, tenant, key in keys:
-        lines += ["[[keys]]", f'id = "{key_id}"', f'tenant = "{tenant}"',
-                  f'sha256 = "{hashlib.sha256(key.encode()).hexdigest()}"', "created = 1764921600",
-                  ""]
-    tmp = os.path.join(data_dir, "tenants.toml.tmp")
-    with open(tmp, "w") as f:
-        f.write("\n".join(lines))
-    os.replace(tmp, os.path.join(data_dir, "tenants.toml"))
 
 
 def auth(tenant):
