@@ -34,15 +34,15 @@ import http.client
 import json
 import os
 import random
-import re
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
+
+from ember_server import Server
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLIENTS = 6
@@ -54,51 +54,6 @@ MODES = ("normal", "full")
 def prices_toml(model_id):
     return (f'[models."{model_id}"]\ninput_per_mtok = 0.15\noutput_per_mtok = 0.60\n'
             f'[instance]\nprice_per_hour = 3.06\n')
-
-
-class Server:
-    """ember serve on an ephemeral port; its log is kept for error reports."""
-
-    def __init__(self, argv):
-        self.argv = argv
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True)
-        self.log, self.port = [], None
-        found = threading.Event()
-
-        def pump():
-            for line in self.proc.stderr:
-                self.log.append(line)
-                m = re.search(r"listening on http://[^:]+:(\d+)", line)
-                if m and self.port is None:
-                    self.port = int(m.group(1))
-                    found.set()
-            found.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-        if not found.wait(60) or self.port is None:
-            self.kill()
-            sys.exit("ember did not start:\n" + " ".join(argv) + "\n" + "".join(self.log[-40:]))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-                c.request("GET", "/ready")
-                r = c.getresponse()
-                r.read()
-                c.close()
-                if r.status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        self.kill()
-        sys.exit("ember never became ready:\n" + "".join(self.log[-40:]))
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(30)
 
 
 def read_ledger(data_dir):
@@ -118,6 +73,10 @@ def trial(args, model_id, mode, prices_path, rng):
                          "--port", "0", "--threads", "1", "--parallel", "4",
                          "--ctx-size", "1024", "--data-dir", data, "--prices", prices_path,
                          "--ledger-sync", mode])
+        try:
+            server.wait_ready()
+        except RuntimeError as e:
+            sys.exit(str(e))
         acked, statuses, errors = [], {}, []
         lock, stop = threading.Lock(), threading.Event()
 

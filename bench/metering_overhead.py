@@ -29,77 +29,17 @@ import argparse
 import http.client
 import json
 import os
-import platform
-import re
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
+
+from ember_server import Server, cpu_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROMPT = "Once upon a time"
-
-
-def cpu_model():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
-class Server:
-    """ember serve on an ephemeral port; its log is kept for error reports."""
-
-    def __init__(self, name, argv):
-        self.name, self.argv = name, argv
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True)
-        self.log, self.port = [], None
-        self._found = threading.Event()
-
-        def pump():
-            for line in self.proc.stderr:
-                self.log.append(line)
-                m = re.search(r"listening on http://[^:]+:(\d+)", line)
-                if m and self.port is None:
-                    self.port = int(m.group(1))
-                    self._found.set()
-            self._found.set()
-
-        threading.Thread(target=pump, daemon=True).start()
-
-    def wait_ready(self):
-        if not self._found.wait(60) or self.port is None:
-            raise RuntimeError(f"{self.name} did not start: {' '.join(self.argv)}\n" +
-                               "".join(self.log[-40:]))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-                c.request("GET", "/ready")
-                r = c.getresponse()
-                r.read()
-                c.close()
-                if r.status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.name} never became ready:\n" + "".join(self.log[-40:]))
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
 
 
 class Client:
@@ -163,7 +103,7 @@ def measure_once(args, model_id):
         configs = configs_for(args, tmp, prices)
         for name, _ in configs[1:]:
             os.makedirs(os.path.join(tmp, name))
-        servers = [Server(name, argv) for name, argv in configs]  # all start at once
+        servers = [Server(argv, name) for name, argv in configs]  # all start at once
         body = json.dumps({"model": model_id, "prompt": PROMPT, "max_tokens": 1,
                            "temperature": 0})
         lat = {s.name: [] for s in servers}
