@@ -52,7 +52,8 @@ class Store {
   [[nodiscard]] static Result<std::unique_ptr<Store>> Open(const std::filesystem::path& file,
                                                            SyncMode sync);
   // Opens an existing ledger read-only (reports), also while a server writes to it. A missing
-  // file is kNotFound; the other errors are those of Open.
+  // file is kNotFound; the other errors are those of Open, except that the integrity scan is
+  // left to the writer (a corrupt page fails the read that meets it).
   [[nodiscard]] static Result<std::unique_ptr<Store>> OpenReadOnly(
       const std::filesystem::path& file);
 
