@@ -1,6 +1,8 @@
 #include "server/metering.h"
 
 #include <algorithm>
+#include <utility>
+#include <vector>
 
 #include "common/json_text.h"
 #include "common/log.h"
@@ -41,7 +43,10 @@ Metering::Metering(MeteringOptions options, ServerMetrics& metrics,
     : options_(std::move(options)),
       metrics_(metrics),
       ledger_(std::move(ledger)),
-      webhook_(std::move(webhook)) {
+      webhook_(std::move(webhook)),
+      usage_records_(metrics_.registry().GetCounter(
+          "ember_usage_records_total",
+          "Usage records produced (one per admitted request, whatever its end).")) {
   metrics::Registry& r = metrics_.registry();
   ledger::Ledger* book = ledger_.get();
   r.AddCallbackGauge("ember_ledger_unrecorded_records",
@@ -82,21 +87,25 @@ void Metering::ApplyTenants(const tenancy::Config& config) {
   std::lock_guard lock(restored_mu_);
   hard_.clear();
   const std::int64_t now = NowNs();
+  // What each tenant already spent in its window, once per (tenant, window kind): a restart
+  // keeps its budget, and a change of window counts the new window's spending.
+  std::vector<std::pair<std::string, BudgetWindow>> to_restore;
   for (const auto& [tenant, spec] : specs) {
     hard_[tenant] = spec.hard.has_value();
-    // What the tenant already spent in its window, once per (tenant, window kind): a restart
-    // keeps its budget, and a change of window counts the new window's spending.
     auto it = restored_.find(tenant);
     if (it != restored_.end() && it->second == spec.window) continue;
     restored_[tenant] = spec.window;
-    if (!ledger_) continue;
-    (void)ledger_->Flush(std::chrono::seconds(5));  // what is buffered counts too
-    auto reader = ledger::Store::OpenReadOnly(options_.ledger_file);
-    if (!reader) {
-      log::Warn("cannot read the ledger to restore budgets: ", reader.error().message);
-      continue;
-    }
-    auto spent = (*reader)->SpentSince(tenant, ledger::WindowStart(spec.window, now));
+    to_restore.emplace_back(tenant, spec.window);
+  }
+  if (!ledger_ || to_restore.empty()) return;
+  (void)ledger_->Flush(std::chrono::seconds(5));  // what is buffered counts too
+  auto reader = ledger::Store::OpenReadOnly(options_.ledger_file);
+  if (!reader) {
+    log::Warn("cannot read the ledger to restore budgets: ", reader.error().message);
+    return;
+  }
+  for (const auto& [tenant, window] : to_restore) {
+    auto spent = (*reader)->SpentSince(tenant, ledger::WindowStart(window, now));
     if (!spent) {
       log::Warn("cannot restore the budget of tenant '", tenant, "': ", spent.error().message);
       continue;
@@ -194,10 +203,7 @@ void Metering::Record(ledger::Reservation& reservation, ledger::UsageRecord r,
   CountCost(r.tenant, r.model, "cached_input", r.cached_input_cost);
   CountCost(r.tenant, r.model, "output", r.output_cost);
   CountCost(r.tenant, r.model, "infra", r.infra_cost);
-  metrics_.registry()
-      .GetCounter("ember_usage_records_total",
-                  "Usage records produced (one per admitted request, whatever its end).")
-      .Inc();
+  usage_records_.Inc();
   period_requests_.fetch_add(1, std::memory_order_relaxed);
   period_queue_ns_.fetch_add(r.queue_ns, std::memory_order_relaxed);
   const bool wait = ledger_ && options_.sync == ledger::SyncMode::kFull && durable;

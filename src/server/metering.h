@@ -115,6 +115,7 @@ class Metering {
   ServerMetrics& metrics_;
   std::unique_ptr<ledger::Ledger> ledger_;
   std::unique_ptr<http::WebhookSender> webhook_;  // null without --budget-webhook
+  metrics::Counter& usage_records_;               // looked up once: Record runs for every request
   ledger::Budgets budgets_;
   std::mutex restored_mu_;
   std::map<std::string, BudgetWindow> restored_;  // GUARDED_BY(restored_mu_)
