@@ -14,7 +14,6 @@ import hashlib
 import http.client
 import json
 import os
-import platform
 import re
 import shutil
 import socket
@@ -25,19 +24,13 @@ import tempfile
 import threading
 import time
 
+from ember_server import cpu_model
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEY_A = "ek_noisyneighbourtenantAAAAAAAAAAAAAAAAAA"
 KEY_B = "ek_noisyneighbourtenantBBBBBBBBBBBBBBBBBB"
 PROMPT_A = "Once upon a time there was a little dragon who lived in a cave by the sea."
 PROMPT_B = "Lily went to the park"
-
-
-def cpu_model():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 class Server:
