@@ -5,10 +5,13 @@
 
 #include <sqlite3.h>
 
+#include <chrono>
 #include <iterator>
 #include <mutex>
+#include <optional>
 #include <string_view>
 #include <system_error>
+#include <thread>
 #include <utility>
 
 #include "common/log.h"
@@ -136,6 +139,23 @@ Status Exec(sqlite3* db, std::string_view sql, std::string_view what) {
   return std::unexpected(
       MakeErrorValue(Retryable(rc) ? ErrorCode::kUnavailable : ErrorCode::kInternal,
                      StrCat(what, ": ", text, " (sqlite code ", rc, ")")));
+}
+
+// Exec for the set-up statements that change the file's locking (the switch to WAL), which two
+// servers starting on one data directory may run at once. SQLite answers one of two
+// connections upgrading their locks together with SQLITE_BUSY at once, without calling the busy
+// handler (that would deadlock), so this retries for as long as the busy timeout would wait.
+Status ExecPastLockRaces(sqlite3* db, std::string_view sql, std::string_view what) {
+  constexpr auto kPatience = std::chrono::seconds(5);
+  const auto deadline = std::chrono::steady_clock::now() + kPatience;
+  for (;;) {
+    auto done = Exec(db, sql, what);
+    if (done || (sqlite3_errcode(db) & 0xff) != SQLITE_BUSY ||
+        std::chrono::steady_clock::now() >= deadline) {
+      return done;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
 }
 
 Result<StmtPtr> Prepare(sqlite3* db, std::string_view sql) {
@@ -317,40 +337,53 @@ Error Refuse(const fs::path& file, std::string_view why) {
 // Reads the header fields that say whose file this is, without writing anything; returns the
 // schema version (0 for a new, empty file) or why the file must not be touched.
 Result<int> CheckFile(sqlite3* db, const fs::path& file, bool read_only) {
+  // The three header reads share one read transaction: another process may be creating the
+  // ledger meanwhile, and a mix of its before and after (tables, but no application_id yet)
+  // would look like a foreign file.
+  if (auto begun = Exec(db, "BEGIN", "reading the ledger's header"); !begun) {
+    return std::unexpected(begun.error());
+  }
   auto app_id = QueryInt(db, "PRAGMA application_id");
+  std::optional<Result<std::int64_t>> version, objects;
+  if (app_id) {
+    version = QueryInt(db, "PRAGMA user_version");
+    if (*version) objects = QueryInt(db, "SELECT count(*) FROM sqlite_master");
+  }
+  const int failed_rc = sqlite3_extended_errcode(db);
+  const std::string failed_message = sqlite3_errmsg(db);
+  if (sqlite3_get_autocommit(db) == 0) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
   if (!app_id) {
-    const int rc = sqlite3_extended_errcode(db);
+    const int rc = failed_rc;
     if ((rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT) {
       return std::unexpected(Refuse(
           file,
           StrCat((rc & 0xff) == SQLITE_NOTADB ? "is not an SQLite database (" : "is corrupt (",
-                 sqlite3_errmsg(db), "), so not an ember ledger; refusing to touch it")));
+                 failed_message, "), so not an ember ledger; refusing to touch it")));
     }
     return std::unexpected(app_id.error());
   }
-  auto version = QueryInt(db, "PRAGMA user_version");
-  if (!version) return std::unexpected(version.error());
-  auto objects = QueryInt(db, "SELECT count(*) FROM sqlite_master");
-  if (!objects) return std::unexpected(objects.error());
-  const bool empty = *app_id == 0 && *version == 0 && *objects == 0;
+  if (!*version) return std::unexpected(version->error());
+  if (!*objects) return std::unexpected(objects->error());
+  const std::int64_t schema = **version;
+  const bool empty = *app_id == 0 && schema == 0 && **objects == 0;
   if (*app_id != Store::kApplicationId && !(empty && !read_only)) {
     return std::unexpected(
         Refuse(file, StrCat("is not an ember ledger (application_id ", *app_id, ", expected ",
                             Store::kApplicationId, "); refusing to touch it")));
   }
-  if (*version > Store::kSchemaVersion) {
+  if (schema > Store::kSchemaVersion) {
     return std::unexpected(
-        Refuse(file, StrCat("has ledger schema version ", *version, ", newer than this ember's (",
+        Refuse(file, StrCat("has ledger schema version ", schema, ", newer than this ember's (",
                             Store::kSchemaVersion, "); upgrade ember to use it")));
   }
-  if (read_only && *version < Store::kSchemaVersion) {
-    return std::unexpected(Refuse(file, StrCat("has ledger schema version ", *version,
+  if (read_only && schema < Store::kSchemaVersion) {
+    return std::unexpected(Refuse(file, StrCat("has ledger schema version ", schema,
                                                "; start the server on it once to migrate it")));
   }
   // The integrity scan reads the whole file, so only the writer runs it (once, at server
   // start): a reader cannot damage the file, and a report on a corrupt one fails on the pages
   // it reads (SQLITE_CORRUPT) instead of paying a full scan on every `ember cost report`.
-  if (read_only) return static_cast<int>(*version);
+  if (read_only) return static_cast<int>(schema);
   auto check = Prepare(db, "PRAGMA quick_check(5)");
   if (!check) return std::unexpected(check.error());
   std::string problems;
@@ -366,7 +399,7 @@ Result<int> CheckFile(sqlite3* db, const fs::path& file, bool read_only) {
     return std::unexpected(
         Refuse(file, StrCat("is corrupt (quick_check: ", problems, "); refusing to touch it")));
   }
-  return static_cast<int>(*version);
+  return static_cast<int>(schema);
 }
 
 Status Migrate(sqlite3* db, const fs::path& file) {
@@ -471,7 +504,7 @@ Result<std::unique_ptr<Store>> Store::Open(const std::filesystem::path& file, Sy
   auto version = CheckFile(raw, file, /*read_only=*/false);
   if (!version) return std::unexpected(version.error());
   const std::string what = StrCat("setting up the ledger ", file.string());
-  if (auto wal = Exec(raw, "PRAGMA journal_mode = WAL", what); !wal) {
+  if (auto wal = ExecPastLockRaces(raw, "PRAGMA journal_mode = WAL", what); !wal) {
     return std::unexpected(wal.error());
   }
   if (auto s = Exec(

@@ -13,6 +13,7 @@
 #include <iterator>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace ember::ledger {
@@ -178,6 +179,34 @@ TEST_F(StoreTest, MigratesAnEmptyFileToTheCurrentSchema) {
                    "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN "
                    "('usage_finished', 'usage_tenant_finished')"),
             2);
+}
+
+// Two servers started at once on one data directory (a rolling restart, or the repack-cache
+// race test) both create the ledger: each switches it to WAL and migrates it. SQLite answers
+// one of two connections upgrading their locks at once with an immediate SQLITE_BUSY (its
+// deadlock rule skips the busy handler), which used to stop that server from starting.
+TEST_F(StoreTest, TwoProcessesCreatingTheLedgerAtOnceBothOpenIt) {
+  for (int round = 0; round < 40; ++round) {
+    const fs::path file = dir_ / ("race-" + std::to_string(round) + ".db");
+    std::vector<Result<std::unique_ptr<Store>>> stores;
+    stores.reserve(3);
+    for (int i = 0; i < 3; ++i) stores.emplace_back(std::unexpected(Error{}));
+    {
+      std::vector<std::jthread> openers;
+      for (int i = 0; i < 3; ++i) {
+        openers.emplace_back([&, i] { stores[i] = Store::Open(file, SyncMode::kNormal); });
+      }
+    }
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_TRUE(stores[i]) << "round " << round << ", opener " << i << ": "
+                             << stores[i].error().message;
+    }
+    const auto written = (*stores[0])->Write(std::vector{Record(round)}, {}, {});
+    ASSERT_TRUE(written) << written.error().message;
+    const auto again = (*stores[1])->Write(std::vector{Record(round)}, {}, {});
+    ASSERT_TRUE(again) << again.error().message;
+    EXPECT_EQ(*written + *again, 1) << "the same request id counts once across processes";
+  }
 }
 
 TEST_F(StoreTest, RefusesAnotherApplicationsDatabaseAndLeavesItAlone) {
