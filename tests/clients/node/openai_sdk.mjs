@@ -1,0 +1,112 @@
+// The official `openai` npm client against a running ember: the calls an application makes,
+// with the shapes and errors the client itself checks.
+//   node openai_sdk.mjs BASE_URL MODEL CHECK
+// Exits 0 when CHECK passed; otherwise prints why and exits 1 (tests/clients/test_clients.py).
+import assert from 'node:assert/strict';
+import OpenAI from 'openai';
+import { runCheck } from './run_check.mjs';
+
+const [baseURL, model, check] = process.argv.slice(2);
+const client = new OpenAI({ baseURL, apiKey: 'unused', maxRetries: 0, timeout: 60_000 });
+const messages = [{ role: 'user', content: 'Once upon a time' }];
+
+const checks = {
+  async models() {
+    const ids = [];
+    for await (const m of client.models.list()) ids.push(m.id);
+    assert.deepEqual(ids, [model]);
+  },
+
+  async chat() {
+    const r = await client.chat.completions.create({
+      model, messages, max_tokens: 12, temperature: 0,
+    });
+    assert.equal(r.object, 'chat.completion');
+    assert.match(r.id, /^chatcmpl-/);
+    assert.equal(r.model, model);
+    assert.equal(r.choices.length, 1);
+    const [c] = r.choices;
+    assert.equal(c.index, 0);
+    assert.equal(c.message.role, 'assistant');
+    assert.equal(typeof c.message.content, 'string');
+    assert.ok(c.message.content.length > 0, 'some text');
+    assert.ok(['stop', 'length'].includes(c.finish_reason), c.finish_reason);
+    assert.ok(r.usage.prompt_tokens > 0);
+    assert.ok(r.usage.completion_tokens > 0 && r.usage.completion_tokens <= 12);
+    assert.equal(r.usage.total_tokens, r.usage.prompt_tokens + r.usage.completion_tokens);
+    assert.ok(r.system_fingerprint, 'system_fingerprint');
+  },
+
+  // A streamed answer, put together from its deltas, is the answer the same greedy request
+  // gets whole; the last chunk carries the usage when asked for.
+  async chat_stream() {
+    const whole = await client.chat.completions.create({
+      model, messages, max_tokens: 16, temperature: 0,
+    });
+    const stream = await client.chat.completions.create({
+      model, messages, max_tokens: 16, temperature: 0, stream: true,
+      stream_options: { include_usage: true },
+    });
+    let text = '', finish = null, usage = null, chunks = 0;
+    for await (const chunk of stream) {
+      chunks++;
+      assert.equal(chunk.object, 'chat.completion.chunk');
+      if (chunk.usage) usage = chunk.usage;
+      for (const c of chunk.choices) {
+        text += c.delta.content ?? '';
+        if (c.finish_reason) finish = c.finish_reason;
+      }
+    }
+    assert.ok(chunks > 2, `${chunks} chunks`);
+    assert.equal(text, whole.choices[0].message.content);
+    assert.equal(finish, whole.choices[0].finish_reason);
+    // cached_tokens may differ: the second request can reuse the first one's prompt cells.
+    assert.equal(usage.prompt_tokens, whole.usage.prompt_tokens);
+    assert.equal(usage.completion_tokens, whole.usage.completion_tokens);
+  },
+
+  // The helper that accumulates a streamed answer (stream.finalChatCompletion()).
+  async chat_stream_helper() {
+    const runner = client.chat.completions.stream({
+      model, messages, max_tokens: 8, temperature: 0, stream_options: { include_usage: true },
+    });
+    const done = await runner.finalChatCompletion();
+    assert.ok(done.choices[0].message.content.length > 0);
+    assert.equal(done.usage.completion_tokens, 8);
+  },
+
+  async completions() {
+    const r = await client.completions.create({
+      model, prompt: 'Once upon a time', max_tokens: 10, temperature: 0,
+    });
+    assert.equal(r.object, 'text_completion');
+    assert.equal(r.choices.length, 1);
+    assert.equal(typeof r.choices[0].text, 'string');
+    assert.equal(r.usage.completion_tokens, 10);
+  },
+
+  async completions_stream() {
+    const whole = await client.completions.create({
+      model, prompt: 'Once upon a time', max_tokens: 10, temperature: 0,
+    });
+    const stream = await client.completions.create({
+      model, prompt: 'Once upon a time', max_tokens: 10, temperature: 0, stream: true,
+    });
+    let text = '';
+    for await (const chunk of stream) text += chunk.choices[0]?.text ?? '';
+    assert.equal(text, whole.choices[0].text);
+  },
+
+  // A client's mistake is the client's typed error with the server's message, not a 500.
+  async errors() {
+    await assert.rejects(
+      client.chat.completions.create({ model, messages, max_tokens: 4, temperature: 7 }),
+      (e) => e instanceof OpenAI.BadRequestError && e.status === 400 && e.param === 'temperature' &&
+        /temperature/.test(e.message));
+    await assert.rejects(
+      client.chat.completions.create({ model: 'no-such-model', messages, max_tokens: 4 }),
+      (e) => e instanceof OpenAI.NotFoundError && e.code === 'model_not_found');
+  },
+};
+
+await runCheck(checks, check);

@@ -1,0 +1,79 @@
+"""The official `openai` Python client against a running ember.
+
+    venv/bin/python openai_py.py BASE_URL MODEL CHECK
+
+Run with the venv scripts/clients.sh installs (not the test runner's interpreter). Exits 0 when
+CHECK passed; otherwise prints why and exits 1 (tests/clients/test_clients.py)."""
+import sys
+
+import openai
+
+base_url, model, check = sys.argv[1:4]
+client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=60)
+messages = [{"role": "user", "content": "Once upon a time"}]
+
+
+def chat():
+    r = client.chat.completions.create(model=model, messages=messages, max_tokens=12,
+                                       temperature=0)
+    assert r.object == "chat.completion", r.object
+    assert r.model == model
+    c = r.choices[0]
+    assert c.message.role == "assistant"
+    assert c.message.content, "some text"
+    assert c.finish_reason in ("stop", "length"), c.finish_reason
+    assert 0 < r.usage.completion_tokens <= 12
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+
+
+def chat_stream():
+    whole = client.chat.completions.create(model=model, messages=messages, max_tokens=16,
+                                           temperature=0)
+    text, usage = "", None
+    with client.chat.completions.create(model=model, messages=messages, max_tokens=16,
+                                        temperature=0, stream=True,
+                                        stream_options={"include_usage": True}) as stream:
+        for chunk in stream:
+            if chunk.usage:
+                usage = chunk.usage
+            for c in chunk.choices:
+                text += c.delta.content or ""
+    assert text == whole.choices[0].message.content, (text, whole.choices[0].message.content)
+    # cached_tokens may differ: the second request can reuse the first one's prompt cells.
+    assert (usage.prompt_tokens, usage.completion_tokens) == (
+        whole.usage.prompt_tokens, whole.usage.completion_tokens), (usage, whole.usage)
+
+
+def completions():
+    r = client.completions.create(model=model, prompt="Once upon a time", max_tokens=10,
+                                  temperature=0)
+    assert r.object == "text_completion"
+    assert r.usage.completion_tokens == 10
+
+
+def errors():
+    try:
+        client.chat.completions.create(model=model, messages=messages, max_tokens=4,
+                                       temperature=7)
+        raise AssertionError("temperature 7 was accepted")
+    except openai.BadRequestError as e:
+        assert e.status_code == 400
+        assert e.param == "temperature", e.param
+    try:
+        client.chat.completions.create(model="no-such-model", messages=messages, max_tokens=4)
+        raise AssertionError("an unknown model was accepted")
+    except openai.NotFoundError as e:
+        assert e.code == "model_not_found", e.code
+
+
+def models():
+    assert [m.id for m in client.models.list()] == [model]
+
+
+CHECKS = {f.__name__: f for f in (chat, chat_stream, completions, errors, models)}
+
+if __name__ == "__main__":
+    if check not in CHECKS:
+        print(f"unknown check {check}; known: {', '.join(CHECKS)}", file=sys.stderr)
+        sys.exit(2)
+    CHECKS[check]()
