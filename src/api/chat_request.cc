@@ -1,5 +1,5 @@
-// ParseChatRequest (/v1/chat/completions): messages, max_completion_tokens and the chat-only
-// unsupported features (tools, response_format, logprobs).
+// ParseChatRequest (/v1/chat/completions): messages (tool calls and tool answers included),
+// max_completion_tokens, and the chat-only fields that are refused (logprobs; functions).
 #include <string>
 
 #include "api/openai.h"
@@ -13,20 +13,10 @@ bool IsEmptyArray(const Json& value) { return value.is_array() && value.empty();
 bool IsNone(const Json& value) {
   return value.is_string() && value.get_ref<const std::string&>() == "none";
 }
-bool IsTextFormat(const Json& value) {
-  const auto type = value.is_object() ? value.find("type") : value.end();
-  return value.is_object() && type != value.end() && *type == "text";
-}
-
-constexpr std::string_view kNoTools = " is not supported: ember does not do tool calling";
 
 constexpr UnsupportedField kChatUnsupported[] = {
-    {"tools", IsEmptyArray, "tools is not supported: ember does not do tool calling"},
-    {"tool_choice", IsNone, "tool_choice is not supported: ember does not do tool calling"},
-    {"functions", IsEmptyArray, "functions is not supported: ember does not do tool calling"},
-    {"function_call", IsNone, "function_call is not supported: ember does not do tool calling"},
-    {"response_format", IsTextFormat,
-     "response_format is not supported: only {\"type\": \"text\"} is accepted"},
+    {"functions", IsEmptyArray, "functions is deprecated and not supported: send tools"},
+    {"function_call", IsNone, "function_call is deprecated and not supported: send tool_choice"},
     {"logprobs", IsZeroOrFalse, "logprobs is not supported: send null or false"},
     {"top_logprobs", IsZeroOrFalse, "top_logprobs is not supported"},
 };
@@ -35,17 +25,18 @@ Result<std::string> ParseRole(const Json& message, const std::string& where) {
   const std::string param = where + ".role";
   const Json* role = FindField(message, "role");
   if (role == nullptr || !role->is_string()) {
-    return InvalidArgument(param + " must be one of system, user, assistant, developer", param);
+    return InvalidArgument(param + " must be one of system, user, assistant, tool, developer",
+                           param);
   }
   const auto& name = role->get_ref<const std::string&>();
   if (name == "developer") return std::string("system");
-  if (name == "system" || name == "user" || name == "assistant") return name;
-  if (name == "tool" || name == "function") {
-    return InvalidArgument(param + " '" + name + "'" + std::string(kNoTools), param);
+  if (name == "system" || name == "user" || name == "assistant" || name == "tool") return name;
+  if (name == "function") {
+    return InvalidArgument(param + " 'function' is deprecated and not supported: send tool", param);
   }
-  return InvalidArgument(
-      param + " must be one of system, user, assistant, developer; got '" + Truncated(name) + "'",
-      param);
+  return InvalidArgument(param + " must be one of system, user, assistant, tool, developer; got '" +
+                             Truncated(name) + "'",
+                         param);
 }
 
 Result<std::string> ParseContentPart(const Json& part, const std::string& where) {
@@ -99,16 +90,41 @@ Result<engine::ChatMessage> ParseMessage(const Json& message, std::size_t index)
   }
   auto role = ParseRole(message, where);
   if (!role) return std::unexpected(role.error());
-  for (const std::string_view key : {"tool_calls", "function_call"}) {
-    const Json* calls = FindField(message, key);
-    if (calls != nullptr && !IsEmptyArray(*calls)) {
-      const std::string param = where + "." + std::string(key);
-      return InvalidArgument(param + std::string(kNoTools), param);
-    }
+  engine::ChatMessage out;
+  out.role = std::move(*role);
+  if (const Json* legacy = FindField(message, "function_call"); legacy != nullptr) {
+    return InvalidArgument(
+        where + ".function_call is deprecated and not supported: send tool_calls",
+        where + ".function_call");
   }
-  auto content = ParseContent(message, where);
-  if (!content) return std::unexpected(content.error());
-  return engine::ChatMessage{std::move(*role), std::move(*content)};
+  if (const Json* calls = FindField(message, "tool_calls");
+      calls != nullptr && out.role != "assistant" && !IsEmptyArray(*calls)) {
+    return InvalidArgument(where + ".tool_calls is only allowed on assistant messages",
+                           where + ".tool_calls");
+  }
+  if (out.role == "assistant") {
+    auto calls = ParseAssistantToolCalls(message, where);
+    if (!calls) return std::unexpected(calls.error());
+    out.tool_calls = std::move(*calls);
+  }
+  if (out.role == "tool") {
+    const Json* id = FindField(message, "tool_call_id");
+    if (id == nullptr || !id->is_string() || id->get_ref<const std::string&>().empty()) {
+      return InvalidArgument(where +
+                                 ".tool_call_id is required on tool messages: the id of the "
+                                 "call this answers",
+                             where + ".tool_call_id");
+    }
+    out.tool_call_id = id->get<std::string>();
+  }
+  // An assistant turn that only calls tools has no content (null or absent).
+  if (!(out.role == "assistant" && !out.tool_calls.empty() &&
+        FindField(message, "content") == nullptr)) {
+    auto content = ParseContent(message, where);
+    if (!content) return std::unexpected(content.error());
+    out.content = std::move(*content);
+  }
+  return out;
 }
 
 Status ParseMessages(const Json& request, GenerationParams& params) {
@@ -141,12 +157,39 @@ Status RejectUnsupportedChat(const Json& request, GenerationParams& /*params*/) 
   return RejectUnsupported(request, kChatUnsupported);
 }
 
+// Parsed and validated, not yet served: rendering tools through the model's template, parsing
+// its calls and constrained decoding arrive with the chat component's wiring (issue 15). Until
+// then they are refused rather than silently ignored.
+Status RejectUnservedAgentFields(const Json& /*request*/, GenerationParams& params) {
+  if (!params.tools.empty()) {
+    return InvalidArgument("tools are not served yet: ember does not do tool calling", "tools");
+  }
+  if (params.response_format.type != ResponseFormat::Type::kText) {
+    return InvalidArgument(
+        "response_format is not served yet: only {\"type\": \"text\"} is accepted",
+        "response_format");
+  }
+  for (std::size_t i = 0; i < params.messages.size(); ++i) {
+    const engine::ChatMessage& m = params.messages[i];
+    if (m.role == "tool" || !m.tool_calls.empty()) {
+      const std::string param =
+          "messages[" + std::to_string(i) + "]" + (m.role == "tool" ? ".role" : ".tool_calls");
+      return InvalidArgument(param +
+                                 ": tool calls are not served yet: ember does not do tool "
+                                 "calling",
+                             param);
+    }
+  }
+  return {};
+}
+
 }  // namespace
 
 Result<GenerationParams> ParseChatRequest(std::string_view body) {
   return RunParseSteps(body, Endpoint::kChatCompletions,
                        {ParseModel, ParseMessages, ParseChatMaxTokens, ParseSampling, ParseStop,
-                        ParseStream, RejectUnsupportedCommon, RejectUnsupportedChat});
+                        ParseStream, ParseTools, ParseResponseFormat, RejectUnsupportedCommon,
+                        RejectUnsupportedChat, RejectUnservedAgentFields});
 }
 
 }  // namespace ember::api

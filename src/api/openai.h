@@ -18,6 +18,30 @@ namespace ember::api {
 
 enum class Endpoint { kCompletions, kChatCompletions };
 
+// A function the model may call (`tools[i]` with type "function").
+struct ToolDefinition {
+  std::string name;         // [A-Za-z0-9_-]{1,64}, unique within the request
+  std::string description;  // may be empty
+  std::string parameters;   // JSON text of the parameters' JSON Schema; "{}" when absent
+  bool strict = false;
+};
+
+// tool_choice: "auto" (the default with tools), "none", "required", or one named function.
+struct ToolChoice {
+  enum class Mode { kAuto, kNone, kRequired, kNamed };
+  Mode mode = Mode::kAuto;
+  std::string name;  // kNamed: a function of `tools`
+};
+
+// response_format: free text, any JSON object, or JSON matching a schema.
+struct ResponseFormat {
+  enum class Type { kText, kJsonObject, kJsonSchema };
+  Type type = Type::kText;
+  std::string name;    // kJsonSchema: json_schema.name
+  std::string schema;  // kJsonSchema: JSON text of json_schema.schema; "{}" when absent
+  bool strict = false;
+};
+
 // A validated generation request. Model-dependent checks (model name, token ids < n_vocab,
 // prompt + max_tokens <= context) are done by the caller, which knows the model.
 struct GenerationParams {
@@ -30,6 +54,11 @@ struct GenerationParams {
   std::vector<std::string> stop;  // at most 4, each non-empty
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
+  // Chat only: functions the model may call, whether and which it must, and the answer's form.
+  std::vector<ToolDefinition> tools;
+  ToolChoice tool_choice;
+  bool parallel_tool_calls = true;
+  ResponseFormat response_format;
 };
 
 // Both return kInvalidArgument with `param` naming the offending field on any client mistake:

@@ -6,7 +6,9 @@
 #include <initializer_list>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "api/openai.h"
 #include "api/request_json.h"
@@ -42,6 +44,22 @@ inline constexpr std::int64_t kMaxTokensLimit = 1'000'000;
 [[nodiscard]] Status ParseStop(const Json& request, GenerationParams& params);
 // stream and stream_options.include_usage (kept only when streaming).
 [[nodiscard]] Status ParseStream(const Json& request, GenerationParams& params);
+// Limits on the agent fields (docs/api.md, "Tools and structured output").
+inline constexpr std::size_t kMaxTools = 128;
+inline constexpr std::size_t kMaxFunctionNameBytes = 64;
+inline constexpr int kMaxSchemaDepth = 32;             // objects/arrays nested in one schema
+inline constexpr std::size_t kMaxSchemaBytes = 65536;  // a schema as compact JSON
+
+// tools, tool_choice (a named function must be in tools) and parallel_tool_calls (chat only;
+// tools_request.cc).
+[[nodiscard]] Status ParseTools(const Json& request, GenerationParams& params);
+// response_format: text, json_object or json_schema {name, schema, strict}.
+[[nodiscard]] Status ParseResponseFormat(const Json& request, GenerationParams& params);
+// An assistant message's tool_calls [{id, type: "function", function: {name, arguments}}];
+// `where` names the message ("messages[3]").
+[[nodiscard]] Result<std::vector<engine::ToolCall>> ParseAssistantToolCalls(
+    const Json& message, const std::string& where);
+
 // n and logit_bias, which both endpoints share.
 [[nodiscard]] Status RejectUnsupportedCommon(const Json& request, GenerationParams& params);
 

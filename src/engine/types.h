@@ -25,9 +25,18 @@ struct SamplingParams {
   bool deterministic = false;
 };
 
+// A function call the assistant made, as the history carries it and as parsed from output.
+struct ToolCall {
+  std::string id;         // "call_…"; ties the tool's answer to the call
+  std::string name;       // the function's name
+  std::string arguments;  // JSON text of an object (as the model wrote it)
+};
+
 struct ChatMessage {
-  std::string role;  // "system", "user" or "assistant"
+  std::string role;  // "system", "user", "assistant" or "tool"
   std::string content;
+  std::vector<ToolCall> tool_calls = {};  // assistant messages only
+  std::string tool_call_id = {};          // tool messages only: the call this answers
 };
 
 enum class FinishReason {
