@@ -1,5 +1,7 @@
-// libFuzzer target: arbitrary bytes as the body of POST /v1/completions, /v1/chat/completions
-// and /tokenize, through the functions their handlers call (server/app.cc). Each parser either
+// libFuzzer target: arbitrary bytes as the body of POST /v1/completions, /v1/chat/completions,
+// /v1/responses and /tokenize, through the functions their handlers call (server/app.cc), and
+// an accepted Responses request through its encoders (valid JSON whatever it holds). Each
+// parser either
 // accepts the body with every field inside the limits it promises (api/openai.h,
 // engine/types.h) and equal to what an independent JSON parse of the body holds, or rejects it
 // with kInvalidArgument, which ToHttpError turns into a 400 carrying OpenAI's error envelope.
@@ -10,6 +12,7 @@
 #include <variant>
 
 #include "api/openai.h"
+#include "api/responses.h"
 #include "api/tokenize.h"
 #include "fuzz/fuzz_util.h"
 
@@ -86,12 +89,40 @@ void CheckAgreesWithBody(const GenerationParams& p, const Json& body) {
   FUZZ_CHECK(p.sampling.deterministic == (Member(body, "deterministic") == true), "deterministic");
   const Json stop = Member(body, "stop");
   FUZZ_CHECK(p.stop.size() == (stop.is_string() ? 1 : stop.size()), "stop count");
-  const Json max_tokens = Member(body, p.endpoint == Endpoint::kChatCompletions &&
-                                               !Member(body, "max_completion_tokens").is_null()
-                                           ? "max_completion_tokens"
-                                           : "max_tokens");
+  const char* max_key =
+      p.endpoint == Endpoint::kResponses ? "max_output_tokens"
+      : p.endpoint == Endpoint::kChatCompletions && !Member(body, "max_completion_tokens").is_null()
+          ? "max_completion_tokens"
+          : "max_tokens";
+  const Json max_tokens = Member(body, max_key);
   FUZZ_CHECK(max_tokens.is_null() ? !p.max_tokens : p.max_tokens == max_tokens.get<int>(),
              "max_tokens");
+}
+
+// Whatever an accepted Responses request holds (instructions, metadata, tools), its Response
+// object and every event of its stream are valid JSON.
+void CheckResponseEncodings(const GenerationParams& p) {
+  const api::ResponseMeta meta{.id = "resp-fuzz",
+                               .created = 1,
+                               .model = p.model,
+                               .system_fingerprint = {},
+                               .cold_start_seconds = {}};
+  api::ResponsesEncoder encoder(p, meta);
+  const api::ResponseOutput output{p.model, {}};
+  const auto whole = ParseStrict(encoder.Whole(output, engine::FinishReason::kStop, {}));
+  FUZZ_CHECK(whole && whole->is_object(), "Response object");
+  std::string stream = encoder.Start();
+  stream += encoder.TextDelta(p.model);
+  stream += encoder.Finish(output, engine::FinishReason::kLength, {});
+  std::size_t at = 0;
+  while (at < stream.size()) {
+    const std::size_t data = stream.find("\ndata: ", at);
+    const std::size_t end = stream.find("\n\n", at);
+    FUZZ_CHECK(data != std::string::npos && end != std::string::npos && data < end, "frame");
+    const auto event = ParseStrict(stream.substr(data + 7, end - data - 7));
+    FUZZ_CHECK(event && event->is_object(), "event %.200s", stream.c_str() + at);
+    at = end + 2;
+  }
 }
 
 void CheckAccepted(const GenerationParams& p, Endpoint endpoint, std::string_view body) {
@@ -101,12 +132,21 @@ void CheckAccepted(const GenerationParams& p, Endpoint endpoint, std::string_vie
   const auto doc = ParseStrict(body);
   FUZZ_CHECK(doc && doc->is_object(), "accepted a body that is not a JSON object");
   CheckAgreesWithBody(p, *doc);
+  if (endpoint == Endpoint::kResponses) {
+    const Json input = Member(*doc, "input");
+    const std::size_t instructions = Member(*doc, "instructions").is_null() ? 0 : 1;
+    FUZZ_CHECK(p.messages.size() == instructions + (input.is_string() ? 1 : input.size()),
+               "message count");
+    CheckResponseEncodings(p);
+    return;
+  }
   if (endpoint == Endpoint::kChatCompletions) {
     FUZZ_CHECK(!p.messages.empty(), "no messages");
     FUZZ_CHECK(p.messages.size() == Member(*doc, "messages").size(), "message count");
     for (const engine::ChatMessage& m : p.messages) {
-      FUZZ_CHECK(m.role == "system" || m.role == "user" || m.role == "assistant", "role %s",
-                 m.role.c_str());
+      FUZZ_CHECK(
+          m.role == "system" || m.role == "user" || m.role == "assistant" || m.role == "tool",
+          "role %s", m.role.c_str());
     }
     return;
   }
@@ -133,9 +173,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   using namespace ember;
   const std::string_view body(reinterpret_cast<const char*>(data), size);
   for (const api::Endpoint endpoint :
-       {api::Endpoint::kCompletions, api::Endpoint::kChatCompletions}) {
-    auto params = endpoint == api::Endpoint::kCompletions ? api::ParseCompletionRequest(body)
-                                                          : api::ParseChatRequest(body);
+       {api::Endpoint::kCompletions, api::Endpoint::kChatCompletions, api::Endpoint::kResponses}) {
+    auto params = endpoint == api::Endpoint::kCompletions       ? api::ParseCompletionRequest(body)
+                  : endpoint == api::Endpoint::kChatCompletions ? api::ParseChatRequest(body)
+                                                                : api::ParseResponsesRequest(body);
     if (params) {
       fuzz::CheckAccepted(*params, endpoint, body);
     } else {

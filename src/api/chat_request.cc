@@ -39,14 +39,27 @@ Result<std::string> ParseRole(const Json& message, const std::string& where) {
                          param);
 }
 
-Result<std::string> ParseContentPart(const Json& part, const std::string& where) {
+// One {"type": T, "text": ...} part whose T is one of `types`.
+Result<std::string> ParseContentPart(const Json& part, const std::string& where,
+                                     std::initializer_list<std::string_view> types) {
+  std::string expected;
+  for (const std::string_view type : types) {
+    expected += expected.empty() ? "\"" : " or \"";
+    expected += type;
+    expected += '"';
+  }
   if (!part.is_object()) {
-    return InvalidArgument(where + " must be an object like {\"type\": \"text\", \"text\": ...}",
-                           where);
+    return InvalidArgument(
+        where + " must be an object like {\"type\": " + expected + ", \"text\": ...}", where);
   }
   const Json* type = FindField(part, "type");
-  if (type == nullptr || !type->is_string() || *type != "text") {
-    std::string message = where + ".type must be \"text\" (only text content is supported), got ";
+  bool known = false;
+  if (type != nullptr && type->is_string()) {
+    for (const std::string_view t : types) known = known || *type == t;
+  }
+  if (!known) {
+    std::string message =
+        where + ".type must be " + expected + " (only text content is supported), got ";
     if (type != nullptr && type->is_string()) {
       message += '\'';
       message += Truncated(type->get_ref<const std::string&>());
@@ -67,19 +80,10 @@ Result<std::string> ParseContentPart(const Json& part, const std::string& where)
 Result<std::string> ParseContent(const Json& message, const std::string& where) {
   const std::string param = where + ".content";
   const Json* content = FindField(message, "content");
-  if (content != nullptr && content->is_string()) return content->get<std::string>();
-  if (content == nullptr || !content->is_array()) {
-    return InvalidArgument(param + " must be a string or an array of text parts, got " +
-                               (content != nullptr ? Describe(*content) : "null"),
-                           param);
+  if (content == nullptr) {
+    return InvalidArgument(param + " must be a string or an array of text parts, got null", param);
   }
-  std::string text;
-  for (std::size_t i = 0; i < content->size(); ++i) {
-    auto part = ParseContentPart((*content)[i], param + "[" + std::to_string(i) + "]");
-    if (!part) return std::unexpected(part.error());
-    text += *part;
-  }
-  return text;
+  return ReadTextContent(*content, param, {"text"});
 }
 
 Result<engine::ChatMessage> ParseMessage(const Json& message, std::size_t index) {
@@ -157,32 +161,6 @@ Status RejectUnsupportedChat(const Json& request, GenerationParams& /*params*/) 
   return RejectUnsupported(request, kChatUnsupported);
 }
 
-// Parsed and validated, not yet served: rendering tools through the model's template, parsing
-// its calls and constrained decoding arrive with the chat component's wiring (issue 15). Until
-// then they are refused rather than silently ignored.
-Status RejectUnservedAgentFields(const Json& /*request*/, GenerationParams& params) {
-  if (!params.tools.empty()) {
-    return InvalidArgument("tools are not served yet: ember does not do tool calling", "tools");
-  }
-  if (params.response_format.type != ResponseFormat::Type::kText) {
-    return InvalidArgument(
-        "response_format is not served yet: only {\"type\": \"text\"} is accepted",
-        "response_format");
-  }
-  for (std::size_t i = 0; i < params.messages.size(); ++i) {
-    const engine::ChatMessage& m = params.messages[i];
-    if (m.role == "tool" || !m.tool_calls.empty()) {
-      const std::string param =
-          "messages[" + std::to_string(i) + "]" + (m.role == "tool" ? ".role" : ".tool_calls");
-      return InvalidArgument(param +
-                                 ": tool calls are not served yet: ember does not do tool "
-                                 "calling",
-                             param);
-    }
-  }
-  return {};
-}
-
 }  // namespace
 
 Result<GenerationParams> ParseChatRequest(std::string_view body) {
@@ -190,6 +168,22 @@ Result<GenerationParams> ParseChatRequest(std::string_view body) {
                        {ParseModel, ParseMessages, ParseChatMaxTokens, ParseSampling, ParseStop,
                         ParseStream, ParseTools, ParseResponseFormat, RejectUnsupportedCommon,
                         RejectUnsupportedChat, RejectUnservedAgentFields});
+}
+
+Result<std::string> ReadTextContent(const Json& content, const std::string& param,
+                                    std::initializer_list<std::string_view> types) {
+  if (content.is_string()) return content.get<std::string>();
+  if (!content.is_array()) {
+    return InvalidArgument(
+        param + " must be a string or an array of text parts, got " + Describe(content), param);
+  }
+  std::string text;
+  for (std::size_t i = 0; i < content.size(); ++i) {
+    auto part = ParseContentPart(content[i], param + "[" + std::to_string(i) + "]", types);
+    if (!part) return std::unexpected(part.error());
+    text += *part;
+  }
+  return text;
 }
 
 }  // namespace ember::api

@@ -16,7 +16,7 @@
 
 namespace ember::api {
 
-enum class Endpoint { kCompletions, kChatCompletions };
+enum class Endpoint { kCompletions, kChatCompletions, kResponses };
 
 // A function the model may call (`tools[i]` with type "function").
 struct ToolDefinition {
@@ -42,6 +42,13 @@ struct ResponseFormat {
   bool strict = false;
 };
 
+// The Responses API's own fields, echoed in its Response object (api/responses.h).
+struct ResponsesFields {
+  std::optional<std::string> instructions;  // also the first (system) message
+  std::string metadata = "{}";              // JSON text of up to 16 string pairs
+  std::optional<std::string> user;
+};
+
 // A validated generation request. Model-dependent checks (model name, token ids < n_vocab,
 // prompt + max_tokens <= context) are done by the caller, which knows the model.
 struct GenerationParams {
@@ -59,6 +66,7 @@ struct GenerationParams {
   ToolChoice tool_choice;
   bool parallel_tool_calls = true;
   ResponseFormat response_format;
+  ResponsesFields responses;  // /v1/responses only
 };
 
 // Both return kInvalidArgument with `param` naming the offending field on any client mistake:

@@ -55,6 +55,26 @@ inline constexpr std::size_t kMaxSchemaBytes = 65536;  // a schema as compact JS
 [[nodiscard]] Status ParseTools(const Json& request, GenerationParams& params);
 // response_format: text, json_object or json_schema {name, schema, strict}.
 [[nodiscard]] Status ParseResponseFormat(const Json& request, GenerationParams& params);
+// The fields of one function tool (name, description, parameters, strict) from `function`,
+// the object that holds them; `where` names it in errors ("tools[2].function", "tools[2]").
+[[nodiscard]] Result<ToolDefinition> ReadFunction(const Json& function, const std::string& where);
+// tool_choice given as a string ("none" | "auto" | "required").
+[[nodiscard]] Status ReadToolChoiceMode(const Json& choice, GenerationParams& params);
+// required and named need tools; a named function must be one of them (else an error naming
+// `name_param`, where the request gave the name).
+[[nodiscard]] Status CheckToolChoice(const GenerationParams& params, std::string_view name_param);
+// A format object {type: text | json_object | json_schema}; the json_schema's name, schema and
+// strict sit in the member `nested` (chat's "json_schema") or, when empty, in the object itself
+// (the Responses API's text.format). `param` names the object in errors.
+[[nodiscard]] Result<ResponseFormat> ReadFormat(const Json& format, const std::string& param,
+                                                std::string_view nested);
+// Refuses what is parsed but not served yet (tools, non-text formats, tool messages).
+[[nodiscard]] Status RejectUnservedAgentFields(const Json& request, GenerationParams& params);
+// The content of a message given as a string or an array of text parts of the given types
+// ({"type": T, "text": ...}), concatenated; `param` names it in errors.
+[[nodiscard]] Result<std::string> ReadTextContent(const Json& content, const std::string& param,
+                                                  std::initializer_list<std::string_view> types);
+
 // An assistant message's tool_calls [{id, type: "function", function: {name, arguments}}];
 // `where` names the message ("messages[3]").
 [[nodiscard]] Result<std::vector<engine::ToolCall>> ParseAssistantToolCalls(

@@ -98,25 +98,7 @@ Result<ToolDefinition> ParseTool(const Json& tool, std::size_t index) {
     return InvalidArgument(where + ".function must be an object with name and parameters",
                            where + ".function");
   }
-  ToolDefinition def;
-  auto name = ReadName(*function, where + ".function.name", "function");
-  if (!name) return std::unexpected(name.error());
-  def.name = std::move(*name);
-  if (const Json* description = FindField(*function, "description"); description != nullptr) {
-    if (!description->is_string()) {
-      return InvalidArgument(
-          where + ".function.description must be a string, got " + Describe(*description),
-          where + ".function.description");
-    }
-    def.description = description->get<std::string>();
-  }
-  auto parameters = ReadSchema(*function, "parameters", where + ".function.parameters");
-  if (!parameters) return std::unexpected(parameters.error());
-  def.parameters = std::move(*parameters);
-  if (auto strict = ReadStrict(*function, where + ".function.strict", def.strict); !strict) {
-    return std::unexpected(strict.error());
-  }
-  return def;
+  return ReadFunction(*function, where + ".function");
 }
 
 Status ParseToolList(const Json& request, GenerationParams& params) {
@@ -146,24 +128,8 @@ Status ParseToolList(const Json& request, GenerationParams& params) {
 
 Status ParseToolChoiceField(const Json& request, GenerationParams& params) {
   const Json* choice = FindField(request, "tool_choice");
-  if (choice == nullptr) return {};
-  using Mode = ToolChoice::Mode;
-  if (choice->is_string()) {
-    const auto& mode = choice->get_ref<const std::string&>();
-    if (mode == "none") {
-      params.tool_choice.mode = Mode::kNone;
-    } else if (mode == "auto") {
-      params.tool_choice.mode = Mode::kAuto;
-    } else if (mode == "required") {
-      params.tool_choice.mode = Mode::kRequired;
-    } else {
-      return InvalidArgument(
-          "tool_choice must be \"none\", \"auto\", \"required\" or {\"type\": \"function\", "
-          "\"function\": {\"name\": ...}}, got '" +
-              Truncated(mode) + "'",
-          "tool_choice");
-    }
-  } else if (choice->is_object()) {
+  if (choice == nullptr) return CheckToolChoice(params, "tool_choice.function.name");
+  if (choice->is_object()) {
     const Json* type = FindField(*choice, "type");
     const Json* function = FindField(*choice, "function");
     if (type == nullptr || !type->is_string() || *type != "function" || function == nullptr ||
@@ -175,11 +141,60 @@ Status ParseToolChoiceField(const Json& request, GenerationParams& params) {
     }
     auto name = ReadName(*function, "tool_choice.function.name", "function");
     if (!name) return std::unexpected(name.error());
-    params.tool_choice = {Mode::kNamed, std::move(*name)};
-  } else {
-    return InvalidArgument("tool_choice must be a string or an object, got " + Describe(*choice),
+    params.tool_choice = {ToolChoice::Mode::kNamed, std::move(*name)};
+    return CheckToolChoice(params, "tool_choice.function.name");
+  }
+  if (auto mode = ReadToolChoiceMode(*choice, params); !mode) return mode;
+  return CheckToolChoice(params, "tool_choice.function.name");
+}
+
+}  // namespace
+
+Result<ToolDefinition> ReadFunction(const Json& function, const std::string& where) {
+  ToolDefinition def;
+  auto name = ReadName(function, where + ".name", "function");
+  if (!name) return std::unexpected(name.error());
+  def.name = std::move(*name);
+  if (const Json* description = FindField(function, "description"); description != nullptr) {
+    if (!description->is_string()) {
+      return InvalidArgument(where + ".description must be a string, got " + Describe(*description),
+                             where + ".description");
+    }
+    def.description = description->get<std::string>();
+  }
+  auto parameters = ReadSchema(function, "parameters", where + ".parameters");
+  if (!parameters) return std::unexpected(parameters.error());
+  def.parameters = std::move(*parameters);
+  if (auto strict = ReadStrict(function, where + ".strict", def.strict); !strict) {
+    return std::unexpected(strict.error());
+  }
+  return def;
+}
+
+Status ReadToolChoiceMode(const Json& choice, GenerationParams& params) {
+  using Mode = ToolChoice::Mode;
+  const auto& mode = choice.is_string() ? choice.get_ref<const std::string&>() : std::string();
+  if (!choice.is_string()) {
+    return InvalidArgument("tool_choice must be a string or an object, got " + Describe(choice),
                            "tool_choice");
   }
+  if (mode == "none") {
+    params.tool_choice.mode = Mode::kNone;
+  } else if (mode == "auto") {
+    params.tool_choice.mode = Mode::kAuto;
+  } else if (mode == "required") {
+    params.tool_choice.mode = Mode::kRequired;
+  } else {
+    return InvalidArgument(
+        "tool_choice must be \"none\", \"auto\", \"required\" or a named function, got '" +
+            Truncated(mode) + "'",
+        "tool_choice");
+  }
+  return {};
+}
+
+Status CheckToolChoice(const GenerationParams& params, std::string_view name_param) {
+  using Mode = ToolChoice::Mode;
   const Mode mode = params.tool_choice.mode;
   if (params.tools.empty() && (mode == Mode::kRequired || mode == Mode::kNamed)) {
     return InvalidArgument("tool_choice requires tools: no functions were given to call",
@@ -187,18 +202,17 @@ Status ParseToolChoiceField(const Json& request, GenerationParams& params) {
   }
   if (mode == Mode::kNamed) {
     bool known = false;
-    for (const ToolDefinition& tool : params.tools)
+    for (const ToolDefinition& tool : params.tools) {
       known = known || tool.name == params.tool_choice.name;
+    }
     if (!known) {
       return InvalidArgument(
           "tool_choice names the function '" + params.tool_choice.name + "', which is not in tools",
-          "tool_choice.function.name");
+          std::string(name_param));
     }
   }
   return {};
 }
-
-}  // namespace
 
 Status ParseTools(const Json& request, GenerationParams& params) {
   if (auto tools = ParseToolList(request, params); !tools) return tools;
@@ -216,49 +230,55 @@ Status ParseTools(const Json& request, GenerationParams& params) {
   return {};
 }
 
+Result<ResponseFormat> ReadFormat(const Json& format, const std::string& param,
+                                  std::string_view nested) {
+  const Json* type = format.is_object() ? FindField(format, "type") : nullptr;
+  if (type == nullptr || !type->is_string()) {
+    return InvalidArgument(
+        param + " must be {\"type\": \"text\" | \"json_object\" | \"json_schema\"}, got " +
+            Describe(format),
+        param);
+  }
+  using Type = ResponseFormat::Type;
+  ResponseFormat out;
+  const auto& name = type->get_ref<const std::string&>();
+  if (name == "text") {
+    out.type = Type::kText;
+  } else if (name == "json_object") {
+    out.type = Type::kJsonObject;
+  } else if (name == "json_schema") {
+    const Json* spec = nested.empty() ? &format : FindField(format, nested);
+    const std::string at = nested.empty() ? param : param + "." + std::string(nested);
+    if (spec == nullptr || !spec->is_object()) {
+      return InvalidArgument(at + " must be an object with name and schema, got " +
+                                 (spec != nullptr ? Describe(*spec) : std::string("nothing")),
+                             at);
+    }
+    out.type = Type::kJsonSchema;
+    auto schema_name = ReadName(*spec, at + ".name", "schema");
+    if (!schema_name) return std::unexpected(schema_name.error());
+    out.name = std::move(*schema_name);
+    auto schema = ReadSchema(*spec, "schema", at + ".schema");
+    if (!schema) return std::unexpected(schema.error());
+    out.schema = std::move(*schema);
+    if (auto strict = ReadStrict(*spec, at + ".strict", out.strict); !strict) {
+      return std::unexpected(strict.error());
+    }
+  } else {
+    return InvalidArgument(param +
+                               ".type must be \"text\", \"json_object\" or \"json_schema\", got '" +
+                               Truncated(name) + "'",
+                           param + ".type");
+  }
+  return out;
+}
+
 Status ParseResponseFormat(const Json& request, GenerationParams& params) {
   const Json* format = FindField(request, "response_format");
   if (format == nullptr) return {};
-  const Json* type = format->is_object() ? FindField(*format, "type") : nullptr;
-  if (type == nullptr || !type->is_string()) {
-    return InvalidArgument(
-        "response_format must be {\"type\": \"text\" | \"json_object\" | \"json_schema\"}, got " +
-            Describe(*format),
-        "response_format");
-  }
-  using Type = ResponseFormat::Type;
-  const auto& name = type->get_ref<const std::string&>();
-  if (name == "text") {
-    params.response_format.type = Type::kText;
-  } else if (name == "json_object") {
-    params.response_format.type = Type::kJsonObject;
-  } else if (name == "json_schema") {
-    const Json* spec = FindField(*format, "json_schema");
-    if (spec == nullptr || !spec->is_object()) {
-      return InvalidArgument(
-          "response_format.json_schema must be an object with name and schema, got " +
-              (spec != nullptr ? Describe(*spec) : std::string("nothing")),
-          "response_format.json_schema");
-    }
-    ResponseFormat out;
-    out.type = Type::kJsonSchema;
-    auto schema_name = ReadName(*spec, "response_format.json_schema.name", "schema");
-    if (!schema_name) return std::unexpected(schema_name.error());
-    out.name = std::move(*schema_name);
-    auto schema = ReadSchema(*spec, "schema", "response_format.json_schema.schema");
-    if (!schema) return std::unexpected(schema.error());
-    out.schema = std::move(*schema);
-    if (auto strict = ReadStrict(*spec, "response_format.json_schema.strict", out.strict);
-        !strict) {
-      return strict;
-    }
-    params.response_format = std::move(out);
-  } else {
-    return InvalidArgument(
-        "response_format.type must be \"text\", \"json_object\" or \"json_schema\", got '" +
-            Truncated(name) + "'",
-        "response_format.type");
-  }
+  auto parsed = ReadFormat(*format, "response_format", "json_schema");
+  if (!parsed) return std::unexpected(parsed.error());
+  params.response_format = std::move(*parsed);
   return {};
 }
 
@@ -304,6 +324,32 @@ Result<std::vector<engine::ToolCall>> ParseAssistantToolCalls(const Json& messag
     out.push_back(std::move(parsed));
   }
   return out;
+}
+
+// Parsed and validated, not yet served: rendering tools through the model's template, parsing
+// its calls and constrained decoding arrive with the chat component's wiring (issue 15). Until
+// then they are refused rather than silently ignored.
+Status RejectUnservedAgentFields(const Json& /*request*/, GenerationParams& params) {
+  if (!params.tools.empty()) {
+    return InvalidArgument("tools are not served yet: ember does not do tool calling", "tools");
+  }
+  if (params.response_format.type != ResponseFormat::Type::kText) {
+    return InvalidArgument(
+        "response_format is not served yet: only {\"type\": \"text\"} is accepted",
+        "response_format");
+  }
+  for (std::size_t i = 0; i < params.messages.size(); ++i) {
+    const engine::ChatMessage& m = params.messages[i];
+    if (m.role == "tool" || !m.tool_calls.empty()) {
+      const std::string param =
+          "messages[" + std::to_string(i) + "]" + (m.role == "tool" ? ".role" : ".tool_calls");
+      return InvalidArgument(param +
+                                 ": tool calls are not served yet: ember does not do tool "
+                                 "calling",
+                             param);
+    }
+  }
+  return {};
 }
 
 }  // namespace ember::api

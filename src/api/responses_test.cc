@@ -1,0 +1,299 @@
+// Tests of the Responses API: requests into chat messages and settings, each mistake a 400
+// naming the field, and the Response object and its event stream in OpenAI's shapes.
+#include "api/responses.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace ember::api {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using Json = nlohmann::json;
+
+GenerationParams ParseOk(std::string_view body) {
+  auto result = ParseResponsesRequest(body);
+  EXPECT_TRUE(result.has_value()) << body << " -> " << (result ? "" : result.error().message);
+  return result ? *result : GenerationParams{};
+}
+
+TEST(ParseResponsesTest, StringInputIsOneUserMessageAfterTheInstructions) {
+  const GenerationParams p = ParseOk(
+      R"({"model":"m","instructions":"Be brief.","input":"Hi","max_output_tokens":20,
+          "temperature":0.5,"stream":true,"store":true,"metadata":{"team":"search"},"user":"u1"})");
+  EXPECT_EQ(p.endpoint, Endpoint::kResponses);
+  EXPECT_EQ(p.model, "m");
+  ASSERT_EQ(p.messages.size(), 2u);
+  EXPECT_EQ(p.messages[0].role, "system");
+  EXPECT_EQ(p.messages[0].content, "Be brief.");
+  EXPECT_EQ(p.messages[1].role, "user");
+  EXPECT_EQ(p.messages[1].content, "Hi");
+  EXPECT_EQ(p.max_tokens, 20);
+  EXPECT_FLOAT_EQ(p.sampling.temperature, 0.5f);
+  EXPECT_TRUE(p.stream);
+  EXPECT_EQ(p.responses.instructions, "Be brief.");
+  EXPECT_EQ(p.responses.metadata, R"({"team":"search"})");
+  EXPECT_EQ(p.responses.user, "u1");
+}
+
+TEST(ParseResponsesTest, ItemsBecomeMessagesInOrder) {
+  const GenerationParams p = ParseOk(R"({"input":[
+      {"role":"developer","content":"Rules"},
+      {"type":"message","role":"user","content":[{"type":"input_text","text":"a"},
+                                                {"type":"input_text","text":"b"}]},
+      {"role":"assistant","content":[{"type":"output_text","text":"c"}]},
+      {"role":"user","content":"d"}]})");
+  ASSERT_EQ(p.messages.size(), 4u);
+  EXPECT_EQ(p.messages[0].role, "system");
+  EXPECT_EQ(p.messages[1].content, "ab");
+  EXPECT_EQ(p.messages[2].role, "assistant");
+  EXPECT_EQ(p.messages[2].content, "c");
+  EXPECT_EQ(p.messages[3].content, "d");
+}
+
+TEST(ParseResponsesTest, ToolsAndFormatAreReadInTheirFlatForm) {
+  // Parsed before being refused as not served yet: the checks run first.
+  auto bad_choice = ParseResponsesRequest(
+      R"({"input":"x","tools":[{"type":"function","name":"f","parameters":{"type":"object"}}],
+          "tool_choice":{"type":"function","name":"g"}})");
+  ASSERT_FALSE(bad_choice);
+  EXPECT_EQ(bad_choice.error().param, "tool_choice.name");
+  auto served_later = ParseResponsesRequest(
+      R"({"input":"x","tools":[{"type":"function","name":"f"}],"tool_choice":"required"})");
+  ASSERT_FALSE(served_later);
+  EXPECT_THAT(served_later.error().message, HasSubstr("not served yet"));
+  auto format = ParseResponsesRequest(
+      R"({"input":"x","text":{"format":{"type":"json_schema","name":"p","schema":{"type":"object"}}}})");
+  ASSERT_FALSE(format);
+  EXPECT_EQ(format.error().param, "response_format");
+  auto bad_format =
+      ParseResponsesRequest(R"({"input":"x","text":{"format":{"type":"json_schema"}}})");
+  ASSERT_FALSE(bad_format);
+  EXPECT_EQ(bad_format.error().param, "text.format.name");
+  // text.format "text" is the default and is served.
+  EXPECT_EQ(ParseOk(R"({"input":"x","text":{"format":{"type":"text"}}})").response_format.type,
+            ResponseFormat::Type::kText);
+}
+
+struct RejectCase {
+  std::string body;
+  std::string param;
+  std::string message_part;
+};
+
+void PrintTo(const RejectCase& c, std::ostream* os) { *os << c.body; }
+
+class ResponsesRejectTest : public ::testing::TestWithParam<RejectCase> {};
+
+TEST_P(ResponsesRejectTest, NamesTheFieldAndSaysWhy) {
+  auto result = ParseResponsesRequest(GetParam().body);
+  ASSERT_FALSE(result.has_value()) << "accepted: " << GetParam().body;
+  EXPECT_EQ(result.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_EQ(result.error().param, GetParam().param);
+  EXPECT_THAT(result.error().message, HasSubstr(GetParam().message_part));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Fields, ResponsesRejectTest,
+    ::testing::Values(
+        RejectCase{R"({})", "input", "input is required"},
+        RejectCase{R"({"input":[]})", "input", "non-empty array"},
+        RejectCase{R"({"input":5})", "input", "got 5"},
+        RejectCase{R"({"input":[{"role":"user"}]})", "input[0].content", "is required"},
+        RejectCase{R"({"input":[{"role":"robot","content":"x"}]})", "input[0].role", "got 'robot'"},
+        RejectCase{R"({"input":[{"role":"user","content":[{"type":"input_image"}]}]})",
+                   "input[0].content[0].type", "got 'input_image'"},
+        RejectCase{R"({"input":[{"type":"function_call_output","call_id":"c","output":"1"}]})",
+                   "input[0].type", "not served yet"},
+        RejectCase{R"({"input":[{"type":"reasoning"}]})", "input[0].type", "got 'reasoning'"},
+        RejectCase{R"({"input":"x","instructions":1})", "instructions", "must be a string"},
+        RejectCase{R"({"input":"x","max_output_tokens":0})", "max_output_tokens", "between 1 and"},
+        RejectCase{R"({"input":"x","previous_response_id":"resp_1"})", "previous_response_id",
+                   "keeps no responses"},
+        RejectCase{R"({"input":"x","conversation":"conv_1"})", "conversation",
+                   "keeps no conversations"},
+        RejectCase{R"({"input":"x","background":true})", "background", "not supported"},
+        RejectCase{R"({"input":"x","truncation":"auto"})", "truncation", "never drops input"},
+        RejectCase{R"({"input":"x","include":["reasoning.encrypted_content"]})", "include",
+                   "not supported"},
+        RejectCase{R"({"input":"x","reasoning":{"effort":"high"}})", "reasoning",
+                   "no reasoning settings"},
+        RejectCase{R"({"input":"x","metadata":{"k":1}})", "metadata", "values strings"},
+        RejectCase{R"({"input":"x","store":"yes"})", "store", "true or false"},
+        RejectCase{R"({"input":"x","text":{"format":{"type":"yaml"}}})", "text.format.type",
+                   "got 'yaml'"},
+        RejectCase{R"({"input":"x","text":{"verbosity":"low"}})", "text.verbosity",
+                   "not supported"},
+        RejectCase{R"({"input":"x","tools":[{"type":"web_search"}]})", "tools[0].type",
+                   "function tools are the only ones served"},
+        RejectCase{R"({"input":"x","temperature":3})", "temperature", "between 0 and 2"}));
+
+const ResponseMeta kMeta{.id = "resp_abc",
+                         .created = 1700000000,
+                         .model = "stories",
+                         .system_fingerprint = {},
+                         .cold_start_seconds = {}};
+
+GenerationParams Params() {
+  GenerationParams p = ParseOk(R"({"input":"Hi","instructions":"Be brief.","max_output_tokens":8,
+                                   "temperature":0.7,"metadata":{"k":"v"}})");
+  return p;
+}
+
+TEST(ResponsesEncoderTest, WholeResponseHasOpenAIsShape) {
+  const ResponsesEncoder encoder(Params(), kMeta);
+  engine::Usage usage;
+  usage.prompt_tokens = 5;
+  usage.completion_tokens = 3;
+  usage.cached_tokens = 1;
+  const Json r = Json::parse(encoder.Whole({"Hello!", {}}, engine::FinishReason::kStop, usage));
+  EXPECT_EQ(r["id"], "resp_abc");
+  EXPECT_EQ(r["object"], "response");
+  EXPECT_EQ(r["created_at"], 1700000000);
+  EXPECT_EQ(r["status"], "completed");
+  EXPECT_TRUE(r["incomplete_details"].is_null());
+  EXPECT_EQ(r["model"], "stories");
+  EXPECT_EQ(r["instructions"], "Be brief.");
+  EXPECT_EQ(r["max_output_tokens"], 8);
+  EXPECT_EQ(r["temperature"].dump(), "0.7");
+  EXPECT_EQ(r["metadata"], Json({{"k", "v"}}));
+  EXPECT_EQ(r["store"], false);
+  EXPECT_EQ(r["text"]["format"]["type"], "text");
+  EXPECT_EQ(r["tool_choice"], "auto");
+  ASSERT_EQ(r["output"].size(), 1u);
+  const Json& item = r["output"][0];
+  EXPECT_EQ(item["type"], "message");
+  EXPECT_EQ(item["role"], "assistant");
+  EXPECT_EQ(item["status"], "completed");
+  EXPECT_THAT(item["id"].get<std::string>(), ::testing::StartsWith("msg-"));
+  ASSERT_EQ(item["content"].size(), 1u);
+  EXPECT_EQ(item["content"][0]["type"], "output_text");
+  EXPECT_EQ(item["content"][0]["text"], "Hello!");
+  EXPECT_EQ(item["content"][0]["annotations"], Json::array());
+  EXPECT_EQ(r["usage"]["input_tokens"], 5);
+  EXPECT_EQ(r["usage"]["input_tokens_details"]["cached_tokens"], 1);
+  EXPECT_EQ(r["usage"]["output_tokens"], 3);
+  EXPECT_EQ(r["usage"]["output_tokens_details"]["reasoning_tokens"], 0);
+  EXPECT_EQ(r["usage"]["total_tokens"], 8);
+}
+
+TEST(ResponsesEncoderTest, CutByTheLimitIsIncomplete) {
+  const ResponsesEncoder encoder(Params(), kMeta);
+  const Json r = Json::parse(encoder.Whole({"Hel", {}}, engine::FinishReason::kLength, {}));
+  EXPECT_EQ(r["status"], "incomplete");
+  EXPECT_EQ(r["incomplete_details"]["reason"], "max_output_tokens");
+}
+
+struct Event {
+  std::string name;  // the SSE "event:" line
+  Json data;
+};
+
+// Splits a stream into its events, checking each frame's form.
+std::vector<Event> Events(const std::string& stream) {
+  std::vector<Event> events;
+  std::size_t at = 0;
+  while (at < stream.size()) {
+    const std::size_t end = stream.find("\n\n", at);
+    EXPECT_NE(end, std::string::npos) << "a frame ends with a blank line";
+    if (end == std::string::npos) break;
+    const std::string frame = stream.substr(at, end - at);
+    at = end + 2;
+    EXPECT_TRUE(frame.starts_with("event: ")) << frame;
+    const std::size_t newline = frame.find('\n');
+    Event e{frame.substr(7, newline - 7), {}};
+    EXPECT_TRUE(frame.compare(newline + 1, 6, "data: ") == 0) << frame;
+    e.data = Json::parse(frame.substr(newline + 7));
+    EXPECT_EQ(e.data["type"], e.name);
+    events.push_back(std::move(e));
+  }
+  return events;
+}
+
+std::vector<std::string> Names(const std::vector<Event>& events) {
+  std::vector<std::string> names;
+  for (const Event& e : events) names.push_back(e.name);
+  return names;
+}
+
+TEST(ResponsesEncoderTest, StreamIsOpenAIsEventSequence) {
+  ResponsesEncoder encoder(Params(), kMeta);
+  std::string stream = encoder.Start();
+  stream += encoder.TextDelta("Hel");
+  stream += encoder.TextDelta("lo");
+  engine::Usage usage;
+  usage.prompt_tokens = 5;
+  usage.completion_tokens = 2;
+  stream += encoder.Finish({"Hello", {}}, engine::FinishReason::kStop, usage);
+  const std::vector<Event> events = Events(stream);
+  EXPECT_THAT(
+      Names(events),
+      ElementsAre("response.created", "response.in_progress", "response.output_item.added",
+                  "response.content_part.added", "response.output_text.delta",
+                  "response.output_text.delta", "response.output_text.done",
+                  "response.content_part.done", "response.output_item.done", "response.completed"));
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].data["sequence_number"], i) << events[i].name;
+  }
+  EXPECT_EQ(events[0].data["response"]["status"], "in_progress");
+  EXPECT_EQ(events[0].data["response"]["output"], Json::array());
+  const std::string item_id = events[2].data["item"]["id"];
+  EXPECT_EQ(events[4].data["item_id"], item_id);
+  EXPECT_EQ(events[4].data["delta"], "Hel");
+  EXPECT_EQ(events[5].data["delta"], "lo");
+  EXPECT_EQ(events[6].data["text"], "Hello");
+  EXPECT_EQ(events[8].data["item"]["content"][0]["text"], "Hello");
+  const Json& done = events[9].data["response"];
+  EXPECT_EQ(done["status"], "completed");
+  EXPECT_EQ(done["output"][0]["id"], item_id);
+  EXPECT_EQ(done["usage"]["output_tokens"], 2);
+}
+
+TEST(ResponsesEncoderTest, AnAnswerWithNoTextStillHasItsMessageAndEndsIncompleteWhenCut) {
+  ResponsesEncoder encoder(Params(), kMeta);
+  const std::vector<Event> events =
+      Events(encoder.Start() + encoder.Finish({"", {}}, engine::FinishReason::kLength, {}));
+  EXPECT_THAT(Names(events),
+              ElementsAre("response.created", "response.in_progress", "response.output_item.added",
+                          "response.content_part.added", "response.output_text.done",
+                          "response.content_part.done", "response.output_item.done",
+                          "response.incomplete"));
+  EXPECT_EQ(events.back().data["response"]["incomplete_details"]["reason"], "max_output_tokens");
+}
+
+TEST(ResponsesEncoderTest, FunctionCallsAreItemsWithArgumentEvents) {
+  ResponsesEncoder encoder(Params(), kMeta);
+  const engine::ToolCall call{"call_1", "get_weather", R"({"city":"Paris"})"};
+  const std::vector<Event> events =
+      Events(encoder.Start() + encoder.Finish({"", {call}}, engine::FinishReason::kStop, {}));
+  EXPECT_THAT(
+      Names(events),
+      ElementsAre("response.created", "response.in_progress", "response.output_item.added",
+                  "response.function_call_arguments.delta", "response.function_call_arguments.done",
+                  "response.output_item.done", "response.completed"));
+  EXPECT_EQ(events[2].data["item"]["type"], "function_call");
+  EXPECT_EQ(events[3].data["delta"], R"({"city":"Paris"})");
+  const Json& item = events.back().data["response"]["output"][0];
+  EXPECT_EQ(item["call_id"], "call_1");
+  EXPECT_EQ(item["name"], "get_weather");
+  EXPECT_EQ(item["arguments"], R"({"city":"Paris"})");
+}
+
+TEST(ResponsesEncoderTest, FailureIsAnErrorEventThenResponseFailed) {
+  ResponsesEncoder encoder(Params(), kMeta);
+  const Error error{ErrorCode::kInternal, "the engine failed", ""};
+  const std::vector<Event> events = Events(encoder.Start() + encoder.Fail(error));
+  EXPECT_THAT(Names(events),
+              ElementsAre("response.created", "response.in_progress", "error", "response.failed"));
+  EXPECT_EQ(events[2].data["message"], "the engine failed");
+  EXPECT_EQ(events[3].data["response"]["status"], "failed");
+  EXPECT_EQ(events[3].data["response"]["error"]["message"], "the engine failed");
+}
+
+}  // namespace
+}  // namespace ember::api
