@@ -1,5 +1,5 @@
-// ParseChatRequest (/v1/chat/completions): messages, max_completion_tokens and the chat-only
-// unsupported features (tools, response_format, logprobs).
+// ParseChatRequest (/v1/chat/completions): messages, max_completion_tokens, logprobs and the
+// chat-only unsupported features (tools, response_format).
 #include <string>
 
 #include "api/openai.h"
@@ -27,8 +27,6 @@ constexpr UnsupportedField kChatUnsupported[] = {
     {"function_call", IsNone, "function_call is not supported: ember does not do tool calling"},
     {"response_format", IsTextFormat,
      "response_format is not supported: only {\"type\": \"text\"} is accepted"},
-    {"logprobs", IsZeroOrFalse, "logprobs is not supported: send null or false"},
-    {"top_logprobs", IsZeroOrFalse, "top_logprobs is not supported"},
 };
 
 Result<std::string> ParseRole(const Json& message, const std::string& where) {
@@ -137,6 +135,23 @@ Status ParseChatMaxTokens(const Json& request, GenerationParams& params) {
   return {};
 }
 
+// logprobs: true and top_logprobs 0..20, which OpenAI accepts only with logprobs: true.
+Status ParseChatLogprobs(const Json& request, GenerationParams& params) {
+  engine::SamplingParams& sampling = params.sampling;
+  if (auto status = ReadBool(request, "logprobs", sampling.logprobs); !status) return status;
+  auto top = ReadInt(request, "top_logprobs", 0, engine::kMaxTopLogprobs);
+  if (!top) return std::unexpected(top.error());
+  if (!top->has_value()) return {};
+  if (!sampling.logprobs) {
+    return InvalidArgument(
+        "top_logprobs needs logprobs: true (it says how many alternatives "
+        "to return with each token's log-probability)",
+        "top_logprobs");
+  }
+  sampling.top_logprobs = static_cast<int>(**top);
+  return {};
+}
+
 Status RejectUnsupportedChat(const Json& request, GenerationParams& /*params*/) {
   return RejectUnsupported(request, kChatUnsupported);
 }
@@ -144,9 +159,10 @@ Status RejectUnsupportedChat(const Json& request, GenerationParams& /*params*/) 
 }  // namespace
 
 Result<GenerationParams> ParseChatRequest(std::string_view body) {
-  return RunParseSteps(body, Endpoint::kChatCompletions,
-                       {ParseModel, ParseMessages, ParseChatMaxTokens, ParseSampling, ParseStop,
-                        ParseStream, RejectUnsupportedCommon, RejectUnsupportedChat});
+  return RunParseSteps(
+      body, Endpoint::kChatCompletions,
+      {ParseModel, ParseMessages, ParseChatMaxTokens, ParseSampling, ParseStop, ParseStream,
+       ParseChatLogprobs, RejectUnsupportedCommon, RejectUnsupportedChat});
 }
 
 }  // namespace ember::api
