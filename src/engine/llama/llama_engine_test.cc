@@ -103,12 +103,13 @@ TEST_F(LlamaEngineTest, LogprobsDoNotChangeTheSampledTokens) {
   for (float temperature : {0.0f, 0.9f}) {
     SamplingParams off = Sampling(temperature, false);
     off.top_p = 0.95f;
-    off.presence_penalty = 0.5f;
+    off.presence_penalty = 1.5f;  // strong: the penalty history must be kept the same way
+    off.frequency_penalty = 1.5f;
     SamplingParams on = off;
     on.logprobs = true;
     on.top_logprobs = 20;
-    const auto plain = Generate(off, 24);
-    const auto with = Generate(on, 24, /*slot=*/1);
+    const auto plain = Generate(off, 48);
+    const auto with = Generate(on, 48, /*slot=*/1);
     ASSERT_EQ(plain.size(), with.size());
     for (std::size_t i = 0; i < plain.size(); ++i) {
       EXPECT_FALSE(plain[i].has_logprobs);
