@@ -71,6 +71,9 @@ void CheckLimits(const GenerationParams& p) {
   FUZZ_CHECK(s.top_p > 0 && s.top_p <= 1, "top_p %g", s.top_p);
   FUZZ_CHECK(s.top_k >= 0, "top_k %d", s.top_k);
   FUZZ_CHECK(InRange(s.min_p, 0, 1), "min_p %g", s.min_p);
+  const int max_top = p.endpoint == Endpoint::kChatCompletions ? engine::kMaxTopLogprobs : 5;
+  FUZZ_CHECK(s.top_logprobs >= 0 && s.top_logprobs <= max_top, "top_logprobs %d", s.top_logprobs);
+  FUZZ_CHECK(s.logprobs || s.top_logprobs == 0, "top_logprobs without logprobs");
   FUZZ_CHECK(InRange(s.presence_penalty, -2, 2), "presence_penalty %g", s.presence_penalty);
   FUZZ_CHECK(InRange(s.frequency_penalty, -2, 2), "frequency_penalty %g", s.frequency_penalty);
   FUZZ_CHECK(p.stop.size() <= 4, "%zu stop strings", p.stop.size());
@@ -87,6 +90,11 @@ void CheckAgreesWithBody(const GenerationParams& p, const Json& body) {
   FUZZ_CHECK(p.model == (model.is_string() ? model.get<std::string>() : ""), "model");
   FUZZ_CHECK(p.stream == (Member(body, "stream") == true), "stream");
   FUZZ_CHECK(p.sampling.deterministic == (Member(body, "deterministic") == true), "deterministic");
+  const Json logprobs = Member(body, "logprobs");
+  FUZZ_CHECK(p.sampling.logprobs == (p.endpoint == Endpoint::kChatCompletions
+                                         ? logprobs == true
+                                         : logprobs.is_number_integer()),
+             "logprobs");
   const Json stop = Member(body, "stop");
   FUZZ_CHECK(p.stop.size() == (stop.is_string() ? 1 : stop.size()), "stop count");
   const char* max_key =

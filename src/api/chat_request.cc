@@ -1,5 +1,5 @@
 // ParseChatRequest (/v1/chat/completions): messages (tool calls and tool answers included),
-// max_completion_tokens, and the chat-only fields that are refused (logprobs; functions).
+// max_completion_tokens, logprobs, and the chat-only fields that are refused (functions).
 #include <string>
 
 #include "api/openai.h"
@@ -17,8 +17,6 @@ bool IsNone(const Json& value) {
 constexpr UnsupportedField kChatUnsupported[] = {
     {"functions", IsEmptyArray, "functions is deprecated and not supported: send tools"},
     {"function_call", IsNone, "function_call is deprecated and not supported: send tool_choice"},
-    {"logprobs", IsZeroOrFalse, "logprobs is not supported: send null or false"},
-    {"top_logprobs", IsZeroOrFalse, "top_logprobs is not supported"},
 };
 
 Result<std::string> ParseRole(const Json& message, const std::string& where) {
@@ -157,6 +155,23 @@ Status ParseChatMaxTokens(const Json& request, GenerationParams& params) {
   return {};
 }
 
+// logprobs: true and top_logprobs 0..20, which OpenAI accepts only with logprobs: true.
+Status ParseChatLogprobs(const Json& request, GenerationParams& params) {
+  engine::SamplingParams& sampling = params.sampling;
+  if (auto status = ReadBool(request, "logprobs", sampling.logprobs); !status) return status;
+  auto top = ReadInt(request, "top_logprobs", 0, engine::kMaxTopLogprobs);
+  if (!top) return std::unexpected(top.error());
+  if (!top->has_value()) return {};
+  if (!sampling.logprobs) {
+    return InvalidArgument(
+        "top_logprobs needs logprobs: true (it says how many alternatives "
+        "to return with each token's log-probability)",
+        "top_logprobs");
+  }
+  sampling.top_logprobs = static_cast<int>(**top);
+  return {};
+}
+
 Status RejectUnsupportedChat(const Json& request, GenerationParams& /*params*/) {
   return RejectUnsupported(request, kChatUnsupported);
 }
@@ -166,8 +181,8 @@ Status RejectUnsupportedChat(const Json& request, GenerationParams& /*params*/) 
 Result<GenerationParams> ParseChatRequest(std::string_view body) {
   return RunParseSteps(body, Endpoint::kChatCompletions,
                        {ParseModel, ParseMessages, ParseChatMaxTokens, ParseSampling, ParseStop,
-                        ParseStream, ParseTools, ParseResponseFormat, RejectUnsupportedCommon,
-                        RejectUnsupportedChat, RejectUnservedAgentFields});
+                        ParseStream, ParseChatLogprobs, ParseTools, ParseResponseFormat,
+                        RejectUnsupportedCommon, RejectUnsupportedChat, RejectUnservedAgentFields});
 }
 
 Result<std::string> ReadTextContent(const Json& content, const std::string& param,

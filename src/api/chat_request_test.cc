@@ -74,6 +74,18 @@ TEST(ParseChatTest, DefaultValuedUnsupportedFieldsAreAccepted) {
          "response_format":{"type":"text"},"logprobs":false,"top_logprobs":null,
          "logit_bias":{},"user":"u","store":false,"parallel_tool_calls":true)"));
   EXPECT_EQ(p.messages.size(), 1u);
+  EXPECT_FALSE(p.sampling.logprobs);
+}
+
+TEST(ParseChatTest, LogprobsAndTopLogprobs) {
+  const GenerationParams plain = ParseOk(WithMessage(R"("logprobs":true)"));
+  EXPECT_TRUE(plain.sampling.logprobs);
+  EXPECT_EQ(plain.sampling.top_logprobs, 0);
+  const GenerationParams top = ParseOk(WithMessage(R"("logprobs":true,"top_logprobs":20)"));
+  EXPECT_TRUE(top.sampling.logprobs);
+  EXPECT_EQ(top.sampling.top_logprobs, 20);
+  const GenerationParams none = ParseOk(WithMessage(R"("logprobs":null,"top_logprobs":null)"));
+  EXPECT_FALSE(none.sampling.logprobs);
 }
 
 struct RejectCase {
@@ -150,8 +162,19 @@ INSTANTIATE_TEST_SUITE_P(
         RejectCase{WithMessage(R"("function_call":"auto")"), "function_call", "send tool_choice"},
         RejectCase{WithMessage(R"("response_format":{"type":"json_object"})"), "response_format",
                    "not served yet"},
-        RejectCase{WithMessage(R"("logprobs":true)"), "logprobs", "logprobs is not supported"},
-        RejectCase{WithMessage(R"("top_logprobs":5)"), "top_logprobs", "not supported"},
+        RejectCase{WithMessage(R"("logprobs":1)"), "logprobs", "true or false"},
+        RejectCase{WithMessage(R"("logprobs":"yes")"), "logprobs", "true or false"},
+        RejectCase{WithMessage(R"("top_logprobs":5)"), "top_logprobs", "needs logprobs: true"},
+        RejectCase{WithMessage(R"("logprobs":false,"top_logprobs":0)"), "top_logprobs",
+                   "needs logprobs: true"},
+        RejectCase{WithMessage(R"("logprobs":true,"top_logprobs":21)"), "top_logprobs",
+                   "between 0 and 20, got 21"},
+        RejectCase{WithMessage(R"("logprobs":true,"top_logprobs":-1)"), "top_logprobs",
+                   "between 0 and 20"},
+        RejectCase{WithMessage(R"("logprobs":true,"top_logprobs":2.5)"), "top_logprobs",
+                   "integer between 0 and 20"},
+        RejectCase{WithMessage(R"("logprobs":true,"top_logprobs":"3")"), "top_logprobs",
+                   "integer between 0 and 20"},
         RejectCase{WithMessage(R"("max_completion_tokens":0)"), "max_completion_tokens",
                    "between 1 and 1000000"},
         RejectCase{WithMessage(R"("max_completion_tokens":5,"max_tokens":-1)"), "max_tokens",

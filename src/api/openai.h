@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -71,7 +72,9 @@ struct GenerationParams {
 
 // Both return kInvalidArgument with `param` naming the offending field on any client mistake:
 // malformed JSON, invalid UTF-8, wrong types, out-of-range values, unsupported features
-// (n != 1, best_of, echo, logprobs, suffix, logit_bias, tools, response_format, ...).
+// (n != 1, best_of, echo, suffix, logit_bias, tools, response_format, ...). logprobs land in
+// sampling.logprobs / top_logprobs: chat's logprobs + top_logprobs (0..20), completions'
+// logprobs (0..5).
 [[nodiscard]] Result<GenerationParams> ParseCompletionRequest(std::string_view body);
 [[nodiscard]] Result<GenerationParams> ParseChatRequest(std::string_view body);
 
@@ -92,20 +95,37 @@ std::string FormatSeconds(double seconds);
 // "stop" | "length" | "error" ("cancelled" is never sent to a client).
 std::string_view FinishReasonString(engine::FinishReason reason);
 
+// The log-probabilities that go with a choice's text, or with one chunk's text
+// (docs/api.md, "Log-probabilities"). The encoders take a pointer: null writes
+// "logprobs": null, as for a request that did not ask for them. Chat writes OpenAI's
+// {"content": [{token, logprob, bytes, top_logprobs}], "refusal": null}; completions the
+// legacy {tokens, token_logprobs, top_logprobs, text_offset}, whose top_logprobs maps hold the
+// alternatives and the sampled token. A token's text is its bytes with any incomplete UTF-8
+// sequence shown as U+FFFD; a log-probability below -9999 (or -inf) is written as -9999.0.
+struct ChoiceLogprobs {
+  std::span<const engine::TokenLogprobs> tokens;
+  std::size_t text_offset = 0;  // completions: bytes of the choice's text before tokens[0]
+};
+
 // Non-streamed bodies (always carry usage).
 std::string EncodeCompletion(const ResponseMeta& meta, std::string_view text,
-                             engine::FinishReason reason, const engine::Usage& usage);
+                             engine::FinishReason reason, const engine::Usage& usage,
+                             const ChoiceLogprobs* logprobs = nullptr);
 std::string EncodeChatCompletion(const ResponseMeta& meta, std::string_view text,
-                                 engine::FinishReason reason, const engine::Usage& usage);
+                                 engine::FinishReason reason, const engine::Usage& usage,
+                                 const ChoiceLogprobs* logprobs = nullptr);
 
 // Server-sent events, each a complete "data: {...}\n\n" frame. With include_usage every
-// chunk carries "usage": null except the final usage chunk (OpenAI's shape).
+// chunk carries "usage": null except the final usage chunk (OpenAI's shape). A text chunk
+// carries the logprobs of the tokens of its text.
 std::string EncodeCompletionChunk(const ResponseMeta& meta, std::string_view text,
-                                  std::optional<engine::FinishReason> finish, bool include_usage);
+                                  std::optional<engine::FinishReason> finish, bool include_usage,
+                                  const ChoiceLogprobs* logprobs = nullptr);
 // The first chat chunk carries delta {"role":"assistant","content":""}.
 std::string EncodeChatRoleChunk(const ResponseMeta& meta, bool include_usage);
 std::string EncodeChatChunk(const ResponseMeta& meta, std::string_view text,
-                            std::optional<engine::FinishReason> finish, bool include_usage);
+                            std::optional<engine::FinishReason> finish, bool include_usage,
+                            const ChoiceLogprobs* logprobs = nullptr);
 // The usage chunk: "choices": [] and the usage object.
 std::string EncodeUsageChunk(const ResponseMeta& meta, Endpoint endpoint,
                              const engine::Usage& usage);

@@ -4,9 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <span>
 #include <string>
+#include <vector>
 
 namespace ember::api {
 namespace {
@@ -250,6 +253,103 @@ TEST(ErrorEventTest, IsADataFrameWithTheErrorEnvelope) {
   EXPECT_EQ(event["error"]["message"], "engine \xEF\xBF\xBD");
   EXPECT_EQ(event["error"]["type"], "server_error");
   EXPECT_TRUE(event["error"]["param"].is_null());
+}
+
+// Two tokens, "Hi" and "\xC3" (half of "é"), with two alternatives each; the second's top
+// list lacks the sampled token.
+std::vector<engine::TokenLogprobs> SampleLogprobs() {
+  return {
+      {{"Hi", -0.25f}, {{"Hi", -0.25f}, {"Hello", -1.5f}}},
+      {{"\xC3", -2.0f}, {{" there", -0.5f}, {"!", -std::numeric_limits<float>::infinity()}}},
+  };
+}
+
+TEST(EncodeLogprobsTest, ChatBodyHasOpenAiShape) {
+  const auto tokens = SampleLogprobs();
+  const ChoiceLogprobs logprobs{tokens, 0};
+  const Json body = Json::parse(
+      EncodeChatCompletion(kMeta, "Hi\xC3", FinishReason::kStop, Usage{3, 2}, &logprobs));
+  const std::string fffd(kFffd);
+  const Json expected = Json::parse(R"({"content":[
+      {"token":"Hi","logprob":-0.25,"bytes":[72,105],"top_logprobs":[
+          {"token":"Hi","logprob":-0.25,"bytes":[72,105]},
+          {"token":"Hello","logprob":-1.5,"bytes":[72,101,108,108,111]}]},
+      {"token":")" + fffd + R"(","logprob":-2.0,"bytes":[195],"top_logprobs":[
+          {"token":" there","logprob":-0.5,"bytes":[32,116,104,101,114,101]},
+          {"token":"!","logprob":-9999.0,"bytes":[33]}]}],
+      "refusal":null})");
+  EXPECT_EQ(body["choices"][0]["logprobs"], expected);
+}
+
+TEST(EncodeLogprobsTest, ChatWithoutAlternativesHasEmptyTopLists) {
+  const std::vector<engine::TokenLogprobs> tokens{{{"a", -0.5f}, {}}};
+  const ChoiceLogprobs logprobs{tokens, 0};
+  const Json body =
+      Json::parse(EncodeChatCompletion(kMeta, "a", FinishReason::kStop, Usage{1, 1}, &logprobs));
+  EXPECT_EQ(body["choices"][0]["logprobs"],
+            Json::parse(R"({"content":[{"token":"a","logprob":-0.5,"bytes":[97],
+                            "top_logprobs":[]}],"refusal":null})"));
+}
+
+TEST(EncodeLogprobsTest, ChatChunksCarryTheirTokens) {
+  const auto tokens = SampleLogprobs();
+  const ChoiceLogprobs first{std::span(tokens).first(1), 0};
+  const Json chunk = ParseFrame(EncodeChatChunk(kMeta, "Hi", std::nullopt, false, &first));
+  EXPECT_EQ(chunk["choices"][0]["delta"]["content"], "Hi");
+  ASSERT_EQ(chunk["choices"][0]["logprobs"]["content"].size(), 1u);
+  EXPECT_EQ(chunk["choices"][0]["logprobs"]["content"][0]["token"], "Hi");
+  EXPECT_EQ(chunk["choices"][0]["logprobs"]["content"][0]["top_logprobs"].size(), 2u);
+  EXPECT_TRUE(chunk["choices"][0]["logprobs"]["refusal"].is_null());
+  // Text whose tokens are not final yet (an incomplete character) carries an empty list.
+  const ChoiceLogprobs none{{}, 0};
+  const Json held = ParseFrame(EncodeChatChunk(kMeta, "x", std::nullopt, false, &none));
+  EXPECT_EQ(held["choices"][0]["logprobs"], Json::parse(R"({"content":[],"refusal":null})"));
+  // Not asked for: null, in every chunk.
+  EXPECT_TRUE(ParseFrame(EncodeChatChunk(kMeta, "x", std::nullopt, false))["choices"][0]["logprobs"]
+                  .is_null());
+  EXPECT_TRUE(ParseFrame(EncodeChatRoleChunk(kMeta, false))["choices"][0]["logprobs"].is_null());
+}
+
+TEST(EncodeLogprobsTest, CompletionBodyHasLegacyShape) {
+  const auto tokens = SampleLogprobs();
+  const ChoiceLogprobs logprobs{tokens, 0};
+  const Json body =
+      Json::parse(EncodeCompletion(kMeta, "Hi\xC3", FinishReason::kLength, Usage{3, 2}, &logprobs));
+  const std::string fffd(kFffd);
+  // Each top_logprobs map: the alternatives, plus the sampled token when not among them.
+  const Json expected = Json::parse(R"({
+      "tokens":["Hi",")" + fffd + R"("],
+      "token_logprobs":[-0.25,-2.0],
+      "top_logprobs":[{"Hi":-0.25,"Hello":-1.5},
+                      {" there":-0.5,"!":-9999.0,")" +
+                                    fffd + R"(":-2.0}],
+      "text_offset":[0,2]})");
+  EXPECT_EQ(body["choices"][0]["logprobs"], expected);
+}
+
+TEST(EncodeLogprobsTest, CompletionChunkOffsetsContinueTheText) {
+  const std::vector<engine::TokenLogprobs> tokens{{{"ab", -0.1f}, {}}, {{"c", -0.2f}, {}}};
+  const ChoiceLogprobs logprobs{tokens, 7};
+  const Json chunk =
+      ParseFrame(EncodeCompletionChunk(kMeta, "abc", std::nullopt, false, &logprobs));
+  EXPECT_EQ(chunk["choices"][0]["text"], "abc");
+  EXPECT_EQ(chunk["choices"][0]["logprobs"]["tokens"], Json::parse(R"(["ab","c"])"));
+  EXPECT_EQ(chunk["choices"][0]["logprobs"]["text_offset"], Json::parse("[7,9]"));
+  EXPECT_EQ(chunk["choices"][0]["logprobs"]["top_logprobs"],
+            Json::parse(R"([{"ab":-0.1},{"c":-0.2}])"));
+}
+
+TEST(EncodeLogprobsTest, LegacyMapKeepsOneEntryPerText) {
+  // Two partial UTF-8 pieces both read U+FFFD: a JSON object cannot hold the key twice.
+  const std::vector<engine::TokenLogprobs> tokens{
+      {{"\xE2", -1.0f}, {{"\xE2", -1.0f}, {"\xF0", -1.2f}, {"z", -3.0f}}}};
+  const ChoiceLogprobs logprobs{tokens, 0};
+  const std::string body =
+      EncodeCompletion(kMeta, "\xE2", FinishReason::kLength, Usage{1, 1}, &logprobs);
+  const Json map = Json::parse(body)["choices"][0]["logprobs"]["top_logprobs"][0];
+  EXPECT_EQ(map.size(), 2u);
+  EXPECT_EQ(map[std::string(kFffd)], -1.0);
+  EXPECT_EQ(map["z"], -3.0);
 }
 
 }  // namespace

@@ -12,6 +12,7 @@ namespace ember::api {
 namespace {
 
 constexpr std::size_t kMaxStopStrings = 4;
+constexpr std::int64_t kMaxCompletionLogprobs = 5;  // OpenAI's limit for the legacy endpoint
 constexpr std::int64_t kMaxInt32 = std::numeric_limits<std::int32_t>::max();
 
 bool IsFalse(const Json& value) { return value.is_boolean() && !value.get<bool>(); }
@@ -29,7 +30,6 @@ constexpr UnsupportedField kCompletionUnsupported[] = {
     {"best_of", IsOne, "best_of must be 1: ember returns one choice per request"},
     {"echo", IsFalse, "echo is not supported: the response never repeats the prompt"},
     {"suffix", IsEmptyString, "suffix is not supported: ember does not do fill-in-the-middle"},
-    {"logprobs", IsZeroOrFalse, "logprobs is not supported: send null or 0"},
 };
 
 Status ParseSeed(const Json& request, engine::SamplingParams& sampling) {
@@ -100,6 +100,18 @@ Status ParseCompletionMaxTokens(const Json& request, GenerationParams& params) {
   return {};
 }
 
+// The legacy logprobs: the number of alternatives, 0..5 (0: the sampled token's alone). false
+// is read as null, as before logprobs were supported.
+Status ParseCompletionLogprobs(const Json& request, GenerationParams& params) {
+  const Json* value = FindField(request, "logprobs");
+  if (value == nullptr || IsFalse(*value)) return {};
+  auto n = ReadInt(request, "logprobs", 0, kMaxCompletionLogprobs);
+  if (!n) return std::unexpected(n.error());
+  params.sampling.logprobs = true;
+  params.sampling.top_logprobs = static_cast<int>(**n);
+  return {};
+}
+
 Status RejectUnsupportedCompletion(const Json& request, GenerationParams& /*params*/) {
   return RejectUnsupported(request, kCompletionUnsupported);
 }
@@ -108,11 +120,6 @@ Status RejectUnsupportedCompletion(const Json& request, GenerationParams& /*para
 
 bool IsOne(const Json& value) {
   return value.is_number_integer() && value.get<std::int64_t>() == 1;
-}
-
-bool IsZeroOrFalse(const Json& value) {
-  if (value.is_boolean()) return !value.get<bool>();
-  return value.is_number_integer() && value.get<std::int64_t>() == 0;
 }
 
 Status RejectUnsupported(const Json& request, std::span<const UnsupportedField> fields) {
@@ -238,9 +245,10 @@ Result<GenerationParams> RunParseSteps(std::string_view body, Endpoint endpoint,
 }
 
 Result<GenerationParams> ParseCompletionRequest(std::string_view body) {
-  return RunParseSteps(body, Endpoint::kCompletions,
-                       {ParseModel, ParsePrompt, ParseCompletionMaxTokens, ParseSampling, ParseStop,
-                        ParseStream, RejectUnsupportedCommon, RejectUnsupportedCompletion});
+  return RunParseSteps(
+      body, Endpoint::kCompletions,
+      {ParseModel, ParsePrompt, ParseCompletionMaxTokens, ParseSampling, ParseStop, ParseStream,
+       ParseCompletionLogprobs, RejectUnsupportedCommon, RejectUnsupportedCompletion});
 }
 
 }  // namespace ember::api

@@ -31,7 +31,6 @@ struct UnsupportedField {
                                        std::span<const UnsupportedField> fields);
 
 bool IsOne(const Json& value);
-bool IsZeroOrFalse(const Json& value);
 
 // max_tokens-style field: an integer in [1, kMaxTokensLimit].
 inline constexpr std::int64_t kMaxTokensLimit = 1'000'000;

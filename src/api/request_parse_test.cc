@@ -62,7 +62,7 @@ TEST(ParseCompletionTest, ReadsEveryField) {
       "model":"stories","prompt":"x","max_tokens":16,"temperature":0.5,"top_p":0.9,
       "top_k":40,"min_p":0.05,"presence_penalty":-1.5,"frequency_penalty":2,"seed":42,
       "stop":["\n","END"],"stream":true,"stream_options":{"include_usage":true},
-      "n":1,"best_of":1,"echo":false,"logprobs":0,"suffix":null,"logit_bias":{},
+      "n":1,"best_of":1,"echo":false,"logprobs":3,"suffix":null,"logit_bias":{},
       "user":"u-1","metadata":{"k":"v"}})");
   EXPECT_EQ(p.model, "stories");
   EXPECT_EQ(p.max_tokens, 16);
@@ -76,6 +76,21 @@ TEST(ParseCompletionTest, ReadsEveryField) {
   EXPECT_EQ(p.stop, (std::vector<std::string>{"\n", "END"}));
   EXPECT_TRUE(p.stream);
   EXPECT_TRUE(p.include_usage);
+  EXPECT_TRUE(p.sampling.logprobs);
+  EXPECT_EQ(p.sampling.top_logprobs, 3);
+}
+
+TEST(ParseCompletionTest, LogprobsCountsAlternatives) {
+  // 0: the sampled tokens' log-probabilities with no alternatives; false and null: none.
+  const GenerationParams zero = ParseOk(R"({"prompt":"x","logprobs":0})");
+  EXPECT_TRUE(zero.sampling.logprobs);
+  EXPECT_EQ(zero.sampling.top_logprobs, 0);
+  const GenerationParams five = ParseOk(R"({"prompt":"x","logprobs":5})");
+  EXPECT_TRUE(five.sampling.logprobs);
+  EXPECT_EQ(five.sampling.top_logprobs, 5);
+  EXPECT_FALSE(ParseOk(R"({"prompt":"x","logprobs":false})").sampling.logprobs);
+  EXPECT_FALSE(ParseOk(R"({"prompt":"x","logprobs":null})").sampling.logprobs);
+  EXPECT_FALSE(ParseOk(R"({"prompt":"x"})").sampling.logprobs);
 }
 
 TEST(ParseCompletionTest, NullMeansDefault) {
@@ -226,8 +241,11 @@ INSTANTIATE_TEST_SUITE_P(
         RejectCase{R"({"prompt":"x","n":"1"})", "n", "n must be 1"},
         RejectCase{R"({"prompt":"x","best_of":3})", "best_of", "best_of must be 1"},
         RejectCase{R"({"prompt":"x","echo":true})", "echo", "echo is not supported"},
-        RejectCase{R"({"prompt":"x","logprobs":5})", "logprobs", "logprobs is not supported"},
-        RejectCase{R"({"prompt":"x","logprobs":true})", "logprobs", "logprobs is not supported"},
+        RejectCase{R"({"prompt":"x","logprobs":6})", "logprobs", "between 0 and 5, got 6"},
+        RejectCase{R"({"prompt":"x","logprobs":-1})", "logprobs", "between 0 and 5"},
+        RejectCase{R"({"prompt":"x","logprobs":true})", "logprobs", "integer between 0 and 5"},
+        RejectCase{R"({"prompt":"x","logprobs":1.5})", "logprobs", "integer between 0 and 5"},
+        RejectCase{R"({"prompt":"x","logprobs":"2"})", "logprobs", "integer between 0 and 5"},
         RejectCase{R"({"prompt":"x","suffix":"end"})", "suffix", "suffix is not supported"},
         RejectCase{R"({"prompt":"x","logit_bias":{"50256":-100}})", "logit_bias",
                    "logit_bias is not supported"}));

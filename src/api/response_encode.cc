@@ -1,5 +1,9 @@
 // Completion bodies and server-sent-event chunks, hand-written: the chunk encoders run once per
 // generated token, so they build the JSON text directly instead of going through a DOM.
+#include <charconv>
+#include <cmath>
+#include <vector>
+
 #include "api/json_write.h"
 #include "api/openai.h"
 
@@ -46,9 +50,120 @@ void AppendUsage(std::string& out, const engine::Usage& usage,
   out += '}';
 }
 
-// Writes `,"logprobs":null,"finish_reason":…}]` closing the single choice and the array.
-void AppendChoiceTail(std::string& out, std::optional<engine::FinishReason> finish) {
-  out += ",\"logprobs\":null,\"finish_reason\":";
+// OpenAI writes the log-probability of a token too unlikely to tell apart as -9999.0; -inf
+// (a token the filters removed) is not JSON at all.
+constexpr float kMinLogprob = -9999.0f;
+
+void AppendLogprob(std::string& out, float logprob) {
+  if (!std::isfinite(logprob) || logprob <= kMinLogprob) {
+    out += "-9999.0";
+    return;
+  }
+  char buf[32];
+  const auto result = std::to_chars(buf, buf + sizeof(buf), logprob);
+  out.append(buf, result.ptr);
+}
+
+void AppendBytes(std::string& out, std::string_view piece) {
+  out += '[';
+  for (std::size_t i = 0; i < piece.size(); ++i) {
+    if (i > 0) out += ',';
+    AppendInt(out, static_cast<unsigned char>(piece[i]));
+  }
+  out += ']';
+}
+
+// {"token","logprob","bytes"} without the closing brace (the chosen token adds top_logprobs).
+void AppendChatTokenFields(std::string& out, const engine::PieceLogprob& token) {
+  out += "{\"token\":";
+  AppendQuoted(out, token.piece);
+  out += ",\"logprob\":";
+  AppendLogprob(out, token.logprob);
+  out += ",\"bytes\":";
+  AppendBytes(out, token.piece);
+}
+
+void AppendChatLogprobs(std::string& out, const ChoiceLogprobs& logprobs) {
+  out += "{\"content\":[";
+  for (std::size_t i = 0; i < logprobs.tokens.size(); ++i) {
+    const engine::TokenLogprobs& t = logprobs.tokens[i];
+    if (i > 0) out += ',';
+    AppendChatTokenFields(out, t.chosen);
+    out += ",\"top_logprobs\":[";
+    for (std::size_t j = 0; j < t.top.size(); ++j) {
+      if (j > 0) out += ',';
+      AppendChatTokenFields(out, t.top[j]);
+      out += '}';
+    }
+    out += "]}";
+  }
+  out += "],\"refusal\":null}";
+}
+
+// One legacy top_logprobs map: the alternatives, then the sampled token when it is not among
+// them. Tokens whose texts read the same (two partial UTF-8 pieces are both U+FFFD) keep the
+// first, most likely one: a JSON object cannot repeat a key.
+void AppendTopMap(std::string& out, const engine::TokenLogprobs& t) {
+  std::vector<std::string> keys;
+  keys.reserve(t.top.size() + 1);
+  auto add = [&](const engine::PieceLogprob& entry) {
+    std::string key;
+    AppendQuoted(key, entry.piece);
+    for (const std::string& k : keys) {
+      if (k == key) return;
+    }
+    if (!keys.empty()) out += ',';
+    out += key;
+    out += ':';
+    AppendLogprob(out, entry.logprob);
+    keys.push_back(std::move(key));
+  };
+  out += '{';
+  for (const engine::PieceLogprob& entry : t.top) add(entry);
+  add(t.chosen);
+  out += '}';
+}
+
+void AppendCompletionLogprobs(std::string& out, const ChoiceLogprobs& logprobs) {
+  const auto tokens = logprobs.tokens;
+  out += "{\"tokens\":[";
+  for (std::size_t i = 0; i < tokens.size(); ++i) {
+    if (i > 0) out += ',';
+    AppendQuoted(out, tokens[i].chosen.piece);
+  }
+  out += "],\"token_logprobs\":[";
+  for (std::size_t i = 0; i < tokens.size(); ++i) {
+    if (i > 0) out += ',';
+    AppendLogprob(out, tokens[i].chosen.logprob);
+  }
+  out += "],\"top_logprobs\":[";
+  for (std::size_t i = 0; i < tokens.size(); ++i) {
+    if (i > 0) out += ',';
+    AppendTopMap(out, tokens[i]);
+  }
+  out += "],\"text_offset\":[";
+  std::size_t offset = logprobs.text_offset;
+  for (std::size_t i = 0; i < tokens.size(); ++i) {
+    if (i > 0) out += ',';
+    AppendInt(out, static_cast<std::int64_t>(offset));
+    offset += tokens[i].chosen.piece.size();
+  }
+  out += "]}";
+}
+
+// Writes `,"logprobs":…,"finish_reason":…}]` closing the single choice and the array.
+void AppendChoiceTail(std::string& out, std::optional<engine::FinishReason> finish,
+                      Endpoint endpoint = Endpoint::kCompletions,
+                      const ChoiceLogprobs* logprobs = nullptr) {
+  out += ",\"logprobs\":";
+  if (logprobs == nullptr) {
+    out += "null";
+  } else if (endpoint == Endpoint::kChatCompletions) {
+    AppendChatLogprobs(out, *logprobs);
+  } else {
+    AppendCompletionLogprobs(out, *logprobs);
+  }
+  out += ",\"finish_reason\":";
   if (finish.has_value()) {
     AppendQuoted(out, FinishReasonString(*finish));
   } else {
@@ -73,13 +188,14 @@ std::string StartFrame(std::size_t text_size) {
 }  // namespace
 
 std::string EncodeCompletion(const ResponseMeta& meta, std::string_view text,
-                             engine::FinishReason reason, const engine::Usage& usage) {
+                             engine::FinishReason reason, const engine::Usage& usage,
+                             const ChoiceLogprobs* logprobs) {
   std::string out;
   out.reserve(text.size() + kEnvelopeReserve);
   AppendHead(out, meta, kCompletionObject);
   out += ",\"choices\":[{\"index\":0,\"text\":";
   AppendQuoted(out, text);
-  AppendChoiceTail(out, reason);
+  AppendChoiceTail(out, reason, Endpoint::kCompletions, logprobs);
   out += ",\"usage\":";
   AppendUsage(out, usage, meta.cold_start_seconds);
   out += '}';
@@ -87,14 +203,15 @@ std::string EncodeCompletion(const ResponseMeta& meta, std::string_view text,
 }
 
 std::string EncodeChatCompletion(const ResponseMeta& meta, std::string_view text,
-                                 engine::FinishReason reason, const engine::Usage& usage) {
+                                 engine::FinishReason reason, const engine::Usage& usage,
+                                 const ChoiceLogprobs* logprobs) {
   std::string out;
   out.reserve(text.size() + kEnvelopeReserve);
   AppendHead(out, meta, kChatObject);
   out += ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":";
   AppendQuoted(out, text);
   out += '}';
-  AppendChoiceTail(out, reason);
+  AppendChoiceTail(out, reason, Endpoint::kChatCompletions, logprobs);
   out += ",\"usage\":";
   AppendUsage(out, usage, meta.cold_start_seconds);
   out += '}';
@@ -102,12 +219,13 @@ std::string EncodeChatCompletion(const ResponseMeta& meta, std::string_view text
 }
 
 std::string EncodeCompletionChunk(const ResponseMeta& meta, std::string_view text,
-                                  std::optional<engine::FinishReason> finish, bool include_usage) {
+                                  std::optional<engine::FinishReason> finish, bool include_usage,
+                                  const ChoiceLogprobs* logprobs) {
   std::string out = StartFrame(text.size());
   AppendHead(out, meta, kCompletionObject);
   out += ",\"choices\":[{\"index\":0,\"text\":";
   AppendQuoted(out, text);
-  AppendChoiceTail(out, finish);
+  AppendChoiceTail(out, finish, Endpoint::kCompletions, logprobs);
   EndChunk(out, include_usage);
   return out;
 }
@@ -123,7 +241,8 @@ std::string EncodeChatRoleChunk(const ResponseMeta& meta, bool include_usage) {
 
 // The finishing chunk carries an empty delta when it has no text, as OpenAI sends it.
 std::string EncodeChatChunk(const ResponseMeta& meta, std::string_view text,
-                            std::optional<engine::FinishReason> finish, bool include_usage) {
+                            std::optional<engine::FinishReason> finish, bool include_usage,
+                            const ChoiceLogprobs* logprobs) {
   std::string out = StartFrame(text.size());
   AppendHead(out, meta, kChatChunkObject);
   out += ",\"choices\":[{\"index\":0,\"delta\":{";
@@ -132,7 +251,7 @@ std::string EncodeChatChunk(const ResponseMeta& meta, std::string_view text,
     AppendQuoted(out, text);
   }
   out += '}';
-  AppendChoiceTail(out, finish);
+  AppendChoiceTail(out, finish, Endpoint::kChatCompletions, logprobs);
   EndChunk(out, include_usage);
   return out;
 }

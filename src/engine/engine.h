@@ -112,8 +112,9 @@ class Engine {
   // this engine's SuspendSampler returned.
   virtual void ResumeSampler(int slot, std::unique_ptr<SamplerState> state) = 0;
   // Runs one forward pass over all entries and returns one sampled token per entry with
-  // `sample` set, in entry order.
-  [[nodiscard]] virtual Result<std::vector<Token>> Step(std::span<const BatchEntry> batch) = 0;
+  // `sample` set, in entry order; with log-probabilities where the sequence's SamplingParams
+  // ask for them. The tokens are the same whether or not logprobs are asked for.
+  [[nodiscard]] virtual Result<std::vector<Sampled>> Step(std::span<const BatchEntry> batch) = 0;
 };
 
 }  // namespace ember::engine

@@ -3,8 +3,10 @@
 // api/ may include this header (it is the vocabulary of a generation, not the engine).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -23,6 +25,47 @@ struct SamplingParams {
   // Batch-invariant numerics: the output depends only on the request and the model, never on
   // what else shares its steps, its prompt chunking or prompt-cache hits (docs/determinism.md).
   bool deterministic = false;
+  // Report each sampled token's log-probability and its `top_logprobs` most likely
+  // alternatives ([0, kMaxTopLogprobs]) in the distribution it was sampled from
+  // (docs/api.md, "Log-probabilities"). Off costs nothing; on never changes the tokens.
+  bool logprobs = false;
+  int top_logprobs = 0;
+};
+
+// The most alternatives a sequence may ask for (OpenAI's chat limit).
+inline constexpr int kMaxTopLogprobs = 20;
+
+struct TokenLogprob {
+  Token token = 0;
+  float logprob = 0.0f;
+};
+
+// One entry's output of an engine step: the sampled token and, when its sequence asked for
+// them, its log-probability and the most likely tokens, most likely first. Fixed-size so a
+// step allocates nothing per token whether or not logprobs are asked for.
+struct Sampled {
+  Token token = 0;
+  bool has_logprobs = false;
+  float logprob = 0.0f;
+  int n_top = 0;
+  std::array<TokenLogprob, kMaxTopLogprobs> top{};
+
+  std::span<const TokenLogprob> top_logprobs() const {
+    return {top.data(), static_cast<std::size_t>(n_top)};
+  }
+};
+
+// A token as a client sees it in logprobs: its bytes (possibly a partial UTF-8 sequence) and
+// its log-probability.
+struct PieceLogprob {
+  std::string piece;
+  float logprob = 0.0f;
+};
+
+// A sampled token with the alternatives its sequence asked for, most likely first.
+struct TokenLogprobs {
+  PieceLogprob chosen;
+  std::vector<PieceLogprob> top;
 };
 
 // A function call the assistant made, as the history carries it and as parsed from output.

@@ -6,6 +6,7 @@
 #include <string>
 #include <thread>
 #include <variant>
+#include <vector>
 
 #include "scheduler/request.h"
 
@@ -13,6 +14,7 @@ namespace ember::scheduler {
 
 struct Collected {
   std::string text;
+  std::vector<TextDelta> deltas;  // as taken (coalesced when the engine ran ahead)
   std::optional<Finished> finished;
   int admitted = 0;  // Admitted events
 };
@@ -25,6 +27,7 @@ inline Collected Wait(RequestStream& stream) {
     for (Event& e : stream.Take()) {
       if (auto* d = std::get_if<TextDelta>(&e)) {
         out.text += d->text;
+        out.deltas.push_back(*d);
       } else if (auto* f = std::get_if<Finished>(&e)) {
         out.finished = *f;
       } else {

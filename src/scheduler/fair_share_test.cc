@@ -222,6 +222,34 @@ TEST_F(FairShareTest, PreemptedRequestResumesWithTheSameAnswerAndOneAdmittedEven
   EXPECT_TRUE(scheduler_->WaitIdle(clock_.Now() + 5s));
 }
 
+TEST_F(FairShareTest, PreemptedRequestKeepsItsLogprobsInStep) {
+  Start({.parallel = 1, .ctx_per_seq = 512, .step_delay = 1ms, .eos_after = 30});
+  GenerateRequest r = BatchRequest(Request("x", "a", 100, 1));
+  r.sampling.logprobs = true;
+  r.sampling.top_logprobs = 1;
+  auto batch = Submit(std::move(r));
+  const std::size_t steps_before = engine_->Batches().size();
+  while (engine_->Batches().size() < steps_before + 10) std::this_thread::sleep_for(1ms);
+  Wait(*Submit(Request("i", "m", 5, 0)));
+  const Collected resumed = Wait(*batch);
+  ASSERT_EQ(recorder_.preempted(), std::vector<std::string>{"x"});
+  ASSERT_EQ(resumed.text, "bcdefghijklmnopqrstuvwxyzabcde");
+  std::string pieces;
+  std::vector<float> logprobs;
+  for (const TextDelta& d : resumed.deltas) {
+    for (const engine::TokenLogprobs& t : d.logprobs) {
+      pieces += t.chosen.piece;
+      logprobs.push_back(t.chosen.logprob);
+      ASSERT_EQ(t.top.size(), 1u);
+      EXPECT_EQ(t.top[0].piece, t.chosen.piece);
+    }
+  }
+  EXPECT_EQ(pieces, resumed.text);
+  ASSERT_EQ(logprobs.size(), 30u);
+  // The fake numbers each token by its sampler's count, which the preemption carried over.
+  for (int i = 0; i < 30; ++i) EXPECT_FLOAT_EQ(logprobs[i], -0.01f * static_cast<float>(i + 1));
+}
+
 TEST_F(FairShareTest, VictimIsTheBatchSequenceOfTheTenantFurthestAhead) {
   Start({.parallel = 2, .ctx_per_seq = 1024, .step_delay = 1ms});
   auto heavy = Submit(Request("h", std::string(60, 'x'), 500, 1));  // charged 60 prompt tokens

@@ -1,5 +1,6 @@
 #include "scheduler/request.h"
 
+#include <iterator>
 #include <utility>
 
 namespace ember::scheduler {
@@ -24,6 +25,7 @@ void RequestStream::Push(Event event) {
     if (delta != nullptr && last != nullptr) {
       last->text += delta->text;
       last->tokens += delta->tokens;
+      std::move(delta->logprobs.begin(), delta->logprobs.end(), std::back_inserter(last->logprobs));
     } else {
       events_.push_back(std::move(event));
     }

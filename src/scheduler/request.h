@@ -51,6 +51,11 @@ struct Admitted {
 struct TextDelta {
   std::string text;
   int tokens = 0;
+  // When the request asked for logprobs: the tokens whose bytes all became final with this
+  // text, in order (TextStream::TakeReleased). Their pieces concatenated are `text`, except
+  // where a token's bytes straddle an event boundary (a held-back stop-string prefix or
+  // incomplete UTF-8 sequence): such a token travels with the text of its last byte.
+  std::vector<engine::TokenLogprobs> logprobs;
 };
 
 struct Timings {

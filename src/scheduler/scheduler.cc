@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <deque>
 #include <future>
 #include <map>
 #include <tuple>
@@ -57,6 +58,8 @@ struct Scheduler::Sequence {
   int replayed = 0;
   std::unique_ptr<engine::SamplerState> sampler;  // while preempted
   TextStream text;
+  // With logprobs asked for: those of the tokens appended to `text` and not yet released.
+  std::deque<engine::TokenLogprobs> logprobs;
   SteadyTime admitted{};  // first admission
   SteadyTime first_token{};
   SteadyTime last_token{};
@@ -518,7 +521,35 @@ bool Scheduler::RunStep() {
   return true;
 }
 
-void Scheduler::HandleSampled(Sequence& seq, Token token, SteadyTime now) {
+namespace {
+
+engine::TokenLogprobs ToPieces(const engine::Tokenizer& tok, const engine::Sampled& sampled,
+                               std::string piece) {
+  engine::TokenLogprobs out{{std::move(piece), sampled.logprob}, {}};
+  out.top.reserve(sampled.n_top);
+  for (const engine::TokenLogprob& t : sampled.top_logprobs()) {
+    out.top.push_back({tok.TokenPiece(t.token), t.logprob});
+  }
+  return out;
+}
+
+}  // namespace
+
+void Scheduler::PushText(Sequence& seq, std::string text, int tokens) {
+  const int released = seq.text.TakeReleased();
+  TextDelta delta{std::move(text), tokens, {}};
+  if (seq.request.sampling.logprobs) {
+    for (int i = 0; i < released && !seq.logprobs.empty(); ++i) {
+      delta.logprobs.push_back(std::move(seq.logprobs.front()));
+      seq.logprobs.pop_front();
+    }
+  }
+  if (delta.text.empty() && delta.logprobs.empty() && delta.tokens == 0) return;
+  seq.stream->Push(std::move(delta));
+}
+
+void Scheduler::HandleSampled(Sequence& seq, const engine::Sampled& sampled, SteadyTime now) {
+  const Token token = sampled.token;
   ++seq.generated;
   queue_.Charge(seq.tenant(), 0, 1);
   seq.next = token;
@@ -532,8 +563,16 @@ void Scheduler::HandleSampled(Sequence& seq, Token token, SteadyTime now) {
   seq.last_token = now;
   const engine::Tokenizer& tok = engine_->tokenizer();
   if (tok.IsEndOfGeneration(token)) return Finish(seq, FinishReason::kStop, std::nullopt);
-  std::string text = seq.text.Append(tok.TokenPiece(token));
-  if (!text.empty() || seq.text.stopped()) seq.stream->Push(TextDelta{std::move(text), 1});
+  std::string piece = tok.TokenPiece(token);
+  std::string text = seq.text.Append(piece);
+  if (seq.request.sampling.logprobs) {
+    seq.logprobs.push_back(ToPieces(tok, sampled, std::move(piece)));
+  }
+  if (!text.empty() || seq.text.stopped()) {
+    PushText(seq, std::move(text), 1);
+  } else if (seq.request.sampling.logprobs) {
+    PushText(seq, {}, 0);  // a token with no bytes of its own is final at once
+  }
   if (seq.text.stopped()) return Finish(seq, FinishReason::kStop, std::nullopt);
   const bool context_full = seq.kv_cells() >= engine_->Info().n_ctx_per_seq;
   if (seq.generated >= seq.request.max_tokens || context_full) {
@@ -567,8 +606,7 @@ void Scheduler::ReleaseSlot(Sequence& seq, bool keep_cells) {
 // The request's last events. Engine thread; `seq` holds no slot any more.
 void Scheduler::Complete(Sequence& seq, FinishReason reason, std::optional<Error> error) {
   if (reason == FinishReason::kStop || reason == FinishReason::kLength) {
-    std::string tail = seq.text.Flush();
-    if (!tail.empty()) seq.stream->Push(TextDelta{std::move(tail), 0});
+    PushText(seq, seq.text.Flush(), 0);
   }
   Finished f;
   f.reason = reason;

@@ -135,7 +135,10 @@ class Scheduler {
   void Preempt(Sequence& seq);
   void DropCancelled();
   bool RunStep();
-  void HandleSampled(Sequence& seq, engine::Token token, SteadyTime now);
+  void HandleSampled(Sequence& seq, const engine::Sampled& sampled, SteadyTime now);
+  // The text that became final and, when the request asked for them, the logprobs of the
+  // tokens it completed, as one event (nothing when both are empty).
+  void PushText(Sequence& seq, std::string text, int tokens);
   void Finish(Sequence& seq, engine::FinishReason reason, std::optional<Error> error);
   void ReleaseSlot(Sequence& seq, bool keep_cells);
   void Complete(Sequence& seq, engine::FinishReason reason, std::optional<Error> error);

@@ -72,6 +72,74 @@ TEST_F(SchedulerTest, StopStringCutsTextAndFreesSlot) {
   EXPECT_EQ(engine_->Active(), 0);
 }
 
+// The logprobs of every delta, in order, with a check that each delta's text is the pieces of
+// its tokens (the fake's tokens are single bytes, so nothing straddles a delta).
+std::vector<engine::TokenLogprobs> LogprobsOf(const Collected& c) {
+  std::vector<engine::TokenLogprobs> all;
+  for (const TextDelta& d : c.deltas) {
+    std::string pieces;
+    for (const engine::TokenLogprobs& t : d.logprobs) pieces += t.chosen.piece;
+    EXPECT_EQ(pieces, d.text) << "a delta's logprobs are those of its text";
+    all.insert(all.end(), d.logprobs.begin(), d.logprobs.end());
+  }
+  return all;
+}
+
+TEST_F(SchedulerTest, LogprobsTravelWithTheirText) {
+  Start({.eos_after = 4});
+  GenerateRequest r = Request("a", 10);
+  r.sampling.logprobs = true;
+  r.sampling.top_logprobs = 2;
+  Collected c = Wait(*Submit(std::move(r)));
+  EXPECT_EQ(c.text, "bcde");
+  const auto logprobs = LogprobsOf(c);
+  ASSERT_EQ(logprobs.size(), 4u) << "the end-of-generation token has no text and no entry";
+  for (int i = 0; i < 4; ++i) {
+    const engine::TokenLogprobs& t = logprobs[i];
+    EXPECT_EQ(t.chosen.piece, std::string(1, static_cast<char>('b' + i)));
+    EXPECT_FLOAT_EQ(t.chosen.logprob, -0.01f * static_cast<float>(i + 1));
+    ASSERT_EQ(t.top.size(), 2u);
+    EXPECT_EQ(t.top[0].piece, t.chosen.piece);
+    EXPECT_EQ(t.top[1].piece, std::string(1, static_cast<char>('c' + i)));
+    EXPECT_FLOAT_EQ(t.top[1].logprob, t.chosen.logprob - 1.0f);
+  }
+}
+
+TEST_F(SchedulerTest, LogprobsAreOffUnlessAskedFor) {
+  Start({});
+  Collected c = Wait(*Submit(Request("a", 5)));
+  EXPECT_EQ(c.text, "bcdef");
+  for (const TextDelta& d : c.deltas) EXPECT_TRUE(d.logprobs.empty());
+}
+
+TEST_F(SchedulerTest, StopStringDropsTheLogprobsOfTheTokensItCuts) {
+  Start({});
+  GenerateRequest r = Request("a", 20);
+  r.stop = {"def"};
+  r.sampling.logprobs = true;
+  Collected c = Wait(*Submit(std::move(r)));
+  EXPECT_EQ(c.text, "bc");
+  EXPECT_EQ(c.finished->usage.completion_tokens, 5);
+  const auto logprobs = LogprobsOf(c);
+  ASSERT_EQ(logprobs.size(), 2u) << "d, e and f are the stop string";
+  EXPECT_EQ(logprobs[1].chosen.piece, "c");
+  EXPECT_TRUE(logprobs[1].top.empty());
+}
+
+TEST_F(SchedulerTest, HeldBackStopPrefixKeepsItsLogprobsUntilReleased) {
+  Start({});
+  GenerateRequest r = Request("a", 4);
+  r.stop = {"cdx"};  // c and d are held back, then released with e
+  r.sampling.logprobs = true;
+  Collected c = Wait(*Submit(std::move(r)));
+  EXPECT_EQ(c.text, "bcde");
+  const auto logprobs = LogprobsOf(c);
+  ASSERT_EQ(logprobs.size(), 4u);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_FLOAT_EQ(logprobs[i].chosen.logprob, -0.01f * static_cast<float>(i + 1));
+  }
+}
+
 TEST_F(SchedulerTest, FullQueueIsRejected) {
   Start({.parallel = 1, .step_delay = 2ms}, {.queue_size = 1});
   auto running = Submit(Request("a", 200));

@@ -45,26 +45,42 @@ std::size_t TextStream::HoldBack() const {
   return hold;
 }
 
+void TextStream::Emit(std::size_t bytes) {
+  while (!ends_.empty() && ends_.front() <= bytes) {
+    ends_.pop_front();
+    ++released_;
+  }
+  for (std::size_t& end : ends_) end -= bytes;
+  pending_.erase(0, bytes);
+}
+
 std::string TextStream::Append(std::string_view piece) {
   if (stopped_) return {};
   pending_.append(piece);
+  ends_.push_back(pending_.size());
   std::size_t cut = std::string::npos;
   for (const std::string& s : stop_) cut = std::min(cut, pending_.find(s));
   if (cut != std::string::npos) {
     stopped_ = true;
     std::string out = pending_.substr(0, cut);
+    Emit(cut);
     pending_.clear();
+    ends_.clear();
     return out;
   }
   const std::size_t emit = pending_.size() - HoldBack();
   std::string out = pending_.substr(0, emit);
-  pending_.erase(0, emit);
+  Emit(emit);
   return out;
 }
 
 std::string TextStream::Flush() {
   if (stopped_) return {};
-  return std::exchange(pending_, {});
+  std::string out = pending_;
+  Emit(pending_.size());
+  return out;
 }
+
+int TextStream::TakeReleased() { return std::exchange(released_, 0); }
 
 }  // namespace ember::scheduler

@@ -1,6 +1,7 @@
 #include "server/generation.h"
 
 #include <algorithm>
+#include <iterator>
 
 #include "common/clock.h"
 #include "common/ids.h"
@@ -327,18 +328,26 @@ void Generation::OnAdmitted(const scheduler::Admitted& admitted) {
   app_.tenant_metrics_.ObserveQueue(caller_.tenant, admitted.queue);
 }
 
-void Generation::OnText(const scheduler::TextDelta& delta) {
+void Generation::OnText(scheduler::TextDelta& delta) {
   // A client that has left gets nothing more, and no response is counted for it: text already
   // queued when it left must not start a stream (a 200 no client ever read).
-  if (delta.text.empty() || client_gone_) return;
+  if ((delta.text.empty() && delta.logprobs.empty()) || client_gone_) return;
+  const bool logprobs = params_.sampling.logprobs;
   if (!params_.stream) {
     text_ += delta.text;
+    if (logprobs) {
+      std::move(delta.logprobs.begin(), delta.logprobs.end(), std::back_inserter(logprobs_));
+    }
     return;
   }
   EnsureStreamStarted();
+  const api::ChoiceLogprobs chunk_logprobs{delta.logprobs, logprob_offset_};
+  const api::ChoiceLogprobs* lp = logprobs ? &chunk_logprobs : nullptr;
   exchange_->Write(
-      chat_ ? api::EncodeChatChunk(meta_, delta.text, std::nullopt, params_.include_usage)
-            : api::EncodeCompletionChunk(meta_, delta.text, std::nullopt, params_.include_usage));
+      chat_
+          ? api::EncodeChatChunk(meta_, delta.text, std::nullopt, params_.include_usage, lp)
+          : api::EncodeCompletionChunk(meta_, delta.text, std::nullopt, params_.include_usage, lp));
+  for (const engine::TokenLogprobs& t : delta.logprobs) logprob_offset_ += t.chosen.piece.size();
 }
 
 void Generation::OnFinished(const scheduler::Finished& f) {
@@ -371,8 +380,10 @@ void Generation::OnFinished(const scheduler::Finished& f) {
   // its usage record is committed (Complete -> RecordUsage), so nothing acknowledged is lost.
   if (!params_.stream) {
     http_status_ = 200;
-    std::string body = chat_ ? api::EncodeChatCompletion(meta_, text_, f.reason, f.usage)
-                             : api::EncodeCompletion(meta_, text_, f.reason, f.usage);
+    const api::ChoiceLogprobs choice_logprobs{logprobs_, 0};
+    const api::ChoiceLogprobs* lp = params_.sampling.logprobs ? &choice_logprobs : nullptr;
+    std::string body = chat_ ? api::EncodeChatCompletion(meta_, text_, f.reason, f.usage, lp)
+                             : api::EncodeCompletion(meta_, text_, f.reason, f.usage, lp);
     return Complete(
         outcome, &f, [this, body = std::move(body), headers = ResponseHeaders()]() mutable {
           app_.metrics_.CountHttp(endpoint_, 200);

@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "api/openai.h"
 #include "common/clock.h"
@@ -67,7 +68,7 @@ class Generation : public std::enable_shared_from_this<Generation> {
   Result<scheduler::GenerateRequest> BuildRequest();
   void Submit(scheduler::GenerateRequest req);
   void Pump();
-  void OnText(const scheduler::TextDelta& delta);
+  void OnText(scheduler::TextDelta& delta);
   void OnAdmitted(const scheduler::Admitted& admitted);
   void OnFinished(const scheduler::Finished& finished);
   void EnsureStreamStarted();
@@ -104,7 +105,9 @@ class Generation : public std::enable_shared_from_this<Generation> {
   std::unique_ptr<ModelLease> lease_;      // while set, the model stays loaded
   api::ResponseMeta meta_;
   std::shared_ptr<scheduler::RequestStream> stream_;
-  std::string text_;  // non-streamed responses
+  std::string text_;                             // non-streamed responses
+  std::vector<engine::TokenLogprobs> logprobs_;  // non-streamed, when asked for
+  std::size_t logprob_offset_ = 0;               // streamed: bytes of text before the next token's
   int http_status_ = 0;
   bool stream_started_ = false;
   bool client_gone_ = false;

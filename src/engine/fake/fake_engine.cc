@@ -28,6 +28,7 @@ Result<std::string> FakeEngine::ByteTokenizer::ApplyChatTemplate(
 FakeEngine::FakeEngine(FakeEngineOptions options)
     : options_(options),
       sampled_count_(options.parallel, 0),
+      params_(options.parallel),
       live_(options.parallel, false),
       kv_len_(options.parallel, 0) {
   info_.id = "fake";
@@ -41,10 +42,11 @@ FakeEngine::FakeEngine(FakeEngineOptions options)
   info_.chat_template = "fake";
 }
 
-Result<int> FakeEngine::BeginSequence(int slot, const SamplingParams& /*params*/, int keep) {
+Result<int> FakeEngine::BeginSequence(int slot, const SamplingParams& params, int keep) {
   if (slot < 0 || slot >= options_.parallel) return Internal("slot out of range");
   if (live_[slot]) return Internal("slot already in use");
   live_[slot] = true;
+  params_[slot] = params;
   sampled_count_[slot] = 0;
   kv_len_[slot] = std::clamp(keep, 0, kv_len_[slot]);
   ++active_;
@@ -75,7 +77,23 @@ void FakeEngine::ResumeSampler(int slot, std::unique_ptr<SamplerState> state) {
   sampled_count_[slot] = static_cast<FakeSamplerState&>(*state).sampled;
 }
 
-Result<std::vector<Token>> FakeEngine::Step(std::span<const BatchEntry> batch) {
+namespace {
+
+Sampled WithFakeLogprobs(Token token, int n, int top_logprobs) {
+  Sampled out;
+  out.token = token;
+  out.has_logprobs = true;
+  out.logprob = -0.01f * static_cast<float>(n);
+  out.n_top = std::clamp(top_logprobs, 0, kMaxTopLogprobs);
+  for (int i = 0; i < out.n_top; ++i) {
+    out.top[i] = {static_cast<Token>((token + i) % 256), out.logprob - static_cast<float>(i)};
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::vector<Sampled>> FakeEngine::Step(std::span<const BatchEntry> batch) {
   if (options_.step_delay.count() > 0) std::this_thread::sleep_for(options_.step_delay);
   if (fail_next_.exchange(false)) return Internal("injected engine failure");
   std::vector<RecordedEntry> record;
@@ -99,9 +117,18 @@ Result<std::vector<Token>> FakeEngine::Step(std::span<const BatchEntry> batch) {
     sampled.push_back(last >= 'a' && last < 'z' ? last + 1 : 'a');
   }
   if (total > options_.batch_size) return Internal("step exceeds the batch size");
+  std::vector<Sampled> out(sampled.size());
+  std::size_t k = 0;
+  for (const BatchEntry& e : batch) {
+    if (!e.sample) continue;
+    const SamplingParams& p = params_[e.slot];
+    out[k] = p.logprobs ? WithFakeLogprobs(sampled[k], sampled_count_[e.slot], p.top_logprobs)
+                        : Sampled{.token = sampled[k]};
+    ++k;
+  }
   std::lock_guard lock(mu_);
   batches_.push_back(std::move(record));
-  return sampled;
+  return out;
 }
 
 std::vector<std::vector<FakeEngine::RecordedEntry>> FakeEngine::Batches() const {

@@ -1,7 +1,10 @@
 // A scripted engine for scheduler and server tests: a byte-level "tokenizer" (token = byte
 // value, vocab 256, token 0 is end-of-generation) and a model that answers each sampled
 // position with the next letter after the last token it was fed ('a'..'z', wrapping).
-// Records every batch so tests can check chunking and ordering.
+// Records every batch so tests can check chunking and ordering. A sequence that asks for
+// logprobs gets, for its n-th sampled token, logprob -n/100 (so tests can tell which token an
+// entry belongs to) and alternatives: the token itself, then the following byte values, each
+// one lower by 1.
 //
 // Threads: like every Engine, Step/BeginSequence/EndSequence run on the engine thread;
 // Batches()/Active() may be read from any thread.
@@ -42,7 +45,7 @@ class FakeEngine final : public Engine {
   void EndSequence(int slot, bool keep_cells) override;
   std::unique_ptr<SamplerState> SuspendSampler(int slot) override;
   void ResumeSampler(int slot, std::unique_ptr<SamplerState> state) override;
-  Result<std::vector<Token>> Step(std::span<const BatchEntry> batch) override;
+  Result<std::vector<Sampled>> Step(std::span<const BatchEntry> batch) override;
 
   std::vector<std::vector<RecordedEntry>> Batches() const;
   // Slots with a live sequence (KV cells held).
@@ -65,8 +68,9 @@ class FakeEngine final : public Engine {
   // Per slot: tokens sampled, the fake's sampler state (it decides eos_after); engine thread
   // only.
   std::vector<int> sampled_count_;
-  std::vector<bool> live_;   // per slot; engine thread only
-  std::vector<int> kv_len_;  // per slot: positions holding KV; engine thread only
+  std::vector<SamplingParams> params_;  // per slot; engine thread only
+  std::vector<bool> live_;              // per slot; engine thread only
+  std::vector<int> kv_len_;             // per slot: positions holding KV; engine thread only
   std::atomic<int> active_{0};
   std::atomic<bool> fail_next_{false};
   mutable std::mutex mu_;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
@@ -206,6 +207,31 @@ struct LlamaSamplerState final : SamplerState {
   SamplerPtr chain;
 };
 
+// Log-softmax over the candidates that survived the chain (all of them for greedy) and the
+// `n_top` most likely, ties to the lower token id as the greedy sampler breaks them. The
+// candidates' logits are what the chain sampled from: penalised, filtered, divided by the
+// temperature. Reorders `cur`; the chosen token was read before.
+void FillLogprobs(llama_token_data_array& cur, Token chosen, float chosen_logit, int n_top,
+                  Sampled& out) {
+  float max_logit = -INFINITY;
+  for (std::size_t i = 0; i < cur.size; ++i) max_logit = std::max(max_logit, cur.data[i].logit);
+  double sum = 0.0;
+  for (std::size_t i = 0; i < cur.size; ++i) sum += std::exp(double{cur.data[i].logit} - max_logit);
+  const double log_norm = max_logit + std::log(sum);
+  out.has_logprobs = true;
+  out.token = chosen;
+  out.logprob = static_cast<float>(chosen_logit - log_norm);
+  const std::size_t n = std::min<std::size_t>(std::clamp(n_top, 0, kMaxTopLogprobs), cur.size);
+  auto more_likely = [](const llama_token_data& a, const llama_token_data& b) {
+    return a.logit != b.logit ? a.logit > b.logit : a.id < b.id;
+  };
+  std::partial_sort(cur.data, cur.data + n, cur.data + cur.size, more_likely);
+  out.n_top = static_cast<int>(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    out.top[i] = {cur.data[i].id, static_cast<float>(cur.data[i].logit - log_norm)};
+  }
+}
+
 class LlamaEngine final : public Engine {
  public:
   LlamaEngine(std::unique_ptr<RepackCache> repack_cache,
@@ -217,6 +243,7 @@ class LlamaEngine final : public Engine {
         tokenizer_(model_.get()),
         info_(std::move(info)),
         samplers_(info_.n_parallel),
+        logprobs_(info_.n_parallel),
         cells_invariant_(info_.n_parallel, true),
         batch_(llama_batch_init(info_.n_batch, 0, 1)) {
     info_.chat_template = tokenizer_.TemplateDescription();
@@ -237,6 +264,7 @@ class LlamaEngine final : public Engine {
       cells_invariant_[slot] = true;
     }
     samplers_[slot] = BuildSampler(params, info_.n_vocab, info_.n_ctx_per_seq);
+    logprobs_[slot] = params.logprobs ? std::optional<int>(params.top_logprobs) : std::nullopt;
     return keep;
   }
 
@@ -263,7 +291,7 @@ class LlamaEngine final : public Engine {
     if (saved.chain) samplers_[slot] = std::move(saved.chain);
   }
 
-  Result<std::vector<Token>> Step(std::span<const BatchEntry> entries) override;
+  Result<std::vector<Sampled>> Step(std::span<const BatchEntry> entries) override;
 
   // Runs one token through slot 0 so the first request does not pay for lazy allocations.
   Status WarmUp() override {
@@ -290,6 +318,10 @@ class LlamaEngine final : public Engine {
   // `out[slot]`.
   Status DecodeProbe(const std::vector<ProbeRow>& rows, std::vector<std::vector<float>>& out);
 
+  // llama_sampler_sample's steps, with the candidates kept to read their log-probabilities:
+  // the chain sees the same candidates in the same order, so it samples the same token.
+  Sampled SampleWithLogprobs(llama_sampler* chain, int row, int n_top);
+
   void ClearMemory() {
     llama_memory_clear(llama_get_memory(ctx_.get()), true);
     std::fill(cells_invariant_.begin(), cells_invariant_.end(), true);
@@ -302,12 +334,29 @@ class LlamaEngine final : public Engine {
   LlamaTokenizer tokenizer_;
   ModelInfo info_;
   std::vector<SamplerPtr> samplers_;
+  // Per slot: the alternatives its sequence asked for, unset when it wants no logprobs.
+  std::vector<std::optional<int>> logprobs_;
+  std::vector<llama_token_data> candidates_;  // SampleWithLogprobs' buffer, reused
   // Per slot: every KV cell it holds was computed in a batch-invariant step.
   std::vector<bool> cells_invariant_;
   llama_batch batch_;
 };
 
-Result<std::vector<Token>> LlamaEngine::Step(std::span<const BatchEntry> entries) {
+Sampled LlamaEngine::SampleWithLogprobs(llama_sampler* chain, int row, int n_top) {
+  const float* logits = llama_get_logits_ith(ctx_.get(), row);
+  candidates_.resize(info_.n_vocab);
+  for (Token id = 0; id < info_.n_vocab; ++id) candidates_[id] = {id, logits[id], 0.0f};
+  llama_token_data_array cur{candidates_.data(), candidates_.size(), -1, false};
+  llama_sampler_apply(chain, &cur);
+  Sampled out;
+  if (cur.selected < 0 || cur.selected >= static_cast<int64_t>(cur.size)) return out;
+  const llama_token_data chosen = cur.data[cur.selected];
+  llama_sampler_accept(chain, chosen.id);
+  FillLogprobs(cur, chosen.id, chosen.logit, n_top, out);
+  return out;
+}
+
+Result<std::vector<Sampled>> LlamaEngine::Step(std::span<const BatchEntry> entries) {
   batch_.n_tokens = 0;
   std::vector<int> sample_rows;
   for (const BatchEntry& e : entries) {
@@ -322,7 +371,7 @@ Result<std::vector<Token>> LlamaEngine::Step(std::span<const BatchEntry> entries
     }
     if (e.sample) sample_rows.push_back(batch_.n_tokens - 1);
   }
-  if (batch_.n_tokens == 0) return std::vector<Token>{};
+  if (batch_.n_tokens == 0) return std::vector<Sampled>{};
   // One deterministic sequence makes the whole step batch-invariant (the switch is read when
   // the graph computes); the others in the step pay the same small cost.
   const bool invariant = std::any_of(entries.begin(), entries.end(),
@@ -333,14 +382,20 @@ Result<std::vector<Token>> LlamaEngine::Step(std::span<const BatchEntry> entries
     for (const BatchEntry& e : entries) cells_invariant_[e.slot] = false;
   }
   if (rc != 0) return Internal(StrCat("llama_decode failed (code ", rc, ")"));
-  std::vector<Token> sampled;
-  sampled.reserve(sample_rows.size());
+  std::vector<Sampled> sampled(sample_rows.size());
   std::size_t k = 0;
   for (const BatchEntry& e : entries) {
     if (!e.sample) continue;
     llama_sampler* sampler = samplers_[e.slot].get();
     if (sampler == nullptr) return Internal("sampling a slot with no sequence");
-    sampled.push_back(llama_sampler_sample(sampler, ctx_.get(), sample_rows[k++]));
+    const int row = sample_rows[k];
+    if (const std::optional<int>& top = logprobs_[e.slot]) {
+      sampled[k] = SampleWithLogprobs(sampler, row, *top);
+      if (!sampled[k].has_logprobs) return Internal("the sampler chain selected no token");
+    } else {
+      sampled[k].token = llama_sampler_sample(sampler, ctx_.get(), row);
+    }
+    ++k;
   }
   return sampled;
 }
