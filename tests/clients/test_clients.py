@@ -66,6 +66,9 @@ class ClientLibrariesTest(unittest.TestCase):
     def test_openai_node_stream_helper(self):
         self.node("openai_sdk.mjs", "chat_stream_helper")
 
+    def test_openai_node_chat_logprobs(self):
+        self.node("openai_sdk.mjs", "chat_logprobs")
+
     def test_openai_node_completions(self):
         self.node("openai_sdk.mjs", "completions")
 
@@ -91,6 +94,9 @@ class ClientLibrariesTest(unittest.TestCase):
 
     def test_openai_python_streamed_chat_equals_whole(self):
         self.python("chat_stream")
+
+    def test_openai_python_chat_logprobs(self):
+        self.python("chat_logprobs")
 
     def test_openai_python_completions(self):
         self.python("completions")

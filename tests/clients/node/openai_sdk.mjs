@@ -75,6 +75,23 @@ const checks = {
     assert.equal(done.usage.completion_tokens, 8);
   },
 
+  // logprobs: one entry per generated token with its alternatives, in the client's types.
+  async chat_logprobs() {
+    const r = await client.chat.completions.create({
+      model, messages, max_tokens: 8, temperature: 0, logprobs: true, top_logprobs: 3,
+    });
+    const { content } = r.choices[0].logprobs;
+    assert.equal(r.choices[0].finish_reason, 'length');
+    assert.equal(content.length, 8);
+    assert.equal(content.map((t) => t.token).join(''), r.choices[0].message.content);
+    for (const t of content) {
+      assert.ok(t.logprob <= 0);
+      assert.equal(t.top_logprobs.length, 3);
+      assert.equal(t.top_logprobs[0].token, t.token, 'greedy picks the most likely token');
+      assert.deepEqual(t.bytes, [...Buffer.from(t.token, 'utf8')]);
+    }
+  },
+
   async completions() {
     const r = await client.completions.create({
       model, prompt: 'Once upon a time', max_tokens: 10, temperature: 0,

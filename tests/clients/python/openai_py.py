@@ -44,6 +44,17 @@ def chat_stream():
         whole.usage.prompt_tokens, whole.usage.completion_tokens), (usage, whole.usage)
 
 
+def chat_logprobs():
+    r = client.chat.completions.create(model=model, messages=messages, max_tokens=8,
+                                       temperature=0, logprobs=True, top_logprobs=3)
+    content = r.choices[0].logprobs.content
+    assert len(content) == 8, len(content)
+    assert "".join(t.token for t in content) == r.choices[0].message.content
+    for t in content:
+        assert t.logprob <= 0
+        assert [a.token for a in t.top_logprobs][0] == t.token
+
+
 def completions():
     r = client.completions.create(model=model, prompt="Once upon a time", max_tokens=10,
                                   temperature=0)
@@ -70,7 +81,8 @@ def models():
     assert [m.id for m in client.models.list()] == [model]
 
 
-CHECKS = {f.__name__: f for f in (chat, chat_stream, completions, errors, models)}
+CHECKS = {f.__name__: f for f in (chat, chat_stream, chat_logprobs, completions, errors,
+                                   models)}
 
 if __name__ == "__main__":
     if check not in CHECKS:
