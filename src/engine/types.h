@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -13,6 +14,17 @@
 namespace ember::engine {
 
 using Token = std::int32_t;
+
+// A constraint on what a sequence may generate: a GBNF grammar (llama.cpp's grammar format)
+// whose root rule the whole output must match, or, when lazy, the part of the output from the
+// first trigger on (a tool call the model may or may not start). Built by the chat component
+// from a JSON Schema or a template's tool-call format; immutable and shared between requests.
+struct Grammar {
+  std::string gbnf;
+  bool lazy = false;
+  std::vector<std::string> trigger_patterns;  // regexes matched against the output so far
+  std::vector<std::int32_t> trigger_tokens;   // tokens that start the constrained part
+};
 
 struct SamplingParams {
   float temperature = 1.0f;           // 0 = greedy
@@ -30,6 +42,8 @@ struct SamplingParams {
   // (docs/api.md, "Log-probabilities"). Off costs nothing; on never changes the tokens.
   bool logprobs = false;
   int top_logprobs = 0;
+  // Constrained decoding; null = unconstrained.
+  std::shared_ptr<const Grammar> grammar;
 };
 
 // The most alternatives a sequence may ask for (OpenAI's chat limit).

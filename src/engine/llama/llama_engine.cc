@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <list>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -205,6 +206,60 @@ SamplerPtr BuildSampler(const SamplingParams& p, int n_vocab, int penalty_window
 
 struct LlamaSamplerState final : SamplerState {
   SamplerPtr chain;
+  SamplerPtr grammar;  // null for an unconstrained sequence
+};
+
+// Compiled grammars by their text and triggers, so a schema or tool set that many requests
+// share is parsed once; each sequence gets a clone (its own parse state). Engine thread only.
+class GrammarCache {
+ public:
+  explicit GrammarCache(const llama_vocab* vocab) : vocab_(vocab) {}
+
+  // A fresh sampler for `grammar`, or why its text does not compile.
+  Result<SamplerPtr> Get(const Grammar& grammar) {
+    std::string key = grammar.lazy ? "lazy\n" : "eager\n";
+    for (const std::string& p : grammar.trigger_patterns) key += StrCat(p.size(), ":", p);
+    key += '\n';
+    for (const std::int32_t t : grammar.trigger_tokens) key += StrCat(t, ",");
+    key += '\n';
+    key += grammar.gbnf;
+    for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+      if (it->key == key) {
+        entries_.splice(entries_.begin(), entries_, it);  // most recently used first
+        return SamplerPtr(llama_sampler_clone(entries_.front().pristine.get()));
+      }
+    }
+    SamplerPtr compiled = Compile(grammar);
+    if (!compiled) {
+      return InvalidArgument(
+          "the output constraint's grammar does not compile (llama.cpp's log says where)");
+    }
+    SamplerPtr copy(llama_sampler_clone(compiled.get()));
+    entries_.push_front({std::move(key), std::move(compiled)});
+    if (entries_.size() > kCapacity) entries_.pop_back();
+    return copy;
+  }
+
+ private:
+  static constexpr std::size_t kCapacity = 64;
+  struct Entry {
+    std::string key;
+    SamplerPtr pristine;
+  };
+
+  SamplerPtr Compile(const Grammar& grammar) const {
+    if (!grammar.lazy) {
+      return SamplerPtr(llama_sampler_init_grammar(vocab_, grammar.gbnf.c_str(), "root"));
+    }
+    std::vector<const char*> patterns;
+    for (const std::string& p : grammar.trigger_patterns) patterns.push_back(p.c_str());
+    return SamplerPtr(llama_sampler_init_grammar_lazy_patterns(
+        vocab_, grammar.gbnf.c_str(), "root", patterns.data(), patterns.size(),
+        grammar.trigger_tokens.data(), grammar.trigger_tokens.size()));
+  }
+
+  const llama_vocab* vocab_;
+  std::list<Entry> entries_;
 };
 
 // Log-softmax over the candidates that survived the chain (all of them for greedy) and the
@@ -243,6 +298,8 @@ class LlamaEngine final : public Engine {
         tokenizer_(model_.get()),
         info_(std::move(info)),
         samplers_(info_.n_parallel),
+        grammars_(info_.n_parallel),
+        grammar_cache_(llama_model_get_vocab(model_.get())),
         logprobs_(info_.n_parallel),
         cells_invariant_(info_.n_parallel, true),
         batch_(llama_batch_init(info_.n_batch, 0, 1)) {
@@ -263,6 +320,12 @@ class LlamaEngine final : public Engine {
       keep = 0;
       cells_invariant_[slot] = true;
     }
+    grammars_[slot].reset();
+    if (params.grammar) {
+      auto grammar = grammar_cache_.Get(*params.grammar);
+      if (!grammar) return std::unexpected(grammar.error());
+      grammars_[slot] = std::move(*grammar);
+    }
     samplers_[slot] = BuildSampler(params, info_.n_vocab, info_.n_ctx_per_seq);
     logprobs_[slot] = params.logprobs ? std::optional<int>(params.top_logprobs) : std::nullopt;
     return keep;
@@ -275,13 +338,17 @@ class LlamaEngine final : public Engine {
       cells_invariant_[slot] = true;
     }
     samplers_[slot].reset();
+    grammars_[slot].reset();
   }
 
-  // The sampler chain itself moves out and back (no clone): its dist RNG and penalty ring
-  // continue from the last token it sampled.
+  // The sampler chain and grammar themselves move out and back (no clone): the dist RNG,
+  // penalty ring and grammar's parse state continue from the last token sampled.
   std::unique_ptr<SamplerState> SuspendSampler(int slot) override {
     auto state = std::make_unique<LlamaSamplerState>();
-    if (slot >= 0 && slot < info_.n_parallel) state->chain = std::move(samplers_[slot]);
+    if (slot >= 0 && slot < info_.n_parallel) {
+      state->chain = std::move(samplers_[slot]);
+      state->grammar = std::move(grammars_[slot]);
+    }
     return state;
   }
 
@@ -289,6 +356,7 @@ class LlamaEngine final : public Engine {
     if (slot < 0 || slot >= info_.n_parallel || state == nullptr) return;
     auto& saved = static_cast<LlamaSamplerState&>(*state);
     if (saved.chain) samplers_[slot] = std::move(saved.chain);
+    grammars_[slot] = std::move(saved.grammar);
   }
 
   Result<std::vector<Sampled>> Step(std::span<const BatchEntry> entries) override;
@@ -321,6 +389,15 @@ class LlamaEngine final : public Engine {
   // llama_sampler_sample's steps, with the candidates kept to read their log-probabilities:
   // the chain sees the same candidates in the same order, so it samples the same token.
   Sampled SampleWithLogprobs(llama_sampler* chain, int row, int n_top);
+  // Sampling under a grammar: the chain samples from the unconstrained candidates and the
+  // grammar checks that one token; only when it rejects it are all candidates masked by the
+  // grammar and the chain samples again (llama.cpp's GBNF mask over a 128k vocabulary costs
+  // milliseconds, the check microseconds). With logprobs the mask always comes first, so they
+  // are of the distribution actually sampled from.
+  Sampled SampleConstrained(llama_sampler* chain, llama_sampler* grammar, int row,
+                            std::optional<int> n_top);
+  // Fills candidates_ with the row's logits.
+  llama_token_data_array Candidates(int row);
 
   void ClearMemory() {
     llama_memory_clear(llama_get_memory(ctx_.get()), true);
@@ -334,6 +411,8 @@ class LlamaEngine final : public Engine {
   LlamaTokenizer tokenizer_;
   ModelInfo info_;
   std::vector<SamplerPtr> samplers_;
+  std::vector<SamplerPtr> grammars_;  // per slot; null when unconstrained
+  GrammarCache grammar_cache_;
   // Per slot: the alternatives its sequence asked for, unset when it wants no logprobs.
   std::vector<std::optional<int>> logprobs_;
   std::vector<llama_token_data> candidates_;  // SampleWithLogprobs' buffer, reused
@@ -342,11 +421,54 @@ class LlamaEngine final : public Engine {
   llama_batch batch_;
 };
 
-Sampled LlamaEngine::SampleWithLogprobs(llama_sampler* chain, int row, int n_top) {
+llama_token_data_array LlamaEngine::Candidates(int row) {
   const float* logits = llama_get_logits_ith(ctx_.get(), row);
   candidates_.resize(info_.n_vocab);
   for (Token id = 0; id < info_.n_vocab; ++id) candidates_[id] = {id, logits[id], 0.0f};
-  llama_token_data_array cur{candidates_.data(), candidates_.size(), -1, false};
+  return llama_token_data_array{candidates_.data(), candidates_.size(), -1, false};
+}
+
+Sampled LlamaEngine::SampleConstrained(llama_sampler* chain, llama_sampler* grammar, int row,
+                                       std::optional<int> n_top) {
+  Sampled out;
+  out.token = -1;  // none selected
+  llama_token_data_array cur = Candidates(row);
+  bool masked = false;
+  if (!n_top) {
+    llama_sampler_apply(chain, &cur);
+    if (cur.selected < 0 || cur.selected >= static_cast<int64_t>(cur.size)) return out;
+    llama_token_data one{cur.data[cur.selected].id, 1.0f, 0.0f};
+    llama_token_data_array single{&one, 1, -1, false};
+    llama_sampler_apply(grammar, &single);
+    if (std::isinf(one.logit) && one.logit < 0) {
+      cur = Candidates(row);
+      masked = true;
+    }
+  }
+  if (n_top || masked) {
+    llama_sampler_apply(grammar, &cur);
+    llama_sampler_apply(chain, &cur);
+    if (cur.selected < 0 || cur.selected >= static_cast<int64_t>(cur.size)) return out;
+  }
+  const llama_token_data chosen = cur.data[cur.selected];
+  llama_sampler_accept(grammar, chosen.id);
+  llama_sampler_accept(chain, chosen.id);
+  if (n_top) {
+    // Tokens the grammar forbids are out of the distribution, as the chain's filters' are.
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < cur.size; ++i) {
+      if (!std::isinf(cur.data[i].logit) || cur.data[i].logit > 0) cur.data[kept++] = cur.data[i];
+    }
+    cur.size = kept;
+    FillLogprobs(cur, chosen.id, chosen.logit, *n_top, out);
+  } else {
+    out.token = chosen.id;
+  }
+  return out;
+}
+
+Sampled LlamaEngine::SampleWithLogprobs(llama_sampler* chain, int row, int n_top) {
+  llama_token_data_array cur = Candidates(row);
   llama_sampler_apply(chain, &cur);
   Sampled out;
   if (cur.selected < 0 || cur.selected >= static_cast<int64_t>(cur.size)) return out;
@@ -389,7 +511,12 @@ Result<std::vector<Sampled>> LlamaEngine::Step(std::span<const BatchEntry> entri
     llama_sampler* sampler = samplers_[e.slot].get();
     if (sampler == nullptr) return Internal("sampling a slot with no sequence");
     const int row = sample_rows[k];
-    if (const std::optional<int>& top = logprobs_[e.slot]) {
+    if (llama_sampler* grammar = grammars_[e.slot].get()) {
+      sampled[k] = SampleConstrained(sampler, grammar, row, logprobs_[e.slot]);
+      if (sampled[k].token < 0 || (logprobs_[e.slot] && !sampled[k].has_logprobs)) {
+        return Internal("the constrained sampler selected no token");
+      }
+    } else if (const std::optional<int>& top = logprobs_[e.slot]) {
       sampled[k] = SampleWithLogprobs(sampler, row, *top);
       if (!sampled[k].has_logprobs) return Internal("the sampler chain selected no token");
     } else {

@@ -1,11 +1,14 @@
 // The libllama adapter on the real tiny model (stories260K): the log-probabilities it reports
-// are a distribution's, match what it samples, and asking for them never changes the tokens.
+// are a distribution's, match what it samples, and asking for them never changes the tokens;
+// a grammar constrains every sampled token, with and without logprobs and across preemption.
 #include "engine/llama/llama_engine.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <filesystem>
+#include <memory>
+#include <string>
 #include <vector>
 
 #ifndef EMBER_TEST_MODEL
@@ -158,6 +161,123 @@ TEST_F(LlamaEngineTest, TemperatureSharpensTheReportedDistribution) {
   EXPECT_EQ(cold[0].top[0].token, greedy[0].top[0].token);
   EXPECT_GT(cold[0].top[0].logprob, greedy[0].top[0].logprob);
   EXPECT_GT(greedy[0].top[0].logprob, warm[0].top[0].logprob);
+}
+
+// Text of the tokens up to the end of generation; `ended` says whether it came.
+std::string TextUntilEnd(const Tokenizer& tok, const std::vector<Sampled>& tokens, bool& ended) {
+  std::string text;
+  ended = false;
+  for (const Sampled& s : tokens) {
+    if (tok.IsEndOfGeneration(s.token)) {
+      ended = true;
+      break;
+    }
+    text += tok.TokenPiece(s.token);
+  }
+  return text;
+}
+
+std::shared_ptr<const Grammar> Gbnf(std::string text) {
+  auto g = std::make_shared<Grammar>();
+  g->gbnf = std::move(text);
+  return g;
+}
+
+TEST_F(LlamaEngineTest, AGrammarConstrainsEverySampleAndEndsTheOutput) {
+  // A tiny random-ish model left to itself never writes these; under the grammar it must, and
+  // it must stop when the grammar is complete.
+  const auto choice = Gbnf(R"(root ::= "yes" | "no")");
+  const auto number = Gbnf(R"(root ::= "{\"n\":" [1-9] [0-9]? "}")");
+  for (std::uint64_t seed = 1; seed <= 6; ++seed) {
+    SamplingParams p = Sampling(1.0f, false);
+    p.seed = seed;
+    p.grammar = choice;
+    bool ended = false;
+    const std::string answer = TextUntilEnd(engine_->tokenizer(), Generate(p, 8), ended);
+    EXPECT_TRUE(answer == "yes" || answer == "no") << "seed " << seed << ": '" << answer << "'";
+    EXPECT_TRUE(ended) << "the grammar is complete: only the end may follow";
+    p.grammar = number;
+    const std::string json = TextUntilEnd(engine_->tokenizer(), Generate(p, 16), ended);
+    EXPECT_TRUE(ended);
+    ASSERT_GE(json.size(), 7u) << json;
+    EXPECT_EQ(json.substr(0, 5), "{\"n\":") << json;
+    EXPECT_EQ(json.back(), '}') << json;
+  }
+}
+
+TEST_F(LlamaEngineTest, ConstrainedLogprobsAreOfTheMaskedDistribution) {
+  SamplingParams p = Sampling(1.0f, true, 20);
+  p.grammar = Gbnf(R"(root ::= "yes" | "no")");
+  const auto tokens = Generate(p, 1);
+  ASSERT_EQ(tokens.size(), 1u);
+  ASSERT_TRUE(tokens[0].has_logprobs);
+  double mass = 0;
+  for (const TokenLogprob& t : tokens[0].top_logprobs()) {
+    const std::string piece = engine_->tokenizer().TokenPiece(t.token);
+    EXPECT_TRUE(!piece.empty() &&
+                (std::string("yes").starts_with(piece) || std::string("no").starts_with(piece)))
+        << "'" << piece << "' is not allowed by the grammar";
+    mass += std::exp(double{t.logprob});
+  }
+  EXPECT_NEAR(mass, 1.0, 1e-4) << "the allowed tokens carry all the probability";
+}
+
+TEST_F(LlamaEngineTest, ConstrainedTokensAreTheSameWithAndWithoutLogprobs) {
+  // Greedy: the check-first path and the mask-first path must pick the same token.
+  SamplingParams off = Sampling(0.0f, false);
+  off.grammar = Gbnf(R"(root ::= "{\"n\":" [1-9] [0-9]? "}")");
+  SamplingParams on = off;
+  on.logprobs = true;
+  on.top_logprobs = 3;
+  const auto plain = Generate(off, 10);
+  const auto with = Generate(on, 10, /*slot=*/1);
+  ASSERT_EQ(plain.size(), with.size());
+  for (std::size_t i = 0; i < plain.size(); ++i) EXPECT_EQ(plain[i].token, with[i].token) << i;
+}
+
+TEST_F(LlamaEngineTest, AGrammarThatDoesNotCompileIsTheRequestsError) {
+  SamplingParams p = Sampling(0.0f, false);
+  p.grammar = Gbnf("root ::= (");
+  auto begun = engine_->BeginSequence(0, p, 0);
+  ASSERT_FALSE(begun);
+  EXPECT_EQ(begun.error().code, ErrorCode::kInvalidArgument);
+  engine_->EndSequence(0, false);
+}
+
+TEST_F(LlamaEngineTest, ASuspendedGrammarResumesWhereItStopped) {
+  SamplingParams p = Sampling(1.0f, false);
+  p.seed = 99;
+  p.grammar = Gbnf(R"(root ::= "{\"n\":" [1-9] [0-9] [0-9] "}")");
+  const auto whole = Generate(p, 12);
+  // The same request, preempted after 3 tokens and resumed in the other slot.
+  auto prompt = engine_->tokenizer().Tokenize("Once upon a time, there was a", true);
+  ASSERT_TRUE(prompt);
+  ASSERT_TRUE(engine_->BeginSequence(0, p, 0));
+  std::vector<Token> fed(*prompt);
+  std::vector<Token> out;
+  auto step = [&](int slot, std::span<const Token> tokens, int pos) {
+    BatchEntry entry{slot, tokens, pos, true};
+    auto r = engine_->Step(std::span<const BatchEntry>(&entry, 1));
+    ASSERT_TRUE(r && r->size() == 1);
+    out.push_back((*r)[0].token);
+  };
+  step(0, fed, 0);
+  for (int i = 0; i < 2; ++i) {
+    fed.push_back(out.back());
+    step(0, std::span<const Token>(&fed.back(), 1), static_cast<int>(fed.size()) - 1);
+  }
+  auto state = engine_->SuspendSampler(0);
+  engine_->EndSequence(0, false);
+  ASSERT_TRUE(engine_->BeginSequence(1, p, 0));
+  engine_->ResumeSampler(1, std::move(state));
+  fed.push_back(out.back());
+  step(1, fed, 0);  // recompute the prefix, sample the next token
+  while (out.size() < whole.size()) {
+    fed.push_back(out.back());
+    step(1, std::span<const Token>(&fed.back(), 1), static_cast<int>(fed.size()) - 1);
+  }
+  engine_->EndSequence(1, false);
+  for (std::size_t i = 0; i < whole.size(); ++i) EXPECT_EQ(out[i], whole[i].token) << i;
 }
 
 }  // namespace
