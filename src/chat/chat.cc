@@ -5,10 +5,13 @@
 #include <json-schema-to-grammar.h>
 #include <log.h>
 
+#include <ctime>
 #include <exception>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <stdexcept>
+#include <string>
 #include <utility>
 
 #include "chat/schema_check.h"
@@ -73,6 +76,16 @@ Result<common_chat_tool> ToCommon(const Tool& t, std::size_t index, bool enforce
   return common_chat_tool{t.name, t.description, std::move(parameters)};
 }
 
+// `t` formatted in the local time zone (as common formats its own dates), as a JSON string.
+std::string QuotedLocalTime(std::chrono::system_clock::time_point t, const char* format) {
+  std::time_t time = std::chrono::system_clock::to_time_t(t);
+  std::tm local{};
+  localtime_r(&time, &local);
+  char buf[64];
+  std::size_t n = std::strftime(buf, sizeof(buf), format, &local);
+  return "\"" + std::string(buf, n) + "\"";
+}
+
 struct Inputs {
   common_chat_templates_inputs all;                    // what the prompt shows
   std::optional<common_chat_templates_inputs> forced;  // kNamed: only the named tool
@@ -97,6 +110,13 @@ Result<Inputs> ToInputs(const RenderRequest& r) {
   c.parallel_tool_calls = r.parallel_tool_calls;
   c.add_generation_prompt = r.add_generation_prompt;
   c.use_jinja = true;
+  if (r.now) {
+    // common takes strftime_now's time from `now` but fills date_string and datetime from the
+    // clock: those come from the request too.
+    c.now = *r.now;
+    c.chat_template_kwargs["date_string"] = QuotedLocalTime(*r.now, "%d %b %Y");
+    c.chat_template_kwargs["datetime"] = QuotedLocalTime(*r.now, "%b %d %Y");
+  }
   c.reasoning_format = COMMON_REASONING_FORMAT_AUTO;
   if (r.response_format == ResponseFormat::kJsonObject) {
     c.json_schema = R"({"type":"object"})";
@@ -160,6 +180,13 @@ void QuietLibraryLog() {
   std::call_once(once, [] { common_log_set_verbosity_thold(-1); });
 }
 
+// common's Jinja runtime calls std::localtime (strftime_now), which shares one buffer per
+// process: one render at a time.
+std::mutex& RenderMutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
 bool IsJsonObject(const std::string& text) {
   common_json json = common_json::parse_no_throw(text);
   return !json.is_discarded() && json.is_object();
@@ -188,6 +215,7 @@ Result<std::unique_ptr<ChatTemplate>> ChatTemplate::Create(std::string_view sour
     ping.role = "user";
     ping.content = "ping";
     probe.messages.push_back(std::move(ping));
+    std::lock_guard lock(RenderMutex());
     common_chat_templates_apply(templates->ptr.get(), probe);
     auto caps = common_chat_templates_get_caps(templates->ptr.get());
     templates->supports_tools = caps["supports_tools"] && caps["supports_tool_calls"];
@@ -207,6 +235,7 @@ Result<Rendered> ChatTemplate::Render(const RenderRequest& request) const {
   auto in = ToInputs(request);
   if (!in) return std::unexpected(in.error());
   try {
+    std::lock_guard lock(RenderMutex());
     common_chat_params params = common_chat_templates_apply(templates_->ptr.get(), in->all);
     if (in->forced) {
       // The prompt shows every tool; the grammar and the parser allow only the named one.

@@ -9,9 +9,11 @@
 // after Create; Render and Parse keep no state between calls, so any thread may call them.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -58,6 +60,9 @@ struct RenderRequest {
   ResponseFormat response_format = ResponseFormat::kText;
   std::string json_schema;  // kJsonSchema: the schema's JSON text
   bool add_generation_prompt = true;
+  // The time templates print (Llama 3.x's "Today Date"); unset: now. Deterministic callers set
+  // it so that the prompt is a function of the request.
+  std::optional<std::chrono::system_clock::time_point> now;
 };
 
 // When a lazy grammar starts to apply (common's grammar triggers): at a word, at the match of

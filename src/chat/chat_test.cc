@@ -2,9 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace ember::chat {
 namespace {
@@ -124,6 +127,15 @@ TEST(Llama31, RendersToolsAndParsesAJsonCall) {
   ParsedMessage text = MustParse(r.parser, "It is sunny.", false);
   EXPECT_EQ(text.content, "It is sunny.");
   EXPECT_TRUE(text.tool_calls.empty());
+}
+
+TEST(Llama31, TheDateInThePromptComesFromTheRequest) {
+  auto t = Load(kLlama31);
+  ASSERT_TRUE(t);
+  RenderRequest req = WeatherRequest();
+  req.now = std::chrono::system_clock::time_point(std::chrono::seconds(1699963200));
+  EXPECT_NE(MustRender(*t, req).prompt.find("Today Date: 14 Nov 2023"), std::string::npos)
+      << MustRender(*t, req).prompt;
 }
 
 TEST(Llama31, RequiredCallIsAGrammarOverEveryTool) {
@@ -347,6 +359,27 @@ TEST(StrictTools, UnenforceableParametersAreRefused) {
   req.tools[0].parameters = "{not json";
   req.tools[0].strict = false;
   EXPECT_FALSE(t->Render(req).has_value());
+}
+
+TEST(ChatTemplate, RendersAndParsesFromSeveralThreads) {
+  auto t = Load(kLlama31);
+  ASSERT_TRUE(t);
+  const std::string expected = MustRender(*t, WeatherRequest()).prompt;
+  const std::string call = R"({"name": "get_time", "parameters": {"tz": "UTC"}})";
+  std::vector<std::thread> threads;
+  std::atomic<int> good = 0;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&] {
+      for (int j = 0; j < 10; ++j) {
+        auto r = t->Render(WeatherRequest());
+        if (!r || r->prompt != expected) continue;
+        auto m = Parse(r->parser, call, false);
+        if (m && m->tool_calls.size() == 1 && m->tool_calls[0].name == "get_time") ++good;
+      }
+    });
+  }
+  for (std::thread& th : threads) th.join();
+  EXPECT_EQ(good.load(), 40);
 }
 
 TEST(DiffToolCalls, AnnouncesThenAppends) {
