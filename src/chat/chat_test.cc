@@ -361,6 +361,51 @@ TEST(StrictTools, UnenforceableParametersAreRefused) {
   EXPECT_FALSE(t->Render(req).has_value());
 }
 
+// A template no parser in common knows: its tool-call format is derived from how it renders
+// an assistant's call (common's differential autoparser).
+constexpr char kUnknownFamily[] = R"(
+{%- if tools %}<|tools|>Tools: {{ tools | tojson }}<|end|>
+{% endif -%}
+{%- for m in messages -%}
+<|{{ m.role }}|>
+{{- m.content }}
+{%- if m.tool_calls %}{% for c in m.tool_calls %}<call>{"name": "{{ c.function.name }}", "args": {{ c.function.arguments | tojson }}}</call>{% endfor %}{% endif -%}
+<|end|>
+{% endfor -%}
+{%- if add_generation_prompt %}<|assistant|>
+{% endif -%})";
+
+TEST(UnknownFamily, DerivesTheCallFormatFromTheTemplate) {
+  auto created = ChatTemplate::Create(kUnknownFamily, "", "");
+  ASSERT_TRUE(created.has_value()) << created.error().message;
+  const ChatTemplate& t = **created;
+  Rendered r = MustRender(t, WeatherRequest());
+  EXPECT_NE(r.prompt.find("Tools: "), std::string::npos) << r.prompt;
+  EXPECT_TRUE(r.prompt.ends_with("<|assistant|>\n")) << r.prompt;
+  const std::string out = R"(<call>{"name": "get_weather", "args": {"city": "Paris"}}</call>)";
+  ParsedMessage m = MustParse(r.parser, out, false);
+  ASSERT_EQ(m.tool_calls.size(), 1u) << r.parser.FormatName() << " content: " << m.content;
+  EXPECT_EQ(m.tool_calls[0].name, "get_weather");
+  EXPECT_EQ(m.tool_calls[0].arguments, R"({"city": "Paris"})");
+  ExpectStreamsLikeFinal(r.parser, out);
+  ParsedMessage text = MustParse(r.parser, "Just text.", false);
+  EXPECT_EQ(text.content, "Just text.");
+  EXPECT_TRUE(text.tool_calls.empty());
+  const std::string cut = R"(<call>{"name": "get_weather", "args": {"ci)";
+  EXPECT_TRUE(MustParse(r.parser, cut, false).tool_calls.empty());
+
+  Rendered required = MustRender(t, WeatherRequest(ToolChoiceMode::kRequired));
+  EXPECT_NE(required.grammar.find("<call>"), std::string::npos) << required.grammar;
+  EXPECT_NE(required.grammar.find("get_time"), std::string::npos);
+}
+
+TEST(ChatTemplate, RefusesATemplateThatFailsToRender) {
+  auto t = ChatTemplate::Create("{{ raise_exception('this template is broken') }}", "", "");
+  ASSERT_FALSE(t.has_value());
+  EXPECT_NE(t.error().message.find("this template is broken"), std::string::npos)
+      << t.error().message;
+}
+
 TEST(ChatTemplate, RendersAndParsesFromSeveralThreads) {
   auto t = Load(kLlama31);
   ASSERT_TRUE(t);
