@@ -122,3 +122,28 @@ elseif(NOT EMBER_LLAMA_CPP_DIR)
   message(FATAL_ERROR "${EMBER_LLAMA_PREFIX} has no ember-build.txt: build it with "
                       "scripts/llama_cpp.sh prefix")
 endif()
+
+# llama.cpp's common chat library (chat templates through its Jinja engine, tool-call parsing,
+# JSON schema -> GBNF), the static archive scripts/llama_cpp.sh common caches. Private to
+# src/chat/ (tools/check_layers.py); it carries its own nlohmann json 3.12 inside the archive,
+# in that version's ABI namespace, apart from the system 3.11 that api/ uses. Without it, src/chat
+# is not built.
+set(EMBER_LLAMA_COMMON_PREFIX "" CACHE PATH
+    "Install prefix of llama.cpp's common chat library (scripts/llama_cpp.sh common)")
+if(EMBER_LLAMA_COMMON_PREFIX)
+  if(NOT EXISTS ${EMBER_LLAMA_COMMON_PREFIX}/.ember-complete)
+    message(FATAL_ERROR "${EMBER_LLAMA_COMMON_PREFIX} is not a finished build of "
+                        "scripts/llama_cpp.sh common")
+  endif()
+  add_library(ember_llama_common_dep STATIC IMPORTED)
+  set_target_properties(ember_llama_common_dep PROPERTIES
+    IMPORTED_LOCATION ${EMBER_LLAMA_COMMON_PREFIX}/lib/libllama-common-chat.a)
+  # SYSTEM: common's headers are not held to ember's -Werror
+  target_include_directories(ember_llama_common_dep SYSTEM INTERFACE
+    ${EMBER_LLAMA_COMMON_PREFIX}/include/llama-common)
+  target_link_libraries(ember_llama_common_dep INTERFACE ember_llama_dep Threads::Threads)
+else()
+  message(WARNING "EMBER_LLAMA_COMMON_PREFIX is not set: src/chat (tool calls, chat templates "
+                  "through Jinja, JSON schema) is not built; scripts/setup.sh sets it from "
+                  "scripts/llama_cpp.sh common")
+endif()

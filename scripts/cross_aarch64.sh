@@ -61,11 +61,12 @@ ln -sfn "$sqlite/root/usr/lib/aarch64-linux-gnu/libsqlite3.a" "$deps/lib/libsqli
 export EMBER_AARCH64_DEPS="$deps"
 
 prefix="$(EMBER_TARGET=aarch64 "$repo/scripts/llama_cpp.sh" prefix)"
+common="$(EMBER_TARGET=aarch64 "$repo/scripts/llama_cpp.sh" common)"
 source="$("$repo/scripts/llama_cpp.sh" source)"
 build="$repo/build/aarch64"
 cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_TOOLCHAIN_FILE="$toolchain" -DEMBER_LLAMA_PREFIX="$prefix" \
-  -DEMBER_LLAMA_SOURCE="$source" ${EMBER_CMAKE_ARGS:-} >/dev/null
+  -DEMBER_LLAMA_SOURCE="$source" -DEMBER_LLAMA_COMMON_PREFIX="$common" ${EMBER_CMAKE_ARGS:-} >/dev/null
 cmake --build "$build" -j "$(nproc)"
 echo "[cross] built $build/src/cli/ember for aarch64; unit tests under qemu-aarch64" >&2
 cd "$build"

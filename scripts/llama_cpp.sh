@@ -9,6 +9,9 @@
 #
 #   scripts/llama_cpp.sh prefix        -> builds (if needed) and prints the install prefix
 #   scripts/llama_cpp.sh server        -> builds (if needed) llama-server and prints its path
+#   scripts/llama_cpp.sh common        -> builds (if needed) llama.cpp's chat library (common/
+#                                         chat, Jinja, JSON schema -> GBNF) as a static archive
+#                                         against the `prefix` build and prints its install prefix
 #   scripts/llama_cpp.sh source        -> prints the path of the checked-out source
 #   scripts/llama_cpp.sh check         -> applies the patch series to the pristine source and
 #                                         names the first patch that fails, and why
@@ -169,6 +172,36 @@ write_build_info() {  # what ember's CMake reads: --version and /metrics report 
   } > "$1/ember-build.txt"
 }
 
+# llama.cpp's common chat library (src/chat/ only; docs/chat.md), compiled by ember's own small
+# CMake project (cmake/llama_common) against the installed libllama, into its own cache
+# directory: the libllama build and its key stay as they are, and ggml is not rebuilt. The key
+# adds to the libllama build's key (commit, patches, flags, compiler, target) the hash of that
+# CMake project.
+build_common() {
+  local libs; libs="$(build_libs)"
+  local src; src="$(patched_source)"
+  local project="$REPO/cmake/llama_common"
+  local flags=(-DCMAKE_BUILD_TYPE=Release "${TARGET_FLAGS[@]}")
+  local key_flags=(-DCMAKE_BUILD_TYPE=Release "libllama=$(basename "$libs")"
+                   "project=$(cat "$project"/CMakeLists.txt "$project"/*.cpp | sha256sum | cut -c1-12)")
+  local key; key="$(basename "$libs")-$(flags_key "${key_flags[@]}")"
+  local prefix="$CACHE/llama-common/$key"
+  if [[ -f "$prefix/.ember-complete" ]]; then echo "$prefix"; return; fi
+  log "building llama.cpp's common chat library into $prefix (a few minutes on 2 cores)"
+  local build="$CACHE/llama-common-build/$key" start=$SECONDS
+  rm -rf "$build" "$prefix"
+  cmake -S "$project" -B "$build" -G Ninja "${flags[@]}" -DLLAMA_SOURCE="$src" \
+    -DLLAMA_PREFIX="$libs" -DLLAMA_COMMIT="$LLAMA_COMMIT" -DCMAKE_INSTALL_PREFIX="$prefix" >&2
+  cmake --build "$build" -j "$JOBS" >&2
+  cmake --install "$build" >&2
+  { echo "commit=$LLAMA_COMMIT"; echo "libllama=$libs"; echo "target=$TARGET"
+    echo "build_seconds=$((SECONDS - start))"; } > "$prefix/ember-common-build.txt"
+  rm -rf "$build"
+  touch "$prefix/.ember-complete"
+  log "built the common chat library in $((SECONDS - start)) s"
+  echo "$prefix"
+}
+
 build_server() {
   local src; src="$(fetch_source)"
   local flags=("${COMMON_FLAGS[@]}" -DGGML_NATIVE=ON -DBUILD_SHARED_LIBS=OFF
@@ -195,6 +228,7 @@ case "${1:-prefix}" in
   prefix) build_libs ;;
   server) build_server ;;
   source) fetch_source ;;
+  common) build_common ;;
   check) check_patches ;;
-  *) echo "usage: $0 {prefix|server|source|check}" >&2; exit 2 ;;
+  *) echo "usage: $0 {prefix|common|server|source|check}" >&2; exit 2 ;;
 esac

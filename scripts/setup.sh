@@ -30,7 +30,9 @@ fi
 
 export EMBER_LLAMA_PREFIX="$("$repo/scripts/llama_cpp.sh" prefix)"
 export EMBER_LLAMA_SOURCE="$("$repo/scripts/llama_cpp.sh" source)"
+export EMBER_LLAMA_COMMON_PREFIX="$("$repo/scripts/llama_cpp.sh" common)"
 cmake --preset "$preset" -S "$repo" -DEMBER_LLAMA_PREFIX="$EMBER_LLAMA_PREFIX" \
-  -DEMBER_LLAMA_SOURCE="$EMBER_LLAMA_SOURCE" ${EMBER_CMAKE_ARGS:-} >/dev/null
+  -DEMBER_LLAMA_SOURCE="$EMBER_LLAMA_SOURCE" \
+  -DEMBER_LLAMA_COMMON_PREFIX="$EMBER_LLAMA_COMMON_PREFIX" ${EMBER_CMAKE_ARGS:-} >/dev/null
 cmake --build "$repo/build/$preset" -j "$(nproc)"
 echo "[setup] built $repo/build/$preset/src/cli/ember" >&2

@@ -17,6 +17,7 @@ ALLOWED = {
     "bench": {"common", "bench"},
     "tenancy": {"common", "tenancy"},
     "ledger": {"common", "ledger"},
+    "chat": {"common", "chat"},
     "server": {"common", "engine", "scheduler", "api", "http", "metrics", "tenancy", "ledger",
                "server"},
     "cli": {"common", "engine", "server", "bench", "tenancy", "ledger", "cli"},
@@ -26,6 +27,13 @@ THIRD_PARTY = {
     "llama.h": ("engine/llama",), "ggml": ("engine/llama", "engine/synth"),
     "gguf.h": ("engine/llama", "engine/synth"), "boost/": ("http",), "nlohmann/": ("api",), "CLI/": ("cli",),
     "sqlite3.h": ("ledger",),
+    # llama.cpp's common chat library (the archive of scripts/llama_cpp.sh common): chat/ only.
+    # It carries its own nlohmann json (3.12); "nlohmann/" above keeps that out of chat/ too.
+    **{h: ("chat",) for h in (
+        "chat.h", "chat-peg-parser.h", "chat-auto-parser", "common.h", "json.h",
+        "json-schema.h", "json-schema-to-grammar.h", "peg-parser.h", "jinja/", "sampling.h",
+        "speculative.h", "arg.h", "log.h", "unicode.h", "trie.h", "reasoning-budget.h",
+        "llama-cpp.h")},
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^">]+)[">]')
 
