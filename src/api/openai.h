@@ -108,12 +108,23 @@ struct ChoiceLogprobs {
 };
 
 // Non-streamed bodies (always carry usage).
+// One fragment of a streamed tool call (OpenAI's delta.tool_calls[i]): the first fragment of a
+// call carries its id and name, later ones pieces of its arguments.
+struct ToolCallFragment {
+  std::size_t index = 0;
+  std::string id;    // first fragment only
+  std::string name;  // first fragment only
+  std::string arguments;
+};
+
 std::string EncodeCompletion(const ResponseMeta& meta, std::string_view text,
                              engine::FinishReason reason, const engine::Usage& usage,
                              const ChoiceLogprobs* logprobs = nullptr);
+// With tool_calls the message carries them, and "content": null when there is no text.
 std::string EncodeChatCompletion(const ResponseMeta& meta, std::string_view text,
                                  engine::FinishReason reason, const engine::Usage& usage,
-                                 const ChoiceLogprobs* logprobs = nullptr);
+                                 const ChoiceLogprobs* logprobs = nullptr,
+                                 std::span<const engine::ToolCall> tool_calls = {});
 
 // Server-sent events, each a complete "data: {...}\n\n" frame. With include_usage every
 // chunk carries "usage": null except the final usage chunk (OpenAI's shape). A text chunk
@@ -125,7 +136,8 @@ std::string EncodeCompletionChunk(const ResponseMeta& meta, std::string_view tex
 std::string EncodeChatRoleChunk(const ResponseMeta& meta, bool include_usage);
 std::string EncodeChatChunk(const ResponseMeta& meta, std::string_view text,
                             std::optional<engine::FinishReason> finish, bool include_usage,
-                            const ChoiceLogprobs* logprobs = nullptr);
+                            const ChoiceLogprobs* logprobs = nullptr,
+                            std::span<const ToolCallFragment> tool_calls = {});
 // The usage chunk: "choices": [] and the usage object.
 std::string EncodeUsageChunk(const ResponseMeta& meta, Endpoint endpoint,
                              const engine::Usage& usage);

@@ -179,6 +179,46 @@ TEST(EncodeTest, ChatChunksFollowRoleThenContentThenEmptyDelta) {
   EXPECT_EQ(last["choices"][0]["finish_reason"], "length");
 }
 
+TEST(EncodeTest, ToolCallsInTheMessageWithNullContent) {
+  const engine::ToolCall calls[] = {{"call_1", "get_weather", R"({"city":"Paris"})"},
+                                    {"call_2", "now", "{}"}};
+  const Json body =
+      Json::parse(EncodeChatCompletion(kMeta, "", FinishReason::kToolCalls, {}, nullptr, calls));
+  const Json& choice = body["choices"][0];
+  EXPECT_EQ(choice["finish_reason"], "tool_calls");
+  EXPECT_TRUE(choice["message"]["content"].is_null());
+  ASSERT_EQ(choice["message"]["tool_calls"].size(), 2u);
+  EXPECT_EQ(choice["message"]["tool_calls"][0],
+            Json({{"id", "call_1"},
+                  {"type", "function"},
+                  {"function", {{"name", "get_weather"}, {"arguments", R"({"city":"Paris"})"}}}}));
+  EXPECT_EQ(choice["message"]["tool_calls"][1]["function"]["name"], "now");
+  // Text beside the calls stays.
+  const Json both = Json::parse(
+      EncodeChatCompletion(kMeta, "Checking.", FinishReason::kToolCalls, {}, nullptr, calls));
+  EXPECT_EQ(both["choices"][0]["message"]["content"], "Checking.");
+}
+
+TEST(EncodeTest, ToolCallFragmentsInChunksAsOpenAISendsThem) {
+  const ToolCallFragment first[] = {{0, "call_1", "get_weather", "{\"ci"}};
+  const Json announce = ParseFrame(EncodeChatChunk(kMeta, "", std::nullopt, false, nullptr, first));
+  const Json& delta = announce["choices"][0]["delta"];
+  EXPECT_FALSE(delta.contains("content")) << delta;
+  EXPECT_EQ(delta["tool_calls"][0],
+            Json({{"index", 0},
+                  {"id", "call_1"},
+                  {"type", "function"},
+                  {"function", {{"name", "get_weather"}, {"arguments", "{\"ci"}}}}));
+  const ToolCallFragment more[] = {{0, "", "", "ty\":1}"}, {1, "call_2", "now", ""}};
+  const Json next = ParseFrame(EncodeChatChunk(kMeta, "", std::nullopt, false, nullptr, more));
+  EXPECT_EQ(next["choices"][0]["delta"]["tool_calls"][0],
+            Json({{"index", 0}, {"function", {{"arguments", "ty\":1}"}}}}));
+  EXPECT_EQ(next["choices"][0]["delta"]["tool_calls"][1]["id"], "call_2");
+  const Json last = ParseFrame(EncodeChatChunk(kMeta, "", FinishReason::kToolCalls, false));
+  EXPECT_EQ(last["choices"][0]["finish_reason"], "tool_calls");
+  EXPECT_EQ(last["choices"][0]["delta"], Json::object());
+}
+
 TEST(EncodeTest, ChunkWithInvalidUtf8TextStillParses) {
   const Json chunk = ParseFrame(EncodeChatChunk(kMeta, "ok\xF0\x9F", std::nullopt, false));
   EXPECT_EQ(chunk["choices"][0]["delta"]["content"], "ok\xEF\xBF\xBD");

@@ -204,12 +204,31 @@ std::string EncodeCompletion(const ResponseMeta& meta, std::string_view text,
 
 std::string EncodeChatCompletion(const ResponseMeta& meta, std::string_view text,
                                  engine::FinishReason reason, const engine::Usage& usage,
-                                 const ChoiceLogprobs* logprobs) {
+                                 const ChoiceLogprobs* logprobs,
+                                 std::span<const engine::ToolCall> tool_calls) {
   std::string out;
   out.reserve(text.size() + kEnvelopeReserve);
   AppendHead(out, meta, kChatObject);
   out += ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":";
-  AppendQuoted(out, text);
+  if (text.empty() && !tool_calls.empty()) {
+    out += "null";
+  } else {
+    AppendQuoted(out, text);
+  }
+  if (!tool_calls.empty()) {
+    out += ",\"tool_calls\":[";
+    for (std::size_t i = 0; i < tool_calls.size(); ++i) {
+      if (i > 0) out += ',';
+      out += "{\"id\":";
+      AppendQuoted(out, tool_calls[i].id);
+      out += ",\"type\":\"function\",\"function\":{\"name\":";
+      AppendQuoted(out, tool_calls[i].name);
+      out += ",\"arguments\":";
+      AppendQuoted(out, tool_calls[i].arguments);
+      out += "}}";
+    }
+    out += ']';
+  }
   out += '}';
   AppendChoiceTail(out, reason, Endpoint::kChatCompletions, logprobs);
   out += ",\"usage\":";
@@ -242,13 +261,36 @@ std::string EncodeChatRoleChunk(const ResponseMeta& meta, bool include_usage) {
 // The finishing chunk carries an empty delta when it has no text, as OpenAI sends it.
 std::string EncodeChatChunk(const ResponseMeta& meta, std::string_view text,
                             std::optional<engine::FinishReason> finish, bool include_usage,
-                            const ChoiceLogprobs* logprobs) {
+                            const ChoiceLogprobs* logprobs,
+                            std::span<const ToolCallFragment> tool_calls) {
   std::string out = StartFrame(text.size());
   AppendHead(out, meta, kChatChunkObject);
   out += ",\"choices\":[{\"index\":0,\"delta\":{";
-  if (!text.empty() || !finish.has_value()) {
+  const bool content = !text.empty() || (!finish.has_value() && tool_calls.empty());
+  if (content) {
     out += "\"content\":";
     AppendQuoted(out, text);
+  }
+  if (!tool_calls.empty()) {
+    out += content ? ",\"tool_calls\":[" : "\"tool_calls\":[";
+    for (std::size_t i = 0; i < tool_calls.size(); ++i) {
+      const ToolCallFragment& f = tool_calls[i];
+      if (i > 0) out += ',';
+      out += "{\"index\":";
+      AppendInt(out, static_cast<std::int64_t>(f.index));
+      if (!f.name.empty()) {
+        out += ",\"id\":";
+        AppendQuoted(out, f.id);
+        out += ",\"type\":\"function\",\"function\":{\"name\":";
+        AppendQuoted(out, f.name);
+        out += ",\"arguments\":";
+      } else {
+        out += ",\"function\":{\"arguments\":";
+      }
+      AppendQuoted(out, f.arguments);
+      out += "}}";
+    }
+    out += ']';
   }
   out += '}';
   AppendChoiceTail(out, finish, Endpoint::kChatCompletions, logprobs);

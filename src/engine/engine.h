@@ -33,7 +33,13 @@ struct ModelInfo {
   int n_vocab = 0;
   int n_ctx_train = 0;
   std::string chat_template;  // "gguf:<name>" or "fallback"
-  std::int64_t created = 0;   // unix seconds the model was loaded
+  // The model's own Jinja chat template (GGUF tokenizer.chat_template), empty when it has none,
+  // and the texts of its BOS and EOS tokens, which templates print: for the chat component
+  // (server/chat_templates), which renders tools and parses tool calls.
+  std::string jinja_template;
+  std::string bos_text;
+  std::string eos_text;
+  std::int64_t created = 0;  // unix seconds the model was loaded
   // Identifies what the output's numerics depend on: the model file, the llama.cpp build
   // and patches, the CPU features its kernels use, the attention setting. Opaque.
   std::string numerics_id;

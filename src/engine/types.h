@@ -24,6 +24,9 @@ struct Grammar {
   bool lazy = false;
   std::vector<std::string> trigger_patterns;  // regexes matched against the output so far
   std::vector<std::int32_t> trigger_tokens;   // tokens that start the constrained part
+  // Text the prompt already ends with that the (eager) grammar begins with: the template's
+  // generation prompt. Fed to the grammar before the first sampled token.
+  std::string prefill;
 };
 
 struct SamplingParams {
@@ -101,6 +104,9 @@ enum class FinishReason {
   kLength,     // max_tokens or the sequence's context reached
   kCancelled,  // client went away or the request was aborted
   kError,      // the engine failed mid-request
+  // The output is tool calls (set by the server after parsing a finished output: the
+  // scheduler never ends a sequence with it).
+  kToolCalls,
 };
 
 struct Usage {

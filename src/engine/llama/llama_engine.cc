@@ -4,6 +4,7 @@
 #include <llama.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -324,6 +325,9 @@ class LlamaEngine final : public Engine {
     if (params.grammar) {
       auto grammar = grammar_cache_.Get(*params.grammar);
       if (!grammar) return std::unexpected(grammar.error());
+      if (auto fed = Prefill(grammar->get(), params.grammar->prefill); !fed) {
+        return std::unexpected(fed.error());
+      }
       grammars_[slot] = std::move(*grammar);
     }
     samplers_[slot] = BuildSampler(params, info_.n_vocab, info_.n_ctx_per_seq);
@@ -396,6 +400,8 @@ class LlamaEngine final : public Engine {
   // are of the distribution actually sampled from.
   Sampled SampleConstrained(llama_sampler* chain, llama_sampler* grammar, int row,
                             std::optional<int> n_top);
+  // Advances `grammar` over `text` (tokenized as the prompt was), as if it had sampled it.
+  Status Prefill(llama_sampler* grammar, const std::string& text) const;
   // Fills candidates_ with the row's logits.
   llama_token_data_array Candidates(int row);
 
@@ -420,6 +426,31 @@ class LlamaEngine final : public Engine {
   std::vector<bool> cells_invariant_;
   llama_batch batch_;
 };
+
+Status LlamaEngine::Prefill(llama_sampler* grammar, const std::string& text) const {
+  if (text.empty()) return {};
+  auto tokens = tokenizer_.Tokenize(text, /*add_special=*/false);
+  if (!tokens) return std::unexpected(tokens.error());
+  const llama_vocab* vocab = llama_model_get_vocab(model_.get());
+  try {  // libllama's grammar throws when a token does not fit it
+    for (std::size_t i = 0; i < tokens->size(); ++i) {
+      char piece[64];
+      const int n = llama_token_to_piece(vocab, (*tokens)[i], piece, sizeof(piece), 0, true);
+      // Some tokenizers put a space before a leading special token; the text has none.
+      if (i == 0 && n > 0 && std::isspace(static_cast<unsigned char>(piece[0])) &&
+          !std::isspace(static_cast<unsigned char>(text[0]))) {
+        continue;
+      }
+      llama_sampler_accept(grammar, (*tokens)[i]);
+    }
+  } catch (const std::exception& e) {
+    return Internal(
+        StrCat("the output constraint does not begin with the template's generation "
+               "prompt: ",
+               e.what()));
+  }
+  return {};
+}
 
 llama_token_data_array LlamaEngine::Candidates(int row) {
   const float* logits = llama_get_logits_ith(ctx_.get(), row);
@@ -451,7 +482,16 @@ Sampled LlamaEngine::SampleConstrained(llama_sampler* chain, llama_sampler* gram
     if (cur.selected < 0 || cur.selected >= static_cast<int64_t>(cur.size)) return out;
   }
   const llama_token_data chosen = cur.data[cur.selected];
-  llama_sampler_accept(grammar, chosen.id);
+  try {  // libllama's grammar throws when it has no way on (it allows nothing)
+    llama_sampler_accept(grammar, chosen.id);
+  } catch (const std::exception& e) {
+    // End this sequence, not the step: the others in it are fine.
+    log::Warn("the output constraint allows no further token (", e.what(),
+              "); ending the sequence");
+    out = Sampled{};
+    out.token = llama_vocab_eos(llama_model_get_vocab(model_.get()));
+    return out;
+  }
   llama_sampler_accept(chain, chosen.id);
   if (n_top) {
     // Tokens the grammar forbids are out of the distribution, as the chain's filters' are.
@@ -774,6 +814,20 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
   info.n_batch = static_cast<int>(llama_n_batch(ctx.get()));
   info.n_vocab = llama_vocab_n_tokens(llama_model_get_vocab(model.get()));
   info.n_ctx_train = llama_model_n_ctx_train(model.get());
+  {
+    const llama_vocab* vocab = llama_model_get_vocab(model.get());
+    if (const char* tmpl = llama_model_chat_template(model.get(), nullptr)) {
+      info.jinja_template = tmpl;
+    }
+    auto special_text = [vocab](llama_token token) {
+      if (token < 0) return std::string();
+      char buf[256];
+      const int n = llama_token_to_piece(vocab, token, buf, sizeof(buf), 0, /*special=*/true);
+      return n > 0 ? std::string(buf, n) : std::string();
+    };
+    info.bos_text = special_text(llama_vocab_bos(vocab));
+    info.eos_text = special_text(llama_vocab_eos(vocab));
+  }
   info.weight_bytes = llama_model_size(model.get());
   {
     std::error_code size_ec, time_ec;
