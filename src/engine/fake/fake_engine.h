@@ -1,7 +1,8 @@
 // A scripted engine for scheduler and server tests: a byte-level "tokenizer" (token = byte
 // value, vocab 256, token 0 is end-of-generation) and a model that answers each sampled
 // position with the next letter after the last token it was fed ('a'..'z', wrapping).
-// Records every batch so tests can check chunking and ordering.
+// Records every batch so tests can check chunking and ordering. Embeddings (n_embd 8) are a
+// fixed function of every token the slot's KV cells hold, with unit norm.
 //
 // Threads: like every Engine, Step/BeginSequence/EndSequence run on the engine thread;
 // Batches()/Active() may be read from any thread.
@@ -10,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "engine/engine.h"
@@ -32,7 +34,9 @@ class FakeEngine final : public Engine {
     int n_tokens;
     bool sample;
     bool deterministic;
+    bool embed;
   };
+  static constexpr int kEmbd = 8;
 
   explicit FakeEngine(FakeEngineOptions options);
 
@@ -43,6 +47,9 @@ class FakeEngine final : public Engine {
   std::unique_ptr<SamplerState> SuspendSampler(int slot) override;
   void ResumeSampler(int slot, std::unique_ptr<SamplerState> state) override;
   Result<std::vector<Token>> Step(std::span<const BatchEntry> batch) override;
+  Result<std::vector<float>> TakeEmbedding(int slot) override;
+  // The embedding FakeEngine gives an input of exactly these tokens.
+  static std::vector<float> EmbeddingOf(std::span<const Token> tokens);
 
   std::vector<std::vector<RecordedEntry>> Batches() const;
   // Slots with a live sequence (KV cells held).
@@ -65,8 +72,10 @@ class FakeEngine final : public Engine {
   // Per slot: tokens sampled, the fake's sampler state (it decides eos_after); engine thread
   // only.
   std::vector<int> sampled_count_;
-  std::vector<bool> live_;   // per slot; engine thread only
-  std::vector<int> kv_len_;  // per slot: positions holding KV; engine thread only
+  std::vector<bool> live_;               // per slot; engine thread only
+  std::vector<int> kv_len_;              // per slot: positions holding KV; engine thread only
+  std::vector<std::vector<Token>> fed_;  // per slot: the tokens of its KV cells; engine thread
+  std::vector<std::optional<std::vector<float>>> embeddings_;  // per slot, from the last step
   std::atomic<int> active_{0};
   std::atomic<bool> fail_next_{false};
   mutable std::mutex mu_;
