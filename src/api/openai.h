@@ -16,7 +16,8 @@
 
 namespace ember::api {
 
-enum class Endpoint { kCompletions, kChatCompletions };
+// The endpoints a Generation serves (server/generation.h).
+enum class Endpoint { kCompletions, kChatCompletions, kEmbeddings };
 
 // A validated generation request. Model-dependent checks (model name, token ids < n_vocab,
 // prompt + max_tokens <= context) are done by the caller, which knows the model.
@@ -80,8 +81,10 @@ struct ModelCard {
   std::string id;
   std::int64_t created = 0;
   std::string owned_by = "ember";
-  int context_length = 0;  // extension: the per-sequence context
-  std::string status;      // extension: "loaded" | "loading" | "unloaded"; omitted when empty
+  int context_length = 0;        // extension: the per-sequence context
+  std::string status;            // extension: "loaded" | "loading" | "unloaded"; omitted when empty
+  int embedding_dimensions = 0;  // extension: /v1/embeddings vector length; omitted when 0
+  bool embedding_only = false;   // extension: answers /v1/embeddings only; omitted when false
 };
 std::string EncodeModelList(const std::vector<ModelCard>& models);
 

@@ -49,11 +49,37 @@ std::string_view OutcomeName(Outcome outcome) {
   return "error";
 }
 
-Generation::Generation(App& app, std::shared_ptr<http::Exchange> exchange, bool chat)
+namespace {
+std::string_view EndpointPath(api::Endpoint kind) {
+  switch (kind) {
+    case api::Endpoint::kCompletions:
+      return "/v1/completions";
+    case api::Endpoint::kChatCompletions:
+      return "/v1/chat/completions";
+    case api::Endpoint::kEmbeddings:
+      return "/v1/embeddings";
+  }
+  return "/v1/completions";
+}
+std::string_view IdPrefix(api::Endpoint kind) {
+  switch (kind) {
+    case api::Endpoint::kCompletions:
+      return "cmpl";
+    case api::Endpoint::kChatCompletions:
+      return "chatcmpl";
+    case api::Endpoint::kEmbeddings:
+      return "embd";
+  }
+  return "cmpl";
+}
+}  // namespace
+
+Generation::Generation(App& app, std::shared_ptr<http::Exchange> exchange, api::Endpoint kind)
     : app_(app),
       exchange_(std::move(exchange)),
-      chat_(chat),
-      endpoint_(chat ? "/v1/chat/completions" : "/v1/completions") {
+      kind_(kind),
+      chat_(kind == api::Endpoint::kChatCompletions),
+      endpoint_(EndpointPath(kind)) {
   app_.open_generations_.fetch_add(1);
   app_.metrics_.CountGeneration();
 }
@@ -91,12 +117,22 @@ void Generation::Start() {
   caller_ = std::move(*caller);
   // Parse.
   const std::string& body = exchange_->request().body;
-  auto params = chat_ ? api::ParseChatRequest(body) : api::ParseCompletionRequest(body);
-  if (!params) {
-    app_.metrics_.CountRejected("invalid");
-    return Refuse(Outcome::kInvalid, params.error());
+  if (kind_ == api::Endpoint::kEmbeddings) {
+    auto params = api::ParseEmbeddingRequest(body);
+    if (!params) {
+      app_.metrics_.CountRejected("invalid");
+      return Refuse(Outcome::kInvalid, params.error());
+    }
+    embed_params_ = std::move(*params);
+    params_.model = embed_params_.model;
+  } else {
+    auto params = chat_ ? api::ParseChatRequest(body) : api::ParseCompletionRequest(body);
+    if (!params) {
+      app_.metrics_.CountRejected("invalid");
+      return Refuse(Outcome::kInvalid, params.error());
+    }
+    params_ = std::move(*params);
   }
-  params_ = std::move(*params);
   ModelManager& models = *app_.models_.load();
   model_id_ = params_.model.empty() ? models.default_model() : params_.model;
   if (!models.Has(model_id_)) {
@@ -128,7 +164,9 @@ void Generation::Start() {
     if (!self || self->done_) return;
     self->client_gone_ = true;
     self->model_metrics_->CountCancelled();
-    if (self->lease_ && self->stream_) self->lease_->scheduler().Cancel(self->stream_);
+    self->failed_ = true;  // no more embedding inputs are submitted
+    if (!self->total_.error) self->total_.reason = FinishReason::kCancelled;
+    self->CancelAll();
     // Still waiting for its model: stop waiting, so it does not keep the model loaded (or
     // start a load) for nobody. The manager then calls back, and OnModel completes it.
     if (!self->lease_ && self->acquire_ticket_ != 0) {
@@ -166,19 +204,32 @@ void Generation::OnModel(Result<ModelLease> lease) {
   }
   lease_ = std::make_unique<ModelLease>(std::move(*lease));
   cold_start_s_ = lease_->cold_start_seconds();
-  auto built = BuildRequest();
+  Result<std::vector<scheduler::GenerateRequest>> built;
+  if (kind_ == api::Endpoint::kEmbeddings) {
+    built = BuildEmbeddingRequests();
+  } else if (auto one = BuildRequest(); one) {
+    built.emplace().push_back(std::move(*one));
+  } else {
+    built = std::unexpected(one.error());
+  }
   if (!built) {
     app_.metrics_.CountRejected("invalid");
     return Refuse(Outcome::kInvalid, built.error());
   }
-  // Reserve: the prompt's tokens exactly, the output at its max_tokens (refunded at the end).
-  prompt_tokens_ = static_cast<std::int64_t>(built->prompt.size());
-  if (auto refused = grant_->Reserve(prompt_tokens_, built->max_tokens)) {
+  // Reserve: the prompts' tokens exactly, the output at its max_tokens (refunded at the end;
+  // an embedding has none).
+  prompt_tokens_ = 0;
+  std::int64_t max_output = 0;
+  for (const scheduler::GenerateRequest& r : *built) {
+    prompt_tokens_ += static_cast<std::int64_t>(r.prompt.size());
+    if (!r.embed) max_output += r.max_tokens;
+  }
+  if (auto refused = grant_->Reserve(prompt_tokens_, max_output)) {
     return Refuse(*refused);
   }
   // The budget: the worst case at list price, settled to the actual cost in Complete.
   if (Metering* metering = app_.metering_) {
-    auto reserved = metering->Reserve(caller_.tenant, model_id_, prompt_tokens_, built->max_tokens);
+    auto reserved = metering->Reserve(caller_.tenant, model_id_, prompt_tokens_, max_output);
     if (!reserved) return Refuse(reserved.error());
     reservation_ = std::move(*reserved);
   }
@@ -190,6 +241,11 @@ Result<scheduler::GenerateRequest> Generation::BuildRequest() {
   const engine::ModelInfo& info = s->model();
   scheduler::GenerateRequest req;
   const engine::Tokenizer& tok = s->tokenizer();
+  if (info.embedding_only()) {
+    return InvalidArgument(
+        StrCat("model '", info.id, "' is an embedding model: it answers POST /v1/embeddings only"),
+        "model");
+  }
   if (params_.endpoint == api::Endpoint::kChatCompletions) {
     auto prompt = tok.ApplyChatTemplate(params_.messages);
     if (!prompt) return std::unexpected(prompt.error());
@@ -257,32 +313,125 @@ Result<scheduler::GenerateRequest> Generation::BuildRequest() {
   return req;
 }
 
-void Generation::Submit(scheduler::GenerateRequest req) {
+void Generation::Submit(std::vector<scheduler::GenerateRequest> reqs) {
   scheduler::Scheduler& scheduler = lease_->scheduler();
-  meta_.id = NewRequestId(chat_ ? "chatcmpl" : "cmpl");
+  meta_.id = NewRequestId(IdPrefix(kind_));
   meta_.created = Clock::Real().UnixSeconds();
   meta_.model = scheduler.model().id;
   meta_.system_fingerprint =
-      app_.Fingerprints(scheduler.model().numerics_id)[req.sampling.deterministic ? 1 : 0];
+      app_.Fingerprints(scheduler.model().numerics_id)[reqs[0].sampling.deterministic ? 1 : 0];
   meta_.cold_start_seconds = lease_->cold_start_seconds();
-  req.id = meta_.id;
-  req.arrival = arrival_;
-
-  stream_ = std::make_shared<scheduler::RequestStream>();
-  std::weak_ptr<Generation> weak = weak_from_this();
-  auto ex = exchange_;
-  stream_->SetNotify([weak, ex] {
-    ex->Post([weak] {
-      if (auto self = weak.lock()) self->Pump();
-    });
-  });
-  if (auto ok = scheduler.Submit(std::move(req), stream_); !ok) {
+  for (std::size_t i = 0; i < reqs.size(); ++i) {
+    reqs[i].id = reqs.size() == 1 ? meta_.id : StrCat(meta_.id, "-", i);
+    reqs[i].arrival = arrival_;
+  }
+  embeddings_.resize(kind_ == api::Endpoint::kEmbeddings ? reqs.size() : 0);
+  unsubmitted_ = std::move(reqs);
+  if (Status ok = SubmitMore(); !ok) {
     const bool full = ok.error().code == ErrorCode::kResourceExhausted;
-    app_.metrics_.CountRejected(full ? "queue_full" : "draining");
-    return Refuse(full ? Outcome::kQueueFull : Outcome::kDraining, ok.error());
+    app_.metrics_.CountRejected(full                                         ? "queue_full"
+                                : ok.error().code == ErrorCode::kUnavailable ? "draining"
+                                                                             : "invalid");
+    return Refuse(full                                         ? Outcome::kQueueFull
+                  : ok.error().code == ErrorCode::kUnavailable ? Outcome::kDraining
+                                                               : Outcome::kInvalid,
+                  ok.error());
   }
   model_metrics_->CountStarted();
   keep_alive_ = shared_from_this();
+}
+
+Status Generation::SubmitMore() {
+  scheduler::Scheduler& scheduler = lease_->scheduler();
+  const int window = std::max(1, scheduler.model().n_parallel);
+  while (!failed_ && next_input_ < unsubmitted_.size() && in_flight_ < window) {
+    scheduler::GenerateRequest& req = unsubmitted_[next_input_];
+    // A later input's queue deadline counts from when it is queued, not from the request's
+    // arrival: it waited behind its own request's earlier inputs, not for a slot.
+    if (next_input_ > 0) req.arrival = Clock::Real().Now();
+    auto stream = std::make_shared<scheduler::RequestStream>();
+    std::weak_ptr<Generation> weak = weak_from_this();
+    auto ex = exchange_;
+    stream->SetNotify([weak, ex] {
+      ex->Post([weak] {
+        if (auto self = weak.lock()) self->Pump();
+      });
+    });
+    if (Status ok = scheduler.Submit(std::move(req), stream); !ok) {
+      if (in_flight_ == 0) return ok;  // nothing of the request runs: refused as it is
+      // Queue full with inputs of this request in flight: retried when one of them ends.
+      if (ok.error().code == ErrorCode::kResourceExhausted) return {};
+      // Draining: the request fails once the inputs in flight have ended.
+      failed_ = true;
+      total_.reason = FinishReason::kError;
+      total_.error = ok.error();
+      CancelAll();
+      return {};
+    }
+    streams_.push_back(std::move(stream));
+    ++next_input_;
+    ++in_flight_;
+  }
+  if (next_input_ == unsubmitted_.size()) unsubmitted_.clear();
+  return {};
+}
+
+void Generation::CancelAll() {
+  if (!lease_) return;
+  for (const auto& stream : streams_) lease_->scheduler().Cancel(stream);
+}
+
+Result<std::vector<scheduler::GenerateRequest>> Generation::BuildEmbeddingRequests() {
+  scheduler::Scheduler& s = lease_->scheduler();
+  const engine::ModelInfo& info = s.model();
+  if (embed_params_.dimensions && *embed_params_.dimensions != info.n_embd) {
+    return InvalidArgument(StrCat("dimensions must be ", info.n_embd, " (or omitted) for model '",
+                                  info.id, "': its embeddings have ", info.n_embd,
+                                  " dimensions and it does not support shortening them"),
+                           "dimensions");
+  }
+  // An embedding model takes each input in one step; a generative one in the sequence's context.
+  const int limit =
+      info.embedding_only() ? std::min(info.n_batch, info.n_ctx_per_seq) : info.n_ctx_per_seq;
+  const bool several = embed_params_.inputs.size() > 1;
+  std::vector<scheduler::GenerateRequest> reqs;
+  reqs.reserve(embed_params_.inputs.size());
+  for (std::size_t i = 0; i < embed_params_.inputs.size(); ++i) {
+    const std::string where = several ? StrCat("input[", i, "]") : std::string("input");
+    scheduler::GenerateRequest req;
+    if (auto* text = std::get_if<std::string>(&embed_params_.inputs[i])) {
+      auto tokens = s.tokenizer().Tokenize(*text, true);
+      if (!tokens) return std::unexpected(tokens.error());
+      req.prompt = std::move(*tokens);
+    } else {
+      req.prompt = std::get<std::vector<engine::Token>>(embed_params_.inputs[i]);
+      for (engine::Token t : req.prompt) {
+        if (t < 0 || t >= info.n_vocab) {
+          return InvalidArgument(
+              StrCat(where, ": token id ", t, " is outside the vocabulary [0, ", info.n_vocab, ")"),
+              "input");
+        }
+      }
+    }
+    const int n = static_cast<int>(req.prompt.size());
+    if (n == 0) return InvalidArgument(StrCat(where, " has no tokens"), "input");
+    if (n > limit) {
+      return InvalidArgument(
+          StrCat(where, " (", n, " tokens) exceeds the ", limit,
+                 " tokens this model embeds at once",
+                 info.embedding_only() ? " (its batch size)" : " (its context per sequence)"),
+          "input");
+    }
+    req.embed = true;
+    req.max_tokens = 0;
+    req.sampling.temperature = 0.0f;
+    req.sampling.deterministic = app_.options_.determinism == Determinism::kAll;
+    req.tenant.id = caller_.tenant;
+    req.tenant.weight = caller_.weight;
+    req.tenant.priority = static_cast<int>(caller_.priority);
+    reqs.push_back(std::move(req));
+  }
+  return reqs;
 }
 
 // --- Stream -------------------------------------------------------------------------------
@@ -300,16 +449,57 @@ http::Headers Generation::ResponseHeaders() const {
 }
 
 void Generation::Pump() {
-  for (scheduler::Event& event : stream_->Take()) {
-    if (done_) return;
-    if (auto* delta = std::get_if<scheduler::TextDelta>(&event)) {
-      OnText(*delta);
-    } else if (auto* admitted = std::get_if<scheduler::Admitted>(&event)) {
-      OnAdmitted(*admitted);
-    } else {
-      OnFinished(std::get<scheduler::Finished>(event));
+  // streams_ may grow while this runs (OnInputFinished submits more): index, don't iterate.
+  for (std::size_t i = 0; i < streams_.size(); ++i) {
+    for (scheduler::Event& event : streams_[i]->Take()) {
+      if (done_) return;
+      if (auto* delta = std::get_if<scheduler::TextDelta>(&event)) {
+        OnText(*delta);
+      } else if (auto* admitted = std::get_if<scheduler::Admitted>(&event)) {
+        OnAdmitted(*admitted);
+      } else if (kind_ == api::Endpoint::kEmbeddings) {
+        OnInputFinished(i, std::get<scheduler::Finished>(event));
+      } else {
+        OnFinished(std::get<scheduler::Finished>(event));
+      }
     }
   }
+}
+
+void Generation::OnInputFinished(std::size_t input, scheduler::Finished& f) {
+  --in_flight_;
+  // The sum the completion point sees: every input's tokens and engine time; the request's
+  // queue time is its first input's, its total the last one's.
+  const bool first = input == 0;
+  total_.usage.prompt_tokens += f.usage.prompt_tokens;
+  total_.usage.cached_tokens += f.usage.cached_tokens;
+  total_.timings.engine += f.timings.engine;
+  if (first) total_.timings.queue = f.timings.queue;
+  total_.timings.total = std::max(total_.timings.total, f.timings.total);
+  const bool ok = !f.error && f.reason == FinishReason::kStop;
+  if (ok) {
+    embeddings_[input] = std::move(f.embedding);
+  } else if (!total_.error && (f.error || total_.reason == FinishReason::kStop)) {
+    // The first failure is the request's; an error wins over a cancellation.
+    total_.reason = f.reason;
+    total_.error = f.error;
+  }
+  if (!ok && !failed_) {
+    failed_ = true;
+    CancelAll();
+  }
+  if (!failed_) {
+    if (Status more = SubmitMore(); !more) {
+      failed_ = true;
+      total_.reason = FinishReason::kError;
+      total_.error = more.error();
+      CancelAll();
+    }
+  }
+  if (in_flight_ > 0 || (!failed_ && next_input_ < unsubmitted_.size())) return;
+  if (!failed_) total_.reason = FinishReason::kStop;
+  total_.usage.prompt_tokens = static_cast<int>(prompt_tokens_);  // never-submitted ones too
+  OnFinished(total_);
 }
 
 void Generation::EnsureStreamStarted() {
@@ -322,6 +512,7 @@ void Generation::EnsureStreamStarted() {
 }
 
 void Generation::OnAdmitted(const scheduler::Admitted& admitted) {
+  if (admitted_) return;  // a later embedding input: the request was admitted once
   admitted_ = true;
   grant_->Started();
   app_.tenant_metrics_.ObserveQueue(caller_.tenant, admitted.queue);
@@ -355,6 +546,7 @@ void Generation::OnFinished(const scheduler::Finished& f) {
               : error->code == ErrorCode::kUnavailable    ? Outcome::kAborted
                                                           : Outcome::kError;
     if (!stream_started_) {
+      // A queue full at an embedding input after the first: the same 429 as at the first.
       api::HttpError http = api::ToHttpError(*error);
       http::Headers headers = ResponseHeaders();
       if (http.status == 429 || http.status == 503) headers.emplace_back("Retry-After", "1");
@@ -369,6 +561,16 @@ void Generation::OnFinished(const scheduler::Finished& f) {
   }
   // The answer's last bytes acknowledge the request; with --ledger-sync full they wait until
   // its usage record is committed (Complete -> RecordUsage), so nothing acknowledged is lost.
+  if (kind_ == api::Endpoint::kEmbeddings) {
+    http_status_ = 200;
+    std::string body = api::EncodeEmbeddings(meta_.model, embeddings_, embed_params_.format,
+                                             f.usage.prompt_tokens);
+    return Complete(
+        outcome, &f, [this, body = std::move(body), headers = ResponseHeaders()]() mutable {
+          app_.metrics_.CountHttp(endpoint_, 200);
+          exchange_->Respond(200, "application/json", std::move(body), std::move(headers));
+        });
+  }
   if (!params_.stream) {
     http_status_ = 200;
     std::string body = chat_ ? api::EncodeChatCompletion(meta_, text_, f.reason, f.usage)
@@ -447,7 +649,7 @@ void Generation::RecordUsage(Outcome outcome, const scheduler::Finished* finishe
   Metering* metering = app_.metering_;
   if (metering == nullptr || !grant_) return send_now();
   ledger::UsageRecord r;
-  r.request_id = meta_.id.empty() ? NewRequestId(chat_ ? "chatcmpl" : "cmpl") : meta_.id;
+  r.request_id = meta_.id.empty() ? NewRequestId(IdPrefix(kind_)) : meta_.id;
   r.tenant = caller_.tenant;
   r.key_id = caller_.key_id;
   r.model = model_id_;
