@@ -497,8 +497,8 @@ void Generation::OnInputFinished(std::size_t input, scheduler::Finished& f) {
     }
   }
   if (in_flight_ > 0 || (!failed_ && next_input_ < unsubmitted_.size())) return;
+  // Inputs never submitted (the request failed or its client left first) are not billed.
   if (!failed_) total_.reason = FinishReason::kStop;
-  total_.usage.prompt_tokens = static_cast<int>(prompt_tokens_);  // never-submitted ones too
   OnFinished(total_);
 }
 

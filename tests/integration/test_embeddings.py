@@ -12,7 +12,7 @@ import tempfile
 import threading
 import unittest
 
-from harness import MODEL, Server
+from harness import MODEL, Server, post_bytes, raw_socket
 
 MODEL_ID = "stories260K"
 
@@ -264,6 +264,51 @@ class EmbeddingModelTest(unittest.TestCase):
             self.assertEqual(status, 400, resp)
             self.assertEqual(resp["error"]["param"], "model")
             self.assertIn("embedding model", resp["error"]["message"])
+
+
+class EmbeddingsCancellationTest(unittest.TestCase):
+    def test_a_client_that_leaves_cancels_every_input(self):
+        # 10 ms per step, 2 slots, 200 inputs of ~100 tokens (one step each at batch 512): about
+        # 1 s of work if it all ran; the client leaves after the first inputs are running.
+        data_dir = tempfile.mkdtemp(prefix="ember-embed-cancel-")
+        server = Server("--parallel", "2", "--ctx-size", "512", "--debug-step-delay", "10ms",
+                        "--data-dir", data_dir)
+        try:
+            s = raw_socket(server.port)
+            body = json.dumps({"input": [[5 + i % 7] * 100 for i in range(200)]}).encode()
+            s.sendall(post_bytes("/v1/embeddings", body))
+            self.assertTrue(server.wait_metric("ember_num_requests_running", 1))
+            s.close()
+            self.assertTrue(server.wait_metric("ember_num_requests_running", 0, timeout=2))
+            self.assertEqual(server.metric("ember_num_requests_waiting"), 0)
+            # The inputs that had been queued were cancelled, the rest never submitted: far
+            # fewer than 200 sequences finished, none of them after the client left.
+            aborted = server.metric("ember_request_success_total", {"finished_reason": "abort"})
+            finished = server.metric("ember_request_success_total", {"finished_reason": "stop"})
+            self.assertGreaterEqual(aborted, 1)
+            self.assertLess((finished or 0) + aborted, 50)
+            self.assertEqual(server.metric("ember_requests_cancelled_total"), 1)
+            # Generation still runs.
+            status, resp, _ = server.post_json("/v1/completions", {"prompt": "Hi", "max_tokens": 3})
+            self.assertEqual(status, 200, resp)
+        finally:
+            server.stop()
+        try:
+            db = sqlite3.connect(f"file:{os.path.join(data_dir, 'ledger.sqlite')}?mode=ro",
+                                 uri=True)
+            db.row_factory = sqlite3.Row
+            rows = [dict(r) for r in db.execute(
+                "SELECT * FROM usage WHERE endpoint = '/v1/embeddings'")]
+            db.close()
+            self.assertEqual(len(rows), 1, rows)
+            self.assertEqual(rows[0]["outcome"], "client_gone")
+            self.assertEqual(rows[0]["finish_reason"], "cancelled")
+            self.assertEqual(rows[0]["completion_tokens"], 0)
+            # Billed: the inputs that reached the scheduler (queued or run), not the rest.
+            self.assertEqual(rows[0]["prompt_tokens"] % 100, 0)
+            self.assertEqual(rows[0]["prompt_tokens"] // 100, (finished or 0) + aborted)
+        finally:
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 class EmbeddingsLedgerTest(unittest.TestCase):
