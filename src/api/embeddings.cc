@@ -26,7 +26,7 @@ Status RejectUnknownFields(const Json& request) {
       return InvalidArgument(
           StrCat("unrecognized request argument: ", Truncated(key),
                  " (/v1/embeddings takes model, input, encoding_format, dimensions, user)"),
-          key);
+          Truncated(key, 100));
     }
   }
   return {};
