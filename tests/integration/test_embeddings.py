@@ -163,7 +163,8 @@ class EmbeddingsTest(unittest.TestCase):
         self.assertError({"input": [[1, 2], []]}, "input", "input[1]")
         self.assertError({"input": [1, 512]}, "input", "vocabulary")  # vocab is 512
         self.assertError({"input": ["x"] * 2049}, "input", "2048")
-        self.assertError({"input": [[1] * 300]}, "input", "context")  # 256 per sequence
+        self.assertError({"input": [[1] * 257]}, "input", "context")  # 256 per sequence
+        self.assertEqual(len(self.embed({"input": [[1] * 256]})["data"]), 1)  # the whole context
         self.assertError({"input": "x", "encoding_format": "int8"}, "encoding_format")
         self.assertError({"input": "x", "temperature": 0}, "temperature", "unrecognized")
         self.assertError({"input": 3}, "input")

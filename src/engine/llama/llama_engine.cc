@@ -489,6 +489,11 @@ Status LlamaEngine::DecodeProbe(const std::vector<ProbeRow>& rows,
 // decodes share its steps (5 rows also covers the repacked Q4_0 kernels' 4-row tiles and
 // their tail). Every logit must be bit-identical.
 Status LlamaEngine::VerifyBatchInvariance() {
+  if (info_.embedding_only()) {
+    return Unavailable(
+        "deterministic mode is not available for embedding models: its check compares logits, "
+        "which an embedding model does not compute");
+  }
   if (BatchInvariantSetter() == nullptr) {
     return Unavailable(
         "deterministic mode is not available: this llama.cpp build lacks ember's "
