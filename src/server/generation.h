@@ -10,7 +10,7 @@
 // finish hook attach there. Lives on its exchange's HTTP strand.
 //
 // An embeddings request with several inputs is one admission, one budget reservation and one
-// usage record, but one scheduler request per input: at most a model's slot count of them
+// usage record, but one scheduler request per input: at most twice a model's slot count of them
 // are queued or running at a time (so a 2048-input request neither fills the wait queue nor
 // takes every turn of the fair queue); it answers once all have finished, and a client that
 // leaves cancels all of them.

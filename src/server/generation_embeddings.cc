@@ -1,5 +1,5 @@
 // The embeddings side of Generation (generation.h): one scheduler request per input, at most
-// the model's slot count in flight, summed into one Finished for the completion point.
+// twice the model's slot count in flight, summed into one Finished for the completion point.
 #include <algorithm>
 
 #include "common/clock.h"
@@ -13,7 +13,9 @@ using engine::FinishReason;
 
 Status Generation::SubmitMore() {
   scheduler::Scheduler& scheduler = lease_->scheduler();
-  const int window = std::max(1, scheduler.model().n_parallel);
+  // Twice the slots: the inputs that take the slots freed in a step are already queued, so
+  // the engine never waits for this strand to hand it the next ones.
+  const int window = 2 * std::max(1, scheduler.model().n_parallel);
   while (!failed_ && next_input_ < unsubmitted_.size() && in_flight_ < window) {
     scheduler::GenerateRequest& req = unsubmitted_[next_input_];
     // A later input's queue deadline counts from when it is queued, not from the request's
