@@ -1,7 +1,7 @@
 // libFuzzer target: arbitrary bytes as the body of POST /v1/completions, /v1/chat/completions,
-// /v1/responses and /tokenize, through the functions their handlers call (server/app.cc), and
-// an accepted Responses request through its encoders (valid JSON whatever it holds). Each
-// parser either
+// /v1/responses, /v1/embeddings and /tokenize, through the functions their handlers call
+// (server/app.cc), and an accepted Responses request through its encoders (valid JSON whatever
+// it holds). Each parser either
 // accepts the body with every field inside the limits it promises (api/openai.h,
 // engine/types.h) and equal to what an independent JSON parse of the body holds, or rejects it
 // with kInvalidArgument, which ToHttpError turns into a 400 carrying OpenAI's error envelope.
@@ -11,6 +11,7 @@
 #include <string_view>
 #include <variant>
 
+#include "api/embeddings.h"
 #include "api/openai.h"
 #include "api/responses.h"
 #include "api/tokenize.h"
@@ -174,6 +175,34 @@ void CheckTokenize(std::string_view body) {
   FUZZ_CHECK(params->add_special == (Member(*doc, "add_special") != false), "add_special");
 }
 
+// An accepted embeddings body holds 1..2048 inputs, none empty, with valid token ids and
+// UTF-8 text, in the body's order; `dimensions` is positive.
+void CheckEmbeddings(std::string_view body) {
+  auto params = api::ParseEmbeddingRequest(body);
+  if (!params) return CheckRejected(params.error());
+  const auto doc = ParseStrict(body);
+  FUZZ_CHECK(doc && doc->is_object(), "accepted a body that is not a JSON object");
+  const Json model = Member(*doc, "model");
+  FUZZ_CHECK(params->model == (model.is_string() ? model.get<std::string>() : ""), "model");
+  FUZZ_CHECK(!params->inputs.empty() && params->inputs.size() <= api::kMaxEmbeddingInputs,
+             "%zu inputs", params->inputs.size());
+  const Json input = Member(*doc, "input");
+  const bool one = input.is_string() || (input.is_array() && input.front().is_number());
+  FUZZ_CHECK(params->inputs.size() == (one ? 1 : input.size()), "input count");
+  for (const api::EmbeddingInput& in : params->inputs) {
+    if (const auto* text = std::get_if<std::string>(&in)) {
+      FUZZ_CHECK(!text->empty() && IsValidUtf8(*text), "input text");
+    } else {
+      const auto& tokens = std::get<std::vector<engine::Token>>(in);
+      FUZZ_CHECK(!tokens.empty(), "empty token input");
+      for (engine::Token t : tokens) FUZZ_CHECK(t >= 0, "token %d", t);
+    }
+  }
+  FUZZ_CHECK(!params->dimensions || *params->dimensions >= 1, "dimensions");
+  const Json format = Member(*doc, "encoding_format");
+  FUZZ_CHECK((params->format == api::EmbeddingFormat::kBase64) == (format == "base64"), "format");
+}
+
 }  // namespace
 }  // namespace ember::fuzz
 
@@ -192,5 +221,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
   }
   fuzz::CheckTokenize(body);
+  fuzz::CheckEmbeddings(body);
   return 0;
 }

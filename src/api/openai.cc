@@ -203,6 +203,11 @@ std::string EncodeModelList(const std::vector<ModelCard>& models) {
       out += ",\"status\":";
       AppendQuoted(out, card.status);
     }
+    if (card.embedding_dimensions > 0) {
+      out += ",\"embedding_dimensions\":";
+      AppendInt(out, card.embedding_dimensions);
+    }
+    if (card.embedding_only) out += ",\"embedding_only\":true";
     out += '}';
   }
   out += "]}";

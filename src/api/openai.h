@@ -17,7 +17,8 @@
 
 namespace ember::api {
 
-enum class Endpoint { kCompletions, kChatCompletions, kResponses };
+// The endpoints a Generation serves (server/generation.h).
+enum class Endpoint { kCompletions, kChatCompletions, kResponses, kEmbeddings };
 
 // A function the model may call (`tools[i]` with type "function").
 struct ToolDefinition {
@@ -149,8 +150,10 @@ struct ModelCard {
   std::string id;
   std::int64_t created = 0;
   std::string owned_by = "ember";
-  int context_length = 0;  // extension: the per-sequence context
-  std::string status;      // extension: "loaded" | "loading" | "unloaded"; omitted when empty
+  int context_length = 0;        // extension: the per-sequence context
+  std::string status;            // extension: "loaded" | "loading" | "unloaded"; omitted when empty
+  int embedding_dimensions = 0;  // extension: /v1/embeddings vector length; omitted when 0
+  bool embedding_only = false;   // extension: answers /v1/embeddings only; omitted when false
 };
 std::string EncodeModelList(const std::vector<ModelCard>& models);
 

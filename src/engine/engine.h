@@ -49,6 +49,14 @@ struct ModelInfo {
   std::vector<StartupPhase> startup;
   // Bytes of weight buffers as loaded (after any repack); 0 when the engine cannot tell.
   std::uint64_t weight_bytes = 0;
+  int n_embd = 0;  // length of the vectors TakeEmbedding returns
+  // How an input's hidden states become one vector. kLastToken: a generative model (llama.cpp
+  // pooling NONE), whose last input token's final hidden state is the embedding; the others
+  // are embedding models whose GGUF metadata declares the pooling (docs/api.md).
+  Pooling pooling = Pooling::kLastToken;
+  // An embedding model: its metadata declares a pooling. It answers /v1/embeddings only, with
+  // each input in one step (at most n_batch tokens).
+  bool embedding_only() const { return pooling != Pooling::kLastToken; }
 };
 
 class Tokenizer {
@@ -69,12 +77,15 @@ class Tokenizer {
 
 // One sequence's share of a step: feed `tokens` at positions [pos, pos + tokens.size()).
 // When `sample` is set the engine samples the sequence's next token from the last position.
+// When `embed` is set (never with `sample`) these are the last tokens of an embedding input:
+// the engine keeps the input's embedding for TakeEmbedding right after the step.
 struct BatchEntry {
   int slot = 0;
   std::span<const Token> tokens;
   int pos = 0;
   bool sample = false;
   bool deterministic = false;  // the sequence asked for batch-invariant numerics
+  bool embed = false;
 };
 
 // A sequence's sampler state (random number generator position, penalty history) outside
@@ -121,6 +132,10 @@ class Engine {
   // `sample` set, in entry order; with log-probabilities where the sequence's SamplingParams
   // ask for them. The tokens are the same whether or not logprobs are asked for.
   [[nodiscard]] virtual Result<std::vector<Sampled>> Step(std::span<const BatchEntry> batch) = 0;
+  // After a Step whose entry for `slot` had `embed` set: that input's embedding, Info().n_embd
+  // floats with unit L2 norm (Info().pooling says how it was pooled). Takes it out: a second
+  // call, or one for a slot without such an entry in the last step, is an error.
+  [[nodiscard]] virtual Result<std::vector<float>> TakeEmbedding(int slot) = 0;
 };
 
 }  // namespace ember::engine

@@ -109,6 +109,14 @@ enum class FinishReason {
   kToolCalls,
 };
 
+// How an embedding input's per-token hidden states are pooled into one vector.
+enum class Pooling {
+  kLastToken,  // generative models: the last token's final hidden state (docs/api.md says why)
+  kMean,       // embedding models, as their GGUF metadata declares
+  kCls,
+  kLast,
+};
+
 struct Usage {
   int prompt_tokens = 0;
   int completion_tokens = 0;

@@ -38,6 +38,9 @@ struct GenerateRequest {
   std::vector<std::string> stop;
   SteadyTime arrival{};  // when the HTTP request arrived; queue deadline counts from here
   TenantTag tenant;
+  // An embedding input: `prompt` is prefilled like any prompt (max_tokens, sampling and stop
+  // are ignored, nothing is sampled) and its Finished event carries the embedding.
+  bool embed = false;
 };
 
 // The request left the wait queue for a sequence slot (once, even if it is later preempted
@@ -71,7 +74,8 @@ struct Finished {
   engine::FinishReason reason = engine::FinishReason::kStop;
   engine::Usage usage;
   Timings timings;
-  std::optional<Error> error;  // set for kError and for requests that never ran
+  std::optional<Error> error;    // set for kError and for requests that never ran
+  std::vector<float> embedding;  // an embedding request that finished (kStop)
 };
 
 using Event = std::variant<TextDelta, Admitted, Finished>;

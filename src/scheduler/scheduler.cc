@@ -63,7 +63,8 @@ struct Scheduler::Sequence {
   SteadyTime admitted{};  // first admission
   SteadyTime first_token{};
   SteadyTime last_token{};
-  std::int64_t engine_ns = 0;  // its share of the steps it was in (SplitStepTime)
+  std::int64_t engine_ns = 0;    // its share of the steps it was in (SplitStepTime)
+  std::vector<float> embedding;  // an embedding request's result, for its Finished event
 
   const std::vector<Token>& feed() const { return replay.empty() ? request.prompt : replay; }
   bool decoding() const { return prefilled == static_cast<int>(feed().size()); }
@@ -122,6 +123,18 @@ Status Scheduler::Submit(GenerateRequest request, std::shared_ptr<RequestStream>
   if (!std::isfinite(request.tenant.weight) || request.tenant.weight <= 0) {
     return InvalidArgument(
         StrCat("tenant weight must be a positive number, not ", request.tenant.weight));
+  }
+  const engine::ModelInfo& info = engine_->Info();
+  if (info.embedding_only() && !request.embed) {
+    return InvalidArgument(
+        StrCat("model '", info.id, "' is an embedding model: it answers /v1/embeddings only"),
+        "model");
+  }
+  // A pooled input must fit one step, or it would wait for a step that never comes.
+  if (info.embedding_only() && static_cast<int>(request.prompt.size()) > info.n_batch) {
+    return InvalidArgument(StrCat("input of ", request.prompt.size(),
+                                  " tokens is longer than the batch size of ", info.n_batch),
+                           "input");
   }
   int waiting = waiting_count_.load();
   do {
@@ -462,14 +475,21 @@ std::vector<Scheduler::Planned> Scheduler::PlanStep() const {
     }
   }
   std::sort(prefilling.begin(), prefilling.end());
+  // An embedding model pools over one step, so its inputs are never chunked: one that does
+  // not fit the rest of this step waits for the next (Submit refused any longer than a step).
+  const bool whole = engine_->Info().embedding_only();
   for (const auto& entry : prefilling) {
     if (budget == 0) break;
     Sequence* s = slots_[std::get<3>(entry)].get();
     const int remaining = static_cast<int>(s->feed().size()) - s->prefilled;
+    if (whole && remaining > budget) continue;
     const int chunk = std::min(remaining, budget);
-    plan.push_back({s,
-                    {s->slot, std::span<const Token>(s->feed()).subspan(s->prefilled, chunk),
-                     s->prefilled, chunk == remaining, s->request.sampling.deterministic}});
+    const bool last = chunk == remaining;
+    const bool embed = s->request.embed;
+    plan.push_back(
+        {s,
+         {s->slot, std::span<const Token>(s->feed()).subspan(s->prefilled, chunk), s->prefilled,
+          last && !embed, s->request.sampling.deterministic, last && embed}});
     budget -= chunk;
   }
   std::sort(plan.begin(), plan.end(),
@@ -516,6 +536,7 @@ bool Scheduler::RunStep() {
     Sequence* s = plan[i].seq;
     if (!s->decoding()) s->prefilled += static_cast<int>(batch[i].tokens.size());
     if (batch[i].sample && k < sampled->size()) HandleSampled(*s, (*sampled)[k++], now);
+    if (batch[i].embed) FinishEmbedding(*s);
   }
   PublishGauges();
   return true;
@@ -580,6 +601,19 @@ void Scheduler::HandleSampled(Sequence& seq, const engine::Sampled& sampled, Ste
   }
 }
 
+// The step just fed an embedding input's last tokens: it ends with its vector. Its KV cells
+// stay as a prompt cache, as a finished generation's do (an embedding model's engine keeps
+// none: its pooled inputs cannot start from a prefix).
+void Scheduler::FinishEmbedding(Sequence& seq) {
+  auto embedding = engine_->TakeEmbedding(seq.slot);
+  if (!embedding) {
+    log::Error("embedding failed: ", embedding.error().message);
+    return Finish(seq, FinishReason::kError, embedding.error());
+  }
+  seq.embedding = std::move(*embedding);
+  Finish(seq, FinishReason::kStop, std::nullopt);
+}
+
 void Scheduler::Finish(Sequence& seq, FinishReason reason, std::optional<Error> error) {
   const int slot = seq.slot;
   // Keep the cells as a prompt cache unless the engine failed (their contents are unknown).
@@ -619,6 +653,7 @@ void Scheduler::Complete(Sequence& seq, FinishReason reason, std::optional<Error
   if (seq.generated > 0) f.timings.first_token = seq.first_token - seq.request.arrival;
   f.timings.total = now - seq.request.arrival;
   f.timings.engine = std::chrono::nanoseconds(seq.engine_ns);
+  f.embedding = std::move(seq.embedding);
   observer_->OnFinished(f);
   seq.stream->Push(std::move(f));
 }

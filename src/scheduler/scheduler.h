@@ -1,7 +1,9 @@
 // The scheduler: a bounded wait queue and the one engine thread that owns the Engine.
 // Each step it admits waiting requests into free sequence slots, puts one decode token of
 // every generating sequence into the batch first, fills the rest of the per-step token
-// budget with prompt chunks, runs the engine, and turns sampled tokens into events. A
+// budget with prompt chunks, runs the engine, and turns sampled tokens into events. An
+// embedding request (GenerateRequest::embed) is a sequence that only prefills: the step with
+// its last chunk yields its vector (Engine::TakeEmbedding) and ends it. A
 // finished or cancelled sequence frees its slot and KV cells in the same step.
 //
 // Sharing: the wait queue is a FairQueue (fair_queue.h). Admission takes the lowest priority
@@ -139,6 +141,7 @@ class Scheduler {
   // The text that became final and, when the request asked for them, the logprobs of the
   // tokens it completed, as one event (nothing when both are empty).
   void PushText(Sequence& seq, std::string text, int tokens);
+  void FinishEmbedding(Sequence& seq);
   void Finish(Sequence& seq, engine::FinishReason reason, std::optional<Error> error);
   void ReleaseSlot(Sequence& seq, bool keep_cells);
   void Complete(Sequence& seq, engine::FinishReason reason, std::optional<Error> error);

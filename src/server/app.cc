@@ -103,14 +103,22 @@ void App::Handle(std::shared_ptr<http::Exchange> ex) {
                        metrics_.registry().Render());
   }
   if (path == "/v1/models" && get) return HandleModels(*ex);
-  if (path == "/v1/completions" && post) return HandleGenerate(std::move(ex), false);
-  if (path == "/v1/chat/completions" && post) return HandleGenerate(std::move(ex), true);
+  if (path == "/v1/completions" && post) {
+    return HandleGenerate(std::move(ex), api::Endpoint::kCompletions);
+  }
+  if (path == "/v1/chat/completions" && post) {
+    return HandleGenerate(std::move(ex), api::Endpoint::kChatCompletions);
+  }
+  if (path == "/v1/embeddings" && post) {
+    return HandleGenerate(std::move(ex), api::Endpoint::kEmbeddings);
+  }
   if (path == "/tokenize" && post) return HandleTokenize(std::move(ex));
   if (path.starts_with("/admin/models/") && post) return HandleAdmin(std::move(ex));
   if (path == "/v1/usage" && get) return HandleUsage(std::move(ex));
   const bool known = path == "/health" || path == "/ready" || path == "/metrics" ||
                      path == "/v1/models" || path == "/v1/completions" ||
-                     path == "/v1/chat/completions" || path == "/tokenize" || path == "/v1/usage";
+                     path == "/v1/chat/completions" || path == "/v1/embeddings" ||
+                     path == "/tokenize" || path == "/v1/usage";
   if (known) {
     return ReplyError(*ex, path,
                       Error{ErrorCode::kInvalidArgument,
@@ -160,9 +168,15 @@ void App::HandleModels(http::Exchange& ex) {
   std::vector<api::ModelCard> cards;
   if (ModelManager* models = models_.load()) {
     for (const ModelStatus& m : models->List()) {
-      cards.push_back({m.id, m.info ? m.info->created : 0, "ember", m.ctx_per_seq,
-                       std::string(ModelStateName(
-                           m.state == ModelState::kUnloading ? ModelState::kUnloaded : m.state))});
+      api::ModelCard card{
+          m.id, m.info ? m.info->created : 0, "ember", m.ctx_per_seq,
+          std::string(
+              ModelStateName(m.state == ModelState::kUnloading ? ModelState::kUnloaded : m.state))};
+      if (m.info) {
+        card.embedding_dimensions = m.info->n_embd;
+        card.embedding_only = m.info->embedding_only();
+      }
+      cards.push_back(std::move(card));
     }
   }
   Reply(ex, "/v1/models", 200, api::EncodeModelList(cards));
@@ -358,10 +372,10 @@ void App::HandleAdmin(std::shared_ptr<http::Exchange> ex) {
 
 namespace ember::server {
 
-void App::HandleGenerate(std::shared_ptr<http::Exchange> ex, bool chat) {
+void App::HandleGenerate(std::shared_ptr<http::Exchange> ex, api::Endpoint kind) {
   // Every check, from the serving state to the tenant's limits, is a stage of the
   // Generation, so each refusal also passes its completion point.
-  std::make_shared<Generation>(*this, std::move(ex), chat)->Start();
+  std::make_shared<Generation>(*this, std::move(ex), kind)->Start();
 }
 
 }  // namespace ember::server

@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 
+#include "api/openai.h"
 #include "http/http_server.h"
 #include "scheduler/scheduler.h"
 #include "server/metering.h"
@@ -78,7 +79,7 @@ class App {
   void HandleReady(http::Exchange& ex);
   void HandleModels(http::Exchange& ex);
   void HandleTokenize(std::shared_ptr<http::Exchange> ex);
-  void HandleGenerate(std::shared_ptr<http::Exchange> ex, bool chat);
+  void HandleGenerate(std::shared_ptr<http::Exchange> ex, api::Endpoint kind);
   // With tenants configured, the API endpoints other than generation (models, tokenize) need
   // a valid key too; answers the refusal itself and returns false.
   bool Authorized(http::Exchange& ex, const std::string& endpoint);

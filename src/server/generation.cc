@@ -50,11 +50,41 @@ std::string_view OutcomeName(Outcome outcome) {
   return "error";
 }
 
-Generation::Generation(App& app, std::shared_ptr<http::Exchange> exchange, bool chat)
+namespace {
+std::string_view EndpointPath(api::Endpoint kind) {
+  switch (kind) {
+    case api::Endpoint::kCompletions:
+      return "/v1/completions";
+    case api::Endpoint::kChatCompletions:
+      return "/v1/chat/completions";
+    case api::Endpoint::kResponses:
+      return "/v1/responses";
+    case api::Endpoint::kEmbeddings:
+      return "/v1/embeddings";
+  }
+  return "/v1/completions";
+}
+std::string_view IdPrefix(api::Endpoint kind) {
+  switch (kind) {
+    case api::Endpoint::kCompletions:
+      return "cmpl";
+    case api::Endpoint::kChatCompletions:
+      return "chatcmpl";
+    case api::Endpoint::kResponses:
+      return "resp";
+    case api::Endpoint::kEmbeddings:
+      return "embd";
+  }
+  return "cmpl";
+}
+}  // namespace
+
+Generation::Generation(App& app, std::shared_ptr<http::Exchange> exchange, api::Endpoint kind)
     : app_(app),
       exchange_(std::move(exchange)),
-      chat_(chat),
-      endpoint_(chat ? "/v1/chat/completions" : "/v1/completions") {
+      kind_(kind),
+      chat_(kind == api::Endpoint::kChatCompletions),
+      endpoint_(EndpointPath(kind)) {
   app_.open_generations_.fetch_add(1);
   app_.metrics_.CountGeneration();
 }
@@ -92,12 +122,22 @@ void Generation::Start() {
   caller_ = std::move(*caller);
   // Parse.
   const std::string& body = exchange_->request().body;
-  auto params = chat_ ? api::ParseChatRequest(body) : api::ParseCompletionRequest(body);
-  if (!params) {
-    app_.metrics_.CountRejected("invalid");
-    return Refuse(Outcome::kInvalid, params.error());
+  if (kind_ == api::Endpoint::kEmbeddings) {
+    auto params = api::ParseEmbeddingRequest(body);
+    if (!params) {
+      app_.metrics_.CountRejected("invalid");
+      return Refuse(Outcome::kInvalid, params.error());
+    }
+    embed_params_ = std::move(*params);
+    params_.model = embed_params_.model;
+  } else {
+    auto params = chat_ ? api::ParseChatRequest(body) : api::ParseCompletionRequest(body);
+    if (!params) {
+      app_.metrics_.CountRejected("invalid");
+      return Refuse(Outcome::kInvalid, params.error());
+    }
+    params_ = std::move(*params);
   }
-  params_ = std::move(*params);
   ModelManager& models = *app_.models_.load();
   model_id_ = params_.model.empty() ? models.default_model() : params_.model;
   if (!models.Has(model_id_)) {
@@ -129,7 +169,9 @@ void Generation::Start() {
     if (!self || self->done_) return;
     self->client_gone_ = true;
     self->model_metrics_->CountCancelled();
-    if (self->lease_ && self->stream_) self->lease_->scheduler().Cancel(self->stream_);
+    self->failed_ = true;  // no more embedding inputs are submitted
+    if (!self->total_.error) self->total_.reason = FinishReason::kCancelled;
+    self->CancelAll();
     // Still waiting for its model: stop waiting, so it does not keep the model loaded (or
     // start a load) for nobody. The manager then calls back, and OnModel completes it.
     if (!self->lease_ && self->acquire_ticket_ != 0) {
@@ -167,19 +209,32 @@ void Generation::OnModel(Result<ModelLease> lease) {
   }
   lease_ = std::make_unique<ModelLease>(std::move(*lease));
   cold_start_s_ = lease_->cold_start_seconds();
-  auto built = BuildRequest();
+  Result<std::vector<scheduler::GenerateRequest>> built;
+  if (kind_ == api::Endpoint::kEmbeddings) {
+    built = BuildEmbeddingRequests();
+  } else if (auto one = BuildRequest(); one) {
+    built.emplace().push_back(std::move(*one));
+  } else {
+    built = std::unexpected(one.error());
+  }
   if (!built) {
     app_.metrics_.CountRejected("invalid");
     return Refuse(Outcome::kInvalid, built.error());
   }
-  // Reserve: the prompt's tokens exactly, the output at its max_tokens (refunded at the end).
-  prompt_tokens_ = static_cast<std::int64_t>(built->prompt.size());
-  if (auto refused = grant_->Reserve(prompt_tokens_, built->max_tokens)) {
+  // Reserve: the prompts' tokens exactly, the output at its max_tokens (refunded at the end;
+  // an embedding has none).
+  prompt_tokens_ = 0;
+  std::int64_t max_output = 0;
+  for (const scheduler::GenerateRequest& r : *built) {
+    prompt_tokens_ += static_cast<std::int64_t>(r.prompt.size());
+    if (!r.embed) max_output += r.max_tokens;
+  }
+  if (auto refused = grant_->Reserve(prompt_tokens_, max_output)) {
     return Refuse(*refused);
   }
   // The budget: the worst case at list price, settled to the actual cost in Complete.
   if (Metering* metering = app_.metering_) {
-    auto reserved = metering->Reserve(caller_.tenant, model_id_, prompt_tokens_, built->max_tokens);
+    auto reserved = metering->Reserve(caller_.tenant, model_id_, prompt_tokens_, max_output);
     if (!reserved) return Refuse(reserved.error());
     reservation_ = std::move(*reserved);
   }
@@ -191,6 +246,11 @@ Result<scheduler::GenerateRequest> Generation::BuildRequest() {
   const engine::ModelInfo& info = s->model();
   scheduler::GenerateRequest req;
   const engine::Tokenizer& tok = s->tokenizer();
+  if (info.embedding_only()) {
+    return InvalidArgument(
+        StrCat("model '", info.id, "' is an embedding model: it answers POST /v1/embeddings only"),
+        "model");
+  }
   if (params_.endpoint == api::Endpoint::kChatCompletions) {
     auto prompt = tok.ApplyChatTemplate(params_.messages);
     if (!prompt) return std::unexpected(prompt.error());
@@ -258,29 +318,29 @@ Result<scheduler::GenerateRequest> Generation::BuildRequest() {
   return req;
 }
 
-void Generation::Submit(scheduler::GenerateRequest req) {
+void Generation::Submit(std::vector<scheduler::GenerateRequest> reqs) {
   scheduler::Scheduler& scheduler = lease_->scheduler();
-  meta_.id = NewRequestId(chat_ ? "chatcmpl" : "cmpl");
+  meta_.id = NewRequestId(IdPrefix(kind_));
   meta_.created = Clock::Real().UnixSeconds();
   meta_.model = scheduler.model().id;
   meta_.system_fingerprint =
-      app_.Fingerprints(scheduler.model().numerics_id)[req.sampling.deterministic ? 1 : 0];
+      app_.Fingerprints(scheduler.model().numerics_id)[reqs[0].sampling.deterministic ? 1 : 0];
   meta_.cold_start_seconds = lease_->cold_start_seconds();
-  req.id = meta_.id;
-  req.arrival = arrival_;
-
-  stream_ = std::make_shared<scheduler::RequestStream>();
-  std::weak_ptr<Generation> weak = weak_from_this();
-  auto ex = exchange_;
-  stream_->SetNotify([weak, ex] {
-    ex->Post([weak] {
-      if (auto self = weak.lock()) self->Pump();
-    });
-  });
-  if (auto ok = scheduler.Submit(std::move(req), stream_); !ok) {
+  for (std::size_t i = 0; i < reqs.size(); ++i) {
+    reqs[i].id = reqs.size() == 1 ? meta_.id : StrCat(meta_.id, "-", i);
+    reqs[i].arrival = arrival_;
+  }
+  embeddings_.resize(kind_ == api::Endpoint::kEmbeddings ? reqs.size() : 0);
+  unsubmitted_ = std::move(reqs);
+  if (Status ok = SubmitMore(); !ok) {
     const bool full = ok.error().code == ErrorCode::kResourceExhausted;
-    app_.metrics_.CountRejected(full ? "queue_full" : "draining");
-    return Refuse(full ? Outcome::kQueueFull : Outcome::kDraining, ok.error());
+    app_.metrics_.CountRejected(full                                         ? "queue_full"
+                                : ok.error().code == ErrorCode::kUnavailable ? "draining"
+                                                                             : "invalid");
+    return Refuse(full                                         ? Outcome::kQueueFull
+                  : ok.error().code == ErrorCode::kUnavailable ? Outcome::kDraining
+                                                               : Outcome::kInvalid,
+                  ok.error());
   }
   model_metrics_->CountStarted();
   keep_alive_ = shared_from_this();
@@ -301,14 +361,19 @@ http::Headers Generation::ResponseHeaders() const {
 }
 
 void Generation::Pump() {
-  for (scheduler::Event& event : stream_->Take()) {
-    if (done_) return;
-    if (auto* delta = std::get_if<scheduler::TextDelta>(&event)) {
-      OnText(*delta);
-    } else if (auto* admitted = std::get_if<scheduler::Admitted>(&event)) {
-      OnAdmitted(*admitted);
-    } else {
-      OnFinished(std::get<scheduler::Finished>(event));
+  // streams_ may grow while this runs (OnInputFinished submits more): index, don't iterate.
+  for (std::size_t i = 0; i < streams_.size(); ++i) {
+    for (scheduler::Event& event : streams_[i]->Take()) {
+      if (done_) return;
+      if (auto* delta = std::get_if<scheduler::TextDelta>(&event)) {
+        OnText(*delta);
+      } else if (auto* admitted = std::get_if<scheduler::Admitted>(&event)) {
+        OnAdmitted(*admitted);
+      } else if (kind_ == api::Endpoint::kEmbeddings) {
+        OnInputFinished(i, std::get<scheduler::Finished>(event));
+      } else {
+        OnFinished(std::get<scheduler::Finished>(event));
+      }
     }
   }
 }
@@ -323,6 +388,7 @@ void Generation::EnsureStreamStarted() {
 }
 
 void Generation::OnAdmitted(const scheduler::Admitted& admitted) {
+  if (admitted_) return;  // a later embedding input: the request was admitted once
   admitted_ = true;
   grant_->Started();
   app_.tenant_metrics_.ObserveQueue(caller_.tenant, admitted.queue);
@@ -364,6 +430,7 @@ void Generation::OnFinished(const scheduler::Finished& f) {
               : error->code == ErrorCode::kUnavailable    ? Outcome::kAborted
                                                           : Outcome::kError;
     if (!stream_started_) {
+      // A queue full at an embedding input after the first: the same 429 as at the first.
       api::HttpError http = api::ToHttpError(*error);
       http::Headers headers = ResponseHeaders();
       if (http.status == 429 || http.status == 503) headers.emplace_back("Retry-After", "1");
@@ -378,6 +445,16 @@ void Generation::OnFinished(const scheduler::Finished& f) {
   }
   // The answer's last bytes acknowledge the request; with --ledger-sync full they wait until
   // its usage record is committed (Complete -> RecordUsage), so nothing acknowledged is lost.
+  if (kind_ == api::Endpoint::kEmbeddings) {
+    http_status_ = 200;
+    std::string body = api::EncodeEmbeddings(meta_.model, embeddings_, embed_params_.format,
+                                             f.usage.prompt_tokens);
+    return Complete(
+        outcome, &f, [this, body = std::move(body), headers = ResponseHeaders()]() mutable {
+          app_.metrics_.CountHttp(endpoint_, 200);
+          exchange_->Respond(200, "application/json", std::move(body), std::move(headers));
+        });
+  }
   if (!params_.stream) {
     http_status_ = 200;
     const api::ChoiceLogprobs choice_logprobs{logprobs_, 0};
@@ -458,7 +535,7 @@ void Generation::RecordUsage(Outcome outcome, const scheduler::Finished* finishe
   Metering* metering = app_.metering_;
   if (metering == nullptr || !grant_) return send_now();
   ledger::UsageRecord r;
-  r.request_id = meta_.id.empty() ? NewRequestId(chat_ ? "chatcmpl" : "cmpl") : meta_.id;
+  r.request_id = meta_.id.empty() ? NewRequestId(IdPrefix(kind_)) : meta_.id;
   r.tenant = caller_.tenant;
   r.key_id = caller_.key_id;
   r.model = model_id_;

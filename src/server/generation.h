@@ -1,5 +1,5 @@
-// One /v1/completions or /v1/chat/completions request from its first byte to its last, in
-// explicit stages:
+// One /v1/completions, /v1/chat/completions or /v1/embeddings request from its first byte to
+// its last, in explicit stages:
 //
 //   authenticate -> parse -> admit -> acquire model -> build -> submit -> stream
 //
@@ -8,6 +8,12 @@
 // out, drained, engine error). Complete settles the tenant's limits (unused output tokens
 // refunded, the concurrency place released) and counts the outcome; the usage ledger and the
 // finish hook attach there. Lives on its exchange's HTTP strand.
+//
+// An embeddings request with several inputs is one admission, one budget reservation and one
+// usage record, but one scheduler request per input: at most twice a model's slot count of them
+// are queued or running at a time (so a 2048-input request neither fills the wait queue nor
+// takes every turn of the fair queue); it answers once all have finished, and a client that
+// leaves cancels all of them.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "api/embeddings.h"
 #include "api/openai.h"
 #include "common/clock.h"
 #include "http/http_server.h"
@@ -56,7 +63,7 @@ std::string_view OutcomeName(Outcome outcome);
 
 class Generation : public std::enable_shared_from_this<Generation> {
  public:
-  Generation(App& app, std::shared_ptr<http::Exchange> exchange, bool chat);
+  Generation(App& app, std::shared_ptr<http::Exchange> exchange, api::Endpoint kind);
   ~Generation();
 
   // Runs the stages up to acquiring the model; answers at once when one refuses the request.
@@ -66,11 +73,19 @@ class Generation : public std::enable_shared_from_this<Generation> {
   // Stages after the model is ready (or cannot be); on the strand.
   void OnModel(Result<ModelLease> lease);
   Result<scheduler::GenerateRequest> BuildRequest();
-  void Submit(scheduler::GenerateRequest req);
+  // One scheduler request per embedding input.
+  Result<std::vector<scheduler::GenerateRequest>> BuildEmbeddingRequests();
+  void Submit(std::vector<scheduler::GenerateRequest> reqs);
+  // Submits waiting embedding inputs while fewer than the model's slots are in flight.
+  // Returns the scheduler's refusal when nothing of the request is in flight to retry after.
+  Status SubmitMore();
   void Pump();
   void OnText(scheduler::TextDelta& delta);
   void OnAdmitted(const scheduler::Admitted& admitted);
+  // One input's end; the last one to end completes the request with their sum.
+  void OnInputFinished(std::size_t input, scheduler::Finished& finished);
   void OnFinished(const scheduler::Finished& finished);
+  void CancelAll();
   void EnsureStreamStarted();
 
   // Answers with `error` (its HTTP status) and completes with `outcome`.
@@ -90,9 +105,11 @@ class Generation : public std::enable_shared_from_this<Generation> {
 
   App& app_;
   std::shared_ptr<http::Exchange> exchange_;
+  const api::Endpoint kind_;
   const bool chat_;
   const std::string endpoint_;
   api::GenerationParams params_;
+  api::EmbeddingParams embed_params_;
   std::string model_id_;
   ModelMetrics* model_metrics_ = nullptr;
   SteadyTime arrival_{};
@@ -104,8 +121,15 @@ class Generation : public std::enable_shared_from_this<Generation> {
   std::shared_ptr<tenancy::Grant> grant_;  // the tenant's limits held by this request
   std::unique_ptr<ModelLease> lease_;      // while set, the model stays loaded
   api::ResponseMeta meta_;
-  std::shared_ptr<scheduler::RequestStream> stream_;
-  std::string text_;                             // non-streamed responses
+  // One per scheduler request (embeddings: per input, in input order, as submitted).
+  std::vector<std::shared_ptr<scheduler::RequestStream>> streams_;
+  std::vector<scheduler::GenerateRequest> unsubmitted_;  // embedding inputs not yet submitted
+  std::size_t next_input_ = 0;                           // of unsubmitted_
+  int in_flight_ = 0;                                    // submitted, not finished
+  std::vector<std::vector<float>> embeddings_;           // by input
+  scheduler::Finished total_;                            // embeddings: the inputs' sum so far
+  bool failed_ = false;  // an input failed or was cancelled: the others are cancelled
+  std::string text_;     // non-streamed responses
   std::vector<engine::TokenLogprobs> logprobs_;  // non-streamed, when asked for
   std::size_t logprob_offset_ = 0;               // streamed: bytes of text before the next token's
   int http_status_ = 0;

@@ -75,6 +75,9 @@ class ClientLibrariesTest(unittest.TestCase):
     def test_openai_node_streamed_completions_equal_whole(self):
         self.node("openai_sdk.mjs", "completions_stream")
 
+    def test_openai_node_embeddings_decode_base64(self):
+        self.node("openai_sdk.mjs", "embeddings")
+
     def test_openai_node_errors_are_typed(self):
         self.node("openai_sdk.mjs", "errors")
 
@@ -103,6 +106,9 @@ class ClientLibrariesTest(unittest.TestCase):
 
     def test_openai_python_errors_are_typed(self):
         self.python("errors")
+
+    def test_openai_python_embeddings_decode_base64(self):
+        self.python("embeddings")
 
     def test_openai_python_lists_models(self):
         self.python("models")

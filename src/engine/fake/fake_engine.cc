@@ -1,6 +1,7 @@
 #include "engine/fake/fake_engine.h"
 
 #include <algorithm>
+#include <cmath>
 #include <thread>
 
 namespace ember::engine {
@@ -30,7 +31,9 @@ FakeEngine::FakeEngine(FakeEngineOptions options)
       sampled_count_(options.parallel, 0),
       params_(options.parallel),
       live_(options.parallel, false),
-      kv_len_(options.parallel, 0) {
+      kv_len_(options.parallel, 0),
+      fed_(options.parallel),
+      embeddings_(options.parallel) {
   info_.id = "fake";
   info_.path = "fake";
   info_.n_parallel = options.parallel;
@@ -40,6 +43,31 @@ FakeEngine::FakeEngine(FakeEngineOptions options)
   info_.n_vocab = 256;
   info_.n_ctx_train = options.ctx_per_seq;
   info_.chat_template = "fake";
+  info_.n_embd = kEmbd;
+}
+
+std::vector<float> FakeEngine::EmbeddingOf(std::span<const Token> tokens) {
+  std::vector<float> v(kEmbd, 0.0f);
+  for (std::size_t i = 0; i < tokens.size(); ++i) {
+    for (int j = 0; j < kEmbd; ++j) {
+      v[j] += static_cast<float>(
+          std::sin(static_cast<double>((tokens[i] + 1) * (j + 1)) + static_cast<double>(i)));
+    }
+  }
+  double norm = 0;
+  for (float x : v) norm += static_cast<double>(x) * x;
+  norm = std::sqrt(norm);
+  for (float& x : v) x = norm > 0 ? static_cast<float>(x / norm) : 0.0f;
+  return v;
+}
+
+Result<std::vector<float>> FakeEngine::TakeEmbedding(int slot) {
+  if (slot < 0 || slot >= options_.parallel || !embeddings_[slot]) {
+    return Internal("no embedding for this slot from the last step");
+  }
+  std::vector<float> out = std::move(*embeddings_[slot]);
+  embeddings_[slot].reset();
+  return out;
 }
 
 Result<int> FakeEngine::BeginSequence(int slot, const SamplingParams& params, int keep) {
@@ -49,6 +77,7 @@ Result<int> FakeEngine::BeginSequence(int slot, const SamplingParams& params, in
   params_[slot] = params;
   sampled_count_[slot] = 0;
   kv_len_[slot] = std::clamp(keep, 0, kv_len_[slot]);
+  fed_[slot].resize(kv_len_[slot]);
   ++active_;
   return kv_len_[slot];
 }
@@ -56,7 +85,10 @@ Result<int> FakeEngine::BeginSequence(int slot, const SamplingParams& params, in
 void FakeEngine::EndSequence(int slot, bool keep_cells) {
   if (slot < 0 || slot >= options_.parallel || !live_[slot]) return;
   live_[slot] = false;
-  if (!keep_cells) kv_len_[slot] = 0;
+  if (!keep_cells) {
+    kv_len_[slot] = 0;
+    fed_[slot].clear();
+  }
   --active_;
 }
 
@@ -99,14 +131,19 @@ Result<std::vector<Sampled>> FakeEngine::Step(std::span<const BatchEntry> batch)
   std::vector<RecordedEntry> record;
   std::vector<Token> sampled;
   int total = 0;
+  for (auto& e : embeddings_) e.reset();
   for (const BatchEntry& e : batch) {
     if (e.slot < 0 || e.slot >= options_.parallel || !live_[e.slot]) {
       return Internal("step on a slot with no sequence");
     }
     if (e.pos != kv_len_[e.slot]) return Internal("step does not continue the slot's KV cells");
+    if (e.sample && e.embed) return Internal("an entry both samples and embeds");
     kv_len_[e.slot] += static_cast<int>(e.tokens.size());
+    fed_[e.slot].insert(fed_[e.slot].end(), e.tokens.begin(), e.tokens.end());
     total += static_cast<int>(e.tokens.size());
-    record.push_back({e.slot, e.pos, static_cast<int>(e.tokens.size()), e.sample, e.deterministic});
+    record.push_back(
+        {e.slot, e.pos, static_cast<int>(e.tokens.size()), e.sample, e.deterministic, e.embed});
+    if (e.embed) embeddings_[e.slot] = EmbeddingOf(fed_[e.slot]);
     if (!e.sample) continue;
     const int n = ++sampled_count_[e.slot];
     if (options_.eos_after >= 0 && n > options_.eos_after) {

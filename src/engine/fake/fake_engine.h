@@ -4,7 +4,8 @@
 // Records every batch so tests can check chunking and ordering. A sequence that asks for
 // logprobs gets, for its n-th sampled token, logprob -n/100 (so tests can tell which token an
 // entry belongs to) and alternatives: the token itself, then the following byte values, each
-// one lower by 1.
+// one lower by 1. Embeddings (n_embd 8) are a fixed function of every token the slot's KV
+// cells hold, with unit norm.
 //
 // Threads: like every Engine, Step/BeginSequence/EndSequence run on the engine thread;
 // Batches()/Active() may be read from any thread.
@@ -13,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "engine/engine.h"
@@ -35,7 +37,9 @@ class FakeEngine final : public Engine {
     int n_tokens;
     bool sample;
     bool deterministic;
+    bool embed;
   };
+  static constexpr int kEmbd = 8;
 
   explicit FakeEngine(FakeEngineOptions options);
 
@@ -46,6 +50,9 @@ class FakeEngine final : public Engine {
   std::unique_ptr<SamplerState> SuspendSampler(int slot) override;
   void ResumeSampler(int slot, std::unique_ptr<SamplerState> state) override;
   Result<std::vector<Sampled>> Step(std::span<const BatchEntry> batch) override;
+  Result<std::vector<float>> TakeEmbedding(int slot) override;
+  // The embedding FakeEngine gives an input of exactly these tokens.
+  static std::vector<float> EmbeddingOf(std::span<const Token> tokens);
 
   std::vector<std::vector<RecordedEntry>> Batches() const;
   // Slots with a live sequence (KV cells held).
@@ -68,9 +75,11 @@ class FakeEngine final : public Engine {
   // Per slot: tokens sampled, the fake's sampler state (it decides eos_after); engine thread
   // only.
   std::vector<int> sampled_count_;
-  std::vector<SamplingParams> params_;  // per slot; engine thread only
-  std::vector<bool> live_;              // per slot; engine thread only
-  std::vector<int> kv_len_;             // per slot: positions holding KV; engine thread only
+  std::vector<SamplingParams> params_;   // per slot; engine thread only
+  std::vector<bool> live_;               // per slot; engine thread only
+  std::vector<int> kv_len_;              // per slot: positions holding KV; engine thread only
+  std::vector<std::vector<Token>> fed_;  // per slot: the tokens of its KV cells; engine thread
+  std::vector<std::optional<std::vector<float>>> embeddings_;  // per slot, from the last step
   std::atomic<int> active_{0};
   std::atomic<bool> fail_next_{false};
   mutable std::mutex mu_;

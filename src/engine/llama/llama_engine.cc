@@ -303,6 +303,7 @@ class LlamaEngine final : public Engine {
         grammar_cache_(llama_model_get_vocab(model_.get())),
         logprobs_(info_.n_parallel),
         cells_invariant_(info_.n_parallel, true),
+        embeddings_(info_.n_parallel),
         batch_(llama_batch_init(info_.n_batch, 0, 1)) {
     info_.chat_template = tokenizer_.TemplateDescription();
   }
@@ -316,6 +317,8 @@ class LlamaEngine final : public Engine {
     llama_memory_t mem = llama_get_memory(ctx_.get());
     // A deterministic sequence must not inherit cells computed with batch-dependent numerics.
     if (params.deterministic && !cells_invariant_[slot]) keep = 0;
+    // A pooled embedding pools over the tokens of one step: nothing may come from a prefix.
+    if (info_.embedding_only()) keep = 0;
     if (keep <= 0 || !llama_memory_seq_rm(mem, slot, keep, -1)) {
       llama_memory_seq_rm(mem, slot, -1, -1);
       keep = 0;
@@ -365,6 +368,15 @@ class LlamaEngine final : public Engine {
 
   Result<std::vector<Sampled>> Step(std::span<const BatchEntry> entries) override;
 
+  Result<std::vector<float>> TakeEmbedding(int slot) override {
+    if (slot < 0 || slot >= info_.n_parallel || !embeddings_[slot]) {
+      return Internal("no embedding for this slot from the last step");
+    }
+    std::vector<float> out = std::move(*embeddings_[slot]);
+    embeddings_[slot].reset();
+    return out;
+  }
+
   // Runs one token through slot 0 so the first request does not pay for lazy allocations.
   Status WarmUp() override {
     const Token bos = llama_vocab_bos(llama_model_get_vocab(model_.get()));
@@ -389,6 +401,14 @@ class LlamaEngine final : public Engine {
   // Decodes `rows` in invariant mode; appends the logits of each row that asks for them to
   // `out[slot]`.
   Status DecodeProbe(const std::vector<ProbeRow>& rows, std::vector<std::vector<float>>& out);
+  // The second decode of a step with embedding entries (generative models): the last token of
+  // each, with llama.cpp's embeddings output on.
+  Status DecodeEmbeddingRows(std::span<const BatchEntry> entries);
+  // A step of an embedding model: each entry is one whole input; reads llama.cpp's pooled
+  // output per sequence.
+  Result<std::vector<Sampled>> StepPooled(std::span<const BatchEntry> entries);
+  // Copies `n_embd` floats, scaled to unit L2 norm, into the slot's embedding.
+  Status KeepEmbedding(int slot, const float* v);
 
   // llama_sampler_sample's steps, with the candidates kept to read their log-probabilities:
   // the chain sees the same candidates in the same order, so it samples the same token.
@@ -424,6 +444,8 @@ class LlamaEngine final : public Engine {
   std::vector<llama_token_data> candidates_;  // SampleWithLogprobs' buffer, reused
   // Per slot: every KV cell it holds was computed in a batch-invariant step.
   std::vector<bool> cells_invariant_;
+  // Per slot: the embedding its entry in the last step produced, until TakeEmbedding.
+  std::vector<std::optional<std::vector<float>>> embeddings_;
   llama_batch batch_;
 };
 
@@ -518,11 +540,22 @@ Sampled LlamaEngine::SampleWithLogprobs(llama_sampler* chain, int row, int n_top
   return out;
 }
 
+// An embedding entry's last token is held back from the main decode and computed in a second,
+// small decode with llama.cpp's embeddings output on. Why not one decode with that switch on:
+// libllama then outputs every token of the step (logits and hidden state for each row of
+// every sequence in it, n_tokens x n_vocab floats), which costs far more than one extra pass
+// over a handful of rows, and changes how the other sequences' rows are computed.
 Result<std::vector<Sampled>> LlamaEngine::Step(std::span<const BatchEntry> entries) {
+  for (auto& e : embeddings_) e.reset();
+  if (info_.embedding_only()) return StepPooled(entries);
   batch_.n_tokens = 0;
   std::vector<int> sample_rows;
+  bool any_embed = false;
   for (const BatchEntry& e : entries) {
-    for (std::size_t i = 0; i < e.tokens.size(); ++i) {
+    if (e.embed && (e.sample || e.tokens.empty())) return Internal("malformed embedding entry");
+    any_embed = any_embed || e.embed;
+    const std::size_t n = e.embed ? e.tokens.size() - 1 : e.tokens.size();
+    for (std::size_t i = 0; i < n; ++i) {
       if (batch_.n_tokens >= info_.n_batch) return Internal("step exceeds the batch size");
       const int row = batch_.n_tokens++;
       batch_.token[row] = e.tokens[i];
@@ -533,17 +566,19 @@ Result<std::vector<Sampled>> LlamaEngine::Step(std::span<const BatchEntry> entri
     }
     if (e.sample) sample_rows.push_back(batch_.n_tokens - 1);
   }
-  if (batch_.n_tokens == 0) return std::vector<Sampled>{};
+  if (batch_.n_tokens == 0 && !any_embed) return std::vector<Sampled>{};
   // One deterministic sequence makes the whole step batch-invariant (the switch is read when
   // the graph computes); the others in the step pay the same small cost.
   const bool invariant = std::any_of(entries.begin(), entries.end(),
                                      [](const BatchEntry& e) { return e.deterministic; });
   SetBatchInvariant(invariant);
-  const int rc = llama_decode(ctx_.get(), batch_);
   if (!invariant) {
     for (const BatchEntry& e : entries) cells_invariant_[e.slot] = false;
   }
-  if (rc != 0) return Internal(StrCat("llama_decode failed (code ", rc, ")"));
+  if (batch_.n_tokens > 0) {
+    const int rc = llama_decode(ctx_.get(), batch_);
+    if (rc != 0) return Internal(StrCat("llama_decode failed (code ", rc, ")"));
+  }
   std::vector<Sampled> sampled(sample_rows.size());
   std::size_t k = 0;
   for (const BatchEntry& e : entries) {
@@ -564,7 +599,84 @@ Result<std::vector<Sampled>> LlamaEngine::Step(std::span<const BatchEntry> entri
     }
     ++k;
   }
+  // After sampling: the second decode replaces the outputs the samplers read.
+  if (any_embed) {
+    if (Status st = DecodeEmbeddingRows(entries); !st) return std::unexpected(st.error());
+  }
   return sampled;
+}
+
+Status LlamaEngine::DecodeEmbeddingRows(std::span<const BatchEntry> entries) {
+  batch_.n_tokens = 0;
+  for (const BatchEntry& e : entries) {
+    if (!e.embed) continue;
+    const int row = batch_.n_tokens++;
+    batch_.token[row] = e.tokens.back();
+    batch_.pos[row] = e.pos + static_cast<int>(e.tokens.size()) - 1;
+    batch_.n_seq_id[row] = 1;
+    batch_.seq_id[row][0] = e.slot;
+    batch_.logits[row] = true;
+  }
+  llama_set_embeddings(ctx_.get(), true);
+  const int rc = llama_decode(ctx_.get(), batch_);
+  llama_set_embeddings(ctx_.get(), false);
+  if (rc != 0) return Internal(StrCat("llama_decode of embedding rows failed (code ", rc, ")"));
+  int row = 0;
+  for (const BatchEntry& e : entries) {
+    if (!e.embed) continue;
+    if (Status st = KeepEmbedding(e.slot, llama_get_embeddings_ith(ctx_.get(), row++)); !st) {
+      return st;
+    }
+  }
+  return {};
+}
+
+Result<std::vector<Sampled>> LlamaEngine::StepPooled(std::span<const BatchEntry> entries) {
+  batch_.n_tokens = 0;
+  for (const BatchEntry& e : entries) {
+    if (e.sample) return Internal("an embedding model cannot sample");
+    if (e.embed && e.pos != 0) return Internal("a pooled embedding input must come in one step");
+    for (std::size_t i = 0; i < e.tokens.size(); ++i) {
+      if (batch_.n_tokens >= info_.n_batch) return Internal("step exceeds the batch size");
+      const int row = batch_.n_tokens++;
+      batch_.token[row] = e.tokens[i];
+      batch_.pos[row] = e.pos + static_cast<int>(i);
+      batch_.n_seq_id[row] = 1;
+      batch_.seq_id[row][0] = e.slot;
+      batch_.logits[row] = true;  // llama.cpp pools over every output row of the sequence
+    }
+  }
+  if (batch_.n_tokens == 0) return std::vector<Sampled>{};
+  const bool invariant = std::any_of(entries.begin(), entries.end(),
+                                     [](const BatchEntry& e) { return e.deterministic; });
+  SetBatchInvariant(invariant);
+  const int rc = llama_decode(ctx_.get(), batch_);
+  if (rc != 0) return Internal(StrCat("llama_decode failed (code ", rc, ")"));
+  for (const BatchEntry& e : entries) {
+    if (!e.embed) continue;
+    if (Status st = KeepEmbedding(e.slot, llama_get_embeddings_seq(ctx_.get(), e.slot)); !st) {
+      return std::unexpected(st.error());
+    }
+  }
+  // Nothing of an input is reused by the next (BeginSequence keeps no prefix); free the cells.
+  for (const BatchEntry& e : entries) {
+    llama_memory_seq_rm(llama_get_memory(ctx_.get()), e.slot, -1, -1);
+  }
+  return std::vector<Sampled>{};
+}
+
+Status LlamaEngine::KeepEmbedding(int slot, const float* v) {
+  if (v == nullptr) return Internal("llama.cpp returned no embedding for the sequence");
+  double norm = 0;
+  for (int i = 0; i < info_.n_embd; ++i) norm += static_cast<double>(v[i]) * v[i];
+  norm = std::sqrt(norm);
+  if (!std::isfinite(norm)) return Internal("the model produced a non-finite embedding");
+  std::vector<float> out(v, v + info_.n_embd);
+  if (norm > 0) {
+    for (float& x : out) x = static_cast<float>(x / norm);
+  }
+  embeddings_[slot] = std::move(out);
+  return {};
 }
 
 Status LlamaEngine::DecodeProbe(const std::vector<ProbeRow>& rows,
@@ -598,6 +710,11 @@ Status LlamaEngine::DecodeProbe(const std::vector<ProbeRow>& rows,
 // decodes share its steps (5 rows also covers the repacked Q4_0 kernels' 4-row tiles and
 // their tail). Every logit must be bit-identical.
 Status LlamaEngine::VerifyBatchInvariance() {
+  if (info_.embedding_only()) {
+    return Unavailable(
+        "deterministic mode is not available for embedding models: its check compares logits, "
+        "which an embedding model does not compute");
+  }
   if (BatchInvariantSetter() == nullptr) {
     return Unavailable(
         "deterministic mode is not available: this llama.cpp build lacks ember's "
@@ -829,6 +946,27 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
     info.eos_text = special_text(llama_vocab_eos(vocab));
   }
   info.weight_bytes = llama_model_size(model.get());
+  info.n_embd = llama_model_n_embd_out(model.get());
+  switch (llama_pooling_type(ctx.get())) {
+    case LLAMA_POOLING_TYPE_MEAN:
+      info.pooling = Pooling::kMean;
+      break;
+    case LLAMA_POOLING_TYPE_CLS:
+      info.pooling = Pooling::kCls;
+      break;
+    case LLAMA_POOLING_TYPE_LAST:
+      info.pooling = Pooling::kLast;
+      break;
+    case LLAMA_POOLING_TYPE_RANK:
+      return InvalidArgument(
+          StrCat("cannot serve ", options.model_path,
+                 ": it is a reranking model (pooling type rank), which ember does not serve"));
+    default:  // NONE: a generative model
+      info.pooling = Pooling::kLastToken;
+      break;
+  }
+  // An embedding model only ever computes pooled embeddings: its context keeps them on.
+  if (info.pooling != Pooling::kLastToken) llama_set_embeddings(ctx.get(), true);
   {
     std::error_code size_ec, time_ec;
     const auto size = std::filesystem::file_size(options.model_path, size_ec);

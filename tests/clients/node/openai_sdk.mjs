@@ -114,6 +114,34 @@ const checks = {
     assert.equal(text, whole.choices[0].text);
   },
 
+  // embeddings.create asks for base64 when not told otherwise and decodes it itself: the
+  // vectors it hands back have the size /v1/models reports and unit norm, and equal the ones
+  // asked for as floats.
+  async embeddings() {
+    let size = 0;
+    for await (const m of client.models.list()) if (m.id === model) size = m.embedding_dimensions;
+    assert.ok(size > 0, `embedding_dimensions ${size}`);
+    const input = ['Once upon a time', 'The end'];
+    const r = await client.embeddings.create({ model, input });
+    assert.equal(r.object, 'list');
+    assert.equal(r.model, model);
+    assert.equal(r.data.length, 2);
+    const floats = await client.embeddings.create({ model, input, encoding_format: 'float' });
+    for (const [i, d] of r.data.entries()) {
+      assert.equal(d.object, 'embedding');
+      assert.equal(d.index, i);
+      assert.equal(d.embedding.length, size);
+      const norm = Math.sqrt(d.embedding.reduce((a, x) => a + x * x, 0));
+      assert.ok(Math.abs(norm - 1) < 1e-5, `norm ${norm}`);
+      // Not bit-for-bit: the second request reuses the first one's cells (prompt cache).
+      const other = floats.data[i].embedding;
+      assert.ok(d.embedding.every((x, j) => Math.abs(x - other[j]) < 1e-4), 'float == base64');
+    }
+    assert.notDeepEqual(r.data[0].embedding, r.data[1].embedding);
+    assert.ok(r.usage.prompt_tokens > 0);
+    assert.equal(r.usage.total_tokens, r.usage.prompt_tokens);
+  },
+
   // A client's mistake is the client's typed error with the server's message, not a 500.
   async errors() {
     await assert.rejects(

@@ -4,6 +4,7 @@
 
 Run with the venv scripts/clients.sh installs (not the test runner's interpreter). Exits 0 when
 CHECK passed; otherwise prints why and exits 1 (tests/clients/test_clients.py)."""
+import math
 import sys
 
 import openai
@@ -77,12 +78,31 @@ def errors():
         assert e.code == "model_not_found", e.code
 
 
+def embeddings():
+    # Without encoding_format the client asks for base64 and decodes it into floats itself.
+    size = next(m for m in client.models.list().data if m.id == model).model_extra[
+        "embedding_dimensions"]
+    inputs = ["Once upon a time", "The end"]
+    r = client.embeddings.create(model=model, input=inputs)
+    plain = client.embeddings.create(model=model, input=inputs, encoding_format="float")
+    assert r.object == "list" and r.model == model, r
+    assert [d.index for d in r.data] == [0, 1]
+    for d, p in zip(r.data, plain.data):
+        assert len(d.embedding) == size, (len(d.embedding), size)
+        norm = math.sqrt(sum(x * x for x in d.embedding))
+        assert abs(norm - 1) < 1e-5, norm
+        # Not bit-for-bit: the second request reuses the first one's cells (prompt cache).
+        assert all(abs(x - y) < 1e-4 for x, y in zip(d.embedding, p.embedding))
+    assert r.data[0].embedding != r.data[1].embedding
+    assert r.usage.prompt_tokens > 0 and r.usage.total_tokens == r.usage.prompt_tokens
+
+
 def models():
     assert [m.id for m in client.models.list()] == [model]
 
 
-CHECKS = {f.__name__: f for f in (chat, chat_stream, chat_logprobs, completions, errors,
-                                   models)}
+CHECKS = {f.__name__: f for f in (chat, chat_stream, chat_logprobs, completions, embeddings,
+                                   errors, models)}
 
 if __name__ == "__main__":
     if check not in CHECKS:
