@@ -119,6 +119,12 @@ class Engine {
   // sequence would inherit cells that were not computed with batch-invariant numerics).
   [[nodiscard]] virtual Result<int> BeginSequence(int slot, const SamplingParams& params,
                                                   int keep) = 0;
+  // Gives dst_slot's sequence (just begun, holding no cells) the KV cells of src_slot's
+  // positions [0, n_pos), so it continues from position n_pos without recomputing them: the
+  // prompt of a request with several choices is prefilled once and shared. The cells are
+  // copies, not references: either sequence may then be ended, preempted or extended alone.
+  // An error leaves dst_slot with no cells (the caller then prefills it).
+  [[nodiscard]] virtual Status CopyPrefix(int src_slot, int dst_slot, int n_pos) = 0;
   // Ends the slot's sequence. With keep_cells its KV cells stay as a reusable prefix for the
   // next sequence in this slot (they no longer count as used); otherwise they are cleared.
   virtual void EndSequence(int slot, bool keep_cells) = 0;

@@ -83,6 +83,10 @@ class FairQueue {
     return item;
   }
 
+  // Work of `tenant` that starts running without passing through the queue (the further
+  // choices of a request admitted by Pop): it counts as running until its own Done.
+  void AddRunning(const TenantTag& tenant) { ++FlowFor(tenant).running; }
+
   // Running work of `tenant` ended (finished, failed or cancelled).
   void Done(const TenantTag& tenant) {
     auto it = flows_.find(Key{tenant.priority, tenant.id});

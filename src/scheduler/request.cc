@@ -22,7 +22,7 @@ void RequestStream::Push(Event event) {
     std::lock_guard lock(mu_);
     auto* delta = std::get_if<TextDelta>(&event);
     auto* last = events_.empty() ? nullptr : std::get_if<TextDelta>(&events_.back());
-    if (delta != nullptr && last != nullptr) {
+    if (delta != nullptr && last != nullptr && last->choice == delta->choice) {
       last->text += delta->text;
       last->tokens += delta->tokens;
       std::move(delta->logprobs.begin(), delta->logprobs.end(), std::back_inserter(last->logprobs));

@@ -1,7 +1,9 @@
 // What a caller submits to the scheduler and what it gets back: a GenerateRequest in, a
 // RequestStream of events out. Events are format-free (no OpenAI shapes): one Admitted event
-// when the request first takes a sequence slot, text deltas, and one Finished event, always
-// last (a request that never gets a slot receives only Finished).
+// when the request first takes a sequence slot, text deltas, and one Finished event per choice,
+// the last of each choice's events (a request that never gets a slot receives only those).
+// A request with n > 1 choices is n sequences sharing one stream: every TextDelta and Finished
+// carries its choice's index, and the request is over once all n Finished events arrived.
 //
 // Threads: the engine thread pushes events; the consumer (an HTTP handler) takes them from
 // any thread. All locking lives in RequestStream.
@@ -41,6 +43,10 @@ struct GenerateRequest {
   // An embedding input: `prompt` is prefilled like any prompt (max_tokens, sampling and stop
   // are ignored, nothing is sampled) and its Finished event carries the embedding.
   bool embed = false;
+  // Choices: n sequences that sample independently after one shared prefill of `prompt` (the
+  // first choice's; the others get copies of its KV cells). All n are admitted together, so n
+  // must not exceed the model's slots. Choice i samples with seed + i when a seed is given.
+  int n = 1;
 };
 
 // The request left the wait queue for a sequence slot (once, even if it is later preempted
@@ -52,6 +58,7 @@ struct Admitted {
 // Text that became final since the last event. Several tokens may be coalesced into one
 // delta when the consumer has not taken the previous one yet.
 struct TextDelta {
+  int choice = 0;  // index of the choice it belongs to, in [0, GenerateRequest::n)
   std::string text;
   int tokens = 0;
   // When the request asked for logprobs: the tokens whose bytes all became final with this
@@ -70,7 +77,10 @@ struct Timings {
   std::chrono::nanoseconds engine{0};
 };
 
+// One per choice. The prompt is counted in choice 0's usage only (it was computed once);
+// every choice reports its own completion tokens and its own share of engine time.
 struct Finished {
+  int choice = 0;
   engine::FinishReason reason = engine::FinishReason::kStop;
   engine::Usage usage;
   Timings timings;

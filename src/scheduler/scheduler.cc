@@ -65,6 +65,11 @@ struct Scheduler::Sequence {
   SteadyTime last_token{};
   std::int64_t engine_ns = 0;    // its share of the steps it was in (SplitStepTime)
   std::vector<float> embedding;  // an embedding request's result, for its Finished event
+  int choice = 0;                // its index among the request's choices
+  // A choice after the first, until it has the prompt's cells: the slot of the first choice,
+  // whose prefill it waits for (it is not scheduled meanwhile).
+  int prompt_from = -1;
+  int sharers = 0;  // the first choice: choices waiting for its prompt cells
 
   const std::vector<Token>& feed() const { return replay.empty() ? request.prompt : replay; }
   bool decoding() const { return prefilled == static_cast<int>(feed().size()); }
@@ -135,6 +140,11 @@ Status Scheduler::Submit(GenerateRequest request, std::shared_ptr<RequestStream>
     return InvalidArgument(StrCat("input of ", request.prompt.size(),
                                   " tokens is longer than the batch size of ", info.n_batch),
                            "input");
+  }
+  if (request.n < 1 || request.n > info.n_parallel || (request.embed && request.n != 1)) {
+    return InvalidArgument(StrCat("n (", request.n, ") must be between 1 and the model's ",
+                                  info.n_parallel, " parallel sequence slots"),
+                           "n");
   }
   int waiting = waiting_count_.load();
   do {
@@ -245,16 +255,18 @@ void Scheduler::FailWaiting(Sequence& seq, FinishReason reason, std::optional<Er
     preempted_count_.fetch_sub(1);
     return Complete(seq, reason, std::move(error));
   }
-  Finished f;
-  f.reason = reason;
-  f.usage.prompt_tokens = static_cast<int>(seq.request.prompt.size());
-  f.timings.total = clock_.Now() - seq.request.arrival;
-  f.timings.queue = f.timings.total;
-  f.timings.engine = std::chrono::nanoseconds(seq.engine_ns);  // preempted: the steps it ran
-  f.error = std::move(error);
-  observer_->OnFinished(f);
   waiting_count_.fetch_sub(1);
-  seq.stream->Push(std::move(f));
+  for (int choice = 0; choice < seq.request.n; ++choice) {
+    Finished f;
+    f.choice = choice;
+    f.reason = reason;
+    if (choice == 0) f.usage.prompt_tokens = static_cast<int>(seq.request.prompt.size());
+    f.timings.total = clock_.Now() - seq.request.arrival;
+    f.timings.queue = f.timings.total;
+    f.error = error;
+    observer_->OnFinished(f);
+    seq.stream->Push(std::move(f));
+  }
 }
 
 // The queue timeout applies to requests never admitted. A preempted request waits without
@@ -308,6 +320,16 @@ std::pair<int, int> Scheduler::PickSlot(const std::vector<Token>& prompt) const 
 void Scheduler::AdmitWaiting() {
   while (std::unique_ptr<Sequence>* head = queue_.Peek()) {
     Sequence* next = head->get();  // stays put while a preempted sequence is requeued
+    // A request's choices are admitted together: it needs a free slot for each.
+    const int need = next->started ? 1 : next->request.n;
+    while (need > 1 && FreeSlots() < need) {
+      Sequence* victim = PickVictim(next->tenant().priority);
+      if (victim == nullptr && options_.fair_share_preemption) {
+        victim = PickFairShareVictim(next->tenant());
+      }
+      if (victim == nullptr) return;
+      Preempt(*victim);
+    }
     auto [slot, shared] = PickSlot(next->feed());
     if (slot < 0) {
       Sequence* victim = PickVictim(next->tenant().priority);
@@ -324,7 +346,66 @@ void Scheduler::AdmitWaiting() {
     std::unique_ptr<Sequence> seq = queue_.Pop();
     assert(seq.get() == next);
     Start(std::move(seq), slot, shared);
+    if (need > 1 && slots_[slot].get() == next) StartChoices(slot);
   }
+}
+
+int Scheduler::FreeSlots() const {
+  return static_cast<int>(std::count(slots_.begin(), slots_.end(), nullptr));
+}
+
+// Choices 1..n-1 take the lowest free slots (AdmitWaiting made room for them). Each begins
+// with no cells and its own sampler (seed + i) and waits for the first choice's prefill; it is
+// admitted with the request (one Admitted event) and its prompt is charged once, with it.
+void Scheduler::StartChoices(int slot) {
+  Sequence& first = *slots_[slot];
+  for (int choice = 1; choice < first.request.n; ++choice) {
+    auto seq = std::make_unique<Sequence>();
+    seq->request = first.request;
+    seq->request.n = 1;
+    if (seq->request.sampling.seed) *seq->request.sampling.seed += choice;
+    seq->stream = first.stream;
+    seq->order = first.order;
+    seq->choice = choice;
+    seq->started = true;
+    seq->text = TextStream(seq->request.stop);
+    seq->admitted = first.admitted;
+    queue_.AddRunning(seq->tenant());
+    const int at = PickSlot({}).first;
+    auto begun = at < 0 ? Result<int>(Internal("no free slot for a choice"))
+                        : engine_->BeginSequence(at, seq->request.sampling, 0);
+    if (!begun) {
+      queue_.Done(seq->tenant());
+      Complete(*seq, FinishReason::kError, begun.error());
+      continue;
+    }
+    cached_[at].clear();
+    seq->slot = at;
+    seq->prompt_from = slot;
+    ++first.sharers;
+    slots_[at] = std::move(seq);
+    running_count_.fetch_add(1);
+  }
+}
+
+void Scheduler::SharePrompt(Sequence& first, bool copy) {
+  if (first.sharers == 0) return;
+  const int n_prompt = static_cast<int>(first.request.prompt.size());
+  const bool whole = first.replay.empty() && first.prefilled >= n_prompt;
+  for (auto& s : slots_) {
+    if (!s || s->prompt_from != first.slot || s->stream != first.stream) continue;
+    s->prompt_from = -1;
+    // The last prompt token is recomputed by each choice: its logits are the choice's own.
+    if (copy && whole) {
+      if (Status copied = engine_->CopyPrefix(first.slot, s->slot, n_prompt - 1); copied) {
+        s->prefilled = n_prompt - 1;
+      } else {
+        log::Error("sharing a prompt's cells failed (the choice prefills it): ",
+                   copied.error().message);
+      }
+    }
+  }
+  first.sharers = 0;
 }
 
 void Scheduler::Start(std::unique_ptr<Sequence> seq, int slot, int shared) {
@@ -427,6 +508,11 @@ Scheduler::Sequence* Scheduler::PickFairShareVictim(const TenantTag& tenant) con
 // it needs to continue the same answer: its output and text state stay in the Sequence, its
 // sampler state comes out of the engine, and its prompt and output are recomputed on resume.
 void Scheduler::Preempt(Sequence& seq) {
+  SharePrompt(seq, /*copy=*/true);
+  if (seq.prompt_from >= 0) {
+    if (Sequence* first = slots_[seq.prompt_from].get()) --first->sharers;
+    seq.prompt_from = -1;
+  }
   std::unique_ptr<Sequence> owned = std::move(slots_[seq.slot]);
   owned->sampler = engine_->SuspendSampler(owned->slot);
   ReleaseSlot(*owned, /*keep_cells=*/true);
@@ -469,7 +555,7 @@ std::vector<Scheduler::Planned> Scheduler::PlanStep() const {
   }
   std::vector<std::tuple<int, double, SteadyTime, int>> prefilling;  // ..., slot
   for (const auto& s : slots_) {
-    if (s && !s->decoding()) {
+    if (s && !s->decoding() && s->prompt_from < 0) {
       prefilling.emplace_back(s->tenant().priority, queue_.Counter(s->tenant()), s->admitted,
                               s->slot);
     }
@@ -538,6 +624,9 @@ bool Scheduler::RunStep() {
     if (batch[i].sample && k < sampled->size()) HandleSampled(*s, (*sampled)[k++], now);
     if (batch[i].embed) FinishEmbedding(*s);
   }
+  for (auto& s : slots_) {
+    if (s && s->sharers > 0 && s->decoding()) SharePrompt(*s, /*copy=*/true);
+  }
   PublishGauges();
   return true;
 }
@@ -558,7 +647,7 @@ engine::TokenLogprobs ToPieces(const engine::Tokenizer& tok, const engine::Sampl
 
 void Scheduler::PushText(Sequence& seq, std::string text, int tokens) {
   const int released = seq.text.TakeReleased();
-  TextDelta delta{std::move(text), tokens, {}};
+  TextDelta delta{seq.choice, std::move(text), tokens, {}};
   if (seq.request.sampling.logprobs) {
     for (int i = 0; i < released && !seq.logprobs.empty(); ++i) {
       delta.logprobs.push_back(std::move(seq.logprobs.front()));
@@ -616,6 +705,11 @@ void Scheduler::FinishEmbedding(Sequence& seq) {
 
 void Scheduler::Finish(Sequence& seq, FinishReason reason, std::optional<Error> error) {
   const int slot = seq.slot;
+  SharePrompt(seq, /*copy=*/reason != FinishReason::kError);
+  if (seq.prompt_from >= 0) {
+    if (Sequence* first = slots_[seq.prompt_from].get()) --first->sharers;
+    seq.prompt_from = -1;
+  }
   // Keep the cells as a prompt cache unless the engine failed (their contents are unknown).
   ReleaseSlot(seq, reason != FinishReason::kError);
   Complete(seq, reason, std::move(error));
@@ -643,9 +737,11 @@ void Scheduler::Complete(Sequence& seq, FinishReason reason, std::optional<Error
     PushText(seq, seq.text.Flush(), 0);
   }
   Finished f;
+  f.choice = seq.choice;
   f.reason = reason;
   f.error = std::move(error);
-  f.usage.prompt_tokens = static_cast<int>(seq.request.prompt.size());
+  // The prompt was computed once, for the first choice: it is counted there.
+  if (seq.choice == 0) f.usage.prompt_tokens = static_cast<int>(seq.request.prompt.size());
   f.usage.completion_tokens = seq.generated;
   f.usage.cached_tokens = seq.cached;
   const SteadyTime now = clock_.Now();

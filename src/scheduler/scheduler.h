@@ -13,6 +13,12 @@
 // are freed and it waits again, then resumes by recomputing its prompt and output so far,
 // with its text and sampler state carried over, so its client sees one uninterrupted answer.
 //
+// Choices (GenerateRequest::n > 1): the request is admitted into n free slots at once. Its
+// first choice prefills the prompt; the others wait, and when that prefill is done each gets
+// a copy of the prompt's KV cells but the last (Engine::CopyPrefix) and recomputes only that
+// one token for its own logits. From then on each choice is an ordinary sequence: it samples
+// with its own sampler, may be preempted and resumes alone, and ends with its own Finished.
+//
 // Threads: Submit/BeginDrain/Snapshot are called from HTTP threads; the step loop runs on
 // the engine thread started by Create(). The scheduler knows nothing of tenants or money
 // beyond the TenantTag each request carries: it reports what each request consumed in its
@@ -132,6 +138,12 @@ class Scheduler {
   std::vector<Planned> PlanStep() const;
   void AdmitWaiting();
   void Start(std::unique_ptr<Sequence> seq, int slot, int shared);
+  // Starts choices 1..n-1 of the request whose first choice just started in `slot`.
+  void StartChoices(int slot);
+  int FreeSlots() const;
+  // The choices waiting for `first`'s prompt cells get copies of them when `first` holds the
+  // whole prompt and `copy` is set; otherwise they prefill the prompt themselves.
+  void SharePrompt(Sequence& first, bool copy);
   Sequence* PickVictim(int priority) const;
   Sequence* PickFairShareVictim(const TenantTag& tenant) const;
   void Preempt(Sequence& seq);

@@ -92,6 +92,24 @@ void FakeEngine::EndSequence(int slot, bool keep_cells) {
   --active_;
 }
 
+Status FakeEngine::CopyPrefix(int src_slot, int dst_slot, int n_pos) {
+  if (src_slot < 0 || src_slot >= options_.parallel || dst_slot < 0 ||
+      dst_slot >= options_.parallel || src_slot == dst_slot) {
+    return Internal("slot out of range");
+  }
+  if (n_pos < 0 || n_pos > kv_len_[src_slot]) return Internal("copy past the source's cells");
+  kv_len_[dst_slot] = n_pos;
+  fed_[dst_slot].assign(fed_[src_slot].begin(), fed_[src_slot].begin() + n_pos);
+  std::lock_guard lock(mu_);
+  copies_.push_back({src_slot, dst_slot, n_pos});
+  return {};
+}
+
+std::vector<FakeEngine::Copy> FakeEngine::Copies() const {
+  std::lock_guard lock(mu_);
+  return copies_;
+}
+
 namespace {
 struct FakeSamplerState final : SamplerState {
   int sampled = 0;
@@ -151,7 +169,10 @@ Result<std::vector<Sampled>> FakeEngine::Step(std::span<const BatchEntry> batch)
       continue;
     }
     const Token last = e.tokens.empty() ? 'a' : e.tokens.back();
-    sampled.push_back(last >= 'a' && last < 'z' ? last + 1 : 'a');
+    Token next = last >= 'a' && last < 'z' ? last + 1 : 'a';
+    const SamplingParams& p = params_[e.slot];
+    if (p.seed && p.temperature > 0) next = 'a' + (next - 'a' + *p.seed % 26) % 26;
+    sampled.push_back(next);
   }
   if (total > options_.batch_size) return Internal("step exceeds the batch size");
   std::vector<Sampled> out(sampled.size());

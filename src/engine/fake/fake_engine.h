@@ -5,7 +5,8 @@
 // logprobs gets, for its n-th sampled token, logprob -n/100 (so tests can tell which token an
 // entry belongs to) and alternatives: the token itself, then the following byte values, each
 // one lower by 1. Embeddings (n_embd 8) are a fixed function of every token the slot's KV
-// cells hold, with unit norm.
+// cells hold, with unit norm. A sequence with a seed and a temperature above 0 answers each
+// position with the letter `seed` places further on (mod 26), so seeded choices differ.
 //
 // Threads: like every Engine, Step/BeginSequence/EndSequence run on the engine thread;
 // Batches()/Active() may be read from any thread.
@@ -47,6 +48,7 @@ class FakeEngine final : public Engine {
   const Tokenizer& tokenizer() const override { return tokenizer_; }
   Result<int> BeginSequence(int slot, const SamplingParams& params, int keep) override;
   void EndSequence(int slot, bool keep_cells) override;
+  Status CopyPrefix(int src_slot, int dst_slot, int n_pos) override;
   std::unique_ptr<SamplerState> SuspendSampler(int slot) override;
   void ResumeSampler(int slot, std::unique_ptr<SamplerState> state) override;
   Result<std::vector<Sampled>> Step(std::span<const BatchEntry> batch) override;
@@ -58,6 +60,13 @@ class FakeEngine final : public Engine {
   // Slots with a live sequence (KV cells held).
   int Active() const { return active_.load(); }
   void FailNextStep() { fail_next_ = true; }
+  // Every CopyPrefix call, in order: {src_slot, dst_slot, n_pos}.
+  struct Copy {
+    int src;
+    int dst;
+    int n_pos;
+  };
+  std::vector<Copy> Copies() const;
 
  private:
   class ByteTokenizer final : public Tokenizer {
@@ -84,6 +93,7 @@ class FakeEngine final : public Engine {
   std::atomic<bool> fail_next_{false};
   mutable std::mutex mu_;
   std::vector<std::vector<RecordedEntry>> batches_;  // GUARDED_BY(mu_)
+  std::vector<Copy> copies_;                         // GUARDED_BY(mu_)
 };
 
 }  // namespace ember::engine

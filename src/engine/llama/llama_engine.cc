@@ -338,6 +338,28 @@ class LlamaEngine final : public Engine {
     return keep;
   }
 
+  // With one KV stream per sequence, libllama copies between sequences only whole streams (the
+  // buffer copy runs at the next decode); the cells past n_pos are then dropped from dst.
+  Status CopyPrefix(int src_slot, int dst_slot, int n_pos) override {
+    const int n = info_.n_parallel;
+    if (src_slot < 0 || src_slot >= n || dst_slot < 0 || dst_slot >= n || src_slot == dst_slot) {
+      return Internal("CopyPrefix: slot out of range");
+    }
+    llama_memory_t mem = llama_get_memory(ctx_.get());
+    llama_memory_seq_rm(mem, dst_slot, -1, -1);
+    if (n_pos <= 0) return {};
+    if (llama_memory_seq_pos_max(mem, src_slot) + 1 < n_pos) {
+      return Internal("CopyPrefix: the source slot holds fewer positions than asked for");
+    }
+    llama_memory_seq_cp(mem, src_slot, dst_slot, -1, -1);
+    if (!llama_memory_seq_rm(mem, dst_slot, n_pos, -1)) {
+      llama_memory_seq_rm(mem, dst_slot, -1, -1);
+      return Internal("CopyPrefix: the memory cannot drop the copied suffix");
+    }
+    cells_invariant_[dst_slot] = cells_invariant_[src_slot];
+    return {};
+  }
+
   void EndSequence(int slot, bool keep_cells) override {
     if (slot < 0 || slot >= info_.n_parallel) return;
     if (!keep_cells) {

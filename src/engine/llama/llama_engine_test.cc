@@ -280,5 +280,36 @@ TEST_F(LlamaEngineTest, ASuspendedGrammarResumesWhereItStopped) {
   for (std::size_t i = 0; i < whole.size(); ++i) EXPECT_EQ(out[i], whole[i].token) << i;
 }
 
+// A prompt prefilled once in slot 0 and copied to slot 1 (all but its last token, which slot 1
+// recomputes): slot 1 then samples what slot 0 does, greedily, token after token, even once
+// slot 0's own cells are gone (the copy is a copy, not a reference).
+TEST_F(LlamaEngineTest, CopiedPromptCellsSampleLikeTheSource) {
+  const std::vector<Sampled> reference = Generate(Sampling(0.0f, false), 6, 0);
+  ASSERT_EQ(reference.size(), 6u);
+  auto prompt = engine_->tokenizer().Tokenize("Once upon a time, there was a", true);
+  ASSERT_TRUE(prompt.has_value());
+  const int n = static_cast<int>(prompt->size());
+  ASSERT_TRUE(engine_->BeginSequence(0, Sampling(0.0f, false), 0).has_value());
+  BatchEntry prefill{0, *prompt, 0, true};
+  auto first = engine_->Step(std::span<const BatchEntry>(&prefill, 1));
+  ASSERT_TRUE(first.has_value());
+  ASSERT_EQ((*first)[0].token, reference[0].token);
+  ASSERT_TRUE(engine_->BeginSequence(1, Sampling(0.0f, false), 0).has_value());
+  ASSERT_TRUE(engine_->CopyPrefix(0, 1, n - 1).has_value());
+  engine_->EndSequence(0, false);
+  BatchEntry entry{1, std::span<const Token>(prompt->data() + n - 1, 1), n - 1, true};
+  int pos = n;
+  Token next = 0;
+  for (std::size_t i = 0; i < reference.size(); ++i) {
+    auto step = engine_->Step(std::span<const BatchEntry>(&entry, 1));
+    ASSERT_TRUE(step.has_value()) << step.error().message;
+    EXPECT_EQ((*step)[0].token, reference[i].token) << "token " << i;
+    next = (*step)[0].token;
+    entry = BatchEntry{1, std::span<const Token>(&next, 1), pos++, true};
+  }
+  engine_->EndSequence(1, false);
+  EXPECT_FALSE(engine_->CopyPrefix(0, 0, 1).has_value());
+}
+
 }  // namespace
 }  // namespace ember::engine
