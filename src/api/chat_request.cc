@@ -181,7 +181,7 @@ Status RejectUnsupportedChat(const Json& request, GenerationParams& /*params*/) 
 Result<GenerationParams> ParseChatRequest(std::string_view body) {
   return RunParseSteps(body, Endpoint::kChatCompletions,
                        {ParseModel, ParseMessages, ParseChatMaxTokens, ParseSampling, ParseStop,
-                        ParseStream, ParseChatLogprobs, ParseTools, ParseResponseFormat,
+                        ParseStream, ParseN, ParseChatLogprobs, ParseTools, ParseResponseFormat,
                         RejectUnsupportedCommon, RejectUnsupportedChat, RejectUnservedAgentFields});
 }
 

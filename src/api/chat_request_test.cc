@@ -179,7 +179,8 @@ INSTANTIATE_TEST_SUITE_P(
                    "between 1 and 1000000"},
         RejectCase{WithMessage(R"("max_completion_tokens":5,"max_tokens":-1)"), "max_tokens",
                    "between 1 and 1000000"},
-        RejectCase{WithMessage(R"("n":3)"), "n", "n must be 1"},
+        RejectCase{WithMessage(R"("n":9)"), "n", "between 1 and 8, got 9"},
+        RejectCase{WithMessage(R"("n":true)"), "n", "between 1 and 8"},
         RejectCase{WithMessage(R"("temperature":9)"), "temperature", "between 0 and 2"},
         RejectCase{WithMessage(R"("stop":[1])"), "stop", "non-empty string"}));
 

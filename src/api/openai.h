@@ -53,6 +53,11 @@ struct ResponsesFields {
 
 // A validated generation request. Model-dependent checks (model name, token ids < n_vocab,
 // prompt + max_tokens <= context) are done by the caller, which knows the model.
+// The most choices ("n") one request may ask for. OpenAI allows 128; here each choice holds one
+// of the model's sequence slots for the whole request, so a larger n would only ever be
+// refused by a model with fewer slots (docs/api.md).
+inline constexpr int kMaxChoices = 8;
+
 struct GenerationParams {
   Endpoint endpoint = Endpoint::kCompletions;
   std::string model;                                             // as sent; may be empty
@@ -63,6 +68,7 @@ struct GenerationParams {
   std::vector<std::string> stop;  // at most 4, each non-empty
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
+  int n = 1;                   // choices, 1..kMaxChoices
   // Chat only: functions the model may call, whether and which it must, and the answer's form.
   std::vector<ToolDefinition> tools;
   ToolChoice tool_choice;
@@ -73,7 +79,7 @@ struct GenerationParams {
 
 // Both return kInvalidArgument with `param` naming the offending field on any client mistake:
 // malformed JSON, invalid UTF-8, wrong types, out-of-range values, unsupported features
-// (n != 1, best_of, echo, suffix, logit_bias, tools, response_format, ...). logprobs land in
+// (best_of, echo, suffix, logit_bias, tools, response_format, ...). logprobs land in
 // sampling.logprobs / top_logprobs: chat's logprobs + top_logprobs (0..20), completions'
 // logprobs (0..5).
 [[nodiscard]] Result<GenerationParams> ParseCompletionRequest(std::string_view body);
@@ -89,6 +95,8 @@ struct ResponseMeta {
   // ember extension: seconds the request waited for its model to load (idle unload, several
   // models; docs/coldstart.md). Sent as usage.cold_start_seconds only when set.
   std::optional<double> cold_start_seconds;
+  // The choice a streamed chunk belongs to (its "index"); bodies number their choices.
+  std::size_t choice = 0;
 };
 // "1.234": cold_start_seconds as sent in usage and the x-ember-cold-start header.
 std::string FormatSeconds(double seconds);
@@ -126,6 +134,16 @@ std::string EncodeChatCompletion(const ResponseMeta& meta, std::string_view text
                                  engine::FinishReason reason, const engine::Usage& usage,
                                  const ChoiceLogprobs* logprobs = nullptr,
                                  std::span<const engine::ToolCall> tool_calls = {});
+
+// A body with several choices (n > 1), numbered in order: completions' {index, text, ...} or
+// chat's {index, message: {role, content}, ...}; usage sums them (the caller's).
+struct EncodedChoice {
+  std::string_view text;
+  engine::FinishReason reason = engine::FinishReason::kStop;
+  const ChoiceLogprobs* logprobs = nullptr;  // null: "logprobs": null
+};
+std::string EncodeChoices(const ResponseMeta& meta, Endpoint endpoint,
+                          std::span<const EncodedChoice> choices, const engine::Usage& usage);
 
 // Server-sent events, each a complete "data: {...}\n\n" frame. With include_usage every
 // chunk carries "usage": null except the final usage chunk (OpenAI's shape). A text chunk

@@ -142,6 +142,55 @@ TEST(EncodeTest, ChatBodyMatchesOpenAiShape) {
   EXPECT_EQ(body["usage"]["total_tokens"], 5);
 }
 
+TEST(EncodeTest, BodiesWithSeveralChoicesNumberThemInOrder) {
+  const engine::TokenLogprobs token{{"b", -0.5f}, {}};
+  const ChoiceLogprobs lp{std::span<const engine::TokenLogprobs>(&token, 1), 0};
+  const EncodedChoice choices[] = {{"first", FinishReason::kStop, &lp},
+                                   {"second", FinishReason::kLength, nullptr}};
+  const Json completion =
+      Json::parse(EncodeChoices(kMeta, Endpoint::kCompletions, choices, Usage{4, 9}));
+  ASSERT_EQ(completion["choices"].size(), 2u);
+  EXPECT_EQ(completion["object"], "text_completion");
+  EXPECT_EQ(completion["choices"][0]["index"], 0);
+  EXPECT_EQ(completion["choices"][0]["text"], "first");
+  EXPECT_EQ(completion["choices"][0]["finish_reason"], "stop");
+  EXPECT_EQ(completion["choices"][0]["logprobs"]["tokens"], Json::parse(R"(["b"])"));
+  EXPECT_EQ(completion["choices"][1]["index"], 1);
+  EXPECT_EQ(completion["choices"][1]["text"], "second");
+  EXPECT_EQ(completion["choices"][1]["finish_reason"], "length");
+  EXPECT_TRUE(completion["choices"][1]["logprobs"].is_null());
+  EXPECT_EQ(completion["usage"]["completion_tokens"], 9);
+  EXPECT_EQ(completion["usage"]["total_tokens"], 13);
+
+  const Json chat =
+      Json::parse(EncodeChoices(kMeta, Endpoint::kChatCompletions, choices, Usage{4, 9}));
+  EXPECT_EQ(chat["object"], "chat.completion");
+  ASSERT_EQ(chat["choices"].size(), 2u);
+  EXPECT_EQ(chat["choices"][1]["index"], 1);
+  EXPECT_EQ(chat["choices"][1]["message"],
+            Json::parse(R"({"role":"assistant","content":"second"})"));
+  EXPECT_EQ(chat["choices"][0]["logprobs"]["content"][0]["token"], "b");
+}
+
+TEST(EncodeTest, ChunksCarryTheIndexOfTheirChoice) {
+  ResponseMeta meta = kMeta;
+  meta.choice = 1;
+  const Json text = ParseFrame(EncodeCompletionChunk(meta, "x", std::nullopt, false));
+  ASSERT_EQ(text["choices"].size(), 1u);
+  EXPECT_EQ(text["choices"][0]["index"], 1);
+  EXPECT_EQ(text["choices"][0]["text"], "x");
+  meta.choice = 2;
+  const Json role = ParseFrame(EncodeChatRoleChunk(meta, false));
+  EXPECT_EQ(role["choices"][0]["index"], 2);
+  EXPECT_EQ(role["choices"][0]["delta"]["role"], "assistant");
+  const Json end = ParseFrame(EncodeChatChunk(meta, "", FinishReason::kLength, true));
+  EXPECT_EQ(end["choices"][0]["index"], 2);
+  EXPECT_EQ(end["choices"][0]["finish_reason"], "length");
+  EXPECT_TRUE(end["usage"].is_null());
+  EXPECT_EQ(
+      ParseFrame(EncodeCompletionChunk(kMeta, "y", std::nullopt, false))["choices"][0]["index"], 0);
+}
+
 TEST(EncodeTest, FinishReasonStrings) {
   EXPECT_EQ(FinishReasonString(FinishReason::kStop), "stop");
   EXPECT_EQ(FinishReasonString(FinishReason::kLength), "length");

@@ -22,7 +22,6 @@ bool IsEmptyString(const Json& value) {
 }
 
 constexpr UnsupportedField kCommonUnsupported[] = {
-    {"n", IsOne, "n must be 1: ember returns one choice per request"},
     {"logit_bias", IsEmptyObject, "logit_bias is not supported"},
 };
 
@@ -224,6 +223,23 @@ Status ParseStream(const Json& request, GenerationParams& params) {
   return {};
 }
 
+Status ParseN(const Json& request, GenerationParams& params) {
+  const Json* n = FindField(request, "n");
+  if (n == nullptr) return {};
+  const bool in_range = n->is_number_unsigned()
+                            ? n->get<std::uint64_t>() <= static_cast<std::uint64_t>(kMaxChoices)
+                            : n->is_number_integer() && n->get<std::int64_t>() >= 1 &&
+                                  n->get<std::int64_t>() <= kMaxChoices;
+  if (!in_range || n->get<std::int64_t>() < 1) {
+    return InvalidArgument("n must be an integer between 1 and " + std::to_string(kMaxChoices) +
+                               ", got " + Describe(*n) +
+                               " (each choice takes one of the model's sequence slots)",
+                           "n");
+  }
+  params.n = static_cast<int>(n->get<std::int64_t>());
+  return {};
+}
+
 Status RejectUnsupportedCommon(const Json& request, GenerationParams& /*params*/) {
   return RejectUnsupported(request, kCommonUnsupported);
 }
@@ -248,7 +264,7 @@ Result<GenerationParams> ParseCompletionRequest(std::string_view body) {
   return RunParseSteps(
       body, Endpoint::kCompletions,
       {ParseModel, ParsePrompt, ParseCompletionMaxTokens, ParseSampling, ParseStop, ParseStream,
-       ParseCompletionLogprobs, RejectUnsupportedCommon, RejectUnsupportedCompletion});
+       ParseCompletionLogprobs, ParseN, RejectUnsupportedCommon, RejectUnsupportedCompletion});
 }
 
 }  // namespace ember::api

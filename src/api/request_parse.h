@@ -43,6 +43,8 @@ inline constexpr std::int64_t kMaxTokensLimit = 1'000'000;
 [[nodiscard]] Status ParseStop(const Json& request, GenerationParams& params);
 // stream and stream_options.include_usage (kept only when streaming).
 [[nodiscard]] Status ParseStream(const Json& request, GenerationParams& params);
+// "n": 1..kMaxChoices.
+[[nodiscard]] Status ParseN(const Json& request, GenerationParams& params);
 // Limits on the agent fields (docs/api.md, "Tools and structured output").
 inline constexpr std::size_t kMaxTools = 128;
 inline constexpr std::size_t kMaxFunctionNameBytes = 64;

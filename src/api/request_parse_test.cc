@@ -80,6 +80,14 @@ TEST(ParseCompletionTest, ReadsEveryField) {
   EXPECT_EQ(p.sampling.top_logprobs, 3);
 }
 
+TEST(ParseCompletionTest, NChoicesFromOneToEight) {
+  EXPECT_EQ(ParseCompletionRequest(R"({"prompt":"x"})")->n, 1);
+  EXPECT_EQ(ParseCompletionRequest(R"({"prompt":"x","n":null})")->n, 1);
+  EXPECT_EQ(ParseCompletionRequest(R"({"prompt":"x","n":3})")->n, 3);
+  EXPECT_EQ(ParseCompletionRequest(R"({"prompt":"x","n":8})")->n, 8);
+  EXPECT_EQ(ParseChatRequest(R"({"messages":[{"role":"user","content":"x"}],"n":4})")->n, 4);
+}
+
 TEST(ParseCompletionTest, LogprobsCountsAlternatives) {
   // 0: the sampled tokens' log-probabilities with no alternatives; false and null: none.
   const GenerationParams zero = ParseOk(R"({"prompt":"x","logprobs":0})");
@@ -235,10 +243,12 @@ INSTANTIATE_TEST_SUITE_P(
         RejectCase{R"({"prompt":"x","stream_options":true})", "stream_options", "an object"},
         RejectCase{R"({"prompt":"x","stream":true,"stream_options":{"include_usage":1}})",
                    "stream_options.include_usage", "true or false"},
-        RejectCase{R"({"prompt":"x","n":2})", "n",
-                   "n must be 1: ember returns one choice per request"},
-        RejectCase{R"({"prompt":"x","n":0})", "n", "n must be 1"},
-        RejectCase{R"({"prompt":"x","n":"1"})", "n", "n must be 1"},
+        RejectCase{R"({"prompt":"x","n":9})", "n", "between 1 and 8, got 9"},
+        RejectCase{R"({"prompt":"x","n":0})", "n", "between 1 and 8, got 0"},
+        RejectCase{R"({"prompt":"x","n":-1})", "n", "between 1 and 8"},
+        RejectCase{R"({"prompt":"x","n":2.5})", "n", "between 1 and 8"},
+        RejectCase{R"({"prompt":"x","n":"1"})", "n", "between 1 and 8"},
+        RejectCase{R"({"prompt":"x","n":18446744073709551615})", "n", "between 1 and 8"},
         RejectCase{R"({"prompt":"x","best_of":3})", "best_of", "best_of must be 1"},
         RejectCase{R"({"prompt":"x","echo":true})", "echo", "echo is not supported"},
         RejectCase{R"({"prompt":"x","logprobs":6})", "logprobs", "between 0 and 5, got 6"},

@@ -151,10 +151,10 @@ void AppendCompletionLogprobs(std::string& out, const ChoiceLogprobs& logprobs) 
   out += "]}";
 }
 
-// Writes `,"logprobs":…,"finish_reason":…}]` closing the single choice and the array.
+// Writes `,"logprobs":…,"finish_reason":…}]` closing the choice and (close_array) the array.
 void AppendChoiceTail(std::string& out, std::optional<engine::FinishReason> finish,
                       Endpoint endpoint = Endpoint::kCompletions,
-                      const ChoiceLogprobs* logprobs = nullptr) {
+                      const ChoiceLogprobs* logprobs = nullptr, bool close_array = true) {
   out += ",\"logprobs\":";
   if (logprobs == nullptr) {
     out += "null";
@@ -169,7 +169,14 @@ void AppendChoiceTail(std::string& out, std::optional<engine::FinishReason> fini
   } else {
     out += "null";
   }
-  out += "}]";
+  out += close_array ? "}]" : "}";
+}
+
+// Writes `,"choices":[{"index":i,` opening a chunk's one choice.
+void AppendChoiceStart(std::string& out, std::size_t index) {
+  out += ",\"choices\":[{\"index\":";
+  AppendInt(out, static_cast<std::int64_t>(index));
+  out += ',';
 }
 
 // Closes a chunk object and its SSE frame.
@@ -242,7 +249,8 @@ std::string EncodeCompletionChunk(const ResponseMeta& meta, std::string_view tex
                                   const ChoiceLogprobs* logprobs) {
   std::string out = StartFrame(text.size());
   AppendHead(out, meta, kCompletionObject);
-  out += ",\"choices\":[{\"index\":0,\"text\":";
+  AppendChoiceStart(out, meta.choice);
+  out += "\"text\":";
   AppendQuoted(out, text);
   AppendChoiceTail(out, finish, Endpoint::kCompletions, logprobs);
   EndChunk(out, include_usage);
@@ -252,7 +260,8 @@ std::string EncodeCompletionChunk(const ResponseMeta& meta, std::string_view tex
 std::string EncodeChatRoleChunk(const ResponseMeta& meta, bool include_usage) {
   std::string out = StartFrame(0);
   AppendHead(out, meta, kChatChunkObject);
-  out += ",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}";
+  AppendChoiceStart(out, meta.choice);
+  out += "\"delta\":{\"role\":\"assistant\",\"content\":\"\"}";
   AppendChoiceTail(out, std::nullopt);
   EndChunk(out, include_usage);
   return out;
@@ -265,7 +274,8 @@ std::string EncodeChatChunk(const ResponseMeta& meta, std::string_view text,
                             std::span<const ToolCallFragment> tool_calls) {
   std::string out = StartFrame(text.size());
   AppendHead(out, meta, kChatChunkObject);
-  out += ",\"choices\":[{\"index\":0,\"delta\":{";
+  AppendChoiceStart(out, meta.choice);
+  out += "\"delta\":{";
   const bool content = !text.empty() || (!finish.has_value() && tool_calls.empty());
   if (content) {
     out += "\"content\":";
@@ -306,6 +316,31 @@ std::string EncodeUsageChunk(const ResponseMeta& meta, Endpoint endpoint,
   out += ",\"choices\":[],\"usage\":";
   AppendUsage(out, usage, meta.cold_start_seconds);
   out += "}\n\n";
+  return out;
+}
+
+std::string EncodeChoices(const ResponseMeta& meta, Endpoint endpoint,
+                          std::span<const EncodedChoice> choices, const engine::Usage& usage) {
+  const bool chat = endpoint == Endpoint::kChatCompletions;
+  std::size_t size = kEnvelopeReserve;
+  for (const EncodedChoice& c : choices) size += c.text.size() + kEnvelopeReserve / 2;
+  std::string out;
+  out.reserve(size);
+  AppendHead(out, meta, chat ? kChatObject : kCompletionObject);
+  out += ",\"choices\":[";
+  for (std::size_t i = 0; i < choices.size(); ++i) {
+    if (i > 0) out += ',';
+    out += "{\"index\":";
+    AppendInt(out, static_cast<std::int64_t>(i));
+    out += chat ? ",\"message\":{\"role\":\"assistant\",\"content\":" : ",\"text\":";
+    AppendQuoted(out, choices[i].text);
+    if (chat) out += '}';
+    AppendChoiceTail(out, choices[i].reason, endpoint, choices[i].logprobs,
+                     /*close_array=*/false);
+  }
+  out += "],\"usage\":";
+  AppendUsage(out, usage, meta.cold_start_seconds);
+  out += '}';
   return out;
 }
 

@@ -227,7 +227,7 @@ void Generation::OnModel(Result<ModelLease> lease) {
   std::int64_t max_output = 0;
   for (const scheduler::GenerateRequest& r : *built) {
     prompt_tokens_ += static_cast<std::int64_t>(r.prompt.size());
-    if (!r.embed) max_output += r.max_tokens;
+    if (!r.embed) max_output += static_cast<std::int64_t>(r.max_tokens) * r.n;
   }
   if (auto refused = grant_->Reserve(prompt_tokens_, max_output)) {
     return Refuse(*refused);
@@ -272,6 +272,13 @@ Result<scheduler::GenerateRequest> Generation::BuildRequest() {
   }
   const int n_prompt = static_cast<int>(req.prompt.size());
   if (n_prompt == 0) return InvalidArgument("the prompt is empty", "prompt");
+  // Each choice holds a slot (and its own copy of the prompt's cells) for the whole request.
+  if (params_.n > info.n_parallel) {
+    return InvalidArgument(StrCat("n (", params_.n, ") exceeds the ", info.n_parallel,
+                                  " parallel sequence slots of model '", info.id, "'"),
+                           "n");
+  }
+  req.n = params_.n;
   const int n_ctx = info.n_ctx_per_seq;
   if (params_.max_tokens && n_prompt + *params_.max_tokens > n_ctx) {
     return InvalidArgument(
@@ -331,6 +338,14 @@ void Generation::Submit(std::vector<scheduler::GenerateRequest> reqs) {
     reqs[i].arrival = arrival_;
   }
   embeddings_.resize(kind_ == api::Endpoint::kEmbeddings ? reqs.size() : 0);
+  if (kind_ != api::Endpoint::kEmbeddings && params_.n > 1) {
+    choices_.resize(params_.n);
+    for (std::size_t i = 0; i < choices_.size(); ++i) {
+      choices_[i].meta = meta_;
+      choices_[i].meta.choice = i;
+    }
+    choices_open_ = params_.n;
+  }
   unsubmitted_ = std::move(reqs);
   if (Status ok = SubmitMore(); !ok) {
     const bool full = ok.error().code == ErrorCode::kResourceExhausted;
@@ -371,6 +386,8 @@ void Generation::Pump() {
         OnAdmitted(*admitted);
       } else if (kind_ == api::Endpoint::kEmbeddings) {
         OnInputFinished(i, std::get<scheduler::Finished>(event));
+      } else if (params_.n > 1) {
+        OnChoiceFinished(std::get<scheduler::Finished>(event));
       } else {
         OnFinished(std::get<scheduler::Finished>(event));
       }
@@ -384,7 +401,11 @@ void Generation::EnsureStreamStarted() {
   http_status_ = 200;
   app_.metrics_.CountHttp(endpoint_, 200);
   exchange_->StartStream(200, "text/event-stream", ResponseHeaders());
-  if (chat_) exchange_->Write(api::EncodeChatRoleChunk(meta_, params_.include_usage));
+  if (!chat_) return;
+  if (params_.n == 1)
+    return exchange_->Write(api::EncodeChatRoleChunk(meta_, params_.include_usage));
+  for (const Choice& c : choices_)
+    exchange_->Write(api::EncodeChatRoleChunk(c.meta, params_.include_usage));
 }
 
 void Generation::OnAdmitted(const scheduler::Admitted& admitted) {
@@ -398,6 +419,7 @@ void Generation::OnText(scheduler::TextDelta& delta) {
   // A client that has left gets nothing more, and no response is counted for it: text already
   // queued when it left must not start a stream (a 200 no client ever read).
   if ((delta.text.empty() && delta.logprobs.empty()) || client_gone_) return;
+  if (params_.n > 1) return OnChoiceText(delta);
   const bool logprobs = params_.sampling.logprobs;
   if (!params_.stream) {
     text_ += delta.text;
@@ -455,6 +477,14 @@ void Generation::OnFinished(const scheduler::Finished& f) {
           exchange_->Respond(200, "application/json", std::move(body), std::move(headers));
         });
   }
+  if (!params_.stream && params_.n > 1) {
+    http_status_ = 200;
+    return Complete(
+        outcome, &f, [this, body = ChoicesBody(f.usage), headers = ResponseHeaders()]() mutable {
+          app_.metrics_.CountHttp(endpoint_, 200);
+          exchange_->Respond(200, "application/json", std::move(body), std::move(headers));
+        });
+  }
   if (!params_.stream) {
     http_status_ = 200;
     const api::ChoiceLogprobs choice_logprobs{logprobs_, 0};
@@ -468,8 +498,11 @@ void Generation::OnFinished(const scheduler::Finished& f) {
         });
   }
   EnsureStreamStarted();
-  exchange_->Write(chat_ ? api::EncodeChatChunk(meta_, "", f.reason, params_.include_usage)
+  if (params_.n == 1) {  // n > 1: each choice's finish chunk went out as it finished
+    exchange_->Write(chat_
+                         ? api::EncodeChatChunk(meta_, "", f.reason, params_.include_usage)
                          : api::EncodeCompletionChunk(meta_, "", f.reason, params_.include_usage));
+  }
   if (params_.include_usage) {
     exchange_->Write(api::EncodeUsageChunk(meta_, params_.endpoint, f.usage));
   }

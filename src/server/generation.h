@@ -14,6 +14,11 @@
 // are queued or running at a time (so a 2048-input request neither fills the wait queue nor
 // takes every turn of the fair queue); it answers once all have finished, and a client that
 // leaves cancels all of them.
+//
+// A request for n > 1 choices is one scheduler request with n sequences (scheduler.h) on one
+// stream: events carry their choice's index, each choice is accumulated (or streamed as chunks
+// with its "index") on its own, and the request completes once, when the last choice has
+// finished, with the sum of their usage (generation_choices.cc).
 #pragma once
 
 #include <cstdint>
@@ -87,6 +92,12 @@ class Generation : public std::enable_shared_from_this<Generation> {
   void OnFinished(const scheduler::Finished& finished);
   void CancelAll();
   void EnsureStreamStarted();
+  // n > 1 (generation_choices.cc).
+  void OnChoiceText(scheduler::TextDelta& delta);
+  // One choice's end; the last one to end finishes the request with their sum.
+  void OnChoiceFinished(scheduler::Finished& finished);
+  // The non-streamed body of a successful request with n > 1.
+  std::string ChoicesBody(const engine::Usage& usage) const;
 
   // Answers with `error` (its HTTP status) and completes with `outcome`.
   void Refuse(Outcome outcome, const Error& error);
@@ -132,6 +143,15 @@ class Generation : public std::enable_shared_from_this<Generation> {
   std::string text_;     // non-streamed responses
   std::vector<engine::TokenLogprobs> logprobs_;  // non-streamed, when asked for
   std::size_t logprob_offset_ = 0;               // streamed: bytes of text before the next token's
+  struct Choice {
+    std::string text;  // non-streamed
+    std::vector<engine::TokenLogprobs> logprobs;
+    std::size_t logprob_offset = 0;  // streamed
+    api::ResponseMeta meta;          // streamed: meta_ with this choice's index
+    std::optional<engine::FinishReason> finish;
+  };
+  std::vector<Choice> choices_;  // n > 1 only
+  int choices_open_ = 0;         // not finished yet
   int http_status_ = 0;
   bool stream_started_ = false;
   bool client_gone_ = false;

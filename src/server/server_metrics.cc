@@ -135,10 +135,13 @@ void ModelMetrics::OnPreempted(const scheduler::TenantTag& tenant) {
 void ModelMetrics::OnFirstToken(std::chrono::nanoseconds ttft) { ttft_.Observe(Seconds(ttft)); }
 void ModelMetrics::OnTokenInterval(std::chrono::nanoseconds itl) { itl_.Observe(Seconds(itl)); }
 
+// Once per choice: tokens add up over the choices (the prompt is in choice 0's usage only);
+// the request's latency and finish reason are counted once, with its first choice.
 void ModelMetrics::OnFinished(const scheduler::Finished& f) {
-  e2e_.Observe(Seconds(f.timings.total));
   prompt_tokens_.Inc(f.usage.prompt_tokens);
   generation_tokens_.Inc(f.usage.completion_tokens);
+  if (f.choice != 0) return;
+  e2e_.Observe(Seconds(f.timings.total));
   std::string reason = f.error ? "error" : std::string(api::FinishReasonString(f.reason));
   if (f.reason == engine::FinishReason::kCancelled) reason = "abort";
   registry_

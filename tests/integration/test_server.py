@@ -83,7 +83,8 @@ class EndpointsAndBadInputTest(unittest.TestCase):
             ("/v1/completions", b'{"prompt": "x", "max_tokens": 99999999999}', 400, "max_tokens"),
             ("/v1/completions", b'{"prompt": "x", "max_tokens": "ten"}', 400, "max_tokens"),
             ("/v1/completions", b'{"prompt": "x", "temperature": 9}', 400, "temperature"),
-            ("/v1/completions", b'{"prompt": "x", "n": 2}', 400, "n"),
+            ("/v1/completions", b'{"prompt": "x", "n": 9}', 400, "n"),
+            ("/v1/completions", b'{"prompt": "x", "n": 3}', 400, "n"),  # > 2 slots
             ("/v1/completions", b'{"prompt": "x", "model": "gpt-9"}', 404, "model"),
             ("/v1/completions", b'{"prompt": [1, 2, 999999]}', 400, "prompt"),
             ("/v1/completions", b'{"prompt": "x", "max_tokens": 600}', 400, "max_tokens"),
