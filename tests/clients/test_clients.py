@@ -78,6 +78,9 @@ class ClientLibrariesTest(unittest.TestCase):
     def test_openai_node_embeddings_decode_base64(self):
         self.node("openai_sdk.mjs", "embeddings")
 
+    def test_openai_node_parses_several_choices(self):
+        self.node("openai_sdk.mjs", "choices")
+
     def test_openai_node_errors_are_typed(self):
         self.node("openai_sdk.mjs", "errors")
 

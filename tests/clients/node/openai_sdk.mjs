@@ -142,6 +142,35 @@ const checks = {
     assert.equal(r.usage.total_tokens, r.usage.prompt_tokens);
   },
 
+  // n = 2: the client parses both choices, whole and streamed (chunks of the two choices
+  // interleave, each naming its index), and usage sums them.
+  async choices() {
+    const r = await client.chat.completions.create({
+      model, messages, max_tokens: 8, n: 2, temperature: 1, seed: 7,
+    });
+    assert.equal(r.choices.length, 2);
+    assert.deepEqual(r.choices.map((c) => c.index), [0, 1]);
+    for (const c of r.choices) {
+      assert.equal(c.message.role, 'assistant');
+      assert.equal(typeof c.message.content, 'string');
+      assert.ok(['stop', 'length'].includes(c.finish_reason), c.finish_reason);
+    }
+    assert.ok(r.usage.completion_tokens <= 16);
+    const stream = await client.chat.completions.create({
+      model, messages, max_tokens: 8, n: 2, temperature: 1, seed: 7, stream: true,
+    });
+    const texts = ['', ''];
+    const finishes = [null, null];
+    for await (const chunk of stream) {
+      for (const c of chunk.choices) {
+        texts[c.index] += c.delta.content ?? '';
+        if (c.finish_reason) finishes[c.index] = c.finish_reason;
+      }
+    }
+    assert.deepEqual(texts, r.choices.map((c) => c.message.content));
+    assert.deepEqual(finishes, r.choices.map((c) => c.finish_reason));
+  },
+
   // A client's mistake is the client's typed error with the server's message, not a 500.
   async errors() {
     await assert.rejects(
