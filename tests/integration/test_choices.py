@@ -4,9 +4,11 @@ choices with the prompt counted once, the prompt computed once (engine step toke
 400s for n out of range (docs/api.md, "Several choices")."""
 import http.client
 import json
+import shutil
+import tempfile
 import unittest
 
-from harness import Server
+from harness import Server, write_tenants
 
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
@@ -142,6 +144,43 @@ class ChoicesTest(unittest.TestCase):
         self.assertEqual(status, 400, data)
         self.assertIn("parallel", data["error"]["message"])
         self.assertRefused({"prompt": "x", "best_of": 2}, "best_of")
+
+
+class ChoicesReservationTest(unittest.TestCase):
+    """A tenant's output-token limit reserves n x max_tokens at admission and settles to the
+    sum of the choices' tokens."""
+    KEY = "ek_nchoicesnchoicesnchoicesnc000000000001"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="ember-choices-")
+        write_tenants(cls.dir, {"small": {"output_tpm": 100}},
+                      [("key_00000000001e", "small", cls.KEY)])
+        cls.server = Server("--parallel", "4", "--ctx-size", "1024", "--data-dir", cls.dir)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def post(self, body):
+        return self.server.post_json(COMPLETIONS, body, headers={
+            "Content-Type": "application/json", "Authorization": f"Bearer {self.KEY}"})
+
+    def test_reservation_is_n_times_max_tokens(self):
+        # 4 x 30 = 120 output tokens cannot be reserved from 100/min, though 30 could.
+        status, body, _ = self.post({"prompt": "Hi", "max_tokens": 30, "n": 4})
+        self.assertEqual(status, 429, body)
+        self.assertEqual(body["error"]["code"], "rate_limit_exceeded")
+        status, body, headers = self.post({"prompt": "Hi", "max_tokens": 30, "n": 3})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(len(body["choices"]), 3)
+        used = body["usage"]["completion_tokens"]
+        self.assertGreater(used, 30, "3 choices of up to 30 tokens each, summed")
+        _, _, h = self.post({"prompt": "Hi", "max_tokens": 1})
+        # Settled to what the 3 choices generated (the refill meanwhile is a token or two).
+        self.assertGreaterEqual(int(h["x-ratelimit-remaining-tokens"]) + 1, 100 - used - 1)
+        self.assertLessEqual(int(h["x-ratelimit-remaining-tokens"]), 100 - used + 3)
 
 
 if __name__ == "__main__":
