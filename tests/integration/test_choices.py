@@ -134,6 +134,18 @@ class ChoicesTest(unittest.TestCase):
         ends = [e["choices"][0]["index"] for e in events if e["choices"][0]["finish_reason"]]
         self.assertEqual(sorted(ends), [0, 1])
 
+    def test_each_choice_has_its_own_logprobs(self):
+        status, body, _ = self.server.post_json(CHAT, {
+            "messages": [{"role": "user", "content": "Tell me a story."}], "max_tokens": 12,
+            "n": 2, "temperature": 1.0, "seed": 21, "logprobs": True, "top_logprobs": 2})
+        self.assertEqual(status, 200, body)
+        for c in body["choices"]:
+            content = c["logprobs"]["content"]
+            spelled = b"".join(bytes(e["bytes"]) for e in content).decode("utf-8", "replace")
+            self.assertEqual(spelled, c["message"]["content"])
+            self.assertTrue(all(len(e["top_logprobs"]) == 2 for e in content))
+        self.assertNotEqual(body["choices"][0]["logprobs"], body["choices"][1]["logprobs"])
+
     def test_n_out_of_range_is_a_400_naming_n(self):
         self.assertRefused({"prompt": "x", "n": 0})
         self.assertRefused({"prompt": "x", "n": 9})
@@ -144,6 +156,29 @@ class ChoicesTest(unittest.TestCase):
         self.assertEqual(status, 400, data)
         self.assertIn("parallel", data["error"]["message"])
         self.assertRefused({"prompt": "x", "best_of": 2}, "best_of")
+
+
+class DeterministicChoicesTest(unittest.TestCase):
+    """In deterministic mode choice i of a request with seed s is exactly the answer a request
+    with n = 1 and seed s + i gets: the copied prompt cells are the ones it would compute."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server("--parallel", "4", "--ctx-size", "2048", "--allow-deterministic")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def test_choice_i_is_the_request_with_seed_plus_i(self):
+        request = {"prompt": PROMPT, "max_tokens": 24, "temperature": 0.9, "seed": 40,
+                   "deterministic": True}
+        status, body, _ = self.server.post_json(COMPLETIONS, dict(request, n=3))
+        self.assertEqual(status, 200, body)
+        for i, c in enumerate(body["choices"]):
+            status, single, _ = self.server.post_json(COMPLETIONS, dict(request, seed=40 + i))
+            self.assertEqual(status, 200, single)
+            self.assertEqual(c["text"], single["choices"][0]["text"], f"choice {i}")
 
 
 class ChoicesReservationTest(unittest.TestCase):
