@@ -4,7 +4,9 @@ choices with the prompt counted once, the prompt computed once (engine step toke
 400s for n out of range (docs/api.md, "Several choices")."""
 import http.client
 import json
+import os
 import shutil
+import sqlite3
 import tempfile
 import unittest
 
@@ -185,22 +187,42 @@ class ChoicesReservationTest(unittest.TestCase):
     """A tenant's output-token limit reserves n x max_tokens at admission and settles to the
     sum of the choices' tokens."""
     KEY = "ek_nchoicesnchoicesnchoicesnc000000000001"
+    OPEN_KEY = "ek_nchoicesnchoicesnchoicesnc000000000002"
 
     @classmethod
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp(prefix="ember-choices-")
-        write_tenants(cls.dir, {"small": {"output_tpm": 100}},
-                      [("key_00000000001e", "small", cls.KEY)])
-        cls.server = Server("--parallel", "4", "--ctx-size", "1024", "--data-dir", cls.dir)
+        write_tenants(cls.dir, {"small": {"output_tpm": 100}, "open": {}},
+                      [("key_00000000001e", "small", cls.KEY),
+                       ("key_00000000002e", "open", cls.OPEN_KEY)])
+        cls.server = Server("--parallel", "4", "--ctx-size", "1024", "--data-dir", cls.dir,
+                            "--ledger-sync", "full")
 
     @classmethod
     def tearDownClass(cls):
         cls.server.stop()
         shutil.rmtree(cls.dir, ignore_errors=True)
 
-    def post(self, body):
+    def test_one_usage_record_with_the_choices_summed(self):
+        status, body, _ = self.post({"prompt": "Once upon", "max_tokens": 5, "n": 3,
+                                     "temperature": 0}, self.OPEN_KEY)
+        self.assertEqual(status, 200, body)
+        db = sqlite3.connect(f"file:{os.path.join(self.dir, 'ledger.sqlite')}?mode=ro", uri=True)
+        db.row_factory = sqlite3.Row
+        try:
+            rows = [dict(r) for r in db.execute("SELECT * FROM usage WHERE request_id = ?",
+                                                (body["id"],))]
+        finally:
+            db.close()
+        self.assertEqual(len(rows), 1)
+        self.assertEqual(rows[0]["prompt_tokens"], body["usage"]["prompt_tokens"])
+        self.assertEqual(rows[0]["completion_tokens"], body["usage"]["completion_tokens"])
+        self.assertEqual(rows[0]["completion_tokens"], 15)
+        self.assertGreater(rows[0]["engine_ns"], 0)
+
+    def post(self, body, key=None):
         return self.server.post_json(COMPLETIONS, body, headers={
-            "Content-Type": "application/json", "Authorization": f"Bearer {self.KEY}"})
+            "Content-Type": "application/json", "Authorization": f"Bearer {key or self.KEY}"})
 
     def test_reservation_is_n_times_max_tokens(self):
         # 4 x 30 = 120 output tokens cannot be reserved from 100/min, though 30 could.
