@@ -26,7 +26,8 @@ constexpr UnsupportedField kCommonUnsupported[] = {
 };
 
 constexpr UnsupportedField kCompletionUnsupported[] = {
-    {"best_of", IsOne, "best_of must be 1: ember returns one choice per request"},
+    {"best_of", IsOne,
+     "best_of must be 1: ember does not rank candidates server-side (n returns several choices)"},
     {"echo", IsFalse, "echo is not supported: the response never repeats the prompt"},
     {"suffix", IsEmptyString, "suffix is not supported: ember does not do fill-in-the-middle"},
 };
