@@ -8,9 +8,10 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import time
 import unittest
 
-from harness import Server, write_tenants
+from harness import Server, post_bytes, raw_socket, write_tenants
 
 CHAT = "/v1/chat/completions"
 COMPLETIONS = "/v1/completions"
@@ -158,6 +159,31 @@ class ChoicesTest(unittest.TestCase):
         self.assertEqual(status, 400, data)
         self.assertIn("parallel", data["error"]["message"])
         self.assertRefused({"prompt": "x", "best_of": 2}, "best_of")
+
+
+class ChoicesCancellationTest(unittest.TestCase):
+    def test_a_client_that_leaves_cancels_every_choice(self):
+        server = Server("--parallel", "4", "--ctx-size", "2048", "--debug-step-delay", "10ms")
+        try:
+            s = raw_socket(server.port)
+            body = json.dumps({"prompt": "Once", "max_tokens": 400, "n": 3, "stream": True})
+            s.sendall(post_bytes(COMPLETIONS, body.encode()))
+            deadline = time.time() + 10
+            while (server.metric("ember_num_requests_running") or 0) < 3:
+                self.assertLess(time.time(), deadline, "the 3 choices never ran together")
+                time.sleep(0.005)
+            s.close()
+            self.assertTrue(server.wait_metric("ember_num_requests_running", 0, timeout=3))
+            # The request is counted once, as aborted; the server keeps serving.
+            self.assertEqual(
+                server.metric("ember_request_success_total", {"finished_reason": "abort"}), 1)
+            self.assertEqual(server.metric("ember_requests_cancelled_total"), 1)
+            status, resp, _ = server.post_json(COMPLETIONS, {"prompt": "Hi", "max_tokens": 3,
+                                                             "n": 4})
+            self.assertEqual(status, 200, resp)
+            self.assertEqual(len(resp["choices"]), 4)
+        finally:
+            server.stop()
 
 
 class DeterministicChoicesTest(unittest.TestCase):
