@@ -248,6 +248,7 @@ Result<GenerationParams> ParseCompletionRequest(std::string_view body) {
   return RunParseSteps(
       body, Endpoint::kCompletions,
       {ParseModel, ParsePrompt, ParseCompletionMaxTokens, ParseSampling, ParseStop, ParseStream,
+       ParseResponseFormat,
        ParseCompletionLogprobs, RejectUnsupportedCommon, RejectUnsupportedCompletion});
 }
 

@@ -244,6 +244,26 @@ void Generation::OnModel(Result<ModelLease> lease) {
   Submit(std::move(*built));
 }
 
+namespace {
+
+// response_format as a grammar on its own (no chat template): null for text.
+Result<std::shared_ptr<const engine::Grammar>> SchemaGrammar(const api::ResponseFormat& format) {
+  if (format.type == api::ResponseFormat::Type::kText) return nullptr;
+  auto gbnf = chat::JsonSchemaToGrammar(format.type == api::ResponseFormat::Type::kJsonSchema
+                                            ? format.schema
+                                            : R"({"type":"object"})");
+  if (!gbnf) {
+    Error e = gbnf.error();
+    if (e.param.empty()) e.param = "response_format";
+    return std::unexpected(std::move(e));
+  }
+  auto g = std::make_shared<engine::Grammar>();
+  g->gbnf = std::move(*gbnf);
+  return std::shared_ptr<const engine::Grammar>(std::move(g));
+}
+
+}  // namespace
+
 Result<Generation::ChatPrompt> Generation::RenderChat(const engine::ModelInfo& info,
                                                       const engine::Tokenizer& tok) {
   ChatPrompt out;
@@ -271,20 +291,9 @@ Result<Generation::ChatPrompt> Generation::RenderChat(const engine::ModelInfo& i
     if (!tokens) return std::unexpected(tokens.error());
     out.prompt = std::move(*tokens);
     // Structured output needs no template: the constraint is the schema's grammar.
-    const api::ResponseFormat& format = params_.response_format;
-    if (format.type != api::ResponseFormat::Type::kText) {
-      auto gbnf = chat::JsonSchemaToGrammar(format.type == api::ResponseFormat::Type::kJsonSchema
-                                                ? format.schema
-                                                : R"({"type":"object"})");
-      if (!gbnf) {
-        Error e = gbnf.error();
-        if (e.param.empty()) e.param = "response_format";
-        return std::unexpected(std::move(e));
-      }
-      auto g = std::make_shared<engine::Grammar>();
-      g->gbnf = std::move(*gbnf);
-      out.grammar = std::move(g);
-    }
+    auto grammar = SchemaGrammar(params_.response_format);
+    if (!grammar) return std::unexpected(grammar.error());
+    out.grammar = std::move(*grammar);
     return out;
   }
   auto rendered = tmpl->Render(ToRenderRequest(params_, deterministic));
@@ -333,6 +342,12 @@ Result<scheduler::GenerateRequest> Generation::BuildRequest() {
             StrCat("token id ", t, " is outside the vocabulary [0, ", info.n_vocab, ")"), "prompt");
       }
     }
+  }
+  if (params_.endpoint == api::Endpoint::kCompletions) {
+    // ember's extension: response_format on /v1/completions constrains the continuation.
+    auto schema = SchemaGrammar(params_.response_format);
+    if (!schema) return std::unexpected(schema.error());
+    grammar = std::move(*schema);
   }
   const int n_prompt = static_cast<int>(req.prompt.size());
   if (n_prompt == 0) return InvalidArgument("the prompt is empty", "prompt");

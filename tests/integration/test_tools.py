@@ -235,6 +235,15 @@ class ToolsWithoutATemplateTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.server.stop()
 
+    def test_completions_take_a_response_format_too(self):
+        # ember's extension: the legacy endpoint's continuation is constrained the same way.
+        fmt = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON}}
+        status, r, _ = self.server.post_json("/v1/completions", {
+            "prompt": "A person:", "response_format": fmt, "seed": 4, "max_tokens": 300})
+        self.assertEqual(status, 200, r)
+        self.assertEqual(r["choices"][0]["finish_reason"], "stop", r)
+        validate(json.loads(r["choices"][0]["text"]), PERSON)
+
     def test_tools_need_a_template(self):
         status, r, _ = self.server.post_json(CHAT, {"messages": MESSAGES, "tools": [WEATHER]})
         self.assertEqual(status, 400, r)
