@@ -126,8 +126,8 @@ endif()
 # llama.cpp's common chat library (chat templates through its Jinja engine, tool-call parsing,
 # JSON schema -> GBNF), the static archive scripts/llama_cpp.sh common caches. Private to
 # src/chat/ (tools/check_layers.py); it carries its own nlohmann json 3.12 inside the archive,
-# in that version's ABI namespace, apart from the system 3.11 that api/ uses. Without it, src/chat
-# is not built.
+# in that version's ABI namespace, apart from the system 3.11 that api/ uses. Required: the server
+# renders chat, tools and structured output through src/chat.
 set(EMBER_LLAMA_COMMON_PREFIX "" CACHE PATH
     "Install prefix of llama.cpp's common chat library (scripts/llama_cpp.sh common)")
 if(EMBER_LLAMA_COMMON_PREFIX)
@@ -143,7 +143,7 @@ if(EMBER_LLAMA_COMMON_PREFIX)
     ${EMBER_LLAMA_COMMON_PREFIX}/include/llama-common)
   target_link_libraries(ember_llama_common_dep INTERFACE ember_llama_dep Threads::Threads)
 else()
-  message(WARNING "EMBER_LLAMA_COMMON_PREFIX is not set: src/chat (tool calls, chat templates "
-                  "through Jinja, JSON schema) is not built; scripts/setup.sh sets it from "
-                  "scripts/llama_cpp.sh common")
+  message(FATAL_ERROR "EMBER_LLAMA_COMMON_PREFIX is not set: chat/ (chat templates through "
+                      "Jinja, tool calls, JSON schema) needs llama.cpp's common chat library; "
+                      "scripts/setup.sh sets it from scripts/llama_cpp.sh common")
 endif()

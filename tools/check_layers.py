@@ -19,7 +19,7 @@ ALLOWED = {
     "ledger": {"common", "ledger"},
     "chat": {"common", "chat"},
     "server": {"common", "engine", "scheduler", "api", "http", "metrics", "tenancy", "ledger",
-               "server"},
+               "chat", "server"},
     "cli": {"common", "engine", "server", "bench", "tenancy", "ledger", "cli"},
 }
 # third-party header prefix -> the only directories that may include it

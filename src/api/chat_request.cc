@@ -182,7 +182,7 @@ Result<GenerationParams> ParseChatRequest(std::string_view body) {
   return RunParseSteps(body, Endpoint::kChatCompletions,
                        {ParseModel, ParseMessages, ParseChatMaxTokens, ParseSampling, ParseStop,
                         ParseStream, ParseN, ParseChatLogprobs, ParseTools, ParseResponseFormat,
-                        RejectUnsupportedCommon, RejectUnsupportedChat, RejectUnservedAgentFields});
+                        RejectUnsupportedCommon, RejectUnsupportedChat});
 }
 
 Result<std::string> ReadTextContent(const Json& content, const std::string& param,

@@ -262,10 +262,10 @@ Result<GenerationParams> RunParseSteps(std::string_view body, Endpoint endpoint,
 }
 
 Result<GenerationParams> ParseCompletionRequest(std::string_view body) {
-  return RunParseSteps(
-      body, Endpoint::kCompletions,
-      {ParseModel, ParsePrompt, ParseCompletionMaxTokens, ParseSampling, ParseStop, ParseStream,
-       ParseCompletionLogprobs, ParseN, RejectUnsupportedCommon, RejectUnsupportedCompletion});
+  return RunParseSteps(body, Endpoint::kCompletions,
+                       {ParseModel, ParsePrompt, ParseCompletionMaxTokens, ParseSampling, ParseStop,
+                        ParseStream, ParseResponseFormat, ParseCompletionLogprobs, ParseN,
+                        RejectUnsupportedCommon, RejectUnsupportedCompletion});
 }
 
 }  // namespace ember::api

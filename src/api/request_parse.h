@@ -69,8 +69,6 @@ inline constexpr std::size_t kMaxSchemaBytes = 65536;  // a schema as compact JS
 // (the Responses API's text.format). `param` names the object in errors.
 [[nodiscard]] Result<ResponseFormat> ReadFormat(const Json& format, const std::string& param,
                                                 std::string_view nested);
-// Refuses what is parsed but not served yet (tools, non-text formats, tool messages).
-[[nodiscard]] Status RejectUnservedAgentFields(const Json& request, GenerationParams& params);
 // The content of a message given as a string or an array of text parts of the given types
 // ({"type": T, "text": ...}), concatenated; `param` names it in errors.
 [[nodiscard]] Result<std::string> ReadTextContent(const Json& content, const std::string& param,

@@ -322,3 +322,21 @@ TEST(ParseBodyTest, BracketsInsideStringsDoNotCountAsNesting) {
 
 }  // namespace
 }  // namespace ember::api
+
+namespace ember::api {
+namespace {
+
+TEST(ParseCompletionTest, ResponseFormatIsReadAsOnChat) {
+  auto p = ParseCompletionRequest(
+      R"({"prompt":"x","response_format":{"type":"json_schema","json_schema":{"name":"n",
+          "schema":{"type":"object"}}}})");
+  ASSERT_TRUE(p) << p.error().message;
+  EXPECT_EQ(p->response_format.type, ResponseFormat::Type::kJsonSchema);
+  EXPECT_EQ(p->response_format.schema, R"({"type":"object"})");
+  auto bad = ParseCompletionRequest(R"({"prompt":"x","response_format":{"type":"xml"}})");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().param, "response_format.type");
+}
+
+}  // namespace
+}  // namespace ember::api

@@ -78,8 +78,55 @@ Result<std::string> ItemRole(const Json& item, const std::string& where) {
                          where + ".role");
 }
 
-// One input item: a message ({role, content}, type "message" or none). Function calls and
-// their outputs are recognised and refused until tools are served.
+// A function_call input item: a call the assistant made, joined to the assistant message
+// before it (or to a new one), as the chat history carries it.
+Status ParseFunctionCallItem(const Json& item, const std::string& where, GenerationParams& params) {
+  const Json* call_id = FindField(item, "call_id");
+  const Json* name = FindField(item, "name");
+  const Json* arguments = FindField(item, "arguments");
+  if (call_id == nullptr || !call_id->is_string() ||
+      call_id->get_ref<const std::string&>().empty()) {
+    return InvalidArgument(where + ".call_id is required: the id its output answers",
+                           where + ".call_id");
+  }
+  if (name == nullptr || !name->is_string()) {
+    return InvalidArgument(where + ".name is required: the function called", where + ".name");
+  }
+  if (arguments == nullptr || !arguments->is_string() ||
+      !ParseJsonObject(arguments->get_ref<const std::string&>())) {
+    return InvalidArgument(where + ".arguments must be the JSON text of an object",
+                           where + ".arguments");
+  }
+  engine::ToolCall call{call_id->get<std::string>(), name->get<std::string>(),
+                        arguments->get<std::string>()};
+  if (params.messages.empty() || params.messages.back().role != "assistant") {
+    params.messages.push_back({"assistant", ""});
+  }
+  params.messages.back().tool_calls.push_back(std::move(call));
+  return {};
+}
+
+// A function_call_output item: what a call returned, as a tool message.
+Status ParseFunctionOutputItem(const Json& item, const std::string& where,
+                               GenerationParams& params) {
+  const Json* call_id = FindField(item, "call_id");
+  if (call_id == nullptr || !call_id->is_string() ||
+      call_id->get_ref<const std::string&>().empty()) {
+    return InvalidArgument(where + ".call_id is required: the id of the call this answers",
+                           where + ".call_id");
+  }
+  const Json* output = FindField(item, "output");
+  if (output == nullptr) return InvalidArgument(where + ".output is required", where + ".output");
+  auto text = ReadTextContent(*output, where + ".output", {"input_text", "output_text"});
+  if (!text) return std::unexpected(text.error());
+  engine::ChatMessage message{"tool", std::move(*text)};
+  message.tool_call_id = call_id->get<std::string>();
+  params.messages.push_back(std::move(message));
+  return {};
+}
+
+// One input item: a message ({role, content}, type "message" or none), a function call or a
+// function call's output.
 Status ParseInputItem(const Json& item, std::size_t index, GenerationParams& params) {
   const std::string where = "input[" + std::to_string(index) + "]";
   if (!item.is_object()) {
@@ -87,14 +134,17 @@ Status ParseInputItem(const Json& item, std::size_t index, GenerationParams& par
                            where);
   }
   const Json* type = FindField(item, "type");
+  if (type != nullptr && type->is_string() && *type == "function_call") {
+    return ParseFunctionCallItem(item, where, params);
+  }
+  if (type != nullptr && type->is_string() && *type == "function_call_output") {
+    return ParseFunctionOutputItem(item, where, params);
+  }
   if (type != nullptr && (!type->is_string() || *type != "message")) {
     const std::string name = type->is_string() ? type->get<std::string>() : Describe(*type);
-    if (name == "function_call" || name == "function_call_output") {
-      return InvalidArgument(
-          where + ": " + name + " items are not served yet: ember does not do tool calling",
-          where + ".type");
-    }
-    return InvalidArgument(where + ".type must be \"message\" (the only input item served), got '" +
+    return InvalidArgument(where +
+                               ".type must be \"message\", \"function_call\" or "
+                               "\"function_call_output\", got '" +
                                Truncated(name) + "'",
                            where + ".type");
   }
@@ -309,10 +359,10 @@ std::string FunctionCallItem(const engine::ToolCall& call, std::string_view stat
 }  // namespace
 
 Result<GenerationParams> ParseResponsesRequest(std::string_view body) {
-  return RunParseSteps(body, Endpoint::kResponses,
-                       {ParseModel, ParseInstructions, ParseInput, ParseMaxOutputTokens,
-                        ParseSampling, ParseStream, ParseResponsesTools, ParseText, ParseEchoFields,
-                        RejectUnsupportedResponses, RejectUnservedAgentFields});
+  return RunParseSteps(
+      body, Endpoint::kResponses,
+      {ParseModel, ParseInstructions, ParseInput, ParseMaxOutputTokens, ParseSampling, ParseStream,
+       ParseResponsesTools, ParseText, ParseEchoFields, RejectUnsupportedResponses});
 }
 
 ResponsesEncoder::ResponsesEncoder(const GenerationParams& params, const ResponseMeta& meta)

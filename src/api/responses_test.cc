@@ -57,27 +57,46 @@ TEST(ParseResponsesTest, ItemsBecomeMessagesInOrder) {
 }
 
 TEST(ParseResponsesTest, ToolsAndFormatAreReadInTheirFlatForm) {
-  // Parsed before being refused as not served yet: the checks run first.
   auto bad_choice = ParseResponsesRequest(
       R"({"input":"x","tools":[{"type":"function","name":"f","parameters":{"type":"object"}}],
           "tool_choice":{"type":"function","name":"g"}})");
   ASSERT_FALSE(bad_choice);
   EXPECT_EQ(bad_choice.error().param, "tool_choice.name");
-  auto served_later = ParseResponsesRequest(
-      R"({"input":"x","tools":[{"type":"function","name":"f"}],"tool_choice":"required"})");
-  ASSERT_FALSE(served_later);
-  EXPECT_THAT(served_later.error().message, HasSubstr("not served yet"));
-  auto format = ParseResponsesRequest(
-      R"({"input":"x","text":{"format":{"type":"json_schema","name":"p","schema":{"type":"object"}}}})");
-  ASSERT_FALSE(format);
-  EXPECT_EQ(format.error().param, "response_format");
+  const GenerationParams p = ParseOk(
+      R"({"input":"x","tools":[{"type":"function","name":"f","description":"d",
+          "parameters":{"type":"object"},"strict":true}],
+          "tool_choice":{"type":"function","name":"f"},"parallel_tool_calls":false,
+          "text":{"format":{"type":"json_schema","name":"p","schema":{"type":"object"}}}})");
+  ASSERT_EQ(p.tools.size(), 1u);
+  EXPECT_EQ(p.tools[0].name, "f");
+  EXPECT_EQ(p.tools[0].description, "d");
+  EXPECT_TRUE(p.tools[0].strict);
+  EXPECT_EQ(p.tool_choice.mode, ToolChoice::Mode::kNamed);
+  EXPECT_FALSE(p.parallel_tool_calls);
+  EXPECT_EQ(p.response_format.type, ResponseFormat::Type::kJsonSchema);
+  EXPECT_EQ(p.response_format.name, "p");
+  EXPECT_EQ(p.response_format.schema, R"({"type":"object"})");
   auto bad_format =
       ParseResponsesRequest(R"({"input":"x","text":{"format":{"type":"json_schema"}}})");
   ASSERT_FALSE(bad_format);
   EXPECT_EQ(bad_format.error().param, "text.format.name");
-  // text.format "text" is the default and is served.
-  EXPECT_EQ(ParseOk(R"({"input":"x","text":{"format":{"type":"text"}}})").response_format.type,
-            ResponseFormat::Type::kText);
+}
+
+TEST(ParseResponsesTest, FunctionCallItemsBecomeTheAssistantsCallsAndToolMessages) {
+  const GenerationParams p = ParseOk(R"({"input":[
+      {"role":"user","content":"Weather in Paris and Rome?"},
+      {"type":"function_call","call_id":"c1","name":"get_weather","arguments":"{\"city\":\"Paris\"}"},
+      {"type":"function_call","call_id":"c2","name":"get_weather","arguments":"{\"city\":\"Rome\"}"},
+      {"type":"function_call_output","call_id":"c1","output":"18C"},
+      {"type":"function_call_output","call_id":"c2","output":"21C"}]})");
+  ASSERT_EQ(p.messages.size(), 4u);
+  EXPECT_EQ(p.messages[1].role, "assistant");
+  ASSERT_EQ(p.messages[1].tool_calls.size(), 2u);
+  EXPECT_EQ(p.messages[1].tool_calls[1].id, "c2");
+  EXPECT_EQ(p.messages[1].tool_calls[1].arguments, R"({"city":"Rome"})");
+  EXPECT_EQ(p.messages[2].role, "tool");
+  EXPECT_EQ(p.messages[2].tool_call_id, "c1");
+  EXPECT_EQ(p.messages[3].content, "21C");
 }
 
 struct RejectCase {
@@ -108,8 +127,11 @@ INSTANTIATE_TEST_SUITE_P(
         RejectCase{R"({"input":[{"role":"robot","content":"x"}]})", "input[0].role", "got 'robot'"},
         RejectCase{R"({"input":[{"role":"user","content":[{"type":"input_image"}]}]})",
                    "input[0].content[0].type", "got 'input_image'"},
-        RejectCase{R"({"input":[{"type":"function_call_output","call_id":"c","output":"1"}]})",
-                   "input[0].type", "not served yet"},
+        RejectCase{R"({"input":[{"type":"function_call_output","output":"1"}]})",
+                   "input[0].call_id", "is required"},
+        RejectCase{
+            R"({"input":[{"type":"function_call","call_id":"c","name":"f","arguments":"[1]"}]})",
+            "input[0].arguments", "JSON text of an object"},
         RejectCase{R"({"input":[{"type":"reasoning"}]})", "input[0].type", "got 'reasoning'"},
         RejectCase{R"({"input":"x","instructions":1})", "instructions", "must be a string"},
         RejectCase{R"({"input":"x","max_output_tokens":0})", "max_output_tokens", "between 1 and"},

@@ -326,30 +326,4 @@ Result<std::vector<engine::ToolCall>> ParseAssistantToolCalls(const Json& messag
   return out;
 }
 
-// Parsed and validated, not yet served: rendering tools through the model's template, parsing
-// its calls and constrained decoding arrive with the chat component's wiring (issue 15). Until
-// then they are refused rather than silently ignored.
-Status RejectUnservedAgentFields(const Json& /*request*/, GenerationParams& params) {
-  if (!params.tools.empty()) {
-    return InvalidArgument("tools are not served yet: ember does not do tool calling", "tools");
-  }
-  if (params.response_format.type != ResponseFormat::Type::kText) {
-    return InvalidArgument(
-        "response_format is not served yet: only {\"type\": \"text\"} is accepted",
-        "response_format");
-  }
-  for (std::size_t i = 0; i < params.messages.size(); ++i) {
-    const engine::ChatMessage& m = params.messages[i];
-    if (m.role == "tool" || !m.tool_calls.empty()) {
-      const std::string param =
-          "messages[" + std::to_string(i) + "]" + (m.role == "tool" ? ".role" : ".tool_calls");
-      return InvalidArgument(param +
-                                 ": tool calls are not served yet: ember does not do tool "
-                                 "calling",
-                             param);
-    }
-  }
-  return {};
-}
-
 }  // namespace ember::api

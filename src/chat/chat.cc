@@ -10,6 +10,7 @@
 #include <mutex>
 #include <new>
 #include <optional>
+#include <regex>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -149,11 +150,32 @@ void AllowOneCallBlock(std::string& grammar) {
   }
 }
 
+// common's grammar for a required call lets free text come first ("root ::= ... until-N?
+// tool-calls": anything up to the call's opening tag), so a weak model can write on and never
+// call. A required or named call comes first: the free text goes.
+void RequireCallFirst(std::string& grammar) {
+  std::size_t root = grammar.find("root ::= ");
+  if (root != 0) {
+    root = grammar.find("\nroot ::= ");
+    if (root == std::string::npos) return;
+    ++root;
+  }
+  const std::size_t end = grammar.find('\n', root);
+  std::string line =
+      grammar.substr(root, end == std::string::npos ? std::string::npos : end - root);
+  static const std::regex kFreeText(R"( until-[0-9]+\?)");
+  std::string stripped = std::regex_replace(line, kFreeText, "");
+  grammar.replace(root, line.size(), stripped);
+}
+
 Rendered FromCommon(common_chat_params p, const common_chat_templates_inputs& in) {
   Rendered out;
   out.prompt = std::move(p.prompt);
   out.grammar = std::move(p.grammar);
   if (!in.parallel_tool_calls) AllowOneCallBlock(out.grammar);
+  if (in.tool_choice == COMMON_CHAT_TOOL_CHOICE_REQUIRED && !p.grammar_lazy) {
+    RequireCallFirst(out.grammar);
+  }
   out.grammar_lazy = p.grammar_lazy;
   for (const common_grammar_trigger& t : p.grammar_triggers)
     out.triggers.push_back({ToKind(t.type), t.value, t.token});

@@ -152,6 +152,26 @@ const std::string kQwenTwoCalls =
     "</tool_call>\n<tool_call>\n{\"name\": \"get_time\", \"arguments\": {\"tz\": \"CET\"}}\n"
     "</tool_call>";
 
+// common's required-call grammar lets free text come before the call; a weak model would
+// write on and never call. chat/ makes the call come first.
+TEST(Qwen25, RequiredCallComesFirstWithNoFreeTextBeforeIt) {
+  auto t = Load(kQwen25);
+  ASSERT_TRUE(t);
+  for (const ToolChoiceMode mode : {ToolChoiceMode::kRequired, ToolChoiceMode::kNamed}) {
+    Rendered r =
+        MustRender(*t, WeatherRequest(mode, mode == ToolChoiceMode::kNamed ? "get_weather" : ""));
+    EXPECT_FALSE(r.grammar_lazy);
+    const std::size_t root = r.grammar.find("root ::= ");
+    ASSERT_NE(root, std::string::npos) << r.grammar;
+    const std::string line = r.grammar.substr(root, r.grammar.find('\n', root) - root);
+    EXPECT_EQ(line.find("until-"), std::string::npos) << line;
+    EXPECT_NE(line.find("tool-calls"), std::string::npos) << line;
+  }
+  // auto keeps its free text: there the model chooses.
+  Rendered automatic = MustRender(*t, WeatherRequest());
+  EXPECT_TRUE(automatic.grammar_lazy);
+}
+
 TEST(Qwen25, LazyGrammarTriggeredByToolCallTag) {
   auto t = Load(kQwen25);
   ASSERT_TRUE(t);

@@ -41,6 +41,11 @@ void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
   serve->add_option("--model-id", o.model_id, "Name clients use (default: file name)")
       ->envname("EMBER_MODEL_ID");
   serve
+      ->add_option("--chat-template-file", o.chat_template_files,
+                   "Jinja chat template to use instead of the model's own: FILE for every model, "
+                   "or ID=FILE; repeatable")
+      ->envname("EMBER_CHAT_TEMPLATE_FILE");
+  serve
       ->add_option("--memory-budget", d.memory_budget,
                    "Bytes all loaded models may hold (weights + KV cache), e.g. 2GiB; 0 = "
                    "unlimited")

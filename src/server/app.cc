@@ -112,13 +112,16 @@ void App::Handle(std::shared_ptr<http::Exchange> ex) {
   if (path == "/v1/embeddings" && post) {
     return HandleGenerate(std::move(ex), api::Endpoint::kEmbeddings);
   }
+  if (path == "/v1/responses" && post) {
+    return HandleGenerate(std::move(ex), api::Endpoint::kResponses);
+  }
   if (path == "/tokenize" && post) return HandleTokenize(std::move(ex));
   if (path.starts_with("/admin/models/") && post) return HandleAdmin(std::move(ex));
   if (path == "/v1/usage" && get) return HandleUsage(std::move(ex));
   const bool known = path == "/health" || path == "/ready" || path == "/metrics" ||
                      path == "/v1/models" || path == "/v1/completions" ||
                      path == "/v1/chat/completions" || path == "/v1/embeddings" ||
-                     path == "/tokenize" || path == "/v1/usage";
+                     path == "/v1/responses" || path == "/tokenize" || path == "/v1/usage";
   if (known) {
     return ReplyError(*ex, path,
                       Error{ErrorCode::kInvalidArgument,

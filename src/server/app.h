@@ -21,6 +21,8 @@
 
 namespace ember::server {
 
+class ChatTemplates;
+
 enum class Phase { kLoading, kReady, kDraining };
 
 enum class Determinism {
@@ -54,6 +56,9 @@ class App {
   void SetPhase(Phase phase) { phase_.store(phase); }
   // Usage metering and budgets (server/metering.h); set before serving, may stay null (tests).
   void SetMetering(Metering* metering) { metering_ = metering; }
+  // The models' Jinja chat templates (tools, structured output); may stay null (tests): chat
+  // then renders with the engine's built-in templates only.
+  void SetChatTemplates(ChatTemplates* templates) { chat_templates_ = templates; }
   // What loading is doing now ("metadata", "tokenizer", "buffers", "weights", "context",
   // "warmup"), for /ready.
   void SetLoadingStep(std::string_view step) {
@@ -103,6 +108,7 @@ class App {
   std::map<std::string, std::array<std::string, 2>> fingerprints_;  // GUARDED_BY(fingerprints_mu_)
   std::atomic<int> open_generations_{0};
   Metering* metering_ = nullptr;
+  ChatTemplates* chat_templates_ = nullptr;
 };
 
 }  // namespace ember::server

@@ -7,6 +7,7 @@
 #include "common/ids.h"
 #include "common/log.h"
 #include "server/app.h"
+#include "server/chat_templates.h"
 
 namespace ember::server {
 
@@ -131,7 +132,9 @@ void Generation::Start() {
     embed_params_ = std::move(*params);
     params_.model = embed_params_.model;
   } else {
-    auto params = chat_ ? api::ParseChatRequest(body) : api::ParseCompletionRequest(body);
+    auto params = kind_ == api::Endpoint::kResponses ? api::ParseResponsesRequest(body)
+                  : chat_                            ? api::ParseChatRequest(body)
+                                                     : api::ParseCompletionRequest(body);
     if (!params) {
       app_.metrics_.CountRejected("invalid");
       return Refuse(Outcome::kInvalid, params.error());
@@ -241,6 +244,79 @@ void Generation::OnModel(Result<ModelLease> lease) {
   Submit(std::move(*built));
 }
 
+namespace {
+
+// response_format as a grammar on its own (no chat template): null for text.
+Result<std::shared_ptr<const engine::Grammar>> SchemaGrammar(const api::ResponseFormat& format) {
+  if (format.type == api::ResponseFormat::Type::kText) return nullptr;
+  auto gbnf = chat::JsonSchemaToGrammar(format.type == api::ResponseFormat::Type::kJsonSchema
+                                            ? format.schema
+                                            : R"({"type":"object"})");
+  if (!gbnf) {
+    Error e = gbnf.error();
+    if (e.param.empty()) e.param = "response_format";
+    return std::unexpected(std::move(e));
+  }
+  auto g = std::make_shared<engine::Grammar>();
+  g->gbnf = std::move(*gbnf);
+  return std::shared_ptr<const engine::Grammar>(std::move(g));
+}
+
+}  // namespace
+
+Result<Generation::ChatPrompt> Generation::RenderChat(const engine::ModelInfo& info,
+                                                      const engine::Tokenizer& tok) {
+  ChatPrompt out;
+  const bool tools = !params_.tools.empty();
+  bool tool_history = false;
+  for (const engine::ChatMessage& m : params_.messages) {
+    tool_history = tool_history || m.role == "tool" || !m.tool_calls.empty();
+  }
+  const bool deterministic =
+      params_.sampling.deterministic || app_.options_.determinism == Determinism::kAll;
+  std::shared_ptr<const chat::ChatTemplate> tmpl =
+      app_.chat_templates_ != nullptr ? app_.chat_templates_->For(info) : nullptr;
+  if (tmpl == nullptr) {
+    // libllama's built-in templates (or ember's fallback) know no tools.
+    if (tools || tool_history) {
+      return InvalidArgument(
+          StrCat("model '", info.id, "' has no chat template ember can render tools with (its ",
+                 "template: ", info.chat_template, "); its operator can give one with ",
+                 "--chat-template-file"),
+          tools ? "tools" : "messages");
+    }
+    auto prompt = tok.ApplyChatTemplate(params_.messages);
+    if (!prompt) return std::unexpected(prompt.error());
+    auto tokens = tok.Tokenize(*prompt, true);
+    if (!tokens) return std::unexpected(tokens.error());
+    out.prompt = std::move(*tokens);
+    // Structured output needs no template: the constraint is the schema's grammar.
+    auto grammar = SchemaGrammar(params_.response_format);
+    if (!grammar) return std::unexpected(grammar.error());
+    out.grammar = std::move(*grammar);
+    return out;
+  }
+  auto rendered = tmpl->Render(ToRenderRequest(params_, deterministic));
+  if (!rendered) return std::unexpected(rendered.error());
+  // A template prints the BOS token itself: then the tokenizer must not add another.
+  const bool has_bos = !info.bos_text.empty() && rendered->prompt.starts_with(info.bos_text);
+  auto tokens = tok.Tokenize(rendered->prompt, /*add_special=*/!has_bos);
+  if (!tokens) return std::unexpected(tokens.error());
+  out.prompt = std::move(*tokens);
+  out.grammar = ToGrammar(*rendered);
+  out.stops = std::move(rendered->additional_stops);
+  if (tools && params_.tool_choice.mode != api::ToolChoice::Mode::kNone) {
+    if (params_.n > 1) {
+      return InvalidArgument(
+          "n > 1 with tools is not served yet: each choice's calls are not parsed apart; send "
+          "n: 1 (or tool_choice: none)",
+          "n");
+    }
+    tool_output_ = std::make_unique<ToolOutput>(rendered->parser);
+  }
+  return out;
+}
+
 Result<scheduler::GenerateRequest> Generation::BuildRequest() {
   scheduler::Scheduler* s = &lease_->scheduler();
   const engine::ModelInfo& info = s->model();
@@ -251,12 +327,15 @@ Result<scheduler::GenerateRequest> Generation::BuildRequest() {
         StrCat("model '", info.id, "' is an embedding model: it answers POST /v1/embeddings only"),
         "model");
   }
-  if (params_.endpoint == api::Endpoint::kChatCompletions) {
-    auto prompt = tok.ApplyChatTemplate(params_.messages);
-    if (!prompt) return std::unexpected(prompt.error());
-    auto tokens = tok.Tokenize(*prompt, true);
-    if (!tokens) return std::unexpected(tokens.error());
-    req.prompt = std::move(*tokens);
+  std::shared_ptr<const engine::Grammar> grammar;
+  std::vector<std::string> template_stops;
+  if (params_.endpoint == api::Endpoint::kChatCompletions ||
+      params_.endpoint == api::Endpoint::kResponses) {
+    auto rendered = RenderChat(info, tok);
+    if (!rendered) return std::unexpected(rendered.error());
+    req.prompt = std::move(rendered->prompt);
+    grammar = std::move(rendered->grammar);
+    template_stops = std::move(rendered->stops);
   } else if (auto* text = std::get_if<std::string>(&params_.prompt)) {
     auto tokens = tok.Tokenize(*text, true);
     if (!tokens) return std::unexpected(tokens.error());
@@ -269,6 +348,12 @@ Result<scheduler::GenerateRequest> Generation::BuildRequest() {
             StrCat("token id ", t, " is outside the vocabulary [0, ", info.n_vocab, ")"), "prompt");
       }
     }
+  }
+  if (params_.endpoint == api::Endpoint::kCompletions) {
+    // ember's extension: response_format on /v1/completions constrains the continuation.
+    auto schema = SchemaGrammar(params_.response_format);
+    if (!schema) return std::unexpected(schema.error());
+    grammar = std::move(*schema);
   }
   const int n_prompt = static_cast<int>(req.prompt.size());
   if (n_prompt == 0) return InvalidArgument("the prompt is empty", "prompt");
@@ -318,7 +403,13 @@ Result<scheduler::GenerateRequest> Generation::BuildRequest() {
       req.sampling.deterministic = true;
       break;
   }
+  if (grammar) req.sampling.grammar = std::move(grammar);
   req.stop = params_.stop;
+  for (std::string& stop : template_stops) {
+    if (std::find(req.stop.begin(), req.stop.end(), stop) == req.stop.end()) {
+      req.stop.push_back(std::move(stop));
+    }
+  }
   req.tenant.id = caller_.tenant;
   req.tenant.weight = caller_.weight;
   req.tenant.priority = static_cast<int>(caller_.priority);
@@ -333,6 +424,9 @@ void Generation::Submit(std::vector<scheduler::GenerateRequest> reqs) {
   meta_.system_fingerprint =
       app_.Fingerprints(scheduler.model().numerics_id)[reqs[0].sampling.deterministic ? 1 : 0];
   meta_.cold_start_seconds = lease_->cold_start_seconds();
+  if (kind_ == api::Endpoint::kResponses) {
+    responses_ = std::make_unique<api::ResponsesEncoder>(params_, meta_);
+  }
   for (std::size_t i = 0; i < reqs.size(); ++i) {
     reqs[i].id = reqs.size() == 1 ? meta_.id : StrCat(meta_.id, "-", i);
     reqs[i].arrival = arrival_;
@@ -401,6 +495,7 @@ void Generation::EnsureStreamStarted() {
   http_status_ = 200;
   app_.metrics_.CountHttp(endpoint_, 200);
   exchange_->StartStream(200, "text/event-stream", ResponseHeaders());
+  if (responses_) exchange_->Write(responses_->Start());
   if (!chat_) return;
   if (params_.n == 1)
     return exchange_->Write(api::EncodeChatRoleChunk(meta_, params_.include_usage));
@@ -421,20 +516,33 @@ void Generation::OnText(scheduler::TextDelta& delta) {
   if ((delta.text.empty() && delta.logprobs.empty()) || client_gone_) return;
   if (params_.n > 1) return OnChoiceText(delta);
   const bool logprobs = params_.sampling.logprobs;
+  if (!params_.stream || responses_) text_ += delta.text;
   if (!params_.stream) {
-    text_ += delta.text;
+    if (tool_output_) tool_output_->Append(delta.text);
     if (logprobs) {
       std::move(delta.logprobs.begin(), delta.logprobs.end(), std::back_inserter(logprobs_));
     }
     return;
   }
   EnsureStreamStarted();
+  // With tools the output is read as it grows: what is content for good goes out as content,
+  // a call as delta.tool_calls fragments.
+  ToolOutput::Update update;
+  if (tool_output_) update = tool_output_->Add(delta.text);
+  const std::string& text = tool_output_ ? update.content : delta.text;
+  if (responses_) {
+    if (!text.empty()) exchange_->Write(responses_->TextDelta(text));
+    return;
+  }
   const api::ChoiceLogprobs chunk_logprobs{delta.logprobs, logprob_offset_};
   const api::ChoiceLogprobs* lp = logprobs ? &chunk_logprobs : nullptr;
-  exchange_->Write(
-      chat_
-          ? api::EncodeChatChunk(meta_, delta.text, std::nullopt, params_.include_usage, lp)
-          : api::EncodeCompletionChunk(meta_, delta.text, std::nullopt, params_.include_usage, lp));
+  if (!chat_) {
+    exchange_->Write(
+        api::EncodeCompletionChunk(meta_, text, std::nullopt, params_.include_usage, lp));
+  } else if (!text.empty() || !update.calls.empty() || !delta.logprobs.empty()) {
+    exchange_->Write(
+        api::EncodeChatChunk(meta_, text, std::nullopt, params_.include_usage, lp, update.calls));
+  }
   for (const engine::TokenLogprobs& t : delta.logprobs) logprob_offset_ += t.chosen.piece.size();
 }
 
@@ -458,6 +566,9 @@ void Generation::OnFinished(const scheduler::Finished& f) {
       if (http.status == 429 || http.status == 503) headers.emplace_back("Retry-After", "1");
       http_status_ = http.status;
       app_.Reply(*exchange_, endpoint_, http.status, std::move(http.body), std::move(headers));
+    } else if (responses_) {
+      exchange_->Write(responses_->Fail(*error));
+      exchange_->End();
     } else {
       exchange_->Write(api::EncodeErrorEvent(*error));
       exchange_->Write(std::string(api::kSseDone));
@@ -485,28 +596,54 @@ void Generation::OnFinished(const scheduler::Finished& f) {
           exchange_->Respond(200, "application/json", std::move(body), std::move(headers));
         });
   }
+  // The output as the client gets it: with tools, read as content and calls; an answer that
+  // ends with calls (and not at its length limit) finishes with "tool_calls".
+  scheduler::Finished finished = f;
+  api::ResponseOutput output;
+  ToolOutput::Update rest;
+  if (tool_output_) {
+    ToolOutput::Final read = tool_output_->Finish();
+    output.text = std::move(read.content);
+    output.tool_calls = std::move(read.calls);
+    rest = std::move(read.rest);
+    if (!output.tool_calls.empty() && f.reason == FinishReason::kStop) {
+      finished.reason = FinishReason::kToolCalls;
+    }
+  } else {
+    output.text = text_;
+  }
   if (!params_.stream) {
     http_status_ = 200;
     const api::ChoiceLogprobs choice_logprobs{logprobs_, 0};
     const api::ChoiceLogprobs* lp = params_.sampling.logprobs ? &choice_logprobs : nullptr;
-    std::string body = chat_ ? api::EncodeChatCompletion(meta_, text_, f.reason, f.usage, lp)
-                             : api::EncodeCompletion(meta_, text_, f.reason, f.usage, lp);
+    std::string body = responses_ ? responses_->Whole(output, f.reason, f.usage)
+                       : chat_    ? api::EncodeChatCompletion(meta_, output.text, finished.reason,
+                                                              f.usage, lp, output.tool_calls)
+                                  : api::EncodeCompletion(meta_, text_, f.reason, f.usage, lp);
     return Complete(
-        outcome, &f, [this, body = std::move(body), headers = ResponseHeaders()]() mutable {
+        outcome, &finished, [this, body = std::move(body), headers = ResponseHeaders()]() mutable {
           app_.metrics_.CountHttp(endpoint_, 200);
           exchange_->Respond(200, "application/json", std::move(body), std::move(headers));
         });
   }
   EnsureStreamStarted();
+  if (responses_) {
+    exchange_->Write(responses_->Finish(output, f.reason, f.usage));
+    return Complete(outcome, &finished, [this] { exchange_->End(); });
+  }
+  if (chat_ && (!rest.content.empty() || !rest.calls.empty())) {
+    exchange_->Write(api::EncodeChatChunk(meta_, rest.content, std::nullopt, params_.include_usage,
+                                          nullptr, rest.calls));
+  }
   if (params_.n == 1) {  // n > 1: each choice's finish chunk went out as it finished
     exchange_->Write(chat_
-                         ? api::EncodeChatChunk(meta_, "", f.reason, params_.include_usage)
+                         ? api::EncodeChatChunk(meta_, "", finished.reason, params_.include_usage)
                          : api::EncodeCompletionChunk(meta_, "", f.reason, params_.include_usage));
   }
   if (params_.include_usage) {
     exchange_->Write(api::EncodeUsageChunk(meta_, params_.endpoint, f.usage));
   }
-  Complete(outcome, &f, [this] {
+  Complete(outcome, &finished, [this] {
     exchange_->Write(std::string(api::kSseDone));
     exchange_->End();
   });

@@ -31,10 +31,12 @@
 
 #include "api/embeddings.h"
 #include "api/openai.h"
+#include "api/responses.h"
 #include "common/clock.h"
 #include "http/http_server.h"
 #include "ledger/budget.h"
 #include "scheduler/request.h"
+#include "server/chat_templates.h"
 #include "server/metering.h"
 #include "server/models.h"
 #include "server/server_metrics.h"
@@ -78,6 +80,15 @@ class Generation : public std::enable_shared_from_this<Generation> {
   // Stages after the model is ready (or cannot be); on the strand.
   void OnModel(Result<ModelLease> lease);
   Result<scheduler::GenerateRequest> BuildRequest();
+  // Chat and Responses: the prompt through the model's Jinja template (the chat component),
+  // with the constraint and stop strings its tools or response format need; without such a
+  // template, libllama's built-in rendering (no tools; a response format still constrains).
+  struct ChatPrompt {
+    std::vector<engine::Token> prompt;
+    std::shared_ptr<const engine::Grammar> grammar;
+    std::vector<std::string> stops;
+  };
+  Result<ChatPrompt> RenderChat(const engine::ModelInfo& info, const engine::Tokenizer& tok);
   // One scheduler request per embedding input.
   Result<std::vector<scheduler::GenerateRequest>> BuildEmbeddingRequests();
   void Submit(std::vector<scheduler::GenerateRequest> reqs);
@@ -140,9 +151,12 @@ class Generation : public std::enable_shared_from_this<Generation> {
   std::vector<std::vector<float>> embeddings_;           // by input
   scheduler::Finished total_;                            // embeddings: the inputs' sum so far
   bool failed_ = false;  // an input failed or was cancelled: the others are cancelled
-  std::string text_;     // non-streamed responses
-  std::vector<engine::TokenLogprobs> logprobs_;  // non-streamed, when asked for
-  std::size_t logprob_offset_ = 0;               // streamed: bytes of text before the next token's
+  std::string text_;     // non-streamed responses; the whole output for /v1/responses
+  // Chat and Responses with tools: the output read as content and tool calls.
+  std::unique_ptr<ToolOutput> tool_output_;
+  std::unique_ptr<api::ResponsesEncoder> responses_;  // /v1/responses
+  std::vector<engine::TokenLogprobs> logprobs_;       // non-streamed, when asked for
+  std::size_t logprob_offset_ = 0;  // streamed: bytes of text before the next token's
   struct Choice {
     std::string text;  // non-streamed
     std::vector<engine::TokenLogprobs> logprobs;

@@ -10,8 +10,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <map>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -26,6 +28,7 @@
 #include "http/http_server.h"
 #include "ledger/prices.h"
 #include "server/app.h"
+#include "server/chat_templates.h"
 #include "server/cpu_budget.h"
 #include "server/metering.h"
 #include "server/models.h"
@@ -35,6 +38,18 @@
 
 namespace ember::server {
 namespace {
+
+// The whole of a small text file (a chat template).
+Status ReadTextFile(const std::string& path, std::string& out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Unavailable(StrCat("cannot open ", path));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return Unavailable(StrCat("cannot read ", path));
+  out = text.str();
+  if (out.empty()) return InvalidArgument(StrCat(path, " is empty"));
+  return {};
+}
 
 // Blocks SIGTERM/SIGINT in every thread (call before starting any) so one thread can
 // sigwait for them.
@@ -325,11 +340,28 @@ int RunServe(const ServeOptions& options) {
         "no --data-dir: serving OPEN, without API keys or limits (tenants live in "
         "DIR/tenants.toml; docs/tenancy.md)");
   }
+  // --chat-template-file: read once at start; a file that cannot be read stops start-up.
+  std::map<std::string, std::string> template_overrides;
+  for (const std::string& value : options.chat_template_files) {
+    const std::size_t eq = value.find('=');
+    const bool has_id =
+        eq != std::string::npos && value.substr(0, eq).find('/') == std::string::npos;
+    const std::string id = has_id ? value.substr(0, eq) : "";
+    const std::string path = has_id ? value.substr(eq + 1) : value;
+    std::string text;
+    if (Status read = ReadTextFile(path, text); !read) {
+      log::Error("cannot serve: --chat-template-file ", value, ": ", read.error().message);
+      return 1;
+    }
+    template_overrides[id] = std::move(text);
+  }
+  static ChatTemplates chat_templates(std::move(template_overrides));
   static App app(AppOptions{.liveness_timeout = options.liveness_timeout,
                             .determinism = determinism,
                             .queue_timeout = options.queue_timeout,
                             .admin_key = options.admin_key},
                  metrics, tenancy, metrics.tenants());
+  app.SetChatTemplates(&chat_templates);
   static std::atomic<bool> drain_requested{false};
   std::map<std::string, std::uint64_t> weight_estimate;
   for (std::size_t i = 0; i < configs->size(); ++i) {

@@ -17,6 +17,9 @@ struct ServeOptions {
   // --model, repeated: "PATH" or "ID=PATH" (docs/coldstart.md, "Idle unload and several models").
   std::vector<std::string> models;
   std::string model_id;  // --model-id, one model only; empty = file name without .gguf
+  // --chat-template-file, repeated: "FILE" (every model) or "ID=FILE": a Jinja chat template
+  // that replaces the model's own for chat, tools and structured output (docs/api.md).
+  std::vector<std::string> chat_template_files;
   // Load every model at start-up, before /ready; unset = only when there is one model.
   std::optional<bool> preload;
   // Unload a model after this long without requests (0 = never).

@@ -27,7 +27,11 @@ class ClientLibrariesTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.clients = install_clients()
-        cls.server = Server()
+        # A real chat template (Qwen 2.5's) so that tools render; llama.cpp ships it.
+        template = os.path.join(os.environ.get("EMBER_LLAMA_TEMPLATES_DIR", ""),
+                                "Qwen-Qwen2.5-7B-Instruct.jinja")
+        assert os.path.exists(template), f"no chat template at {template}"
+        cls.server = Server("--ctx-size", "4096", "--chat-template-file", template)
         status, body, _ = cls.server.get("/v1/models")
         assert status == 200, body
         cls.model = json.loads(body)["data"][0]["id"]
@@ -84,12 +88,36 @@ class ClientLibrariesTest(unittest.TestCase):
     def test_openai_node_errors_are_typed(self):
         self.node("openai_sdk.mjs", "errors")
 
+    def test_openai_node_tools_required(self):
+        self.node("openai_sdk.mjs", "tools_required")
+
+    def test_openai_node_streamed_tool_call(self):
+        self.node("openai_sdk.mjs", "tools_stream")
+
+    def test_openai_node_response_format(self):
+        self.node("openai_sdk.mjs", "response_format")
+
+    def test_openai_node_responses(self):
+        self.node("openai_sdk.mjs", "responses")
+
+    def test_openai_node_responses_tools(self):
+        self.node("openai_sdk.mjs", "responses_tools")
+
     # The Vercel AI SDK.
     def test_ai_sdk_generate_text(self):
         self.node("ai_sdk.mjs", "generate_text")
 
     def test_ai_sdk_stream_text(self):
         self.node("ai_sdk.mjs", "stream_text")
+
+    def test_ai_sdk_responses_default_provider(self):
+        self.node("ai_sdk.mjs", "responses_text")
+
+    def test_ai_sdk_tool_call(self):
+        self.node("ai_sdk.mjs", "tool_call")
+
+    def test_ai_sdk_generate_object(self):
+        self.node("ai_sdk.mjs", "generate_object")
 
     def test_ai_sdk_completion_model(self):
         self.node("ai_sdk.mjs", "completion")
@@ -112,6 +140,15 @@ class ClientLibrariesTest(unittest.TestCase):
 
     def test_openai_python_embeddings_decode_base64(self):
         self.python("embeddings")
+
+    def test_openai_python_tools_required(self):
+        self.python("tools_required")
+
+    def test_openai_python_structured_parse(self):
+        self.python("structured_parse")
+
+    def test_openai_python_responses(self):
+        self.python("responses")
 
     def test_openai_python_lists_models(self):
         self.python("models")

@@ -4,7 +4,8 @@
 // Exits 0 when CHECK passed; otherwise prints why and exits 1 (tests/clients/test_clients.py).
 import assert from 'node:assert/strict';
 import { createOpenAI } from '@ai-sdk/openai';
-import { generateText, streamText } from 'ai';
+import { generateObject, generateText, streamText, tool } from 'ai';
+import { z } from 'zod';
 import { runCheck } from './run_check.mjs';
 
 const [baseURL, model, check] = process.argv.slice(2);
@@ -35,6 +36,47 @@ const checks = {
     assert.equal(text, whole.text);
     const usage = await r.usage;
     assert.equal(usage.outputTokens, whole.usage.outputTokens);
+  },
+
+  // provider(model): the Responses API, the provider's default.
+  async responses_text() {
+    const r = await generateText({ model: provider(model), prompt, maxOutputTokens: 12, maxRetries: 0 });
+    assert.ok(r.text.length > 0, 'some text');
+    assert.equal(r.usage.outputTokens, 12);
+    const s = streamText({ model: provider(model), prompt, maxOutputTokens: 12, temperature: 0, maxRetries: 0 });
+    let text = '';
+    for await (const part of s.textStream) text += part;
+    assert.ok(text.length > 0);
+  },
+
+  // A tool the model must call, with its input checked against the zod schema by the SDK.
+  async tool_call() {
+    const r = await generateText({
+      model: provider.chat(model), prompt: 'Weather in Paris?', maxOutputTokens: 300, maxRetries: 0,
+      toolChoice: 'required', seed: 1,
+      providerOptions: { openai: { parallelToolCalls: false } },
+      tools: {
+        get_weather: tool({
+          description: 'The weather now',
+          inputSchema: z.object({ city: z.string().max(12) }),
+        }),
+      },
+    });
+    assert.equal(r.toolCalls.length, 1, JSON.stringify(r.response?.body ?? r));
+    assert.equal(r.toolCalls[0].toolName, 'get_weather');
+    assert.equal(typeof r.toolCalls[0].input.city, 'string');
+    assert.equal(r.finishReason, 'tool-calls');
+  },
+
+  // generateObject: the SDK sends a JSON schema and validates what comes back with zod.
+  async generate_object() {
+    const r = await generateObject({
+      model: provider.chat(model), prompt: 'A person', maxOutputTokens: 300, maxRetries: 0, seed: 2,
+      schema: z.object({ name: z.string().max(10), age: z.number().int().min(0).max(120),
+                         pet: z.enum(['cat', 'dog']) }),
+    });
+    assert.equal(typeof r.object.name, 'string');
+    assert.ok(Number.isInteger(r.object.age));
   },
 
   // provider.completion(): the legacy Completions API.

@@ -9,6 +9,20 @@ import { runCheck } from './run_check.mjs';
 const [baseURL, model, check] = process.argv.slice(2);
 const client = new OpenAI({ baseURL, apiKey: 'unused', maxRetries: 0, timeout: 60_000 });
 const messages = [{ role: 'user', content: 'Once upon a time' }];
+const WEATHER = {
+  type: 'function',
+  function: {
+    name: 'get_weather', description: 'The weather now',
+    parameters: { type: 'object', properties: { city: { type: 'string', maxLength: 12 } }, required: ['city'] },
+  },
+};
+const PERSON = {
+  type: 'object', additionalProperties: false, required: ['name', 'age', 'pet'],
+  properties: {
+    name: { type: 'string', maxLength: 10 }, age: { type: 'integer', minimum: 0, maximum: 120 },
+    pet: { enum: ['cat', 'dog'] },
+  },
+};
 
 const checks = {
   async models() {
@@ -90,6 +104,79 @@ const checks = {
       assert.equal(t.top_logprobs[0].token, t.token, 'greedy picks the most likely token');
       assert.deepEqual(t.bytes, [...Buffer.from(t.token, 'utf8')]);
     }
+  },
+
+  // Tools: a required call, parsed by the client into tool_calls, arguments valid JSON.
+  async tools_required() {
+    const r = await client.chat.completions.create({
+      model, messages: [{ role: 'user', content: 'Weather in Paris?' }], max_tokens: 300,
+      tools: [WEATHER], tool_choice: 'required', parallel_tool_calls: false, seed: 1,
+    });
+    const [c] = r.choices;
+    assert.equal(c.finish_reason, 'tool_calls');
+    assert.equal(c.message.tool_calls.length, 1);
+    const call = c.message.tool_calls[0];
+    assert.equal(call.type, 'function');
+    assert.equal(call.function.name, 'get_weather');
+    assert.equal(typeof JSON.parse(call.function.arguments).city, 'string');
+  },
+
+  // Streamed tool calls put together by the client's own stream helper.
+  async tools_stream() {
+    const runner = client.chat.completions.stream({
+      model, messages: [{ role: 'user', content: 'Weather in Paris?' }], max_tokens: 300,
+      tools: [WEATHER], tool_choice: { type: 'function', function: { name: 'get_weather' } },
+      parallel_tool_calls: false, seed: 2,
+    });
+    const done = await runner.finalChatCompletion();
+    const call = done.choices[0].message.tool_calls[0];
+    assert.equal(call.function.name, 'get_weather');
+    assert.equal(typeof JSON.parse(call.function.arguments).city, 'string');
+    assert.equal(done.choices[0].finish_reason, 'tool_calls');
+  },
+
+  async response_format() {
+    const r = await client.chat.completions.create({
+      model, messages, max_tokens: 300, seed: 3,
+      response_format: { type: 'json_schema', json_schema: { name: 'person', strict: true, schema: PERSON } },
+    });
+    const person = JSON.parse(r.choices[0].message.content);
+    assert.equal(typeof person.name, 'string');
+    assert.ok(Number.isInteger(person.age));
+    assert.ok(['cat', 'dog'].includes(person.pet));
+  },
+
+  async responses() {
+    const r = await client.responses.create({
+      model, input: 'Once upon a time', instructions: 'Be brief.', max_output_tokens: 10,
+    });
+    assert.equal(r.object, 'response');
+    assert.ok(r.output_text.length > 0, 'the SDK reads output_text');
+    assert.equal(r.usage.output_tokens, 10);
+    const stream = await client.responses.create({
+      model, input: 'Once upon a time', max_output_tokens: 10, stream: true,
+    });
+    let text = '', completed = null;
+    for await (const event of stream) {
+      if (event.type === 'response.output_text.delta') text += event.delta;
+      if (event.type === 'response.completed' || event.type === 'response.incomplete') {
+        completed = event.response;
+      }
+    }
+    assert.ok(completed, 'the stream ends with the Response');
+    assert.equal(text, completed.output[0].content[0].text);
+  },
+
+  async responses_tools() {
+    const r = await client.responses.create({
+      model, input: 'Weather in Paris?', max_output_tokens: 300, tool_choice: 'required',
+      parallel_tool_calls: false,
+      tools: [{ type: 'function', name: 'get_weather', parameters: WEATHER.function.parameters, strict: false }],
+    });
+    const call = r.output.find((o) => o.type === 'function_call');
+    assert.ok(call, JSON.stringify(r.output));
+    assert.equal(call.name, 'get_weather');
+    assert.equal(typeof JSON.parse(call.arguments).city, 'string');
   },
 
   async completions() {

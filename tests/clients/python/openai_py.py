@@ -5,9 +5,11 @@
 Run with the venv scripts/clients.sh installs (not the test runner's interpreter). Exits 0 when
 CHECK passed; otherwise prints why and exits 1 (tests/clients/test_clients.py)."""
 import math
+import json
 import sys
 
 import openai
+import pydantic
 
 base_url, model, check = sys.argv[1:4]
 client = openai.OpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=60)
@@ -56,6 +58,42 @@ def chat_logprobs():
         assert [a.token for a in t.top_logprobs][0] == t.token
 
 
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "The weather now",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 12}},
+                   "required": ["city"]}}}
+
+
+def tools_required():
+    r = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": "Weather in Paris?"}], max_tokens=300,
+        tools=[WEATHER], tool_choice="required", parallel_tool_calls=False, seed=1)
+    c = r.choices[0]
+    assert c.finish_reason == "tool_calls", c
+    call = c.message.tool_calls[0]
+    assert call.function.name == "get_weather"
+    assert isinstance(json.loads(call.function.arguments)["city"], str)
+
+
+def structured_parse():
+    # The client's own parse(): a pydantic model as a strict json_schema, read back into it.
+    class Person(pydantic.BaseModel):
+        name: pydantic.constr(max_length=10)
+        age: pydantic.conint(ge=0, le=120)
+
+    r = client.chat.completions.parse(model=model, messages=messages, max_tokens=300, seed=2,
+                                      response_format=Person)
+    person = r.choices[0].message.parsed
+    assert isinstance(person, Person), r.choices[0].message
+    assert 0 <= person.age <= 120
+
+
+def responses():
+    r = client.responses.create(model=model, input="Once upon a time", max_output_tokens=10)
+    assert r.output_text, r
+    assert r.usage.output_tokens == 10
+
+
 def completions():
     r = client.completions.create(model=model, prompt="Once upon a time", max_tokens=10,
                                   temperature=0)
@@ -102,7 +140,7 @@ def models():
 
 
 CHECKS = {f.__name__: f for f in (chat, chat_stream, chat_logprobs, completions, embeddings,
-                                   errors, models)}
+                                   errors, models, tools_required, structured_parse, responses)}
 
 if __name__ == "__main__":
     if check not in CHECKS:
