@@ -64,6 +64,8 @@ inline constexpr std::size_t kMaxSchemaBytes = 65536;  // a schema as compact JS
 // required and named need tools; a named function must be one of them (else an error naming
 // `name_param`, where the request gave the name).
 [[nodiscard]] Status CheckToolChoice(const GenerationParams& params, std::string_view name_param);
+// parallel_tool_calls, a boolean (accepted without tools).
+[[nodiscard]] Status ReadParallelToolCalls(const Json& request, GenerationParams& params);
 // A format object {type: text | json_object | json_schema}; the json_schema's name, schema and
 // strict sit in the member `nested` (chat's "json_schema") or, when empty, in the object itself
 // (the Responses API's text.format). `param` names the object in errors.

@@ -241,15 +241,7 @@ Status ParseResponsesTools(const Json& request, GenerationParams& params) {
     if (auto mode = ReadToolChoiceMode(*choice, params); !mode) return mode;
   }
   if (auto checked = CheckToolChoice(params, "tool_choice.name"); !checked) return checked;
-  if (const Json* parallel = FindField(request, "parallel_tool_calls"); parallel != nullptr) {
-    if (!parallel->is_boolean()) {
-      return InvalidArgument(
-          "parallel_tool_calls must be true or false, got " + Describe(*parallel),
-          "parallel_tool_calls");
-    }
-    params.parallel_tool_calls = parallel->get<bool>();
-  }
-  return {};
+  return ReadParallelToolCalls(request, params);
 }
 
 // text: {format: {type: text | json_object | json_schema (name, schema, strict flat)}}.

@@ -217,16 +217,19 @@ Status CheckToolChoice(const GenerationParams& params, std::string_view name_par
 Status ParseTools(const Json& request, GenerationParams& params) {
   if (auto tools = ParseToolList(request, params); !tools) return tools;
   if (auto choice = ParseToolChoiceField(request, params); !choice) return choice;
+  return ReadParallelToolCalls(request, params);
+}
+
+Status ReadParallelToolCalls(const Json& request, GenerationParams& params) {
   // Accepted without tools too (OpenAI refuses that; clients that always send it exist, and
   // without tools there is nothing it could change).
-  if (const Json* parallel = FindField(request, "parallel_tool_calls"); parallel != nullptr) {
-    if (!parallel->is_boolean()) {
-      return InvalidArgument(
-          "parallel_tool_calls must be true or false, got " + Describe(*parallel),
-          "parallel_tool_calls");
-    }
-    params.parallel_tool_calls = parallel->get<bool>();
+  const Json* parallel = FindField(request, "parallel_tool_calls");
+  if (parallel == nullptr) return {};
+  if (!parallel->is_boolean()) {
+    return InvalidArgument("parallel_tool_calls must be true or false, got " + Describe(*parallel),
+                           "parallel_tool_calls");
   }
+  params.parallel_tool_calls = parallel->get<bool>();
   return {};
 }
 

@@ -444,6 +444,15 @@ class LlamaEngine final : public Engine {
                             std::optional<int> n_top);
   // Advances `grammar` over `text` (tokenized as the prompt was), as if it had sampled it.
   Status Prefill(llama_sampler* grammar, const std::string& text) const;
+  // Appends one token of one sequence to batch_ (the caller checked there is room).
+  void AddRow(Token token, int pos, int slot, bool logits) {
+    const int row = batch_.n_tokens++;
+    batch_.token[row] = token;
+    batch_.pos[row] = pos;
+    batch_.n_seq_id[row] = 1;
+    batch_.seq_id[row][0] = slot;
+    batch_.logits[row] = logits;
+  }
   // Fills candidates_ with the row's logits.
   llama_token_data_array Candidates(int row);
 
@@ -579,12 +588,8 @@ Result<std::vector<Sampled>> LlamaEngine::Step(std::span<const BatchEntry> entri
     const std::size_t n = e.embed ? e.tokens.size() - 1 : e.tokens.size();
     for (std::size_t i = 0; i < n; ++i) {
       if (batch_.n_tokens >= info_.n_batch) return Internal("step exceeds the batch size");
-      const int row = batch_.n_tokens++;
-      batch_.token[row] = e.tokens[i];
-      batch_.pos[row] = e.pos + static_cast<int>(i);
-      batch_.n_seq_id[row] = 1;
-      batch_.seq_id[row][0] = e.slot;
-      batch_.logits[row] = e.sample && i + 1 == e.tokens.size();
+      AddRow(e.tokens[i], e.pos + static_cast<int>(i), e.slot,
+             e.sample && i + 1 == e.tokens.size());
     }
     if (e.sample) sample_rows.push_back(batch_.n_tokens - 1);
   }
@@ -632,12 +637,7 @@ Status LlamaEngine::DecodeEmbeddingRows(std::span<const BatchEntry> entries) {
   batch_.n_tokens = 0;
   for (const BatchEntry& e : entries) {
     if (!e.embed) continue;
-    const int row = batch_.n_tokens++;
-    batch_.token[row] = e.tokens.back();
-    batch_.pos[row] = e.pos + static_cast<int>(e.tokens.size()) - 1;
-    batch_.n_seq_id[row] = 1;
-    batch_.seq_id[row][0] = e.slot;
-    batch_.logits[row] = true;
+    AddRow(e.tokens.back(), e.pos + static_cast<int>(e.tokens.size()) - 1, e.slot, true);
   }
   llama_set_embeddings(ctx_.get(), true);
   const int rc = llama_decode(ctx_.get(), batch_);
@@ -660,12 +660,8 @@ Result<std::vector<Sampled>> LlamaEngine::StepPooled(std::span<const BatchEntry>
     if (e.embed && e.pos != 0) return Internal("a pooled embedding input must come in one step");
     for (std::size_t i = 0; i < e.tokens.size(); ++i) {
       if (batch_.n_tokens >= info_.n_batch) return Internal("step exceeds the batch size");
-      const int row = batch_.n_tokens++;
-      batch_.token[row] = e.tokens[i];
-      batch_.pos[row] = e.pos + static_cast<int>(i);
-      batch_.n_seq_id[row] = 1;
-      batch_.seq_id[row][0] = e.slot;
-      batch_.logits[row] = true;  // llama.cpp pools over every output row of the sequence
+      // llama.cpp pools over every output row of the sequence
+      AddRow(e.tokens[i], e.pos + static_cast<int>(i), e.slot, /*logits=*/true);
     }
   }
   if (batch_.n_tokens == 0) return std::vector<Sampled>{};
@@ -705,12 +701,7 @@ Status LlamaEngine::DecodeProbe(const std::vector<ProbeRow>& rows,
                                 std::vector<std::vector<float>>& out) {
   batch_.n_tokens = 0;
   for (const ProbeRow& r : rows) {
-    const int row = batch_.n_tokens++;
-    batch_.token[row] = r.token;
-    batch_.pos[row] = r.pos;
-    batch_.n_seq_id[row] = 1;
-    batch_.seq_id[row][0] = r.slot;
-    batch_.logits[row] = r.logits;
+    AddRow(r.token, r.pos, r.slot, r.logits);
   }
   SetBatchInvariant(true);
   if (const int rc = llama_decode(ctx_.get(), batch_); rc != 0) {
