@@ -6,6 +6,7 @@
 // after load). Everything else is called only from the scheduler's engine thread.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
@@ -96,6 +97,21 @@ class SamplerState {
   virtual ~SamplerState() = default;
 };
 
+// What an engine's sampling has cost since it was created: cumulative, read on the engine
+// thread between steps (bench_grammar reads them around each step; nothing else does yet).
+// Counting costs two clock reads per step and a few increments per sampled token.
+struct SamplingCounters {
+  std::uint64_t tokens = 0;       // tokens sampled
+  std::uint64_t constrained = 0;  // of them, under a grammar
+  // Of those, sampled check-first and rejected by the grammar's check: the whole vocabulary
+  // was masked and the chain sampled again (the slow path).
+  std::uint64_t check_rejected = 0;
+  // Of those, masked before sampling because the sequence asked for logprobs.
+  std::uint64_t mask_first = 0;
+  // Time spent sampling after the forward pass (all entries of every step), wall clock.
+  std::uint64_t nanoseconds = 0;
+};
+
 class Engine {
  public:
   virtual ~Engine() = default;
@@ -142,6 +158,8 @@ class Engine {
   // floats with unit L2 norm (Info().pooling says how it was pooled). Takes it out: a second
   // call, or one for a slot without such an entry in the last step, is an error.
   [[nodiscard]] virtual Result<std::vector<float>> TakeEmbedding(int slot) = 0;
+  // Engine thread only. All zero for an engine that does not count.
+  virtual SamplingCounters sampling_counters() const { return {}; }
 };
 
 }  // namespace ember::engine

@@ -412,6 +412,8 @@ class LlamaEngine final : public Engine {
 
   Status VerifyBatchInvariance() override;
 
+  SamplingCounters sampling_counters() const override { return counters_; }
+
  private:
   // One row of a probe batch for VerifyBatchInvariance.
   struct ProbeRow {
@@ -478,6 +480,7 @@ class LlamaEngine final : public Engine {
   // Per slot: the embedding its entry in the last step produced, until TakeEmbedding.
   std::vector<std::optional<std::vector<float>>> embeddings_;
   llama_batch batch_;
+  SamplingCounters counters_;
 };
 
 Status LlamaEngine::Prefill(llama_sampler* grammar, const std::string& text) const {
@@ -518,6 +521,8 @@ Sampled LlamaEngine::SampleConstrained(llama_sampler* chain, llama_sampler* gram
   out.token = -1;  // none selected
   llama_token_data_array cur = Candidates(row);
   bool masked = false;
+  ++counters_.constrained;
+  if (n_top) ++counters_.mask_first;
   if (!n_top) {
     llama_sampler_apply(chain, &cur);
     if (cur.selected < 0 || cur.selected >= static_cast<int64_t>(cur.size)) return out;
@@ -527,6 +532,7 @@ Sampled LlamaEngine::SampleConstrained(llama_sampler* chain, llama_sampler* gram
     if (std::isinf(one.logit) && one.logit < 0) {
       cur = Candidates(row);
       masked = true;
+      ++counters_.check_rejected;
     }
   }
   if (n_top || masked) {
@@ -607,6 +613,7 @@ Result<std::vector<Sampled>> LlamaEngine::Step(std::span<const BatchEntry> entri
     if (rc != 0) return Internal(StrCat("llama_decode failed (code ", rc, ")"));
   }
   std::vector<Sampled> sampled(sample_rows.size());
+  const auto sampling_began = std::chrono::steady_clock::now();
   std::size_t k = 0;
   for (const BatchEntry& e : entries) {
     if (!e.sample) continue;
@@ -626,6 +633,11 @@ Result<std::vector<Sampled>> LlamaEngine::Step(std::span<const BatchEntry> entri
     }
     ++k;
   }
+  counters_.tokens += k;
+  counters_.nanoseconds +=
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                     std::chrono::steady_clock::now() - sampling_began)
+                                     .count());
   // After sampling: the second decode replaces the outputs the samplers read.
   if (any_embed) {
     if (Status st = DecodeEmbeddingRows(entries); !st) return std::unexpected(st.error());

@@ -235,6 +235,26 @@ TEST_F(LlamaEngineTest, ConstrainedTokensAreTheSameWithAndWithoutLogprobs) {
   for (std::size_t i = 0; i < plain.size(); ++i) EXPECT_EQ(plain[i].token, with[i].token) << i;
 }
 
+TEST_F(LlamaEngineTest, SamplingCountersCountEveryPathOfTheGrammar) {
+  // Unconstrained tokens, check-first tokens (the greedy pick of this model is rarely "{"),
+  // and mask-first tokens each add to their counters; the time only grows.
+  const SamplingCounters start = engine_->sampling_counters();
+  Generate(Sampling(1.0f, false), 3);
+  SamplingParams check = Sampling(0.0f, false);
+  check.grammar = Gbnf(R"(root ::= "{\"n\":" [1-9] [0-9]? "}")");
+  Generate(check, 4);
+  SamplingParams mask = check;
+  mask.logprobs = true;
+  Generate(mask, 4);
+  const SamplingCounters end = engine_->sampling_counters();
+  EXPECT_EQ(end.tokens - start.tokens, 11u);
+  EXPECT_EQ(end.constrained - start.constrained, 8u);
+  EXPECT_EQ(end.mask_first - start.mask_first, 4u);
+  EXPECT_GE(end.check_rejected - start.check_rejected, 1u) << "the first pick is not '{'";
+  EXPECT_LE(end.check_rejected - start.check_rejected, 4u);
+  EXPECT_GT(end.nanoseconds, start.nanoseconds);
+}
+
 TEST_F(LlamaEngineTest, AGrammarThatDoesNotCompileIsTheRequestsError) {
   SamplingParams p = Sampling(0.0f, false);
   p.grammar = Gbnf("root ::= (");
