@@ -328,8 +328,13 @@ void CheckWhole(const Scenario& s) {
 
 // GET /v1/models and POST /tokenize bodies, from the same fields.
 void CheckSmallBodies(const Scenario& s) {
-  const std::string models = api::EncodeModelList(
-      {{s.meta.model, s.meta.created, ReferenceRepair(s.meta.id), s.usage.prompt_tokens}});
+  const std::string models = api::EncodeModelList({{.id = s.meta.model,
+                                                    .created = s.meta.created,
+                                                    .owned_by = ReferenceRepair(s.meta.id),
+                                                    .context_length = s.usage.prompt_tokens,
+                                                    .status = {},
+                                                    .embedding_dimensions = 0,
+                                                    .embedding_only = false}});
   const auto list = ParseStrict(models);
   FUZZ_CHECK(list && Member(*list, "data").size() == 1, "%s", models.c_str());
   FUZZ_CHECK(Member(Member(*list, "data")[0], "id") == ReferenceRepair(s.meta.model), "%s",
