@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "engine/fake/fake_engine.h"
+#include "scheduler/collect_test_util.h"
 #include "scheduler/scheduler.h"
 
 namespace ember::scheduler {
@@ -64,17 +65,12 @@ class ChoicesTest : public ::testing::Test {
     scheduler_ = Scheduler::Create(options, std::move(engine), &observer_, clock_).value();
   }
   GenerateRequest Request(std::string prompt, int max_tokens, int n) {
-    GenerateRequest r;
-    r.prompt = engine_->tokenizer().Tokenize(prompt, false).value();
-    r.max_tokens = max_tokens;
+    GenerateRequest r = MakeRequest(*engine_, prompt, max_tokens, clock_.Now());
     r.n = n;
-    r.arrival = clock_.Now();
     return r;
   }
   std::shared_ptr<RequestStream> Submit(GenerateRequest r) {
-    auto stream = std::make_shared<RequestStream>();
-    EXPECT_TRUE(scheduler_->Submit(std::move(r), stream).has_value());
-    return stream;
+    return SubmitAccepted(*scheduler_, std::move(r));
   }
 
   FakeClock clock_;

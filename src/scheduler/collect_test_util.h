@@ -1,16 +1,39 @@
-// Test helper shared by the scheduler's tests: drains a RequestStream into what a client saw.
+// Test helpers shared by the scheduler's tests: a request of a prompt's text, submitting one
+// that must be accepted, and draining a RequestStream into what a client saw.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <chrono>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
 #include <variant>
 #include <vector>
 
+#include "engine/engine.h"
 #include "scheduler/request.h"
+#include "scheduler/scheduler.h"
 
 namespace ember::scheduler {
+
+// A request for `max_tokens` after `prompt`, tokenized by the engine's tokenizer (no BOS).
+inline GenerateRequest MakeRequest(const engine::Engine& engine, std::string_view prompt,
+                                   int max_tokens, SteadyTime arrival) {
+  GenerateRequest r;
+  r.prompt = engine.tokenizer().Tokenize(prompt, false).value();
+  r.max_tokens = max_tokens;
+  r.arrival = arrival;
+  return r;
+}
+
+// Submits `r`, which the test expects to be accepted, and returns its stream.
+inline std::shared_ptr<RequestStream> SubmitAccepted(Scheduler& scheduler, GenerateRequest r) {
+  auto stream = std::make_shared<RequestStream>();
+  EXPECT_TRUE(scheduler.Submit(std::move(r), stream).has_value());
+  return stream;
+}
 
 struct Collected {
   std::string text;

@@ -34,16 +34,10 @@ class EmbeddingSchedulerTest : public ::testing::Test {
     return r;
   }
   GenerateRequest Generate(std::string prompt, int max_tokens) {
-    GenerateRequest r;
-    r.prompt = engine_->tokenizer().Tokenize(prompt, false).value();
-    r.max_tokens = max_tokens;
-    r.arrival = clock_.Now();
-    return r;
+    return MakeRequest(*engine_, prompt, max_tokens, clock_.Now());
   }
   std::shared_ptr<RequestStream> Submit(GenerateRequest r) {
-    auto stream = std::make_shared<RequestStream>();
-    EXPECT_TRUE(scheduler_->Submit(std::move(r), stream).has_value());
-    return stream;
+    return SubmitAccepted(*scheduler_, std::move(r));
   }
   std::vector<float> Expected(const std::string& text) {
     auto tokens = engine_->tokenizer().Tokenize(text, false).value();

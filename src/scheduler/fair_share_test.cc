@@ -61,10 +61,7 @@ class FairShareTest : public ::testing::Test {
   }
   GenerateRequest Request(std::string tenant, std::string prompt, int max_tokens, int priority = 0,
                           double weight = 1.0) {
-    GenerateRequest r;
-    r.prompt = engine_->tokenizer().Tokenize(prompt, false).value();
-    r.max_tokens = max_tokens;
-    r.arrival = clock_.Now();
+    GenerateRequest r = MakeRequest(*engine_, prompt, max_tokens, clock_.Now());
     r.tenant = TenantTag{std::move(tenant), weight, priority};
     return r;
   }
@@ -72,9 +69,7 @@ class FairShareTest : public ::testing::Test {
   // would make requests' prompt charges differ with timing.
   std::string Distinct() { return std::string(1, static_cast<char>(128 + distinct_++)) + "bcd"; }
   std::shared_ptr<RequestStream> Submit(GenerateRequest r) {
-    auto stream = std::make_shared<RequestStream>();
-    EXPECT_TRUE(scheduler_->Submit(std::move(r), stream).has_value());
-    return stream;
+    return SubmitAccepted(*scheduler_, std::move(r));
   }
   // Fills every slot with a long interactive request of tenant "z", so that what is submitted
   // next queues up; Release() lets it all through at once.

@@ -23,16 +23,10 @@ class SchedulerTest : public ::testing::Test {
     scheduler_ = Scheduler::Create(options, std::move(engine), nullptr, clock_).value();
   }
   GenerateRequest Request(std::string prompt, int max_tokens) {
-    GenerateRequest r;
-    r.prompt = engine_->tokenizer().Tokenize(prompt, false).value();
-    r.max_tokens = max_tokens;
-    r.arrival = clock_.Now();
-    return r;
+    return MakeRequest(*engine_, prompt, max_tokens, clock_.Now());
   }
   std::shared_ptr<RequestStream> Submit(GenerateRequest r) {
-    auto stream = std::make_shared<RequestStream>();
-    EXPECT_TRUE(scheduler_->Submit(std::move(r), stream).has_value());
-    return stream;
+    return SubmitAccepted(*scheduler_, std::move(r));
   }
 
   FakeClock clock_;
