@@ -1,16 +1,21 @@
 // What constrained decoding costs per token (issue 15, "Benchmark"): a model loaded through
 // the engine's factory, a JSON schema through the chat component's JsonSchemaToGrammar, and N
 // tokens generated from the same prompt per strategy:
-//   unconstrained  no grammar
-//   check_first    the grammar, as the engine samples it by default: the chain picks a token
-//                  from the unconstrained candidates and the grammar checks that one; only
-//                  when it rejects it is the whole vocabulary masked and the chain run again
-//   mask_first     the grammar with logprobs on (top_logprobs 0): the engine masks the whole
-//                  vocabulary before every token
-// at c sequences stepping together (c=1 and c=8). The sampling part of each step is read from
-// the engine's SamplingCounters (wall clock around the step's sampling; per token = step / c),
-// and so is how many check-first picks the grammar rejected. End to end tok/s counts every
-// step (forward pass + sampling) after the prompt's.
+//   unconstrained      no grammar
+//   <e>_check_first    the schema, as the engine samples it by default: the chain picks a token
+//                      from the unconstrained candidates and the constraint checks that one;
+//                      only when it rejects it is the whole vocabulary masked and the chain
+//                      run again
+//   <e>_mask_first     the schema with logprobs on (top_logprobs 0): the engine masks the
+//                      whole vocabulary before every token
+// where <e> is the constraint engine: gbnf (llama.cpp's grammar sampler over the schema's GBNF)
+// or llg (llguidance, where this build has it: engine::JsonSchemaEngine()), at c sequences
+// stepping together (c=1 and c=8).
+// BM_Mask/<e> times the constraint alone, without a model's forward pass: along one valid answer
+// (kAnswer, tokenized), the whole-vocabulary mask and the one-token check at every position. The
+// sampling part of each step is read from the engine's SamplingCounters (wall clock around the
+// step's sampling; per token = step / c), and so is how many check-first picks the grammar
+// rejected. End to end tok/s counts every step (forward pass + sampling) after the prompt's.
 //
 // Lives in bench/, not src/: it joins two sibling components (engine and chat) that src/'s
 // layering keeps apart (tools/check_layers.py); the server is where they meet in production.
@@ -20,9 +25,11 @@
 // Flags of its own: --model=PATH (required), --tokens=N per sequence per run (default 64),
 // --threads=N (default 2), --cpu-variant=NAME (default: the best this CPU runs).
 //
-// Counters (us = microseconds, per token): sample_p50_us / sample_p99_us over all steps,
-// accept_p50_us / reject_p50_us over the steps where the check accepted / rejected every pick
-// (c=1: each token on its own), reject_frac (check-first picks the grammar rejected / tokens
+// BM_Mask counters: mask_p50_us / mask_p99_us, check_p50_us / check_p99_us over the answer's
+// positions, every repetition's positions pooled.
+// Counters of BM_Constrained (us = microseconds, per token): sample_p50_us / sample_p99_us over all
+// steps, accept_p50_us / reject_p50_us over the steps where the check accepted / rejected every
+// pick (c=1: each token on its own), reject_frac (check-first picks the grammar rejected / tokens
 // sampled under the grammar), tok_s (generated tokens / wall time of their steps).
 #include <benchmark/benchmark.h>
 
@@ -76,7 +83,14 @@ struct Flags {
 };
 Flags g_flags;
 
+// A valid answer to kSchema, for BM_Mask.
+constexpr std::string_view kAnswer =
+    R"({"name": "Maria Lopez", "age": 34, "role": "editor", "tags": ["travel", "food"], )"
+    R"("active": true})";
+
 enum Strategy { kUnconstrained = 0, kCheckFirst = 1, kMaskFirst = 2 };
+enum ConstraintEngine { kGbnf = 0, kLlg = 1 };
+bool HasLlg() { return engine::JsonSchemaEngine() != "gbnf"; }
 
 // One engine per concurrency, loaded on first use and kept (loading the 1B takes seconds).
 Engine* GetEngine(int parallel) {
@@ -124,18 +138,31 @@ Engine* GetEngine(int parallel) {
   return engines[parallel].get();
 }
 
-std::shared_ptr<const engine::Grammar> SchemaGrammar() {
-  static const std::shared_ptr<const engine::Grammar> grammar = [] {
-    auto gbnf = chat::JsonSchemaToGrammar(kSchema);
-    if (!gbnf) {
-      std::fprintf(stderr, "JsonSchemaToGrammar: %s\n", gbnf.error().message.c_str());
-      std::exit(1);
-    }
-    auto g = std::make_shared<engine::Grammar>();
-    g->gbnf = std::move(*gbnf);
-    return g;
-  }();
-  return grammar;
+std::string SchemaGbnf() {
+  auto gbnf = chat::JsonSchemaToGrammar(kSchema);
+  if (!gbnf) {
+    std::fprintf(stderr, "JsonSchemaToGrammar: %s\n", gbnf.error().message.c_str());
+    std::exit(1);
+  }
+  return *gbnf;
+}
+
+// The schema for `e`: its GBNF alone, or (as the server sends it) with the schema itself, which
+// an engine with llguidance enforces instead.
+std::shared_ptr<const engine::Grammar> SchemaGrammar(ConstraintEngine e) {
+  static const std::shared_ptr<const engine::Grammar> grammars[2] = {
+      [] {
+        auto g = std::make_shared<engine::Grammar>();
+        g->gbnf = SchemaGbnf();
+        return g;
+      }(),
+      [] {
+        auto g = std::make_shared<engine::Grammar>();
+        g->gbnf = SchemaGbnf();
+        g->json_schema = std::string(kSchema);
+        return g;
+      }()};
+  return grammars[e];
 }
 
 double Percentile(std::vector<double> v, double q) {
@@ -151,6 +178,7 @@ double Percentile(std::vector<double> v, double q) {
 void BM_Constrained(benchmark::State& state) {
   const auto strategy = static_cast<Strategy>(state.range(0));
   const int c = static_cast<int>(state.range(1));
+  const auto constraint = static_cast<ConstraintEngine>(state.range(2));
   Engine* engine = GetEngine(c);
   auto prompt = engine->tokenizer().Tokenize(kPrompt, /*add_special=*/true);
   if (!prompt) return state.SkipWithError(prompt.error().message.c_str());
@@ -160,7 +188,7 @@ void BM_Constrained(benchmark::State& state) {
   auto params = [&] {
     SamplingParams p;  // temperature 1, no filters: the engine's defaults
     p.seed = seed++;
-    if (strategy != kUnconstrained) p.grammar = SchemaGrammar();
+    if (strategy != kUnconstrained) p.grammar = SchemaGrammar(constraint);
     if (strategy == kMaskFirst) {
       p.logprobs = true;
       p.top_logprobs = 0;
@@ -232,17 +260,61 @@ void BM_Constrained(benchmark::State& state) {
   state.counters["restarts"] = static_cast<double>(restarts);
 }
 
+// The constraint alone along kAnswer: each position's whole-vocabulary mask and one-token check
+// (the answer's next token), through the sampler the engine would use for `e`.
+void BM_Mask(benchmark::State& state) {
+  const auto e = static_cast<ConstraintEngine>(state.range(0));
+  Engine* engine = GetEngine(1);
+  auto answer = engine->tokenizer().Tokenize(kAnswer, /*add_special=*/false);
+  if (!answer) return state.SkipWithError(answer.error().message.c_str());
+  // Some tokenizers put a space before the first piece; the answer starts with '{'.
+  if (!answer->empty() && engine->tokenizer().TokenPiece(answer->front()) == " ") {
+    answer->erase(answer->begin());
+  }
+  std::vector<double> mask_us, check_us;
+  for (auto _ : state) {
+    auto probe = engine::ProbeConstraint(*engine, *SchemaGrammar(e));
+    if (!probe) return state.SkipWithError(probe.error().message.c_str());
+    for (const Token t : *answer) {
+      auto timed = (*probe)->MaskCheckAccept(t);
+      if (!timed) return state.SkipWithError(timed.error().message.c_str());
+      mask_us.push_back(timed->mask_seconds * 1e6);
+      check_us.push_back(timed->check_seconds * 1e6);
+    }
+  }
+  state.counters["mask_p50_us"] = Percentile(mask_us, 0.50);
+  state.counters["mask_p99_us"] = Percentile(mask_us, 0.99);
+  state.counters["check_p50_us"] = Percentile(check_us, 0.50);
+  state.counters["check_p99_us"] = Percentile(check_us, 0.99);
+  state.counters["positions"] = static_cast<double>(answer->size());
+}
+
 void Register() {
-  static const char* kNames[] = {"unconstrained", "check_first", "mask_first"};
+  static const char* kEngines[] = {"gbnf", "llg"};
+  static const char* kStrategies[] = {"check_first", "mask_first"};
+  std::vector<int> engines = {kGbnf};
+  if (HasLlg()) engines.push_back(kLlg);
+  for (const int e : engines) {
+    benchmark::RegisterBenchmark((std::string("BM_Mask/") + kEngines[e]).c_str(), BM_Mask)
+        ->Arg(e)
+        ->Iterations(5)
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
+  }
   for (const int c : {1, 8}) {
-    for (const int s : {kUnconstrained, kCheckFirst, kMaskFirst}) {
-      benchmark::RegisterBenchmark(
-          (std::string("BM_Constrained/") + kNames[s] + "/c" + std::to_string(c)).c_str(),
-          BM_Constrained)
-          ->Args({s, c})
+    auto add = [&](const std::string& name, int s, int e) {
+      benchmark::RegisterBenchmark(("BM_Constrained/" + name + "/c" + std::to_string(c)).c_str(),
+                                   BM_Constrained)
+          ->Args({s, c, e})
           ->Iterations(1)
           ->Unit(benchmark::kMillisecond)
           ->UseRealTime();
+    };
+    add("unconstrained", kUnconstrained, kGbnf);
+    for (const int e : engines) {
+      for (const int s : {kCheckFirst, kMaskFirst}) {
+        add(std::string(kEngines[e]) + "_" + kStrategies[s - 1], s, e);
+      }
     }
   }
 }

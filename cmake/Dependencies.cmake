@@ -147,3 +147,26 @@ else()
                       "Jinja, tool calls, JSON schema) needs llama.cpp's common chat library; "
                       "scripts/setup.sh sets it from scripts/llama_cpp.sh common")
 endif()
+
+# llguidance (scripts/llguidance.sh prefix): the JSON-schema engine of constrained decoding,
+# a Rust static archive with a C API. Private to the libllama engine's adapter
+# (src/engine/llama/llguidance_sampler.cc; tools/check_layers.py). Optional: where Rust cannot
+# build for the target (the aarch64 cross build here), JSON schemas run as GBNF grammars.
+set(EMBER_LLGUIDANCE_PREFIX "" CACHE PATH
+    "Install prefix of llguidance's C API (scripts/llguidance.sh prefix); empty = GBNF only")
+if(EMBER_LLGUIDANCE_PREFIX)
+  if(NOT EXISTS ${EMBER_LLGUIDANCE_PREFIX}/.ember-complete)
+    message(FATAL_ERROR "${EMBER_LLGUIDANCE_PREFIX} is not a finished build of "
+                        "scripts/llguidance.sh prefix")
+  endif()
+  add_library(ember_llguidance_dep STATIC IMPORTED)
+  set_target_properties(ember_llguidance_dep PROPERTIES
+    IMPORTED_LOCATION ${EMBER_LLGUIDANCE_PREFIX}/lib/libllguidance.a)
+  target_include_directories(ember_llguidance_dep SYSTEM INTERFACE
+    ${EMBER_LLGUIDANCE_PREFIX}/include)
+  # What Rust's standard library needs from libc.
+  target_link_libraries(ember_llguidance_dep INTERFACE Threads::Threads ${CMAKE_DL_LIBS} m)
+  message(STATUS "llguidance: ${EMBER_LLGUIDANCE_PREFIX}")
+else()
+  message(STATUS "llguidance: not built in (JSON schemas are enforced as GBNF grammars)")
+endif()

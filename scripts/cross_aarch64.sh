@@ -3,7 +3,9 @@
 # under qemu-aarch64 (user-mode emulation, `-cpu max`): the pinned llama.cpp with ggml's ARM CPU
 # variants (scripts/llama_cpp.sh with EMBER_TARGET=aarch64, cached like the x86 build),
 # GoogleTest built for aarch64 (cached), then ember in build/aarch64. The kernel tests run once
-# per ARM variant, as on x86. Extra arguments go to ctest (default: -L unit).
+# per ARM variant, as on x86. Without llguidance: Rust's standard library for aarch64 is not
+# reachable here (rustup's downloads), so JSON schemas run as GBNF grammars in this build
+# (docs/api.md). Extra arguments go to ctest (default: -L unit).
 #   scripts/cross_aarch64.sh [ctest args]
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -66,7 +68,8 @@ source="$("$repo/scripts/llama_cpp.sh" source)"
 build="$repo/build/aarch64"
 cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_TOOLCHAIN_FILE="$toolchain" -DEMBER_LLAMA_PREFIX="$prefix" \
-  -DEMBER_LLAMA_SOURCE="$source" -DEMBER_LLAMA_COMMON_PREFIX="$common" ${EMBER_CMAKE_ARGS:-} >/dev/null
+  -DEMBER_LLAMA_SOURCE="$source" -DEMBER_LLAMA_COMMON_PREFIX="$common" \
+  -DEMBER_LLGUIDANCE_PREFIX="" ${EMBER_CMAKE_ARGS:-} >/dev/null
 cmake --build "$build" -j "$(nproc)"
 echo "[cross] built $build/src/cli/ember for aarch64; unit tests under qemu-aarch64" >&2
 cd "$build"

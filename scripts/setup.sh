@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything ember needs on a fresh Debian 12 machine and builds it:
 # Debian packages (when missing), the pinned llama.cpp (cached outside the clone, see
-# scripts/llama_cpp.sh) and ember itself (CMake preset, default "release").
+# scripts/llama_cpp.sh), llguidance (scripts/llguidance.sh, cached likewise) and ember itself
+# (CMake preset, default "release").
 #   scripts/setup.sh [preset]
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -31,8 +32,17 @@ fi
 export EMBER_LLAMA_PREFIX="$("$repo/scripts/llama_cpp.sh" prefix)"
 export EMBER_LLAMA_SOURCE="$("$repo/scripts/llama_cpp.sh" source)"
 export EMBER_LLAMA_COMMON_PREFIX="$("$repo/scripts/llama_cpp.sh" common)"
+# llguidance (JSON schemas; docs/api.md) needs Rust >= 1.87 with cargo, which rustup installs and
+# this machine kind has; without it, JSON schemas run as GBNF grammars, and the build says so.
+if ! EMBER_LLGUIDANCE_PREFIX="$("$repo/scripts/llguidance.sh" prefix)"; then
+  echo "[setup] WARNING: llguidance could not be built (see above): JSON schemas will be" \
+       "enforced by llama.cpp's GBNF grammars, ~100x slower per mask" >&2
+  EMBER_LLGUIDANCE_PREFIX=""
+fi
+export EMBER_LLGUIDANCE_PREFIX
 cmake --preset "$preset" -S "$repo" -DEMBER_LLAMA_PREFIX="$EMBER_LLAMA_PREFIX" \
   -DEMBER_LLAMA_SOURCE="$EMBER_LLAMA_SOURCE" \
-  -DEMBER_LLAMA_COMMON_PREFIX="$EMBER_LLAMA_COMMON_PREFIX" ${EMBER_CMAKE_ARGS:-} >/dev/null
+  -DEMBER_LLAMA_COMMON_PREFIX="$EMBER_LLAMA_COMMON_PREFIX" \
+  -DEMBER_LLGUIDANCE_PREFIX="$EMBER_LLGUIDANCE_PREFIX" ${EMBER_CMAKE_ARGS:-} >/dev/null
 cmake --build "$repo/build/$preset" -j "$(nproc)"
 echo "[setup] built $repo/build/$preset/src/cli/ember" >&2

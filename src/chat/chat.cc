@@ -168,6 +168,17 @@ void RequireCallFirst(std::string& grammar) {
   grammar.replace(root, line.size(), stripped);
 }
 
+// Whether common's grammar for a response_format is its plain form: the generation prompt,
+// then the value with optional whitespace or a ```json fence (common/chat.cpp, the json_schema
+// case of a template without reasoning or tools).
+bool SchemaOnly(const std::string& grammar) {
+  static const std::regex kRoot(
+      R"((^|\n)root ::= (\"([^"\\]|\\.)*\" )?space space \(\"```json\" space )"
+      R"(response-format space \"```\" \| space response-format space\)(\n|$))");
+  return grammar.find("\nresponse-format ::= response-format-schema\n") != std::string::npos &&
+         std::regex_search(grammar, kRoot);
+}
+
 Rendered FromCommon(common_chat_params p, const common_chat_templates_inputs& in) {
   Rendered out;
   out.prompt = std::move(p.prompt);
@@ -182,6 +193,9 @@ Rendered FromCommon(common_chat_params p, const common_chat_templates_inputs& in
   out.additional_stops = std::move(p.additional_stops);
   out.preserved_tokens = std::move(p.preserved_tokens);
   out.generation_prompt = p.generation_prompt;
+  out.schema_only = !in.json_schema.empty() && !p.grammar_lazy &&
+                    (in.tools.empty() || in.tool_choice == COMMON_CHAT_TOOL_CHOICE_NONE) &&
+                    SchemaOnly(out.grammar);
   auto impl = std::make_shared<OutputParser::Impl>();
   impl->params = common_chat_parser_params(p);
   impl->params.reasoning_format = in.reasoning_format;

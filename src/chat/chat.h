@@ -101,6 +101,10 @@ struct Rendered {
   std::vector<std::string> additional_stops;  // stop strings the format adds
   std::vector<std::string> preserved_tokens;  // special tokens the output may contain as text
   std::string generation_prompt;  // the assistant prefix the template ends the prompt with
+  // The grammar lets the model write nothing but the response_format's JSON value (after the
+  // generation prompt, with at most whitespace or a ```json fence around it): no reasoning
+  // block, no call. The value alone, enforced by the schema itself, is then the same answer.
+  bool schema_only = false;
   OutputParser parser;
 };
 

@@ -364,6 +364,32 @@ TEST(ResponseFormat, JsonSchemaAndJsonObjectBecomeGrammars) {
   EXPECT_FALSE(MustRender(*t, req).grammar.empty());
 }
 
+// Where the template's grammar lets the model write only the value (after the generation prompt,
+// with whitespace or a fence around it), the value may be enforced by its schema alone; not
+// where the model may reason first or call a tool.
+TEST(ResponseFormat, SchemaOnlyWhereNothingButTheValueMayBeWritten) {
+  RenderRequest req;
+  req.messages = {{"user", "Weather as JSON", {}, ""}};
+  req.response_format = ResponseFormat::kJsonSchema;
+  req.json_schema = R"({"type":"object","properties":{"celsius":{"type":"integer"}}})";
+  auto qwen25 = Load(kQwen25);
+  ASSERT_TRUE(qwen25);
+  EXPECT_TRUE(MustRender(*qwen25, req).schema_only);
+  req.response_format = ResponseFormat::kText;
+  EXPECT_FALSE(MustRender(*qwen25, req).schema_only);
+  req.response_format = ResponseFormat::kJsonObject;
+  EXPECT_TRUE(MustRender(*qwen25, req).schema_only);
+
+  RenderRequest tools = WeatherRequest();
+  tools.response_format = ResponseFormat::kJsonObject;
+  EXPECT_FALSE(MustRender(*qwen25, tools).schema_only);
+
+  auto qwen3 = Load(kQwen3);  // a reasoning template: its grammar keeps room for <think>
+  ASSERT_TRUE(qwen3);
+  Rendered r3 = MustRender(*qwen3, req);
+  EXPECT_EQ(r3.schema_only, r3.grammar.find("think") == std::string::npos) << r3.grammar;
+}
+
 TEST(StrictTools, UnenforceableParametersAreRefused) {
   auto t = Load(kQwen25);
   ASSERT_TRUE(t);

@@ -16,6 +16,7 @@
 #include "common/log.h"
 #include "common/version.h"
 #include "engine/llama/cpu_backend.h"
+#include "engine/llama/llama_engine.h"
 #include "engine/synth/synth.h"
 #include "server/server.h"
 
@@ -297,7 +298,8 @@ int Main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", [] {
     const char* forced = std::getenv("EMBER_CPU_VARIANT");
-    return StrCat("ember ", kVersion, "\n", engine::BuildReport(forced ? forced : ""));
+    return StrCat("ember ", kVersion, "\n", engine::BuildReport(forced ? forced : ""),
+                  "JSON schemas: ", engine::JsonSchemaEngine(), "\n");
   });
   server::ServeOptions serve;
   DurationFlags durations;

@@ -27,6 +27,10 @@ struct Grammar {
   // Text the prompt already ends with that the (eager) grammar begins with: the template's
   // generation prompt. Fed to the grammar before the first sampled token.
   std::string prefill;
+  // When the whole output is one JSON value: its JSON Schema (text), the same constraint as
+  // `gbnf`. An engine with llguidance enforces this instead of the grammar (a mask in tens of
+  // microseconds, not milliseconds); `gbnf`, `lazy` and `prefill` are then unused.
+  std::string json_schema;
 };
 
 struct SamplingParams {

@@ -246,12 +246,17 @@ void Generation::OnModel(Result<ModelLease> lease) {
 
 namespace {
 
-// response_format as a grammar on its own (no chat template): null for text.
+// The JSON Schema a json_object or json_schema response_format asks for.
+std::string SchemaText(const api::ResponseFormat& format) {
+  return format.type == api::ResponseFormat::Type::kJsonSchema ? format.schema
+                                                               : R"({"type":"object"})";
+}
+
+// response_format as a grammar on its own (no chat template): null for text. Carries the schema
+// too, for an engine that enforces JSON Schemas itself.
 Result<std::shared_ptr<const engine::Grammar>> SchemaGrammar(const api::ResponseFormat& format) {
   if (format.type == api::ResponseFormat::Type::kText) return nullptr;
-  auto gbnf = chat::JsonSchemaToGrammar(format.type == api::ResponseFormat::Type::kJsonSchema
-                                            ? format.schema
-                                            : R"({"type":"object"})");
+  auto gbnf = chat::JsonSchemaToGrammar(SchemaText(format));
   if (!gbnf) {
     Error e = gbnf.error();
     if (e.param.empty()) e.param = "response_format";
@@ -259,6 +264,7 @@ Result<std::shared_ptr<const engine::Grammar>> SchemaGrammar(const api::Response
   }
   auto g = std::make_shared<engine::Grammar>();
   g->gbnf = std::move(*gbnf);
+  g->json_schema = SchemaText(format);
   return std::shared_ptr<const engine::Grammar>(std::move(g));
 }
 
@@ -304,6 +310,13 @@ Result<Generation::ChatPrompt> Generation::RenderChat(const engine::ModelInfo& i
   if (!tokens) return std::unexpected(tokens.error());
   out.prompt = std::move(*tokens);
   out.grammar = ToGrammar(*rendered);
+  if (rendered->schema_only) {
+    // The value alone, as a schema (an engine with llguidance enforces it as such): a strict
+    // subset of what the template's grammar allows, with no fence or blank lines around it.
+    auto schema = SchemaGrammar(params_.response_format);
+    if (!schema) return std::unexpected(schema.error());
+    out.grammar = std::move(*schema);
+  }
   out.stops = std::move(rendered->additional_stops);
   if (tools && params_.tool_choice.mode != api::ToolChoice::Mode::kNone) {
     if (params_.n > 1) {

@@ -270,7 +270,8 @@ int RunServe(const ServeOptions& options) {
                         {"llama_commit", build.commit},
                         {"ember_patches", std::to_string(build.patches.size())},
                         {"cpu_variant", cpu->variant},
-                        {"cpu_model", engine::CpuModelName()}});
+                        {"cpu_model", engine::CpuModelName()},
+                        {"json_schema_engine", engine::JsonSchemaEngine()}});
   const Determinism determinism = options.deterministic         ? Determinism::kAll
                                   : options.allow_deterministic ? Determinism::kAllow
                                                                 : Determinism::kOff;

@@ -151,6 +151,26 @@ class ToolsTest(unittest.TestCase):
             self.assertEqual(choice["finish_reason"], "stop", (seed, choice))
             validate(json.loads(choice["message"]["content"]), PERSON)
 
+    def test_a_schema_alone_is_enforced_by_the_engine_the_build_reports(self):
+        # ember_build_info says what enforces JSON schemas; with llguidance, Qwen 2.5's answer
+        # under a schema is the bare value (its template adds nothing the value needs), so the
+        # content starts with '{' on every seed, where the template's grammar allows blank
+        # lines or a ```json fence first.
+        status, body, _ = self.server.get("/metrics")
+        self.assertEqual(status, 200)
+        text = body.decode()
+        engine = [line for line in text.splitlines() if line.startswith("ember_build_info{")]
+        self.assertEqual(len(engine), 1, text)
+        self.assertIn('json_schema_engine="', engine[0])
+        if 'json_schema_engine="gbnf"' in engine[0]:
+            self.skipTest("a build without llguidance")
+        self.assertIn('json_schema_engine="llguidance ', engine[0])
+        fmt = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON}}
+        for seed in SEEDS:
+            content = self.chat(response_format=fmt, seed=seed)["choices"][0]["message"]["content"]
+            self.assertTrue(content.startswith("{"), (seed, content))
+            validate(json.loads(content), PERSON)
+
     def test_json_object_output_is_an_object(self):
         for seed in SEEDS:
             r = self.chat(response_format={"type": "json_object"}, seed=seed, max_tokens=400)

@@ -18,6 +18,9 @@
 #include "common/log.h"
 #include "engine/gguf/gguf_header.h"
 #include "engine/llama/cpu_backend.h"
+#ifdef EMBER_HAVE_LLGUIDANCE
+#include "engine/llama/llguidance_sampler.h"
+#endif
 #include "engine/llama/llama_tokenizer.h"
 #include "engine/llama/repack_cache.h"
 
@@ -216,8 +219,19 @@ class GrammarCache {
  public:
   explicit GrammarCache(const llama_vocab* vocab) : vocab_(vocab) {}
 
+  // Whether `grammar` runs through llguidance here (its prefill is then not fed).
+  static bool UsesLlguidance(const Grammar& grammar) {
+#ifdef EMBER_HAVE_LLGUIDANCE
+    return !grammar.json_schema.empty();
+#else
+    (void)grammar;
+    return false;
+#endif
+  }
+
   // A fresh sampler for `grammar`, or why its text does not compile.
   Result<SamplerPtr> Get(const Grammar& grammar) {
+    if (UsesLlguidance(grammar)) return GetLlg(grammar.json_schema);
     std::string key = grammar.lazy ? "lazy\n" : "eager\n";
     for (const std::string& p : grammar.trigger_patterns) key += StrCat(p.size(), ":", p);
     key += '\n';
@@ -259,8 +273,43 @@ class GrammarCache {
         grammar.trigger_tokens.data(), grammar.trigger_tokens.size()));
   }
 
+  Result<SamplerPtr> GetLlg(const std::string& schema) {
+#ifdef EMBER_HAVE_LLGUIDANCE
+    const std::string key = "json\n" + schema;
+    for (auto it = entries_.begin(); it != entries_.end(); ++it) {
+      if (it->key == key) {
+        entries_.splice(entries_.begin(), entries_, it);
+        return SamplerPtr(llama_sampler_clone(entries_.front().pristine.get()));
+      }
+    }
+    if (llg_vocab_ == nullptr) {  // once per model, on its first schema
+      llg_vocab_ = NewLlgVocabulary(vocab_);
+      if (llg_vocab_ == nullptr) return Internal("llguidance refused the model's vocabulary");
+    }
+    const auto start = std::chrono::steady_clock::now();
+    auto compiled = NewLlgSampler(llg_vocab_, schema);
+    if (!compiled) return std::unexpected(compiled.error());
+    log::Debug("JSON schema (", schema.size(), " bytes) compiled by llguidance in ",
+               std::chrono::duration_cast<std::chrono::microseconds>(
+                   std::chrono::steady_clock::now() - start)
+                   .count(),
+               " us");
+    SamplerPtr pristine(*compiled);
+    SamplerPtr copy(llama_sampler_clone(pristine.get()));
+    entries_.push_front({key, std::move(pristine)});
+    if (entries_.size() > kCapacity) entries_.pop_back();
+    return copy;
+#else
+    (void)schema;
+    return Internal("llguidance is not built in");
+#endif
+  }
+
   const llama_vocab* vocab_;
   std::list<Entry> entries_;
+#ifdef EMBER_HAVE_LLGUIDANCE
+  std::shared_ptr<LlgVocabulary> llg_vocab_;
+#endif
 };
 
 // Log-softmax over the candidates that survived the chain (all of them for greedy) and the
@@ -311,6 +360,7 @@ class LlamaEngine final : public Engine {
 
   const ModelInfo& Info() const override { return info_; }
   const Tokenizer& tokenizer() const override { return tokenizer_; }
+  const llama_vocab* vocab() const { return llama_model_get_vocab(model_.get()); }
 
   Result<int> BeginSequence(int slot, const SamplingParams& params, int keep) override {
     if (slot < 0 || slot >= info_.n_parallel) return Internal("sequence slot out of range");
@@ -328,7 +378,9 @@ class LlamaEngine final : public Engine {
     if (params.grammar) {
       auto grammar = grammar_cache_.Get(*params.grammar);
       if (!grammar) return std::unexpected(grammar.error());
-      if (auto fed = Prefill(grammar->get(), params.grammar->prefill); !fed) {
+      const std::string& prefill =
+          GrammarCache::UsesLlguidance(*params.grammar) ? std::string() : params.grammar->prefill;
+      if (auto fed = Prefill(grammar->get(), prefill); !fed) {
         return std::unexpected(fed.error());
       }
       grammars_[slot] = std::move(*grammar);
@@ -835,7 +887,63 @@ Status LlamaEngine::VerifyBatchInvariance() {
   return {};
 }
 
+class LlamaConstraintProbe final : public ConstraintProbe {
+ public:
+  LlamaConstraintProbe(const llama_vocab* vocab, SamplerPtr sampler, GrammarCache cache)
+      : vocab_(vocab), sampler_(std::move(sampler)), cache_(std::move(cache)) {}
+
+  Result<Timing> MaskCheckAccept(Token next) override {
+    const int n_vocab = llama_vocab_n_tokens(vocab_);
+    if (next < 0 || next >= n_vocab) return InvalidArgument("token out of the vocabulary");
+    all_.resize(static_cast<std::size_t>(n_vocab));
+    for (Token id = 0; id < n_vocab; ++id) all_[static_cast<std::size_t>(id)] = {id, 0.0f, 0.0f};
+    llama_token_data_array cur{all_.data(), all_.size(), -1, false};
+    llama_token_data one{next, 0.0f, 0.0f};
+    llama_token_data_array single{&one, 1, -1, false};
+    Timing t;
+    try {
+      const auto t0 = std::chrono::steady_clock::now();
+      llama_sampler_apply(sampler_.get(), &cur);
+      const auto t1 = std::chrono::steady_clock::now();
+      llama_sampler_apply(sampler_.get(), &single);
+      const auto t2 = std::chrono::steady_clock::now();
+      t.mask_seconds = std::chrono::duration<double>(t1 - t0).count();
+      t.check_seconds = std::chrono::duration<double>(t2 - t1).count();
+      t.allowed = !std::isinf(one.logit);
+      llama_sampler_accept(sampler_.get(), next);
+    } catch (const std::exception& e) {
+      return InvalidArgument(StrCat("the constraint refuses token ", next, ": ", e.what()));
+    }
+    return t;
+  }
+
+ private:
+  const llama_vocab* vocab_;
+  SamplerPtr sampler_;
+  GrammarCache cache_;  // holds llguidance's view of the vocabulary the sampler shares
+  std::vector<llama_token_data> all_;
+};
+
 }  // namespace
+
+std::string JsonSchemaEngine() {
+#ifdef EMBER_HAVE_LLGUIDANCE
+  return LlguidanceVersion();
+#else
+  return "gbnf";
+#endif
+}
+
+Result<std::unique_ptr<ConstraintProbe>> ProbeConstraint(const Engine& engine,
+                                                         const Grammar& grammar) {
+  const auto* llama = dynamic_cast<const LlamaEngine*>(&engine);
+  if (llama == nullptr) return InvalidArgument("not a libllama engine");
+  GrammarCache cache(llama->vocab());
+  auto sampler = cache.Get(grammar);
+  if (!sampler) return std::unexpected(sampler.error());
+  return std::make_unique<LlamaConstraintProbe>(llama->vocab(), std::move(*sampler),
+                                                std::move(cache));
+}
 
 std::string DefaultModelId(const std::string& path) {
   std::string name = std::filesystem::path(path).filename().string();

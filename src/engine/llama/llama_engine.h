@@ -44,6 +44,27 @@ struct LlamaOptions {
 
 [[nodiscard]] Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options);
 
+// What enforces a Grammar's json_schema in this build: "llguidance <version>" where it is built
+// in (scripts/llguidance.sh), else "gbnf" (the schema's GBNF grammar, Grammar::gbnf).
+std::string JsonSchemaEngine();
+
+// One constraint timed on its own, with no forward pass (bench/grammar_bench.cc): at each
+// position of a token sequence, the whole-vocabulary mask and the one-token check the engine's
+// sample-first path makes, then the token accepted.
+class ConstraintProbe {
+ public:
+  struct Timing {
+    double mask_seconds = 0;
+    double check_seconds = 0;
+    bool allowed = false;  // the check's verdict on the token
+  };
+  virtual ~ConstraintProbe() = default;
+  [[nodiscard]] virtual Result<Timing> MaskCheckAccept(Token next) = 0;
+};
+// A probe for `grammar` over the vocabulary of `engine`, which CreateLlamaEngine made.
+[[nodiscard]] Result<std::unique_ptr<ConstraintProbe>> ProbeConstraint(const Engine& engine,
+                                                                       const Grammar& grammar);
+
 // The id a model gets without --model-id: its file name without ".gguf".
 std::string DefaultModelId(const std::string& path);
 
