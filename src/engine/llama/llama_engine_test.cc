@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -261,6 +262,59 @@ TEST_F(LlamaEngineTest, AGrammarThatDoesNotCompileIsTheRequestsError) {
   auto begun = engine_->BeginSequence(0, p, 0);
   ASSERT_FALSE(begun);
   EXPECT_EQ(begun.error().code, ErrorCode::kInvalidArgument);
+  engine_->EndSequence(0, false);
+}
+
+// A schema carries its GBNF too; the engine enforces the schema itself where llguidance is
+// built in (JsonSchemaEngine()), else the grammar. Either way every answer is the value.
+std::shared_ptr<const Grammar> SmallSchema() {
+  auto g = std::make_shared<Grammar>();
+  g->json_schema = R"({"type":"object","properties":{"n":{"type":"integer","minimum":1,)"
+                   R"("maximum":99}},"required":["n"],"additionalProperties":false})";
+  g->gbnf = R"(root ::= "{" space "\"n\"" space ":" space [1-9] [0-9]? space "}"
+space ::= | " " | "\n"{1,2} [ \t]{0,20})";
+  // Prefill is the GBNF path's only: a schema enforced by llguidance starts at the value.
+  return g;
+}
+
+std::string WithoutWhitespace(const std::string& s) {
+  std::string out;
+  for (const char c : s) {
+    if (c != ' ' && c != '\n' && c != '\t') out += c;
+  }
+  return out;
+}
+
+TEST_F(LlamaEngineTest, AJsonSchemaConstraintEndsWithACompleteValue) {
+  for (const bool logprobs : {false, true}) {
+    for (std::uint64_t seed = 1; seed <= 4; ++seed) {
+      SamplingParams p = Sampling(1.0f, logprobs, logprobs ? 2 : 0);
+      p.seed = seed;
+      p.grammar = SmallSchema();
+      bool ended = false;
+      const std::string json = TextUntilEnd(engine_->tokenizer(), Generate(p, 40), ended);
+      EXPECT_TRUE(ended) << "seed " << seed << ": '" << json << "'";
+      const std::string bare = WithoutWhitespace(json);
+      ASSERT_GE(bare.size(), 7u) << json;
+      EXPECT_EQ(bare.substr(0, 5), "{\"n\":") << json;
+      EXPECT_EQ(bare.back(), '}') << json;
+      const int n = std::atoi(bare.substr(5).c_str());
+      EXPECT_TRUE(n >= 1 && n <= 99) << json;
+    }
+  }
+}
+
+TEST_F(LlamaEngineTest, ASchemaTheEngineCannotReadIsTheRequestsError) {
+  if (JsonSchemaEngine() == "gbnf") GTEST_SKIP() << "no llguidance: schemas run as their GBNF";
+  auto g = std::make_shared<Grammar>();
+  g->json_schema = R"({"type": "object", "properties": )";
+  g->gbnf = R"(root ::= "{}")";
+  SamplingParams p = Sampling(0.0f, false);
+  p.grammar = g;
+  auto begun = engine_->BeginSequence(0, p, 0);
+  ASSERT_FALSE(begun);
+  EXPECT_EQ(begun.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(begun.error().message.find("JSON schema"), std::string::npos) << begun.error().message;
   engine_->EndSequence(0, false);
 }
 
