@@ -1,13 +1,15 @@
 // What constrained decoding costs per token (issue 15, "Benchmark"): a model loaded through
 // the engine's factory, a JSON schema through the chat component's JsonSchemaToGrammar, and N
 // tokens generated from the same prompt per strategy:
-//   unconstrained      no grammar
-//   <e>_check_first    the schema, as the engine samples it by default: the chain picks a token
-//                      from the unconstrained candidates and the constraint checks that one;
-//                      only when it rejects it is the whole vocabulary masked and the chain
-//                      run again
-//   <e>_mask_first     the schema with logprobs on (top_logprobs 0): the engine masks the
-//                      whole vocabulary before every token
+//   unconstrained   no grammar
+//   <e>_default     the schema, sampled as the engine does for a request without logprobs:
+//                   GBNF checks first (the chain picks a token from the unconstrained
+//                   candidates and the grammar checks that one; only when it rejects it is the
+//                   whole vocabulary masked and the chain run again over the allowed tokens);
+//                   llguidance masks first (its mask is cheaper than the chain over the whole
+//                   vocabulary)
+//   <e>_logprobs    the schema with logprobs on (top_logprobs 0): the engine masks the whole
+//                   vocabulary before every token
 // where <e> is the constraint engine: gbnf (llama.cpp's grammar sampler over the schema's GBNF)
 // or llg (llguidance, where this build has it: engine::JsonSchemaEngine()), at c sequences
 // stepping together (c=1 and c=8).
@@ -88,7 +90,7 @@ constexpr std::string_view kAnswer =
     R"({"name": "Maria Lopez", "age": 34, "role": "editor", "tags": ["travel", "food"], )"
     R"("active": true})";
 
-enum Strategy { kUnconstrained = 0, kCheckFirst = 1, kMaskFirst = 2 };
+enum Strategy { kUnconstrained = 0, kDefault = 1, kLogprobs = 2 };
 enum ConstraintEngine { kGbnf = 0, kLlg = 1 };
 bool HasLlg() { return engine::JsonSchemaEngine() != "gbnf"; }
 
@@ -189,7 +191,7 @@ void BM_Constrained(benchmark::State& state) {
     SamplingParams p;  // temperature 1, no filters: the engine's defaults
     p.seed = seed++;
     if (strategy != kUnconstrained) p.grammar = SchemaGrammar(constraint);
-    if (strategy == kMaskFirst) {
+    if (strategy == kLogprobs) {
       p.logprobs = true;
       p.top_logprobs = 0;
     }
@@ -241,8 +243,9 @@ void BM_Constrained(benchmark::State& state) {
       const double us = static_cast<double>(after.nanoseconds - before.nanoseconds) / 1e3 / c;
       per_token_us.push_back(us);
       const std::uint64_t rej = after.check_rejected - before.check_rejected;
-      if (strategy == kCheckFirst && rej == 0) accept_us.push_back(us);
-      if (strategy == kCheckFirst && rej == static_cast<std::uint64_t>(c)) reject_us.push_back(us);
+      const bool check_first = strategy == kDefault && constraint == kGbnf;
+      if (check_first && rej == 0) accept_us.push_back(us);
+      if (check_first && rej == static_cast<std::uint64_t>(c)) reject_us.push_back(us);
       constrained += after.constrained - before.constrained;
       rejected += rej;
       generated += c;
@@ -291,7 +294,7 @@ void BM_Mask(benchmark::State& state) {
 
 void Register() {
   static const char* kEngines[] = {"gbnf", "llg"};
-  static const char* kStrategies[] = {"check_first", "mask_first"};
+  static const char* kStrategies[] = {"default", "logprobs"};
   std::vector<int> engines = {kGbnf};
   if (HasLlg()) engines.push_back(kLlg);
   for (const int e : engines) {
@@ -312,7 +315,7 @@ void Register() {
     };
     add("unconstrained", kUnconstrained, kGbnf);
     for (const int e : engines) {
-      for (const int s : {kCheckFirst, kMaskFirst}) {
+      for (const int s : {kDefault, kLogprobs}) {
         add(std::string(kEngines[e]) + "_" + kStrategies[s - 1], s, e);
       }
     }

@@ -40,7 +40,7 @@ def main(path):
     print("| c | strategy | " + " | ".join(title for _, title in COLUMNS) + " |")
     print("|---|---|" + "---:|" * len(COLUMNS))
     for (c, strategy), bs in sorted(runs.items(), key=lambda kv: (int(kv[0][0][1:]), kv[0][1])):
-        check_first = strategy.endswith("check_first")
+        check_first = strategy == "gbnf_default"  # the one strategy that checks first
         cells = []
         for key, _ in COLUMNS:
             values = [b[key] for b in bs]

@@ -106,7 +106,8 @@ struct SamplingCounters {
   // Of those, sampled check-first and rejected by the grammar's check: the whole vocabulary
   // was masked and the chain sampled again (the slow path).
   std::uint64_t check_rejected = 0;
-  // Of those, masked before sampling because the sequence asked for logprobs.
+  // Of those, masked before sampling: the sequence asked for logprobs, or its constraint is
+  // llguidance's (whose mask is cheaper than check-first).
   std::uint64_t mask_first = 0;
   // Time spent sampling after the forward pass (all entries of every step), wall clock.
   std::uint64_t nanoseconds = 0;

@@ -574,6 +574,11 @@ llama_token_data_array LlamaEngine::Candidates(int row) {
   return llama_token_data_array{candidates_.data(), candidates_.size(), -1, false};
 }
 
+bool IsLlguidance(const llama_sampler* grammar) {
+  const char* name = llama_sampler_name(grammar);
+  return name != nullptr && std::strcmp(name, "llguidance") == 0;
+}
+
 Sampled LlamaEngine::SampleConstrained(llama_sampler* chain, llama_sampler* grammar, int row,
                                        std::optional<int> n_top) {
   Sampled out;
@@ -581,8 +586,13 @@ Sampled LlamaEngine::SampleConstrained(llama_sampler* chain, llama_sampler* gram
   llama_token_data_array cur = Candidates(row);
   bool masked = false;
   ++counters_.constrained;
-  if (n_top) ++counters_.mask_first;
-  if (!n_top) {
+  // llguidance's mask (~0.1 ms p50 on a 128k vocabulary) and then a chain over the few allowed
+  // tokens cost less than the chain over the whole vocabulary (~1.2 ms) that check-first pays
+  // even when its pick is accepted: its sequences mask first. A GBNF mask costs ~13 ms: those
+  // check first, unless the request needs the masked distribution for its logprobs.
+  const bool mask_first = n_top.has_value() || IsLlguidance(grammar);
+  if (mask_first) ++counters_.mask_first;
+  if (!mask_first) {
     llama_sampler_apply(chain, &cur);
     if (cur.selected < 0 || cur.selected >= static_cast<int64_t>(cur.size)) return out;
     llama_token_data one{cur.data[cur.selected].id, 1.0f, 0.0f};
@@ -594,7 +604,7 @@ Sampled LlamaEngine::SampleConstrained(llama_sampler* chain, llama_sampler* gram
       ++counters_.check_rejected;
     }
   }
-  if (n_top || masked) {
+  if (mask_first || masked) {
     llama_sampler_apply(grammar, &cur);
     // The chain then samples from the tokens the constraint allows only: the same distribution
     // and the same pick for the same random draw (a forbidden token has probability 0 and

@@ -304,6 +304,26 @@ TEST_F(LlamaEngineTest, AJsonSchemaConstraintEndsWithACompleteValue) {
   }
 }
 
+TEST_F(LlamaEngineTest, LlguidanceSequencesMaskFirstAndGbnfOnesCheckFirst) {
+  if (JsonSchemaEngine() == "gbnf") GTEST_SKIP() << "no llguidance: schemas run as their GBNF";
+  SamplingParams p = Sampling(1.0f, false);
+  p.seed = 5;
+  p.grammar = SmallSchema();
+  const SamplingCounters start = engine_->sampling_counters();
+  const auto tokens = Generate(p, 6);
+  const SamplingCounters mid = engine_->sampling_counters();
+  EXPECT_EQ(mid.constrained - start.constrained, tokens.size());
+  EXPECT_EQ(mid.mask_first - start.mask_first, tokens.size()) << "llguidance masks first";
+  EXPECT_EQ(mid.check_rejected, start.check_rejected) << "so nothing is checked";
+  auto gbnf = std::make_shared<Grammar>(*SmallSchema());
+  gbnf->json_schema.clear();  // the same constraint as GBNF alone
+  p.grammar = gbnf;
+  Generate(p, 6);
+  const SamplingCounters end = engine_->sampling_counters();
+  EXPECT_EQ(end.mask_first, mid.mask_first) << "GBNF checks first";
+  EXPECT_GE(end.check_rejected - mid.check_rejected, 1u);
+}
+
 TEST_F(LlamaEngineTest, ASchemaTheEngineCannotReadIsTheRequestsError) {
   if (JsonSchemaEngine() == "gbnf") GTEST_SKIP() << "no llguidance: schemas run as their GBNF";
   auto g = std::make_shared<Grammar>();
