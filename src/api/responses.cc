@@ -524,10 +524,13 @@ std::string ResponsesEncoder::Finish(const ResponseOutput& output, engine::Finis
     AppendInt(at, index);
     out += Event("response.output_item.added",
                  at + ",\"item\":" + FunctionCallItem({call.id, call.name, ""}, "in_progress"));
-    std::string args = at + ",\"item_id\":\"fc_" + call.id + "\",\"delta\":";
+    // The id is the model's when its format has ids: any bytes, escaped like every string.
+    std::string item_id = at + ",\"item_id\":";
+    AppendQuoted(item_id, "fc_" + call.id);
+    std::string args = item_id + ",\"delta\":";
     AppendQuoted(args, call.arguments);
     out += Event("response.function_call_arguments.delta", args);
-    std::string done = at + ",\"item_id\":\"fc_" + call.id + "\",\"arguments\":";
+    std::string done = item_id + ",\"arguments\":";
     AppendQuoted(done, call.arguments);
     out += Event("response.function_call_arguments.done", done);
     items.push_back(FunctionCallItem(call, "completed"));
