@@ -514,7 +514,12 @@ std::string ResponsesEncoder::Finish(const ResponseOutput& output, engine::Finis
   // A message item is always there when text was streamed, and when nothing else is.
   if (message_open_ || !output.text.empty() || output.tool_calls.empty()) {
     if (!message_open_) out += OpenMessage();
-    if (!output.text.empty() && streamed_text_.empty()) out += TextDelta(output.text);
+    // What the deltas have not carried yet goes out as one more, so they join into the text
+    // output_text.done closes: all of it when nothing was streamed, the content a stream that
+    // reads tool calls held back (it might have begun a call) when it was streamed in part.
+    if (output.text.size() > streamed_text_.size() && output.text.starts_with(streamed_text_)) {
+      out += TextDelta(std::string_view(output.text).substr(streamed_text_.size()));
+    }
     out += CloseMessage(output.text);
     items.push_back(MessageItem(output.text, "completed"));
   }

@@ -321,6 +321,23 @@ TEST(ResponsesEncoderTest, ACallIdOfAnyBytesIsEscapedInTheArgumentEvents) {
   EXPECT_EQ(events.back().data["response"]["output"][0]["call_id"], "call_\"1\"\nx");
 }
 
+// With tools a stream holds back text that might begin a call; when it turns out to be
+// content, Finish has it and no delta yet. A client joining the deltas must still get it all
+// (found by fuzz_responses).
+TEST(ResponsesEncoderTest, TextNotYetStreamedGoesOutAsOneMoreDeltaBeforeTheTextCloses) {
+  ResponsesEncoder encoder(Params(), kMeta);
+  std::string stream = encoder.Start() + encoder.TextDelta("Hello ");
+  const engine::ToolCall call{"call_1", "f", "{}"};
+  stream += encoder.Finish({"Hello <world>", {call}}, engine::FinishReason::kStop, {});
+  const std::vector<Event> events = Events(stream);
+  ASSERT_EQ(events.size(), 14u);
+  EXPECT_EQ(events[4].data["delta"], "Hello ");
+  EXPECT_EQ(events[5].name, "response.output_text.delta");
+  EXPECT_EQ(events[5].data["delta"], "<world>");
+  EXPECT_EQ(events[6].name, "response.output_text.done");
+  EXPECT_EQ(events[6].data["text"], "Hello <world>");
+}
+
 TEST(ResponsesEncoderTest, FailureIsAnErrorEventThenResponseFailed) {
   ResponsesEncoder encoder(Params(), kMeta);
   const Error error{ErrorCode::kInternal, "the engine failed", ""};
