@@ -1,14 +1,19 @@
 // Helpers shared by the libFuzzer targets in fuzz/: an invariant check that aborts (so libFuzzer
-// saves the input as a crash even in an NDEBUG build), a strict JSON reader, and a reference
-// UTF-8 repair written independently of api/utf8.cc to check the encoders against.
+// saves the input as a crash even in an NDEBUG build), strict JSON readers, a reference UTF-8
+// repair written independently of api/utf8.cc to check the encoders against, and the small
+// readers of the targets' input formats.
 #pragma once
 
+#include <charconv>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #define FUZZ_CHECK(cond, ...)                                                           \
   do {                                                                                  \
@@ -30,6 +35,51 @@ inline std::optional<Json> ParseStrict(std::string_view text) {
   Json doc = Json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded()) return std::nullopt;
   return doc;
+}
+
+// `text` parsed as JSON the way an encoder must write it: strict, and no object names a member
+// twice (RFC 8259 leaves such an object to each reader: most keep the last, some the first).
+inline std::optional<Json> ParseEncoded(std::string_view text) {
+  std::vector<std::set<std::string>> names;  // one set per object being read
+  bool repeated = false;
+  Json doc = Json::parse(
+      text,
+      [&](int /*depth*/, Json::parse_event_t event, Json& parsed) {
+        if (event == Json::parse_event_t::object_start) names.emplace_back();
+        if (event == Json::parse_event_t::object_end) names.pop_back();
+        if (event == Json::parse_event_t::key &&
+            !names.back().insert(parsed.get<std::string>()).second) {
+          repeated = true;
+        }
+        return true;
+      },
+      /*allow_exceptions=*/false);
+  if (doc.is_discarded() || repeated) return std::nullopt;
+  return doc;
+}
+
+// The member `key` of `object`, or null when absent.
+inline Json Member(const Json& object, const char* key) {
+  const auto it = object.find(key);
+  return it == object.end() ? Json() : *it;
+}
+
+// `text` cut at every `separator`: n separators give n + 1 parts, empty ones included.
+inline std::vector<std::string_view> Split(std::string_view text, char separator) {
+  std::vector<std::string_view> parts;
+  while (true) {
+    const std::size_t end = text.find(separator);
+    parts.push_back(text.substr(0, end));
+    if (end == std::string_view::npos) return parts;
+    text.remove_prefix(end + 1);
+  }
+}
+
+// The decimal integer `text` begins with; 0 when it begins with none.
+inline std::int64_t Number(std::string_view text) {
+  std::int64_t value = 0;
+  std::from_chars(text.data(), text.data() + text.size(), value);
+  return value;
 }
 
 inline bool IsValidUtf8(std::string_view text) {

@@ -27,12 +27,6 @@ using api::GenerationParams;
 // does not get them echoed back.
 constexpr std::size_t kMaxMessageBytes = 1024;
 
-// The member `key` of `object`, or null when absent.
-Json Member(const Json& object, const char* key) {
-  const auto it = object.find(key);
-  return it == object.end() ? Json() : *it;
-}
-
 void CheckRejected(const Error& error) {
   FUZZ_CHECK(error.code == ErrorCode::kInvalidArgument, "code %d", static_cast<int>(error.code));
   FUZZ_CHECK(!error.message.empty(), "param '%s'", error.param.c_str());

@@ -4,13 +4,13 @@
 # (the repository is never written). Exits non-zero when a target crashes, leaks, times out or
 # runs out of memory, and names the reproducer to rerun:
 #   build/fuzz/fuzz/fuzz_NAME REPRODUCER
-#   scripts/fuzz.sh [seconds-per-target, default 60] [target...]   (targets: request sse gguf_header tenants prices)
+#   scripts/fuzz.sh [seconds-per-target, default 60] [target...]   (targets: request sse responses gguf_header tenants prices)
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(request sse gguf_header tenants prices)
+((${#targets[@]})) || targets=(request sse responses gguf_header tenants prices)
 
 if ! command -v clang++-19 >/dev/null ||
   ! dpkg-query -W -f='${Status}' libclang-rt-19-dev 2>/dev/null | grep -q "install ok installed"; then

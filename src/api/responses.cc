@@ -514,7 +514,12 @@ std::string ResponsesEncoder::Finish(const ResponseOutput& output, engine::Finis
   // A message item is always there when text was streamed, and when nothing else is.
   if (message_open_ || !output.text.empty() || output.tool_calls.empty()) {
     if (!message_open_) out += OpenMessage();
-    if (!output.text.empty() && streamed_text_.empty()) out += TextDelta(output.text);
+    // What the deltas have not carried yet goes out as one more, so they join into the text
+    // output_text.done closes: all of it when nothing was streamed, the content a stream that
+    // reads tool calls held back (it might have begun a call) when it was streamed in part.
+    if (output.text.size() > streamed_text_.size() && output.text.starts_with(streamed_text_)) {
+      out += TextDelta(std::string_view(output.text).substr(streamed_text_.size()));
+    }
     out += CloseMessage(output.text);
     items.push_back(MessageItem(output.text, "completed"));
   }
@@ -524,10 +529,13 @@ std::string ResponsesEncoder::Finish(const ResponseOutput& output, engine::Finis
     AppendInt(at, index);
     out += Event("response.output_item.added",
                  at + ",\"item\":" + FunctionCallItem({call.id, call.name, ""}, "in_progress"));
-    std::string args = at + ",\"item_id\":\"fc_" + call.id + "\",\"delta\":";
+    // The id is the model's when its format has ids: any bytes, escaped like every string.
+    std::string item_id = at + ",\"item_id\":";
+    AppendQuoted(item_id, "fc_" + call.id);
+    std::string args = item_id + ",\"delta\":";
     AppendQuoted(args, call.arguments);
     out += Event("response.function_call_arguments.delta", args);
-    std::string done = at + ",\"item_id\":\"fc_" + call.id + "\",\"arguments\":";
+    std::string done = item_id + ",\"arguments\":";
     AppendQuoted(done, call.arguments);
     out += Event("response.function_call_arguments.done", done);
     items.push_back(FunctionCallItem(call, "completed"));

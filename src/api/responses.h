@@ -45,7 +45,9 @@ class ResponsesEncoder {
   std::string TextDelta(std::string_view delta);
   // Closes the text (output_text.done, content_part.done, output_item.done), adds each call as
   // a function_call item (added, arguments delta and done, item done), then
-  // response.completed or response.incomplete with the whole Response.
+  // response.completed or response.incomplete with the whole Response. The part of
+  // output.text beyond what TextDelta streamed goes out first as one more delta, so the deltas
+  // join into the text (when output.text continues it).
   std::string Finish(const ResponseOutput& output, engine::FinishReason reason,
                      const engine::Usage& usage);
   // An error after the stream began: an "error" event then response.failed.

@@ -306,6 +306,38 @@ TEST(ResponsesEncoderTest, FunctionCallsAreItemsWithArgumentEvents) {
   EXPECT_EQ(item["arguments"], R"({"city":"Paris"})");
 }
 
+// A model whose format carries call ids writes them: a quote or a newline in one must neither
+// end the JSON string nor the SSE frame (found by fuzz_responses).
+TEST(ResponsesEncoderTest, ACallIdOfAnyBytesIsEscapedInTheArgumentEvents) {
+  ResponsesEncoder encoder(Params(), kMeta);
+  const engine::ToolCall call{"call_\"1\"\nx", "f", "{}"};
+  const std::vector<Event> events =
+      Events(encoder.Start() + encoder.Finish({"", {call}}, engine::FinishReason::kStop, {}));
+  ASSERT_EQ(events.size(), 7u);
+  const Json item_id = events[2].data["item"]["id"];
+  EXPECT_EQ(item_id, "fc_call_\"1\"\nx");
+  EXPECT_EQ(events[3].data["item_id"], item_id);
+  EXPECT_EQ(events[4].data["item_id"], item_id);
+  EXPECT_EQ(events.back().data["response"]["output"][0]["call_id"], "call_\"1\"\nx");
+}
+
+// With tools a stream holds back text that might begin a call; when it turns out to be
+// content, Finish has it and no delta yet. A client joining the deltas must still get it all
+// (found by fuzz_responses).
+TEST(ResponsesEncoderTest, TextNotYetStreamedGoesOutAsOneMoreDeltaBeforeTheTextCloses) {
+  ResponsesEncoder encoder(Params(), kMeta);
+  std::string stream = encoder.Start() + encoder.TextDelta("Hello ");
+  const engine::ToolCall call{"call_1", "f", "{}"};
+  stream += encoder.Finish({"Hello <world>", {call}}, engine::FinishReason::kStop, {});
+  const std::vector<Event> events = Events(stream);
+  ASSERT_EQ(events.size(), 14u);
+  EXPECT_EQ(events[4].data["delta"], "Hello ");
+  EXPECT_EQ(events[5].name, "response.output_text.delta");
+  EXPECT_EQ(events[5].data["delta"], "<world>");
+  EXPECT_EQ(events[6].name, "response.output_text.done");
+  EXPECT_EQ(events[6].data["text"], "Hello <world>");
+}
+
 TEST(ResponsesEncoderTest, FailureIsAnErrorEventThenResponseFailed) {
   ResponsesEncoder encoder(Params(), kMeta);
   const Error error{ErrorCode::kInternal, "the engine failed", ""};
