@@ -27,8 +27,12 @@ KUBECONFORM_VERSION=v0.7.0
 KUBERNETES_VALIDATE_VERSION=1.37.0
 K8S_SCHEMA_VERSION=v1.34.0  # the Kubernetes release the manifests are validated against
 GIE_VERSION=v1.6.2
-KEDA_VERSION=v2.21.1
+# InferenceObjective left GIE for the llm-d router after v1.2 (GIE's README); that module is
+# not on the Go module proxy, so its CRD comes from the last GIE release that ships it.
+GIE_OBJECTIVE_VERSION=v1.2.0
+KEDA_VERSION=v2.20.2  # v2.21 needs Go 1.27
 PROMETHEUS_OPERATOR_VERSION=v0.85.0
+PYYAML_VERSION=6.0.2
 
 log() { echo "deploy_tools: $*" >&2; }
 
@@ -83,17 +87,21 @@ fill_k8s_schemas() {
 
 module_dir() {
   go_env
-  (cd "$tools" && go mod download -json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  (cd "$tools" && go mod download -json "$1" | python3 -c '
+import json, sys
+m = json.load(sys.stdin)
+sys.exit(m["Error"]) if "Error" in m else print(m["Dir"])')
 }
 
 fill_crd_schemas() {
-  local tmp="$1" gie keda promop
+  local tmp="$1" gie gie_objective keda promop
   gie="$(module_dir "sigs.k8s.io/gateway-api-inference-extension@$GIE_VERSION")"
+  gie_objective="$(module_dir "sigs.k8s.io/gateway-api-inference-extension@$GIE_OBJECTIVE_VERSION")"
   keda="$(module_dir "github.com/kedacore/keda/v2@$KEDA_VERSION")"
   promop="$(module_dir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION")"
   python3 "$repo/tools/deploy/crd_schemas.py" "$tmp/schemas" \
     "$gie"/config/crd/bases/inference.networking.k8s.io_inferencepools.yaml \
-    "$gie"/config/crd/bases/inference.networking.x-k8s.io_inferenceobjectives.yaml \
+    "$gie_objective"/config/crd/bases/inference.networking.x-k8s.io_inferenceobjectives.yaml \
     "$keda"/config/crd/bases/keda.sh_scaledobjects.yaml \
     "$promop"/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml
   mkdir -p "$tmp/docs"
@@ -109,12 +117,14 @@ where() {
     k8s-schemas)
       echo "$tools/k8s-schemas-$KUBERNETES_VALIDATE_VERSION-$K8S_SCHEMA_VERSION fill_k8s_schemas schemas" ;;
     crd-schemas)
-      echo "$tools/crd-schemas-gie$GIE_VERSION-keda$KEDA_VERSION-promop$PROMETHEUS_OPERATOR_VERSION fill_crd_schemas schemas" ;;
+      echo "$tools/crd-schemas-gie$GIE_VERSION-$GIE_OBJECTIVE_VERSION-keda$KEDA_VERSION-promop$PROMETHEUS_OPERATOR_VERSION fill_crd_schemas schemas" ;;
     *) log "unknown tool '$1'"; exit 2 ;;
   esac
 }
 
 mkdir -p "$tools"
+# PyYAML: crd_schemas.py and the tests read YAML (Debian: python3-yaml; here from PyPI).
+python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet "pyyaml==$PYYAML_VERSION"
 case "${1:-install}" in
   path)
     read -r dir fill file < <(where "${2:?name}")
