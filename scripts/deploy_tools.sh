@@ -2,7 +2,8 @@
 # Installs the tools the deployment tests (tests/deploy) use, pinned, into
 # ${EMBER_CACHE_DIR:-~/.cache/ember}/tools/<name>-<version>/, and prints where one is:
 #
-#   scripts/deploy_tools.sh path promtool|prometheus|helm|kubeconform|k8s-schemas|crd-schemas
+#   scripts/deploy_tools.sh path promtool|prometheus|helm|kubeconform|k8s-schemas|crd-schemas|
+#                                podman-compose
 #   scripts/deploy_tools.sh install          # all of them
 #
 # Idempotent: a finished install leaves a .complete marker and is not touched again (a path
@@ -10,6 +11,7 @@
 #   prometheus, promtool  Debian 12's prometheus package, unpacked (apt-get download; no service
 #                         is installed or started)
 #   helm, kubeconform     go install from the Go module proxy
+#   podman-compose        PyPI, into its own virtual environment
 #   k8s-schemas           Kubernetes' JSON schemas shipped in the PyPI wheel kubernetes-validate,
 #                         rewritten for kubeconform (tools/deploy/k8s_schemas.py)
 #   crd-schemas           the CRDs of the Gateway API Inference Extension, KEDA and the Prometheus
@@ -33,6 +35,7 @@ GIE_OBJECTIVE_VERSION=v1.2.0
 KEDA_VERSION=v2.20.2  # v2.21 needs Go 1.27
 PROMETHEUS_OPERATOR_VERSION=v0.85.0
 PYYAML_VERSION=6.0.2
+PODMAN_COMPOSE_VERSION=1.6.0
 
 log() { echo "deploy_tools: $*" >&2; }
 
@@ -108,6 +111,16 @@ fill_crd_schemas() {
   cp "$gie"/docs/proposals/003-model-server-protocol/README.md "$tmp/docs/model-server-protocol.md"
 }
 
+fill_podman_compose() {
+  python3 -m venv "$1/venv"
+  "$1/venv/bin/pip" install --quiet "podman-compose==$PODMAN_COMPOSE_VERSION"
+  # The venv's own scripts name the scratch path in their #! line; this wrapper survives the move.
+  mkdir -p "$1/bin"
+  printf '#!/bin/sh\nexec "$(dirname "$0")/../venv/bin/python" -m podman_compose "$@"\n' \
+    >"$1/bin/podman-compose"
+  chmod +x "$1/bin/podman-compose"
+}
+
 # name → directory, filler, file printed by `path`
 where() {
   case "$1" in
@@ -118,6 +131,8 @@ where() {
       echo "$tools/k8s-schemas-$KUBERNETES_VALIDATE_VERSION-$K8S_SCHEMA_VERSION fill_k8s_schemas schemas" ;;
     crd-schemas)
       echo "$tools/crd-schemas-gie$GIE_VERSION-$GIE_OBJECTIVE_VERSION-keda$KEDA_VERSION-promop$PROMETHEUS_OPERATOR_VERSION fill_crd_schemas schemas" ;;
+    podman-compose)
+      echo "$tools/podman-compose-$PODMAN_COMPOSE_VERSION fill_podman_compose bin/podman-compose" ;;
     *) log "unknown tool '$1'"; exit 2 ;;
   esac
 }
@@ -132,7 +147,7 @@ case "${1:-install}" in
     echo "$dir/$file"
     ;;
   install)
-    for name in prometheus helm kubeconform k8s-schemas crd-schemas; do
+    for name in prometheus helm kubeconform k8s-schemas crd-schemas podman-compose; do
       read -r dir fill file < <(where "$name")
       install_dir "$dir" "$fill" >&2
       log "$name: $dir/$file"
