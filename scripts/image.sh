@@ -19,6 +19,9 @@ base="localhost/ember-base:bookworm-$(echo "$packages" | sha256sum | cut -c1-8)"
 need=()
 command -v podman >/dev/null || need+=(podman)
 command -v debootstrap >/dev/null || need+=(debootstrap)
+# runc beside podman's default crun: where cgroups are mounted in hybrid mode (this project's
+# CI machines) crun refuses to start containers and the tests select runc (tests/deploy_image).
+command -v runc >/dev/null || [[ -x /usr/sbin/runc ]] || need+=(runc)
 if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
