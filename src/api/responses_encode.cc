@@ -1,6 +1,7 @@
 // POST /v1/responses, the answer: a Response object or its event stream. The Response object is
 // built with nlohmann (a few times per request); the per-token delta events are written by hand
 // like the chat chunks.
+#include <algorithm>
 #include <charconv>
 #include <utility>
 
@@ -53,30 +54,52 @@ Json FloatJson(float value) {
   return Json::parse(std::string_view(buf, result.ptr));
 }
 
-std::string FunctionCallItem(const engine::ToolCall& call, std::string_view status) {
-  Json item = {{"type", "function_call"}, {"id", "fc_" + call.id},       {"call_id", call.id},
-               {"name", call.name},       {"arguments", call.arguments}, {"status", status}};
-  return item.dump(-1, ' ', false, Json::error_handler_t::replace);
-}
-
-}  // namespace
-
-ResponsesEncoder::ResponsesEncoder(const GenerationParams& params, const ResponseMeta& meta)
-    : params_(params), meta_(meta), message_id_(NewRequestId("msg")) {}
-
-std::string ResponsesEncoder::MessageItem(std::string_view text, std::string_view status) const {
+std::string MessageItemJson(std::string_view id, std::string_view text, std::string_view status) {
   std::string out = "{\"type\":\"message\",\"id\":";
-  AppendQuoted(out, message_id_);
+  AppendQuoted(out, id);
   out += ",\"status\":";
   AppendQuoted(out, status);
   out += ",\"role\":\"assistant\",\"content\":[";
-  if (status == "completed") {
+  if (status != "in_progress") {
     out += "{\"type\":\"output_text\",\"text\":";
     AppendQuoted(out, text);
     out += ",\"annotations\":[],\"logprobs\":[]}";
   }
   out += "]}";
   return out;
+}
+
+std::string FunctionCallItemJson(std::string_view id, const engine::ToolCall& call,
+                                 std::string_view status) {
+  Json item = {{"type", "function_call"},     {"id", id},
+               {"call_id", call.id},          {"name", call.name},
+               {"arguments", call.arguments}, {"status", status}};
+  return item.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+// ,"output_index":N
+std::string IndexField(std::size_t index) {
+  std::string out = ",\"output_index\":";
+  AppendInt(out, static_cast<std::int64_t>(index));
+  return out;
+}
+
+// ,"item_id":"…","output_index":N
+std::string ItemFields(std::string_view id, std::size_t index) {
+  std::string out = ",\"item_id\":";
+  AppendQuoted(out, id);
+  out += IndexField(index);
+  return out;
+}
+
+}  // namespace
+
+ResponsesEncoder::ResponsesEncoder(const GenerationParams& params, const ResponseMeta& meta)
+    : params_(params), meta_(meta) {}
+
+std::string ResponsesEncoder::ItemJson(const Item& item, std::string_view status) const {
+  return item.kind == Item::Kind::kMessage ? MessageItemJson(item.id, item.text, status)
+                                           : FunctionCallItemJson(item.id, item.call, status);
 }
 
 std::string ResponsesEncoder::ResponseObject(std::string_view status,
@@ -142,10 +165,10 @@ std::string ResponsesEncoder::Whole(const ResponseOutput& output, engine::Finish
                                     const engine::Usage& usage) const {
   std::vector<std::string> items;
   if (!output.text.empty() || output.tool_calls.empty()) {
-    items.push_back(MessageItem(output.text, "completed"));
+    items.push_back(MessageItemJson(NewRequestId("msg"), output.text, "completed"));
   }
   for (const engine::ToolCall& call : output.tool_calls) {
-    items.push_back(FunctionCallItem(call, "completed"));
+    items.push_back(FunctionCallItemJson("fc_" + call.id, call, "completed"));
   }
   return ResponseObject(StatusFor(reason), items, reason, &usage, nullptr);
 }
@@ -174,69 +197,133 @@ std::string ResponsesEncoder::Start() {
 }
 
 std::string ResponsesEncoder::OpenMessage() {
-  message_open_ = true;
-  std::string item = ",\"output_index\":0,\"item\":" + MessageItem("", "in_progress");
-  std::string part = ",\"item_id\":\"" + message_id_ +
-                     "\",\"output_index\":0,\"content_index\":0,\"part\":{\"type\":\"output_text\","
-                     "\"text\":\"\",\"annotations\":[],\"logprobs\":[]}";
-  std::string out = Event("response.output_item.added", item);
-  out += Event("response.content_part.added", part);
+  const std::size_t index = items_.size();
+  Item& item = items_.emplace_back();
+  item.id = NewRequestId("msg");
+  std::string out = Event("response.output_item.added",
+                          IndexField(index) + ",\"item\":" + ItemJson(item, "in_progress"));
+  out += Event("response.content_part.added",
+               ItemFields(item.id, index) +
+                   ",\"content_index\":0,\"part\":{\"type\":\"output_text\",\"text\":\"\","
+                   "\"annotations\":[],\"logprobs\":[]}");
   return out;
 }
 
 std::string ResponsesEncoder::TextDelta(std::string_view delta) {
-  std::string out = message_open_ ? std::string() : OpenMessage();
-  streamed_text_ += delta;
-  std::string fields =
-      ",\"item_id\":\"" + message_id_ + "\",\"output_index\":0,\"content_index\":0,\"delta\":";
+  if (delta.empty()) return {};
+  std::string out;
+  if (items_.empty() || items_.back().kind != Item::Kind::kMessage || !items_.back().open) {
+    out += OpenMessage();
+  }
+  const std::size_t index = items_.size() - 1;
+  Item& item = items_.back();
+  item.text += delta;
+  std::string fields = ItemFields(item.id, index) + ",\"content_index\":0,\"delta\":";
   AppendQuoted(fields, delta);
   fields += ",\"logprobs\":[]";
   out += Event("response.output_text.delta", fields);
   return out;
 }
 
-std::string ResponsesEncoder::CloseMessage(std::string_view text) {
-  const std::string at =
-      ",\"item_id\":\"" + message_id_ + "\",\"output_index\":0,\"content_index\":0";
-  std::string done = at + ",\"text\":";
-  AppendQuoted(done, text);
-  done += ",\"logprobs\":[]";
-  std::string part = at + ",\"part\":{\"type\":\"output_text\",\"text\":";
-  AppendQuoted(part, text);
-  part += ",\"annotations\":[],\"logprobs\":[]}";
-  std::string out = Event("response.output_text.done", done);
-  out += Event("response.content_part.done", part);
+std::string ResponsesEncoder::AddCall(const ToolCallFragment& first) {
+  std::string out;
+  // Text before the call is a message of its own, done before the call's item is added.
+  if (!items_.empty() && items_.back().kind == Item::Kind::kMessage && items_.back().open) {
+    out += CloseItem(items_.size() - 1, nullptr);
+  }
+  const std::size_t index = items_.size();
+  Item& item = items_.emplace_back();
+  item.kind = Item::Kind::kFunctionCall;
+  item.id = "fc_" + first.id;
+  item.call = {first.id, first.name, ""};
+  item.call_index = first.index;
+  out += Event("response.output_item.added",
+               IndexField(index) + ",\"item\":" + ItemJson(item, "in_progress"));
+  return out;
+}
+
+ResponsesEncoder::Item* ResponsesEncoder::FindCall(std::size_t call_index) {
+  for (Item& item : items_) {
+    if (item.kind == Item::Kind::kFunctionCall && item.call_index == call_index) return &item;
+  }
+  return nullptr;
+}
+
+std::string ResponsesEncoder::CallFragments(std::span<const ToolCallFragment> fragments) {
+  std::string out;
+  for (const ToolCallFragment& f : fragments) {
+    Item* item = FindCall(f.index);
+    if (item == nullptr) {
+      if (f.name.empty()) continue;  // a continuation of a call never announced
+      out += AddCall(f);
+      item = &items_.back();
+    }
+    if (f.arguments.empty()) continue;
+    item->call.arguments += f.arguments;
+    std::string fields =
+        ItemFields(item->id, static_cast<std::size_t>(item - items_.data())) + ",\"delta\":";
+    AppendQuoted(fields, f.arguments);
+    out += Event("response.function_call_arguments.delta", fields);
+  }
+  return out;
+}
+
+std::string ResponsesEncoder::CloseItem(std::size_t index, const engine::ToolCall* final_call) {
+  Item& item = items_[index];
+  item.open = false;
+  std::string out;
+  if (item.kind == Item::Kind::kMessage) {
+    const std::string at = ItemFields(item.id, index) + ",\"content_index\":0";
+    std::string done = at + ",\"text\":";
+    AppendQuoted(done, item.text);
+    done += ",\"logprobs\":[]";
+    std::string part = at + ",\"part\":{\"type\":\"output_text\",\"text\":";
+    AppendQuoted(part, item.text);
+    part += ",\"annotations\":[],\"logprobs\":[]}";
+    out += Event("response.output_text.done", done);
+    out += Event("response.content_part.done", part);
+  } else if (final_call != nullptr) {
+    item.call.arguments = final_call->arguments;
+    std::string done = ItemFields(item.id, index) + ",\"name\":";
+    AppendQuoted(done, item.call.name);
+    done += ",\"arguments\":";
+    AppendQuoted(done, item.call.arguments);
+    out += Event("response.function_call_arguments.done", done);
+  } else {
+    item.status = "incomplete";  // its arguments never became a whole call
+  }
   out += Event("response.output_item.done",
-               ",\"output_index\":0,\"item\":" + MessageItem(text, "completed"));
+               IndexField(index) + ",\"item\":" + ItemJson(item, item.status));
   return out;
 }
 
 std::string ResponsesEncoder::Finish(const ResponseOutput& output, engine::FinishReason reason,
                                      const engine::Usage& usage) {
   std::string out;
+  // A message item is there when the answer has text, and when it has nothing else.
+  const bool has_message = std::any_of(
+      items_.begin(), items_.end(), [](const Item& i) { return i.kind == Item::Kind::kMessage; });
+  if (!has_message && (!output.text.empty() || output.tool_calls.empty())) {
+    out += OpenMessage();
+    out += TextDelta(output.text);
+  }
+  // Calls that were not streamed (an answer read only at its end) are added whole.
+  for (std::size_t i = 0; i < output.tool_calls.size(); ++i) {
+    if (FindCall(i) != nullptr) continue;
+    const engine::ToolCall& call = output.tool_calls[i];
+    const ToolCallFragment whole{i, call.id, call.name, call.arguments};
+    out += CallFragments(std::span(&whole, 1));
+  }
+  for (std::size_t index = 0; index < items_.size(); ++index) {
+    const Item& item = items_[index];
+    if (!item.open) continue;
+    const bool final =
+        item.kind == Item::Kind::kFunctionCall && item.call_index < output.tool_calls.size();
+    out += CloseItem(index, final ? &output.tool_calls[item.call_index] : nullptr);
+  }
   std::vector<std::string> items;
-  // A message item is always there when text was streamed, and when nothing else is.
-  if (message_open_ || !output.text.empty() || output.tool_calls.empty()) {
-    if (!message_open_) out += OpenMessage();
-    if (!output.text.empty() && streamed_text_.empty()) out += TextDelta(output.text);
-    out += CloseMessage(output.text);
-    items.push_back(MessageItem(output.text, "completed"));
-  }
-  for (const engine::ToolCall& call : output.tool_calls) {
-    const int index = static_cast<int>(items.size());
-    std::string at = ",\"output_index\":";
-    AppendInt(at, index);
-    out += Event("response.output_item.added",
-                 at + ",\"item\":" + FunctionCallItem({call.id, call.name, ""}, "in_progress"));
-    std::string args = at + ",\"item_id\":\"fc_" + call.id + "\",\"delta\":";
-    AppendQuoted(args, call.arguments);
-    out += Event("response.function_call_arguments.delta", args);
-    std::string done = at + ",\"item_id\":\"fc_" + call.id + "\",\"arguments\":";
-    AppendQuoted(done, call.arguments);
-    out += Event("response.function_call_arguments.done", done);
-    items.push_back(FunctionCallItem(call, "completed"));
-    out += Event("response.output_item.done", at + ",\"item\":" + items.back());
-  }
+  items.reserve(items_.size());
+  for (const Item& item : items_) items.push_back(ItemJson(item, item.status));
   const std::string_view status = StatusFor(reason);
   out += Event(status == "completed" ? "response.completed" : "response.incomplete",
                ",\"response\":" + ResponseObject(status, items, reason, &usage, nullptr));

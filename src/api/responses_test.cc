@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -304,6 +305,132 @@ TEST(ResponsesEncoderTest, FunctionCallsAreItemsWithArgumentEvents) {
   EXPECT_EQ(item["call_id"], "call_1");
   EXPECT_EQ(item["name"], "get_weather");
   EXPECT_EQ(item["arguments"], R"({"city":"Paris"})");
+}
+
+// Every event's output_index names the item of the final Response's output it is about, and
+// sequence numbers count up from 0 with no gap.
+void ExpectConsistent(const std::vector<Event>& events) {
+  ASSERT_FALSE(events.empty());
+  const Json& output = events.back().data["response"]["output"];
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    const Json& e = events[i].data;
+    EXPECT_EQ(e["sequence_number"], i) << events[i].name;
+    if (!e.contains("output_index")) continue;
+    const std::size_t index = e["output_index"];
+    ASSERT_LT(index, output.size()) << e.dump();
+    const Json& id = e.contains("item_id") ? e["item_id"] : e["item"]["id"];
+    EXPECT_EQ(output[index]["id"], id) << e.dump();
+  }
+}
+
+std::string ArgumentDeltas(const std::vector<Event>& events, int output_index) {
+  std::string arguments;
+  for (const Event& e : events) {
+    if (e.name == "response.function_call_arguments.delta" &&
+        e.data["output_index"] == output_index) {
+      arguments += e.data["delta"];
+    }
+  }
+  return arguments;
+}
+
+TEST(ResponsesEncoderTest, ACallStreamsAsItFormsAfterTheTextBeforeIt) {
+  ResponsesEncoder encoder(Params(), kMeta);
+  const std::vector<ToolCallFragment> first{{0, "call_1", "get_weather", ""}};
+  const std::vector<ToolCallFragment> second{{0, "", "", R"({"city")"}};
+  const std::vector<ToolCallFragment> third{{0, "", "", R"(: "Paris"})"}};
+  std::string stream = encoder.Start();
+  stream += encoder.TextDelta("Let me check.");
+  stream += encoder.CallFragments(first);
+  stream += encoder.CallFragments(second);
+  stream += encoder.CallFragments(third);
+  const engine::ToolCall call{"call_1", "get_weather", R"({"city": "Paris"})"};
+  stream += encoder.Finish({"Let me check.", {call}}, engine::FinishReason::kStop, {});
+  const std::vector<Event> events = Events(stream);
+  EXPECT_THAT(
+      Names(events),
+      ElementsAre("response.created", "response.in_progress", "response.output_item.added",
+                  "response.content_part.added", "response.output_text.delta",
+                  "response.output_text.done", "response.content_part.done",
+                  "response.output_item.done", "response.output_item.added",
+                  "response.function_call_arguments.delta",
+                  "response.function_call_arguments.delta", "response.function_call_arguments.done",
+                  "response.output_item.done", "response.completed"));
+  ExpectConsistent(events);
+  // The message is done (index 0) before the call's item is added (index 1).
+  EXPECT_EQ(events[7].data["item"]["type"], "message");
+  EXPECT_EQ(events[7].data["item"]["content"][0]["text"], "Let me check.");
+  const Json& added = events[8].data;
+  EXPECT_EQ(added["output_index"], 1);
+  EXPECT_EQ(added["item"]["type"], "function_call");
+  EXPECT_EQ(added["item"]["id"], "fc_call_1");
+  EXPECT_EQ(added["item"]["call_id"], "call_1");
+  EXPECT_EQ(added["item"]["name"], "get_weather");
+  EXPECT_EQ(added["item"]["arguments"], "");
+  EXPECT_EQ(added["item"]["status"], "in_progress");
+  EXPECT_EQ(events[9].data["delta"], R"({"city")");
+  EXPECT_EQ(events[10].data["delta"], R"(: "Paris"})");
+  EXPECT_EQ(ArgumentDeltas(events, 1), call.arguments);
+  EXPECT_EQ(events[11].data["arguments"], call.arguments);
+  EXPECT_EQ(events[11].data["name"], "get_weather");
+  EXPECT_EQ(events[12].data["item"]["status"], "completed");
+  EXPECT_EQ(events[12].data["item"]["arguments"], call.arguments);
+  const Json& output = events.back().data["response"]["output"];
+  ASSERT_EQ(output.size(), 2u);
+  EXPECT_EQ(output[0]["content"][0]["text"], "Let me check.");
+  EXPECT_EQ(output[1]["arguments"], call.arguments);
+  EXPECT_EQ(output[1]["status"], "completed");
+}
+
+TEST(ResponsesEncoderTest, ParallelCallsKeepTheirOwnIndexesAndCloseInOrder) {
+  ResponsesEncoder encoder(Params(), kMeta);
+  const std::vector<ToolCallFragment> both{{0, "call_a", "get_weather", R"({"city":)"},
+                                           {1, "call_b", "get_time", R"({"tz":)"}};
+  const std::vector<ToolCallFragment> rest{{1, "", "", R"("UTC"})"}, {0, "", "", R"("Rome"})"}};
+  std::string stream = encoder.Start();
+  stream += encoder.CallFragments(both);
+  stream += encoder.CallFragments(rest);
+  const engine::ToolCall a{"call_a", "get_weather", R"({"city":"Rome"})"};
+  const engine::ToolCall b{"call_b", "get_time", R"({"tz":"UTC"})"};
+  const std::vector<Event> events =
+      Events(stream + encoder.Finish({"", {a, b}}, engine::FinishReason::kStop, {}));
+  ExpectConsistent(events);
+  EXPECT_EQ(ArgumentDeltas(events, 0), a.arguments);
+  EXPECT_EQ(ArgumentDeltas(events, 1), b.arguments);
+  std::vector<int> done;
+  for (const Event& e : events) {
+    if (e.name == "response.output_item.done") done.push_back(e.data["output_index"]);
+  }
+  EXPECT_THAT(done, ElementsAre(0, 1));
+  const Json& output = events.back().data["response"]["output"];
+  ASSERT_EQ(output.size(), 2u) << "no message item: the answer is its calls";
+  EXPECT_EQ(output[0]["name"], "get_weather");
+  EXPECT_EQ(output[1]["call_id"], "call_b");
+  EXPECT_EQ(output[1]["arguments"], b.arguments);
+}
+
+TEST(ResponsesEncoderTest, ACallCutByTheLimitEndsIncompleteAndLaterTextIsANewMessage) {
+  ResponsesEncoder encoder(Params(), kMeta);
+  const std::vector<ToolCallFragment> start{{0, "call_1", "get_weather", R"({"ci)"}};
+  std::string stream = encoder.Start();
+  stream += encoder.CallFragments(start);
+  // What the end reads as content instead (the call never closed).
+  stream += encoder.TextDelta("<tool_call>");
+  const std::vector<Event> events =
+      Events(stream + encoder.Finish({"<tool_call>", {}}, engine::FinishReason::kLength, {}));
+  ExpectConsistent(events);
+  EXPECT_EQ(std::count_if(
+                events.begin(), events.end(),
+                [](const Event& e) { return e.name == "response.function_call_arguments.done"; }),
+            0);
+  const Json& response = events.back().data["response"];
+  EXPECT_EQ(events.back().name, "response.incomplete");
+  ASSERT_EQ(response["output"].size(), 2u);
+  EXPECT_EQ(response["output"][0]["type"], "function_call");
+  EXPECT_EQ(response["output"][0]["status"], "incomplete");
+  EXPECT_EQ(response["output"][0]["arguments"], R"({"ci)");
+  EXPECT_EQ(response["output"][1]["type"], "message");
+  EXPECT_EQ(response["output"][1]["content"][0]["text"], "<tool_call>");
 }
 
 TEST(ResponsesEncoderTest, FailureIsAnErrorEventThenResponseFailed) {

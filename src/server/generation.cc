@@ -544,7 +544,9 @@ void Generation::OnText(scheduler::TextDelta& delta) {
   if (tool_output_) update = tool_output_->Add(delta.text);
   const std::string& text = tool_output_ ? update.content : delta.text;
   if (responses_) {
-    if (!text.empty()) exchange_->Write(responses_->TextDelta(text));
+    std::string events = responses_->TextDelta(text);
+    events += responses_->CallFragments(update.calls);
+    if (!events.empty()) exchange_->Write(std::move(events));
     return;
   }
   const api::ChoiceLogprobs chunk_logprobs{delta.logprobs, logprob_offset_};
@@ -641,7 +643,10 @@ void Generation::OnFinished(const scheduler::Finished& f) {
   }
   EnsureStreamStarted();
   if (responses_) {
-    exchange_->Write(responses_->Finish(output, f.reason, f.usage));
+    std::string events = responses_->TextDelta(rest.content);
+    events += responses_->CallFragments(rest.calls);
+    events += responses_->Finish(output, f.reason, f.usage);
+    exchange_->Write(std::move(events));
     return Complete(outcome, &finished, [this] { exchange_->End(); });
   }
   if (chat_ && (!rest.content.empty() || !rest.calls.empty())) {

@@ -244,6 +244,67 @@ class ToolsTest(unittest.TestCase):
         self.assertEqual(status, 200, r)
 
 
+    def responses_stream(self, body):
+        """The data objects of a streamed /v1/responses request, each checked against its
+        SSE event name."""
+        conn = self.server.conn()
+        conn.request("POST", "/v1/responses", body=json.dumps({**body, "stream": True}),
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        self.assertEqual(resp.status, 200)
+        events, name = [], None
+        for raw in resp:
+            line = raw.decode().rstrip("\n")
+            if line.startswith("event: "):
+                name = line[7:]
+            elif line.startswith("data: "):
+                data = json.loads(line[6:])
+                self.assertEqual(data["type"], name)
+                events.append(data)
+        conn.close()
+        return events
+
+    def test_responses_streamed_call_arrives_as_it_forms(self):
+        tools = [{"type": "function", "name": "get_weather",
+                  "parameters": WEATHER["function"]["parameters"]}]
+        body = {"input": "Weather in Paris?", "tools": tools, "tool_choice": "required",
+                "parallel_tool_calls": False, "max_output_tokens": 300, "seed": 3}
+        events = self.responses_stream(body)
+        names = [e["type"] for e in events]
+        self.assertEqual([e["sequence_number"] for e in events], list(range(len(events))))
+        self.assertEqual(names[-1], "response.completed")
+        output = events[-1]["response"]["output"]
+        calls = [(i, o) for i, o in enumerate(output) if o["type"] == "function_call"]
+        self.assertEqual(len(calls), 1, output)
+        index, call = calls[0]
+        self.assertEqual(call["status"], "completed")
+        added = [e for e in events if e["type"] == "response.output_item.added"
+                 and e["output_index"] == index]
+        self.assertEqual(len(added), 1)
+        self.assertEqual((added[0]["item"]["id"], added[0]["item"]["name"],
+                          added[0]["item"]["arguments"], added[0]["item"]["status"]),
+                         (call["id"], "get_weather", "", "in_progress"))
+        deltas = [e for e in events if e["type"] == "response.function_call_arguments.delta"]
+        self.assertGreater(len(deltas), 1, "the arguments arrive as they form, not at the end")
+        self.assertTrue(all((d["output_index"], d["item_id"]) == (index, call["id"])
+                            for d in deltas))
+        arguments = "".join(d["delta"] for d in deltas)
+        self.assertEqual(arguments, call["arguments"])
+        validate(json.loads(arguments), WEATHER["function"]["parameters"])
+        # Added, then the deltas, then done, as OpenAI orders them.
+        first_delta = names.index("response.function_call_arguments.delta")
+        self.assertLess(names.index("response.output_item.added"), first_delta)
+        done = names.index("response.function_call_arguments.done")
+        self.assertGreater(done, len(names) - 1 - names[::-1].index(
+            "response.function_call_arguments.delta"))
+        self.assertEqual(events[done]["arguments"], call["arguments"])
+        # The same request unstreamed makes the same call.
+        status, r, _ = self.server.post_json("/v1/responses", body)
+        self.assertEqual(status, 200, r)
+        whole = [o for o in r["output"] if o["type"] == "function_call"]
+        self.assertEqual([c["arguments"] for c in whole], [call["arguments"]])
+
+
 class ToolsWithoutATemplateTest(unittest.TestCase):
     """stories260K has no chat template: tools are refused, a JSON schema still constrains."""
 
