@@ -136,11 +136,13 @@ std::string EncodeChatCompletion(const ResponseMeta& meta, std::string_view text
                                  std::span<const engine::ToolCall> tool_calls = {});
 
 // A body with several choices (n > 1), numbered in order: completions' {index, text, ...} or
-// chat's {index, message: {role, content}, ...}; usage sums them (the caller's).
+// chat's {index, message: {role, content, tool_calls?}, ...} (each choice's calls as
+// EncodeChatCompletion writes them); usage sums them (the caller's).
 struct EncodedChoice {
   std::string_view text;
   engine::FinishReason reason = engine::FinishReason::kStop;
-  const ChoiceLogprobs* logprobs = nullptr;  // null: "logprobs": null
+  const ChoiceLogprobs* logprobs = nullptr;           // null: "logprobs": null
+  std::span<const engine::ToolCall> tool_calls = {};  // chat only
 };
 std::string EncodeChoices(const ResponseMeta& meta, Endpoint endpoint,
                           std::span<const EncodedChoice> choices, const engine::Usage& usage);

@@ -172,6 +172,30 @@ TEST(EncodeTest, BodiesWithSeveralChoicesNumberThemInOrder) {
   EXPECT_EQ(chat["choices"][0]["logprobs"]["content"][0]["token"], "b");
 }
 
+TEST(EncodeTest, EachChoiceCarriesItsOwnToolCalls) {
+  const engine::ToolCall paris{"call_a", "get_weather", R"({"city":"Paris"})"};
+  const engine::ToolCall rome{"call_b", "get_weather", R"({"city":"Rome"})"};
+  const engine::ToolCall both[] = {paris, rome};
+  const EncodedChoice choices[] = {{"", FinishReason::kToolCalls, nullptr, both},
+                                   {"No call.", FinishReason::kStop, nullptr, {}},
+                                   {"Checking.", FinishReason::kToolCalls, nullptr, {&rome, 1}}};
+  const Json chat =
+      Json::parse(EncodeChoices(kMeta, Endpoint::kChatCompletions, choices, Usage{4, 9}));
+  ASSERT_EQ(chat["choices"].size(), 3u);
+  const Json& first = chat["choices"][0];
+  EXPECT_EQ(first["finish_reason"], "tool_calls");
+  EXPECT_TRUE(first["message"]["content"].is_null()) << "no text: content is null";
+  ASSERT_EQ(first["message"]["tool_calls"].size(), 2u);
+  EXPECT_EQ(first["message"]["tool_calls"][1], Json::parse(R"({"id":"call_b","type":"function",
+                            "function":{"name":"get_weather","arguments":"{\"city\":\"Rome\"}"}})"));
+  EXPECT_EQ(chat["choices"][1]["message"],
+            Json::parse(R"({"role":"assistant","content":"No call."})"));
+  EXPECT_EQ(chat["choices"][1]["finish_reason"], "stop");
+  EXPECT_EQ(chat["choices"][2]["message"]["content"], "Checking.");
+  ASSERT_EQ(chat["choices"][2]["message"]["tool_calls"].size(), 1u);
+  EXPECT_EQ(chat["choices"][2]["message"]["tool_calls"][0]["id"], "call_b");
+}
+
 TEST(EncodeTest, ChunksCarryTheIndexOfTheirChoice) {
   ResponseMeta meta = kMeta;
   meta.choice = 1;

@@ -192,6 +192,33 @@ std::string StartFrame(std::size_t text_size) {
   return out;
 }
 
+// Writes `"message":{"role":"assistant","content":…}`; with tool calls the message carries
+// them, and "content": null when there is no text (OpenAI's shape).
+void AppendChatMessage(std::string& out, std::string_view text,
+                       std::span<const engine::ToolCall> tool_calls) {
+  out += "\"message\":{\"role\":\"assistant\",\"content\":";
+  if (text.empty() && !tool_calls.empty()) {
+    out += "null";
+  } else {
+    AppendQuoted(out, text);
+  }
+  if (!tool_calls.empty()) {
+    out += ",\"tool_calls\":[";
+    for (std::size_t i = 0; i < tool_calls.size(); ++i) {
+      if (i > 0) out += ',';
+      out += "{\"id\":";
+      AppendQuoted(out, tool_calls[i].id);
+      out += ",\"type\":\"function\",\"function\":{\"name\":";
+      AppendQuoted(out, tool_calls[i].name);
+      out += ",\"arguments\":";
+      AppendQuoted(out, tool_calls[i].arguments);
+      out += "}}";
+    }
+    out += ']';
+  }
+  out += '}';
+}
+
 }  // namespace
 
 std::string EncodeCompletion(const ResponseMeta& meta, std::string_view text,
@@ -216,27 +243,8 @@ std::string EncodeChatCompletion(const ResponseMeta& meta, std::string_view text
   std::string out;
   out.reserve(text.size() + kEnvelopeReserve);
   AppendHead(out, meta, kChatObject);
-  out += ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":";
-  if (text.empty() && !tool_calls.empty()) {
-    out += "null";
-  } else {
-    AppendQuoted(out, text);
-  }
-  if (!tool_calls.empty()) {
-    out += ",\"tool_calls\":[";
-    for (std::size_t i = 0; i < tool_calls.size(); ++i) {
-      if (i > 0) out += ',';
-      out += "{\"id\":";
-      AppendQuoted(out, tool_calls[i].id);
-      out += ",\"type\":\"function\",\"function\":{\"name\":";
-      AppendQuoted(out, tool_calls[i].name);
-      out += ",\"arguments\":";
-      AppendQuoted(out, tool_calls[i].arguments);
-      out += "}}";
-    }
-    out += ']';
-  }
-  out += '}';
+  out += ",\"choices\":[{\"index\":0,";
+  AppendChatMessage(out, text, tool_calls);
   AppendChoiceTail(out, reason, Endpoint::kChatCompletions, logprobs);
   out += ",\"usage\":";
   AppendUsage(out, usage, meta.cold_start_seconds);
@@ -332,9 +340,13 @@ std::string EncodeChoices(const ResponseMeta& meta, Endpoint endpoint,
     if (i > 0) out += ',';
     out += "{\"index\":";
     AppendInt(out, static_cast<std::int64_t>(i));
-    out += chat ? ",\"message\":{\"role\":\"assistant\",\"content\":" : ",\"text\":";
-    AppendQuoted(out, choices[i].text);
-    if (chat) out += '}';
+    if (chat) {
+      out += ',';
+      AppendChatMessage(out, choices[i].text, choices[i].tool_calls);
+    } else {
+      out += ",\"text\":";
+      AppendQuoted(out, choices[i].text);
+    }
     AppendChoiceTail(out, choices[i].reason, endpoint, choices[i].logprobs,
                      /*close_array=*/false);
   }

@@ -136,11 +136,20 @@ std::shared_ptr<const engine::Grammar> ToGrammar(const chat::Rendered& rendered)
   return g;
 }
 
+ToolOutput::ToolOutput(chat::OutputParser parser, std::shared_ptr<CallIds> ids)
+    : parser_(std::move(parser)), taken_(ids ? std::move(ids) : std::make_shared<CallIds>()) {}
+
+std::string ToolOutput::Claim(const std::string& model_id) {
+  std::string id = model_id.empty() || taken_->contains(model_id) ? NewToolCallId() : model_id;
+  taken_->insert(id);
+  return id;
+}
+
 void ToolOutput::AssignIds(std::vector<chat::ToolCallDelta>& deltas) {
   for (chat::ToolCallDelta& d : deltas) {
     if (d.name.empty()) continue;  // a continuation: the call was announced before
     if (ids_.size() <= d.index) ids_.resize(d.index + 1);
-    if (ids_[d.index].empty()) ids_[d.index] = d.id.empty() ? NewToolCallId() : d.id;
+    if (ids_[d.index].empty()) ids_[d.index] = Claim(d.id);
     d.id = ids_[d.index];
   }
 }
@@ -181,9 +190,7 @@ ToolOutput::Final ToolOutput::Finish() {
   out.content = parsed->content;
   for (std::size_t i = 0; i < parsed->tool_calls.size(); ++i) {
     const chat::ToolCall& c = parsed->tool_calls[i];
-    std::string id = i < ids_.size() && !ids_[i].empty() ? ids_[i]
-                     : c.id.empty()                      ? NewToolCallId()
-                                                         : c.id;
+    std::string id = i < ids_.size() && !ids_[i].empty() ? ids_[i] : Claim(c.id);
     out.calls.push_back({std::move(id), c.name, c.arguments});
   }
   return out;

@@ -319,13 +319,7 @@ Result<Generation::ChatPrompt> Generation::RenderChat(const engine::ModelInfo& i
   }
   out.stops = std::move(rendered->additional_stops);
   if (tools && params_.tool_choice.mode != api::ToolChoice::Mode::kNone) {
-    if (params_.n > 1) {
-      return InvalidArgument(
-          "n > 1 with tools is not served yet: each choice's calls are not parsed apart; send "
-          "n: 1 (or tool_choice: none)",
-          "n");
-    }
-    tool_output_ = std::make_unique<ToolOutput>(rendered->parser);
+    output_parser_ = rendered->parser;
   }
   return out;
 }
@@ -445,11 +439,19 @@ void Generation::Submit(std::vector<scheduler::GenerateRequest> reqs) {
     reqs[i].arrival = arrival_;
   }
   embeddings_.resize(kind_ == api::Endpoint::kEmbeddings ? reqs.size() : 0);
+  // With tools each choice's output is read apart, its call ids unique across the response.
+  auto call_ids = std::make_shared<CallIds>();
+  if (output_parser_ && params_.n == 1) {
+    tool_output_ = std::make_unique<ToolOutput>(*output_parser_, call_ids);
+  }
   if (kind_ != api::Endpoint::kEmbeddings && params_.n > 1) {
     choices_.resize(params_.n);
     for (std::size_t i = 0; i < choices_.size(); ++i) {
       choices_[i].meta = meta_;
       choices_[i].meta.choice = i;
+      if (output_parser_) {
+        choices_[i].tool_output = std::make_unique<ToolOutput>(*output_parser_, call_ids);
+      }
     }
     choices_open_ = params_.n;
   }

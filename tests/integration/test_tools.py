@@ -305,6 +305,70 @@ class ToolsTest(unittest.TestCase):
         self.assertEqual([c["arguments"] for c in whole], [call["arguments"]])
 
 
+@unittest.skipUnless(os.path.exists(QWEN), f"no chat template at {QWEN}")
+class ToolChoicesTest(unittest.TestCase):
+    """n > 1 with tools: each choice's output is read apart (docs/api.md, "Several choices")."""
+    BODY = {"messages": MESSAGES, "tools": [WEATHER], "tool_choice": "required",
+            "parallel_tool_calls": False, "max_tokens": 300, "n": 3, "seed": 5,
+            "temperature": 1.0}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server("--parallel", "3", "--ctx-size", "6144", "--chat-template-file", QWEN)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def assertWeatherCall(self, call):
+        self.assertEqual(call["type"], "function")
+        self.assertTrue(call["id"].startswith("call_"), call)
+        self.assertEqual(call["function"]["name"], "get_weather")
+        validate(json.loads(call["function"]["arguments"]), WEATHER["function"]["parameters"])
+
+    def whole(self):
+        status, r, _ = self.server.post_json(CHAT, self.BODY)
+        self.assertEqual(status, 200, r)
+        self.assertEqual([c["index"] for c in r["choices"]], [0, 1, 2])
+        return r["choices"]
+
+    def test_each_choice_makes_its_own_call(self):
+        choices = self.whole()
+        for c in choices:
+            self.assertEqual(c["finish_reason"], "tool_calls", c)
+            self.assertIsNone(c["message"]["content"])
+            self.assertEqual(len(c["message"]["tool_calls"]), 1, c)
+            self.assertWeatherCall(c["message"]["tool_calls"][0])
+        ids = {c["message"]["tool_calls"][0]["id"] for c in choices}
+        self.assertEqual(len(ids), 3, "call ids are unique across the choices")
+
+    def test_streamed_choices_each_stream_their_call(self):
+        whole = self.whole()
+        status, events, done = self.server.stream(CHAT, {**self.BODY, "stream": True})
+        self.assertEqual(status, 200, events)
+        self.assertTrue(done)
+        ids = set()
+        for i in range(3):
+            deltas = [c for e in events for c in e["choices"] if c["index"] == i]
+            fragments = [tc for c in deltas for tc in c["delta"].get("tool_calls", [])]
+            self.assertGreater(len(fragments), 2, f"choice {i}: the arguments arrive in pieces")
+            first = fragments[0]
+            self.assertEqual((first["index"], first["type"], first["function"]["name"]),
+                             (0, "function", "get_weather"))
+            self.assertTrue(all("id" not in f for f in fragments[1:]))
+            ids.add(first["id"])
+            arguments = "".join(f["function"]["arguments"] for f in fragments)
+            self.assertEqual(arguments,
+                             whole[i]["message"]["tool_calls"][0]["function"]["arguments"],
+                             f"choice {i}: the same seed gives the same call streamed")
+            validate(json.loads(arguments), WEATHER["function"]["parameters"])
+            self.assertEqual([c["finish_reason"] for c in deltas if c["finish_reason"]],
+                             ["tool_calls"])
+            self.assertFalse(any(c["delta"].get("content") for c in deltas),
+                             f"choice {i}: no call text leaks into content")
+        self.assertEqual(len(ids), 3, "call ids are unique across the choices")
+
+
 class ToolsWithoutATemplateTest(unittest.TestCase):
     """stories260K has no chat template: tools are refused, a JSON schema still constrains."""
 
