@@ -136,11 +136,15 @@ Status ParseInputItem(const Json& item, std::size_t index, GenerationParams& par
   if (type != nullptr && type->is_string() && *type == "function_call_output") {
     return ParseFunctionOutputItem(item, where, params);
   }
+  // A reasoning item a previous response returned (clients send its whole output back): ember
+  // hands no earlier turn's reasoning to the template (nor chat's reasoning_content), so it is
+  // accepted and dropped.
+  if (type != nullptr && type->is_string() && *type == "reasoning") return {};
   if (type != nullptr && (!type->is_string() || *type != "message")) {
     const std::string name = type->is_string() ? type->get<std::string>() : Describe(*type);
     return InvalidArgument(where +
-                               ".type must be \"message\", \"function_call\" or "
-                               "\"function_call_output\", got '" +
+                               ".type must be \"message\", \"function_call\", "
+                               "\"function_call_output\" or \"reasoning\", got '" +
                                Truncated(name) + "'",
                            where + ".type");
   }

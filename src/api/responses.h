@@ -21,21 +21,24 @@ namespace ember::api {
 // endpoints do). previous_response_id and conversation → 400: ember keeps no responses.
 [[nodiscard]] Result<GenerationParams> ParseResponsesRequest(std::string_view body);
 
-// What the answer was: its text and the calls it made.
+// What the answer was: its text, the calls it made, and the reasoning a reasoning template's
+// block held (a "reasoning" output item when not empty).
 struct ResponseOutput {
   std::string text;
   std::vector<engine::ToolCall> tool_calls;
+  std::string reasoning = {};
 };
 
 // Encodes one response: the whole object, or its events in order. The Response object echoes
 // the request's settings (model, instructions, tools, text format, sampling) as OpenAI's does.
 // Threads: one request's strand.
 //
-// Streamed, the output is a list of items, each added when its first piece arrives: a message
-// (output_text deltas), a function_call (arguments deltas). Text that comes before a call is a
-// message item closed before the call's item is added, as OpenAI orders them; text after a call
-// opens a new message item. Calls stay open until Finish, which knows their final arguments.
-// The final Response's `output` is the streamed items, in their output_index order.
+// Streamed, the output is a list of items, each added when its first piece arrives: reasoning
+// (reasoning_text deltas), a message (output_text deltas), a function_call (arguments deltas).
+// Reasoning or text that comes before another item is closed before that item is added, as
+// OpenAI orders them; text after a call opens a new message item. Calls stay open until
+// Finish, which knows their final arguments. The final Response's `output` is the streamed
+// items, in their output_index order.
 class ResponsesEncoder {
  public:
   ResponsesEncoder(const GenerationParams& params, const ResponseMeta& meta);
@@ -50,18 +53,22 @@ class ResponsesEncoder {
   // response.output_text.delta, preceded, when the last item is not an open message, by a new
   // message item's response.output_item.added and response.content_part.added.
   std::string TextDelta(std::string_view delta);
+  // response.reasoning_text.delta, the same way in a reasoning item (summary [], its text as a
+  // reasoning_text content part).
+  std::string ReasoningDelta(std::string_view delta);
   // A stream's tool-call fragments (ToolCallFragment, as the chat stream sends them). A call's
   // first fragment (it has a name) closes an open message item and adds a function_call item
   // (arguments "", status "in_progress"); each fragment's arguments, when any, are a
   // response.function_call_arguments.delta of that item.
   std::string CallFragments(std::span<const ToolCallFragment> fragments);
-  // Ends the stream. `output` is the whole answer as parsed at the end: calls of it that were
-  // not streamed are added now (text too, when none was streamed). Then every open item is
-  // closed in output_index order: a message with output_text.done, content_part.done and
-  // output_item.done; a call with function_call_arguments.done (its final arguments) and
-  // output_item.done, status "completed", or "incomplete" for a call the final output does not
-  // hold (cut by the token limit: its arguments are what was streamed). Last,
-  // response.completed or response.incomplete with the whole Response.
+  // Ends the stream. `output` is the whole answer as parsed at the end: what of it was not
+  // streamed (reasoning, text, calls) is added now. Then every open item is closed in
+  // output_index order: a message with output_text.done, content_part.done and
+  // output_item.done (reasoning with reasoning_text.done instead); a call with
+  // function_call_arguments.done (its final arguments) and output_item.done, status "completed", or
+  // "incomplete" for a call the final output does not hold (cut by the token limit: its arguments
+  // are what was streamed). Last, response.completed or response.incomplete with the whole
+  // Response.
   std::string Finish(const ResponseOutput& output, engine::FinishReason reason,
                      const engine::Usage& usage);
   // An error after the stream began: an "error" event then response.failed.
@@ -69,10 +76,10 @@ class ResponsesEncoder {
 
  private:
   struct Item {
-    enum class Kind { kMessage, kFunctionCall };
+    enum class Kind { kMessage, kReasoning, kFunctionCall };
     Kind kind = Kind::kMessage;
-    std::string id;              // the item's: "msg-…", or "fc_" and the call's id
-    std::string text;            // a message's text so far
+    std::string id;              // the item's: "msg-…", "rs-…", or "fc_" and the call's id
+    std::string text;            // a message's or reasoning's text so far
     engine::ToolCall call;       // a function call: its call_id, name and arguments so far
     std::size_t call_index = 0;  // a function call's index among the answer's calls
     bool open = true;
@@ -86,7 +93,10 @@ class ResponsesEncoder {
   // One "event: TYPE\ndata: {...}\n\n" frame; `fields` is the JSON members after "type" and
   // "sequence_number" (empty, or starting with a comma).
   std::string Event(std::string_view type, std::string_view fields);
-  std::string OpenMessage();
+  // Closes the last item when it is an open message or reasoning (calls wait for Finish).
+  std::string CloseOpenText();
+  std::string OpenText(Item::Kind kind);
+  std::string AppendText(Item::Kind kind, std::string_view delta);
   std::string AddCall(const ToolCallFragment& first);
   Item* FindCall(std::size_t call_index);  // null: not streamed
   // The events that close the item at `index`; `final_call`: a call's arguments at the end

@@ -69,6 +69,27 @@ std::string MessageItemJson(std::string_view id, std::string_view text, std::str
   return out;
 }
 
+// A text item's content part: output_text for a message, reasoning_text for reasoning.
+std::string PartJson(bool reasoning, std::string_view text) {
+  std::string out =
+      reasoning ? "{\"type\":\"reasoning_text\",\"text\":" : "{\"type\":\"output_text\",\"text\":";
+  AppendQuoted(out, text);
+  out += reasoning ? "}" : ",\"annotations\":[],\"logprobs\":[]}";
+  return out;
+}
+
+// OpenAI's reasoning item: no summary (ember makes none), the reasoning as reasoning_text.
+std::string ReasoningItemJson(std::string_view id, std::string_view text, std::string_view status) {
+  std::string out = "{\"type\":\"reasoning\",\"id\":";
+  AppendQuoted(out, id);
+  out += ",\"summary\":[],\"content\":[";
+  if (status != "in_progress") out += PartJson(true, text);
+  out += "],\"status\":";
+  AppendQuoted(out, status);
+  out += '}';
+  return out;
+}
+
 std::string FunctionCallItemJson(std::string_view id, const engine::ToolCall& call,
                                  std::string_view status) {
   Json item = {{"type", "function_call"},     {"id", id},
@@ -98,8 +119,15 @@ ResponsesEncoder::ResponsesEncoder(const GenerationParams& params, const Respons
     : params_(params), meta_(meta) {}
 
 std::string ResponsesEncoder::ItemJson(const Item& item, std::string_view status) const {
-  return item.kind == Item::Kind::kMessage ? MessageItemJson(item.id, item.text, status)
-                                           : FunctionCallItemJson(item.id, item.call, status);
+  switch (item.kind) {
+    case Item::Kind::kMessage:
+      return MessageItemJson(item.id, item.text, status);
+    case Item::Kind::kReasoning:
+      return ReasoningItemJson(item.id, item.text, status);
+    case Item::Kind::kFunctionCall:
+      break;
+  }
+  return FunctionCallItemJson(item.id, item.call, status);
 }
 
 std::string ResponsesEncoder::ResponseObject(std::string_view status,
@@ -164,6 +192,9 @@ std::string ResponsesEncoder::ResponseObject(std::string_view status,
 std::string ResponsesEncoder::Whole(const ResponseOutput& output, engine::FinishReason reason,
                                     const engine::Usage& usage) const {
   std::vector<std::string> items;
+  if (!output.reasoning.empty()) {
+    items.push_back(ReasoningItemJson(NewRequestId("rs"), output.reasoning, "completed"));
+  }
   if (!output.text.empty() || output.tool_calls.empty()) {
     items.push_back(MessageItemJson(NewRequestId("msg"), output.text, "completed"));
   }
@@ -196,41 +227,57 @@ std::string ResponsesEncoder::Start() {
   return out;
 }
 
-std::string ResponsesEncoder::OpenMessage() {
+std::string ResponsesEncoder::CloseOpenText() {
+  if (items_.empty() || !items_.back().open || items_.back().kind == Item::Kind::kFunctionCall) {
+    return {};
+  }
+  return CloseItem(items_.size() - 1, nullptr);
+}
+
+std::string ResponsesEncoder::OpenText(Item::Kind kind) {
+  std::string out = CloseOpenText();
+  const bool reasoning = kind == Item::Kind::kReasoning;
   const std::size_t index = items_.size();
   Item& item = items_.emplace_back();
-  item.id = NewRequestId("msg");
-  std::string out = Event("response.output_item.added",
-                          IndexField(index) + ",\"item\":" + ItemJson(item, "in_progress"));
-  out += Event("response.content_part.added",
-               ItemFields(item.id, index) +
-                   ",\"content_index\":0,\"part\":{\"type\":\"output_text\",\"text\":\"\","
-                   "\"annotations\":[],\"logprobs\":[]}");
+  item.kind = kind;
+  item.id = NewRequestId(reasoning ? "rs" : "msg");
+  out += Event("response.output_item.added",
+               IndexField(index) + ",\"item\":" + ItemJson(item, "in_progress"));
+  out += Event(
+      "response.content_part.added",
+      ItemFields(item.id, index) + ",\"content_index\":0,\"part\":" + PartJson(reasoning, ""));
   return out;
 }
 
-std::string ResponsesEncoder::TextDelta(std::string_view delta) {
+std::string ResponsesEncoder::AppendText(Item::Kind kind, std::string_view delta) {
   if (delta.empty()) return {};
   std::string out;
-  if (items_.empty() || items_.back().kind != Item::Kind::kMessage || !items_.back().open) {
-    out += OpenMessage();
-  }
+  if (items_.empty() || items_.back().kind != kind || !items_.back().open) out += OpenText(kind);
   const std::size_t index = items_.size() - 1;
   Item& item = items_.back();
   item.text += delta;
   std::string fields = ItemFields(item.id, index) + ",\"content_index\":0,\"delta\":";
   AppendQuoted(fields, delta);
-  fields += ",\"logprobs\":[]";
-  out += Event("response.output_text.delta", fields);
+  if (kind == Item::Kind::kMessage) {
+    fields += ",\"logprobs\":[]";
+    out += Event("response.output_text.delta", fields);
+  } else {
+    out += Event("response.reasoning_text.delta", fields);
+  }
   return out;
 }
 
+std::string ResponsesEncoder::TextDelta(std::string_view delta) {
+  return AppendText(Item::Kind::kMessage, delta);
+}
+
+std::string ResponsesEncoder::ReasoningDelta(std::string_view delta) {
+  return AppendText(Item::Kind::kReasoning, delta);
+}
+
 std::string ResponsesEncoder::AddCall(const ToolCallFragment& first) {
-  std::string out;
   // Text before the call is a message of its own, done before the call's item is added.
-  if (!items_.empty() && items_.back().kind == Item::Kind::kMessage && items_.back().open) {
-    out += CloseItem(items_.size() - 1, nullptr);
-  }
+  std::string out = CloseOpenText();
   const std::size_t index = items_.size();
   Item& item = items_.emplace_back();
   item.kind = Item::Kind::kFunctionCall;
@@ -272,16 +319,14 @@ std::string ResponsesEncoder::CloseItem(std::size_t index, const engine::ToolCal
   Item& item = items_[index];
   item.open = false;
   std::string out;
-  if (item.kind == Item::Kind::kMessage) {
+  if (item.kind != Item::Kind::kFunctionCall) {
+    const bool reasoning = item.kind == Item::Kind::kReasoning;
     const std::string at = ItemFields(item.id, index) + ",\"content_index\":0";
     std::string done = at + ",\"text\":";
     AppendQuoted(done, item.text);
-    done += ",\"logprobs\":[]";
-    std::string part = at + ",\"part\":{\"type\":\"output_text\",\"text\":";
-    AppendQuoted(part, item.text);
-    part += ",\"annotations\":[],\"logprobs\":[]}";
-    out += Event("response.output_text.done", done);
-    out += Event("response.content_part.done", part);
+    if (!reasoning) done += ",\"logprobs\":[]";
+    out += Event(reasoning ? "response.reasoning_text.done" : "response.output_text.done", done);
+    out += Event("response.content_part.done", at + ",\"part\":" + PartJson(reasoning, item.text));
   } else if (final_call != nullptr) {
     item.call.arguments = final_call->arguments;
     std::string done = ItemFields(item.id, index) + ",\"name\":";
@@ -300,14 +345,17 @@ std::string ResponsesEncoder::CloseItem(std::size_t index, const engine::ToolCal
 std::string ResponsesEncoder::Finish(const ResponseOutput& output, engine::FinishReason reason,
                                      const engine::Usage& usage) {
   std::string out;
-  // A message item is there when the answer has text, and when it has nothing else.
-  const bool has_message = std::any_of(
-      items_.begin(), items_.end(), [](const Item& i) { return i.kind == Item::Kind::kMessage; });
-  if (!has_message && (!output.text.empty() || output.tool_calls.empty())) {
-    out += OpenMessage();
+  auto has = [this](Item::Kind kind) {
+    return std::any_of(items_.begin(), items_.end(),
+                       [kind](const Item& i) { return i.kind == kind; });
+  };
+  // What was not streamed (an answer read only at its end) is added now: its reasoning, a
+  // message item when the answer has text, or nothing else, and its calls.
+  if (!has(Item::Kind::kReasoning)) out += ReasoningDelta(output.reasoning);
+  if (!has(Item::Kind::kMessage) && (!output.text.empty() || output.tool_calls.empty())) {
+    out += OpenText(Item::Kind::kMessage);
     out += TextDelta(output.text);
   }
-  // Calls that were not streamed (an answer read only at its end) are added whole.
   for (std::size_t i = 0; i < output.tool_calls.size(); ++i) {
     if (FindCall(i) != nullptr) continue;
     const engine::ToolCall& call = output.tool_calls[i];

@@ -83,6 +83,18 @@ TEST(ParseResponsesTest, ToolsAndFormatAreReadInTheirFlatForm) {
   EXPECT_EQ(bad_format.error().param, "text.format.name");
 }
 
+TEST(ParseResponsesTest, ReasoningItemsSentBackAreAcceptedAndDropped) {
+  const GenerationParams p = ParseOk(R"({"input":[
+      {"role":"user","content":"Hi"},
+      {"type":"reasoning","id":"rs-1","summary":[],
+       "content":[{"type":"reasoning_text","text":"A greeting."}]},
+      {"role":"assistant","content":[{"type":"output_text","text":"Hello!"}]},
+      {"role":"user","content":"Bye"}]})");
+  ASSERT_EQ(p.messages.size(), 3u);
+  EXPECT_EQ(p.messages[1].role, "assistant");
+  EXPECT_EQ(p.messages[1].content, "Hello!");
+}
+
 TEST(ParseResponsesTest, FunctionCallItemsBecomeTheAssistantsCallsAndToolMessages) {
   const GenerationParams p = ParseOk(R"({"input":[
       {"role":"user","content":"Weather in Paris and Rome?"},
@@ -133,7 +145,8 @@ INSTANTIATE_TEST_SUITE_P(
         RejectCase{
             R"({"input":[{"type":"function_call","call_id":"c","name":"f","arguments":"[1]"}]})",
             "input[0].arguments", "JSON text of an object"},
-        RejectCase{R"({"input":[{"type":"reasoning"}]})", "input[0].type", "got 'reasoning'"},
+        RejectCase{R"({"input":[{"type":"file_search_call"}]})", "input[0].type",
+                   "got 'file_search_call'"},
         RejectCase{R"({"input":"x","instructions":1})", "instructions", "must be a string"},
         RejectCase{R"({"input":"x","max_output_tokens":0})", "max_output_tokens", "between 1 and"},
         RejectCase{R"({"input":"x","previous_response_id":"resp_1"})", "previous_response_id",
@@ -431,6 +444,51 @@ TEST(ResponsesEncoderTest, ACallCutByTheLimitEndsIncompleteAndLaterTextIsANewMes
   EXPECT_EQ(response["output"][0]["arguments"], R"({"ci)");
   EXPECT_EQ(response["output"][1]["type"], "message");
   EXPECT_EQ(response["output"][1]["content"][0]["text"], "<tool_call>");
+}
+
+TEST(ResponsesEncoderTest, ReasoningIsAnItemOfItsOwnBeforeTheText) {
+  ResponsesEncoder encoder(Params(), kMeta);
+  std::string stream = encoder.Start();
+  stream += encoder.ReasoningDelta("A greet");
+  stream += encoder.ReasoningDelta("ing.");
+  stream += encoder.TextDelta("Hello!");
+  ResponseOutput output{"Hello!", {}, "A greeting."};
+  const std::vector<Event> events =
+      Events(stream + encoder.Finish(output, engine::FinishReason::kStop, {}));
+  EXPECT_THAT(
+      Names(events),
+      ElementsAre("response.created", "response.in_progress", "response.output_item.added",
+                  "response.content_part.added", "response.reasoning_text.delta",
+                  "response.reasoning_text.delta", "response.reasoning_text.done",
+                  "response.content_part.done", "response.output_item.done",
+                  "response.output_item.added", "response.content_part.added",
+                  "response.output_text.delta", "response.output_text.done",
+                  "response.content_part.done", "response.output_item.done", "response.completed"));
+  ExpectConsistent(events);
+  EXPECT_EQ(events[2].data["item"]["type"], "reasoning");
+  EXPECT_EQ(events[2].data["item"]["summary"], Json::array());
+  EXPECT_EQ(events[3].data["part"]["type"], "reasoning_text");
+  EXPECT_EQ(events[4].data["delta"], "A greet");
+  EXPECT_EQ(events[6].data["text"], "A greeting.");
+  const Json& output_items = events.back().data["response"]["output"];
+  ASSERT_EQ(output_items.size(), 2u);
+  EXPECT_EQ(output_items[0],
+            Json({{"type", "reasoning"},
+                  {"id", output_items[0]["id"]},
+                  {"summary", Json::array()},
+                  {"content", {{{"type", "reasoning_text"}, {"text", "A greeting."}}}},
+                  {"status", "completed"}}));
+  EXPECT_EQ(output_items[1]["content"][0]["text"], "Hello!");
+  // The same answer whole: the reasoning item first, then the message.
+  const Json whole = Json::parse(encoder.Whole(output, engine::FinishReason::kStop, {}));
+  ASSERT_EQ(whole["output"].size(), 2u);
+  EXPECT_EQ(whole["output"][0]["type"], "reasoning");
+  EXPECT_EQ(whole["output"][0]["content"][0]["text"], "A greeting.");
+  EXPECT_EQ(whole["output"][1]["type"], "message");
+  // No reasoning, no reasoning item.
+  const Json plain = Json::parse(encoder.Whole({"Hi", {}, ""}, engine::FinishReason::kStop, {}));
+  ASSERT_EQ(plain["output"].size(), 1u);
+  EXPECT_EQ(plain["output"][0]["type"], "message");
 }
 
 TEST(ResponsesEncoderTest, FailureIsAnErrorEventThenResponseFailed) {

@@ -1,8 +1,8 @@
 // The chat component's side of a served model (issue 15): its Jinja chat template, built once
-// per load, and the per-request reading of its output into content and tool calls.
+// per load, and the per-request reading of its output into reasoning, content and tool calls.
 //
 // ChatTemplates: any thread (one mutex around the map; rendering happens outside it).
-// ToolOutput: one request's strand.
+// ChatOutput: one request's strand.
 #pragma once
 
 #include <map>
@@ -54,15 +54,19 @@ std::shared_ptr<const engine::Grammar> ToGrammar(const chat::Rendered& rendered)
 // two calls of a response have the same id, even where the model writes the ids itself.
 using CallIds = std::unordered_set<std::string>;
 
-// One choice's output read as content and tool calls while it streams and when it ends.
-class ToolOutput {
+// One choice's output read as reasoning, content and tool calls while it streams and when it
+// ends: for a request with tools, or a template whose answer may open with a reasoning block
+// (chat::Rendered::reasoning). Other output is all content and is not read at all.
+class ChatOutput {
  public:
   // `ids`: shared with the other choices of the request; null: this output's own.
-  explicit ToolOutput(chat::OutputParser parser, std::shared_ptr<CallIds> ids = nullptr);
+  explicit ChatOutput(chat::OutputParser parser, std::shared_ptr<CallIds> ids = nullptr);
 
-  // What a stream sends for the output so far: the content that became final and the
-  // tool-call fragments (calls announced with an id and name, then their arguments' growth).
+  // What a stream sends for the output so far: the reasoning and the content that became
+  // final, and the tool-call fragments (calls announced with an id and name, then their
+  // arguments' growth). Each only grows: text the parser reads differently later waits.
   struct Update {
+    std::string reasoning;
     std::string content;
     std::vector<api::ToolCallFragment> calls;
   };
@@ -72,6 +76,7 @@ class ToolOutput {
 
   // The whole output read as finished. `rest`: what a stream has not sent yet.
   struct Final {
+    std::string reasoning;
     std::string content;
     std::vector<engine::ToolCall> calls;
     Update rest;

@@ -12,6 +12,8 @@ from harness import Server
 CHAT = "/v1/chat/completions"
 TEMPLATES = os.environ.get("EMBER_LLAMA_TEMPLATES_DIR", "")
 QWEN = os.path.join(TEMPLATES, "Qwen-Qwen2.5-7B-Instruct.jinja")
+# A reasoning template: its generation prompt opens a <think> block the answer must close.
+QWEN35 = os.path.join(TEMPLATES, "Qwen3.5-4B.jinja")
 MESSAGES = [{"role": "user", "content": "What is the weather in Paris?"}]
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "The weather now",
@@ -130,6 +132,16 @@ class ToolsTest(unittest.TestCase):
         self.assertEqual(finish, ["tool_calls"])
         self.assertFalse(any(c["delta"].get("content") for e in events for c in e["choices"]),
                          "no call text leaks into content")
+
+    def test_a_template_without_reasoning_leaves_the_output_as_it_was(self):
+        body = {"messages": MESSAGES, "max_tokens": 30, "seed": 4}
+        message = self.chat(**body)["choices"][0]["message"]
+        self.assertNotIn("reasoning_content", message)
+        status, events, _ = self.server.stream(CHAT, {**body, "stream": True})
+        self.assertEqual(status, 200)
+        deltas = [c["delta"] for e in events for c in e["choices"]]
+        self.assertFalse(any("reasoning_content" in d for d in deltas))
+        self.assertEqual("".join(d.get("content") or "" for d in deltas), message["content"])
 
     def test_history_with_calls_and_results_renders(self):
         history = MESSAGES + [
@@ -367,6 +379,76 @@ class ToolChoicesTest(unittest.TestCase):
             self.assertFalse(any(c["delta"].get("content") for c in deltas),
                              f"choice {i}: no call text leaks into content")
         self.assertEqual(len(ids), 3, "call ids are unique across the choices")
+
+
+@unittest.skipUnless(os.path.exists(QWEN35), f"no chat template at {QWEN35}")
+class ReasoningTest(unittest.TestCase):
+    """Qwen 3.5's template opens the answer with <think>: what the model writes in the block
+    comes back as reasoning_content (a reasoning item on /v1/responses), apart from the content.
+    The tiny model never closes the block, so all it writes is reasoning."""
+    BODY = {"messages": MESSAGES, "max_tokens": 24, "seed": 3}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server("--parallel", "2", "--ctx-size", "4096", "--chat-template-file",
+                            QWEN35)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def reasoning(self):
+        status, r, _ = self.server.post_json(CHAT, self.BODY)
+        self.assertEqual(status, 200, r)
+        message = r["choices"][0]["message"]
+        self.assertTrue(message.get("reasoning_content"), message)
+        self.assertEqual(message["content"], "", "the block is not content")
+        self.assertNotIn("<think>", message["reasoning_content"])
+        return message["reasoning_content"]
+
+    def test_chat_returns_the_block_as_reasoning_content(self):
+        whole = self.reasoning()
+        status, events, done = self.server.stream(CHAT, {**self.BODY, "stream": True})
+        self.assertEqual(status, 200, events)
+        self.assertTrue(done)
+        deltas = [c["delta"] for e in events for c in e["choices"]]
+        self.assertEqual("".join(d.get("reasoning_content", "") for d in deltas), whole,
+                         "the same seed streams the same reasoning")
+        self.assertEqual("".join(d.get("content") or "" for d in deltas), "")
+        status, r, _ = self.server.post_json(CHAT, {**self.BODY, "n": 2})
+        self.assertEqual(status, 200, r)
+        for c in r["choices"]:
+            self.assertTrue(c["message"]["reasoning_content"], c)
+            self.assertEqual(c["message"]["content"], "")
+
+    def test_responses_return_a_reasoning_item(self):
+        whole = self.reasoning()
+        body = {"input": MESSAGES[0]["content"], "max_output_tokens": 24, "seed": 3}
+        status, r, _ = self.server.post_json("/v1/responses", body)
+        self.assertEqual(status, 200, r)
+        item = r["output"][0]
+        self.assertEqual((item["type"], item["summary"], item["content"][0]["type"]),
+                         ("reasoning", [], "reasoning_text"))
+        self.assertEqual(item["content"][0]["text"], whole, "the same prompt and seed as chat")
+        conn = self.server.conn()
+        conn.request("POST", "/v1/responses", body=json.dumps({**body, "stream": True}),
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        self.assertEqual(resp.status, 200)
+        events = [json.loads(line[6:]) for line in (raw.decode() for raw in resp)
+                  if line.startswith("data: ")]
+        conn.close()
+        self.assertEqual([e["sequence_number"] for e in events], list(range(len(events))))
+        streamed = "".join(e["delta"] for e in events if e["type"] == "response.reasoning_text.delta")
+        self.assertEqual(streamed, whole)
+        final = events[-1]["response"]["output"]
+        self.assertEqual(final[0]["type"], "reasoning")
+        self.assertEqual(final[0]["content"][0]["text"], whole)
+        # Sent back as input (as clients send a whole output back), the item is accepted.
+        status, r, _ = self.server.post_json("/v1/responses", {
+            "input": [{"role": "user", "content": MESSAGES[0]["content"]}, final[0],
+                      {"role": "user", "content": "And in Rome?"}], "max_output_tokens": 4})
+        self.assertEqual(status, 200, r)
 
 
 class ToolsWithoutATemplateTest(unittest.TestCase):
