@@ -130,17 +130,23 @@ std::string EncodeCompletion(const ResponseMeta& meta, std::string_view text,
                              engine::FinishReason reason, const engine::Usage& usage,
                              const ChoiceLogprobs* logprobs = nullptr);
 // With tool_calls the message carries them, and "content": null when there is no text.
+// `reasoning`: what a reasoning template's block held, as "reasoning_content" (the field
+// llama-server and vLLM use); absent when empty.
 std::string EncodeChatCompletion(const ResponseMeta& meta, std::string_view text,
                                  engine::FinishReason reason, const engine::Usage& usage,
                                  const ChoiceLogprobs* logprobs = nullptr,
-                                 std::span<const engine::ToolCall> tool_calls = {});
+                                 std::span<const engine::ToolCall> tool_calls = {},
+                                 std::string_view reasoning = {});
 
 // A body with several choices (n > 1), numbered in order: completions' {index, text, ...} or
-// chat's {index, message: {role, content}, ...}; usage sums them (the caller's).
+// chat's {index, message: {role, content, tool_calls?, reasoning_content?}, ...} (each
+// choice's as EncodeChatCompletion writes them); usage sums them (the caller's).
 struct EncodedChoice {
   std::string_view text;
   engine::FinishReason reason = engine::FinishReason::kStop;
-  const ChoiceLogprobs* logprobs = nullptr;  // null: "logprobs": null
+  const ChoiceLogprobs* logprobs = nullptr;           // null: "logprobs": null
+  std::span<const engine::ToolCall> tool_calls = {};  // chat only
+  std::string_view reasoning = {};                    // chat only
 };
 std::string EncodeChoices(const ResponseMeta& meta, Endpoint endpoint,
                           std::span<const EncodedChoice> choices, const engine::Usage& usage);
@@ -153,10 +159,12 @@ std::string EncodeCompletionChunk(const ResponseMeta& meta, std::string_view tex
                                   const ChoiceLogprobs* logprobs = nullptr);
 // The first chat chunk carries delta {"role":"assistant","content":""}.
 std::string EncodeChatRoleChunk(const ResponseMeta& meta, bool include_usage);
+// `reasoning`: a piece of the reasoning block, as delta.reasoning_content (absent when empty).
 std::string EncodeChatChunk(const ResponseMeta& meta, std::string_view text,
                             std::optional<engine::FinishReason> finish, bool include_usage,
                             const ChoiceLogprobs* logprobs = nullptr,
-                            std::span<const ToolCallFragment> tool_calls = {});
+                            std::span<const ToolCallFragment> tool_calls = {},
+                            std::string_view reasoning = {});
 // The usage chunk: "choices": [] and the usage object.
 std::string EncodeUsageChunk(const ResponseMeta& meta, Endpoint endpoint,
                              const engine::Usage& usage);

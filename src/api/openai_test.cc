@@ -172,6 +172,30 @@ TEST(EncodeTest, BodiesWithSeveralChoicesNumberThemInOrder) {
   EXPECT_EQ(chat["choices"][0]["logprobs"]["content"][0]["token"], "b");
 }
 
+TEST(EncodeTest, EachChoiceCarriesItsOwnToolCalls) {
+  const engine::ToolCall paris{"call_a", "get_weather", R"({"city":"Paris"})"};
+  const engine::ToolCall rome{"call_b", "get_weather", R"({"city":"Rome"})"};
+  const engine::ToolCall both[] = {paris, rome};
+  const EncodedChoice choices[] = {{"", FinishReason::kToolCalls, nullptr, both},
+                                   {"No call.", FinishReason::kStop, nullptr, {}},
+                                   {"Checking.", FinishReason::kToolCalls, nullptr, {&rome, 1}}};
+  const Json chat =
+      Json::parse(EncodeChoices(kMeta, Endpoint::kChatCompletions, choices, Usage{4, 9}));
+  ASSERT_EQ(chat["choices"].size(), 3u);
+  const Json& first = chat["choices"][0];
+  EXPECT_EQ(first["finish_reason"], "tool_calls");
+  EXPECT_TRUE(first["message"]["content"].is_null()) << "no text: content is null";
+  ASSERT_EQ(first["message"]["tool_calls"].size(), 2u);
+  EXPECT_EQ(first["message"]["tool_calls"][1], Json::parse(R"({"id":"call_b","type":"function",
+                            "function":{"name":"get_weather","arguments":"{\"city\":\"Rome\"}"}})"));
+  EXPECT_EQ(chat["choices"][1]["message"],
+            Json::parse(R"({"role":"assistant","content":"No call."})"));
+  EXPECT_EQ(chat["choices"][1]["finish_reason"], "stop");
+  EXPECT_EQ(chat["choices"][2]["message"]["content"], "Checking.");
+  ASSERT_EQ(chat["choices"][2]["message"]["tool_calls"].size(), 1u);
+  EXPECT_EQ(chat["choices"][2]["message"]["tool_calls"][0]["id"], "call_b");
+}
+
 TEST(EncodeTest, ChunksCarryTheIndexOfTheirChoice) {
   ResponseMeta meta = kMeta;
   meta.choice = 1;
@@ -266,6 +290,47 @@ TEST(EncodeTest, ToolCallFragmentsInChunksAsOpenAISendsThem) {
   const Json last = ParseFrame(EncodeChatChunk(kMeta, "", FinishReason::kToolCalls, false));
   EXPECT_EQ(last["choices"][0]["finish_reason"], "tool_calls");
   EXPECT_EQ(last["choices"][0]["delta"], Json::object());
+}
+
+TEST(EncodeTest, ReasoningIsReasoningContentOnlyWhenThereIsSome) {
+  const Json plain = Json::parse(EncodeChatCompletion(kMeta, "Hi.", FinishReason::kStop, {}));
+  EXPECT_FALSE(plain["choices"][0]["message"].contains("reasoning_content"));
+  const Json body = Json::parse(
+      EncodeChatCompletion(kMeta, "Hi.", FinishReason::kStop, {}, nullptr, {}, "A greeting."));
+  EXPECT_EQ(
+      body["choices"][0]["message"],
+      Json::parse(R"({"role":"assistant","content":"Hi.","reasoning_content":"A greeting."})"));
+  const engine::ToolCall call{"call_1", "now", "{}"};
+  const Json with_call = Json::parse(EncodeChatCompletion(kMeta, "", FinishReason::kToolCalls, {},
+                                                          nullptr, {&call, 1}, "Needs the time."));
+  EXPECT_TRUE(with_call["choices"][0]["message"]["content"].is_null());
+  EXPECT_EQ(with_call["choices"][0]["message"]["reasoning_content"], "Needs the time.");
+  const EncodedChoice choices[] = {{"a", FinishReason::kStop, nullptr, {}, "r0"},
+                                   {"b", FinishReason::kStop, nullptr, {}, ""}};
+  const Json two =
+      Json::parse(EncodeChoices(kMeta, Endpoint::kChatCompletions, choices, Usage{4, 9}));
+  EXPECT_EQ(two["choices"][0]["message"]["reasoning_content"], "r0");
+  EXPECT_FALSE(two["choices"][1]["message"].contains("reasoning_content"));
+}
+
+TEST(EncodeTest, ReasoningChunksCarryDeltaReasoningContent) {
+  const Json only =
+      ParseFrame(EncodeChatChunk(kMeta, "", std::nullopt, false, nullptr, {}, "Think"));
+  EXPECT_EQ(only["choices"][0]["delta"], Json::parse(R"({"reasoning_content":"Think"})"))
+      << "no empty content beside it";
+  const Json both =
+      ParseFrame(EncodeChatChunk(kMeta, "Hi", std::nullopt, false, nullptr, {}, "ing."));
+  EXPECT_EQ(both["choices"][0]["delta"],
+            Json::parse(R"({"reasoning_content":"ing.","content":"Hi"})"));
+  const ToolCallFragment call[] = {{0, "call_1", "now", ""}};
+  const Json with_call =
+      ParseFrame(EncodeChatChunk(kMeta, "", FinishReason::kToolCalls, false, nullptr, call, "."));
+  EXPECT_EQ(with_call["choices"][0]["delta"]["reasoning_content"], ".");
+  EXPECT_EQ(with_call["choices"][0]["delta"]["tool_calls"][0]["id"], "call_1");
+  EXPECT_FALSE(with_call["choices"][0]["delta"].contains("content"));
+  EXPECT_FALSE(
+      ParseFrame(EncodeChatChunk(kMeta, "x", std::nullopt, false))["choices"][0]["delta"].contains(
+          "reasoning_content"));
 }
 
 TEST(EncodeTest, ChunkWithInvalidUtf8TextStillParses) {

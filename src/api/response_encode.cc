@@ -192,6 +192,38 @@ std::string StartFrame(std::size_t text_size) {
   return out;
 }
 
+// Writes `"message":{"role":"assistant","content":…}`; with tool calls the message carries
+// them, and "content": null when there is no text (OpenAI's shape); reasoning, when there is
+// some, is "reasoning_content" (llama-server's and vLLM's field).
+void AppendChatMessage(std::string& out, std::string_view text,
+                       std::span<const engine::ToolCall> tool_calls, std::string_view reasoning) {
+  out += "\"message\":{\"role\":\"assistant\",\"content\":";
+  if (text.empty() && !tool_calls.empty()) {
+    out += "null";
+  } else {
+    AppendQuoted(out, text);
+  }
+  if (!reasoning.empty()) {
+    out += ",\"reasoning_content\":";
+    AppendQuoted(out, reasoning);
+  }
+  if (!tool_calls.empty()) {
+    out += ",\"tool_calls\":[";
+    for (std::size_t i = 0; i < tool_calls.size(); ++i) {
+      if (i > 0) out += ',';
+      out += "{\"id\":";
+      AppendQuoted(out, tool_calls[i].id);
+      out += ",\"type\":\"function\",\"function\":{\"name\":";
+      AppendQuoted(out, tool_calls[i].name);
+      out += ",\"arguments\":";
+      AppendQuoted(out, tool_calls[i].arguments);
+      out += "}}";
+    }
+    out += ']';
+  }
+  out += '}';
+}
+
 }  // namespace
 
 std::string EncodeCompletion(const ResponseMeta& meta, std::string_view text,
@@ -212,31 +244,13 @@ std::string EncodeCompletion(const ResponseMeta& meta, std::string_view text,
 std::string EncodeChatCompletion(const ResponseMeta& meta, std::string_view text,
                                  engine::FinishReason reason, const engine::Usage& usage,
                                  const ChoiceLogprobs* logprobs,
-                                 std::span<const engine::ToolCall> tool_calls) {
+                                 std::span<const engine::ToolCall> tool_calls,
+                                 std::string_view reasoning) {
   std::string out;
   out.reserve(text.size() + kEnvelopeReserve);
   AppendHead(out, meta, kChatObject);
-  out += ",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":";
-  if (text.empty() && !tool_calls.empty()) {
-    out += "null";
-  } else {
-    AppendQuoted(out, text);
-  }
-  if (!tool_calls.empty()) {
-    out += ",\"tool_calls\":[";
-    for (std::size_t i = 0; i < tool_calls.size(); ++i) {
-      if (i > 0) out += ',';
-      out += "{\"id\":";
-      AppendQuoted(out, tool_calls[i].id);
-      out += ",\"type\":\"function\",\"function\":{\"name\":";
-      AppendQuoted(out, tool_calls[i].name);
-      out += ",\"arguments\":";
-      AppendQuoted(out, tool_calls[i].arguments);
-      out += "}}";
-    }
-    out += ']';
-  }
-  out += '}';
+  out += ",\"choices\":[{\"index\":0,";
+  AppendChatMessage(out, text, tool_calls, reasoning);
   AppendChoiceTail(out, reason, Endpoint::kChatCompletions, logprobs);
   out += ",\"usage\":";
   AppendUsage(out, usage, meta.cold_start_seconds);
@@ -271,18 +285,24 @@ std::string EncodeChatRoleChunk(const ResponseMeta& meta, bool include_usage) {
 std::string EncodeChatChunk(const ResponseMeta& meta, std::string_view text,
                             std::optional<engine::FinishReason> finish, bool include_usage,
                             const ChoiceLogprobs* logprobs,
-                            std::span<const ToolCallFragment> tool_calls) {
-  std::string out = StartFrame(text.size());
+                            std::span<const ToolCallFragment> tool_calls,
+                            std::string_view reasoning) {
+  std::string out = StartFrame(text.size() + reasoning.size());
   AppendHead(out, meta, kChatChunkObject);
   AppendChoiceStart(out, meta.choice);
   out += "\"delta\":{";
-  const bool content = !text.empty() || (!finish.has_value() && tool_calls.empty());
+  if (!reasoning.empty()) {
+    out += "\"reasoning_content\":";
+    AppendQuoted(out, reasoning);
+  }
+  const bool content =
+      !text.empty() || (!finish.has_value() && tool_calls.empty() && reasoning.empty());
   if (content) {
-    out += "\"content\":";
+    out += reasoning.empty() ? "\"content\":" : ",\"content\":";
     AppendQuoted(out, text);
   }
   if (!tool_calls.empty()) {
-    out += content ? ",\"tool_calls\":[" : "\"tool_calls\":[";
+    out += content || !reasoning.empty() ? ",\"tool_calls\":[" : "\"tool_calls\":[";
     for (std::size_t i = 0; i < tool_calls.size(); ++i) {
       const ToolCallFragment& f = tool_calls[i];
       if (i > 0) out += ',';
@@ -332,9 +352,13 @@ std::string EncodeChoices(const ResponseMeta& meta, Endpoint endpoint,
     if (i > 0) out += ',';
     out += "{\"index\":";
     AppendInt(out, static_cast<std::int64_t>(i));
-    out += chat ? ",\"message\":{\"role\":\"assistant\",\"content\":" : ",\"text\":";
-    AppendQuoted(out, choices[i].text);
-    if (chat) out += '}';
+    if (chat) {
+      out += ',';
+      AppendChatMessage(out, choices[i].text, choices[i].tool_calls, choices[i].reasoning);
+    } else {
+      out += ",\"text\":";
+      AppendQuoted(out, choices[i].text);
+    }
     AppendChoiceTail(out, choices[i].reason, endpoint, choices[i].logprobs,
                      /*close_array=*/false);
   }

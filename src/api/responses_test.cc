@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -82,6 +83,18 @@ TEST(ParseResponsesTest, ToolsAndFormatAreReadInTheirFlatForm) {
   EXPECT_EQ(bad_format.error().param, "text.format.name");
 }
 
+TEST(ParseResponsesTest, ReasoningItemsSentBackAreAcceptedAndDropped) {
+  const GenerationParams p = ParseOk(R"({"input":[
+      {"role":"user","content":"Hi"},
+      {"type":"reasoning","id":"rs-1","summary":[],
+       "content":[{"type":"reasoning_text","text":"A greeting."}]},
+      {"role":"assistant","content":[{"type":"output_text","text":"Hello!"}]},
+      {"role":"user","content":"Bye"}]})");
+  ASSERT_EQ(p.messages.size(), 3u);
+  EXPECT_EQ(p.messages[1].role, "assistant");
+  EXPECT_EQ(p.messages[1].content, "Hello!");
+}
+
 TEST(ParseResponsesTest, FunctionCallItemsBecomeTheAssistantsCallsAndToolMessages) {
   const GenerationParams p = ParseOk(R"({"input":[
       {"role":"user","content":"Weather in Paris and Rome?"},
@@ -132,7 +145,8 @@ INSTANTIATE_TEST_SUITE_P(
         RejectCase{
             R"({"input":[{"type":"function_call","call_id":"c","name":"f","arguments":"[1]"}]})",
             "input[0].arguments", "JSON text of an object"},
-        RejectCase{R"({"input":[{"type":"reasoning"}]})", "input[0].type", "got 'reasoning'"},
+        RejectCase{R"({"input":[{"type":"file_search_call"}]})", "input[0].type",
+                   "got 'file_search_call'"},
         RejectCase{R"({"input":"x","instructions":1})", "instructions", "must be a string"},
         RejectCase{R"({"input":"x","max_output_tokens":0})", "max_output_tokens", "between 1 and"},
         RejectCase{R"({"input":"x","previous_response_id":"resp_1"})", "previous_response_id",
@@ -336,6 +350,177 @@ TEST(ResponsesEncoderTest, TextNotYetStreamedGoesOutAsOneMoreDeltaBeforeTheTextC
   EXPECT_EQ(events[5].data["delta"], "<world>");
   EXPECT_EQ(events[6].name, "response.output_text.done");
   EXPECT_EQ(events[6].data["text"], "Hello <world>");
+}
+
+// Every event's output_index names the item of the final Response's output it is about, and
+// sequence numbers count up from 0 with no gap.
+void ExpectConsistent(const std::vector<Event>& events) {
+  ASSERT_FALSE(events.empty());
+  const Json& output = events.back().data["response"]["output"];
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    const Json& e = events[i].data;
+    EXPECT_EQ(e["sequence_number"], i) << events[i].name;
+    if (!e.contains("output_index")) continue;
+    const std::size_t index = e["output_index"];
+    ASSERT_LT(index, output.size()) << e.dump();
+    const Json& id = e.contains("item_id") ? e["item_id"] : e["item"]["id"];
+    EXPECT_EQ(output[index]["id"], id) << e.dump();
+  }
+}
+
+std::string ArgumentDeltas(const std::vector<Event>& events, int output_index) {
+  std::string arguments;
+  for (const Event& e : events) {
+    if (e.name == "response.function_call_arguments.delta" &&
+        e.data["output_index"] == output_index) {
+      arguments += e.data["delta"];
+    }
+  }
+  return arguments;
+}
+
+TEST(ResponsesEncoderTest, ACallStreamsAsItFormsAfterTheTextBeforeIt) {
+  ResponsesEncoder encoder(Params(), kMeta);
+  const std::vector<ToolCallFragment> first{{0, "call_1", "get_weather", ""}};
+  const std::vector<ToolCallFragment> second{{0, "", "", R"({"city")"}};
+  const std::vector<ToolCallFragment> third{{0, "", "", R"(: "Paris"})"}};
+  std::string stream = encoder.Start();
+  stream += encoder.TextDelta("Let me check.");
+  stream += encoder.CallFragments(first);
+  stream += encoder.CallFragments(second);
+  stream += encoder.CallFragments(third);
+  const engine::ToolCall call{"call_1", "get_weather", R"({"city": "Paris"})"};
+  stream += encoder.Finish({"Let me check.", {call}}, engine::FinishReason::kStop, {});
+  const std::vector<Event> events = Events(stream);
+  EXPECT_THAT(
+      Names(events),
+      ElementsAre("response.created", "response.in_progress", "response.output_item.added",
+                  "response.content_part.added", "response.output_text.delta",
+                  "response.output_text.done", "response.content_part.done",
+                  "response.output_item.done", "response.output_item.added",
+                  "response.function_call_arguments.delta",
+                  "response.function_call_arguments.delta", "response.function_call_arguments.done",
+                  "response.output_item.done", "response.completed"));
+  ExpectConsistent(events);
+  // The message is done (index 0) before the call's item is added (index 1).
+  EXPECT_EQ(events[7].data["item"]["type"], "message");
+  EXPECT_EQ(events[7].data["item"]["content"][0]["text"], "Let me check.");
+  const Json& added = events[8].data;
+  EXPECT_EQ(added["output_index"], 1);
+  EXPECT_EQ(added["item"]["type"], "function_call");
+  EXPECT_EQ(added["item"]["id"], "fc_call_1");
+  EXPECT_EQ(added["item"]["call_id"], "call_1");
+  EXPECT_EQ(added["item"]["name"], "get_weather");
+  EXPECT_EQ(added["item"]["arguments"], "");
+  EXPECT_EQ(added["item"]["status"], "in_progress");
+  EXPECT_EQ(events[9].data["delta"], R"({"city")");
+  EXPECT_EQ(events[10].data["delta"], R"(: "Paris"})");
+  EXPECT_EQ(ArgumentDeltas(events, 1), call.arguments);
+  EXPECT_EQ(events[11].data["arguments"], call.arguments);
+  EXPECT_EQ(events[11].data["name"], "get_weather");
+  EXPECT_EQ(events[12].data["item"]["status"], "completed");
+  EXPECT_EQ(events[12].data["item"]["arguments"], call.arguments);
+  const Json& output = events.back().data["response"]["output"];
+  ASSERT_EQ(output.size(), 2u);
+  EXPECT_EQ(output[0]["content"][0]["text"], "Let me check.");
+  EXPECT_EQ(output[1]["arguments"], call.arguments);
+  EXPECT_EQ(output[1]["status"], "completed");
+}
+
+TEST(ResponsesEncoderTest, ParallelCallsKeepTheirOwnIndexesAndCloseInOrder) {
+  ResponsesEncoder encoder(Params(), kMeta);
+  const std::vector<ToolCallFragment> both{{0, "call_a", "get_weather", R"({"city":)"},
+                                           {1, "call_b", "get_time", R"({"tz":)"}};
+  const std::vector<ToolCallFragment> rest{{1, "", "", R"("UTC"})"}, {0, "", "", R"("Rome"})"}};
+  std::string stream = encoder.Start();
+  stream += encoder.CallFragments(both);
+  stream += encoder.CallFragments(rest);
+  const engine::ToolCall a{"call_a", "get_weather", R"({"city":"Rome"})"};
+  const engine::ToolCall b{"call_b", "get_time", R"({"tz":"UTC"})"};
+  const std::vector<Event> events =
+      Events(stream + encoder.Finish({"", {a, b}}, engine::FinishReason::kStop, {}));
+  ExpectConsistent(events);
+  EXPECT_EQ(ArgumentDeltas(events, 0), a.arguments);
+  EXPECT_EQ(ArgumentDeltas(events, 1), b.arguments);
+  std::vector<int> done;
+  for (const Event& e : events) {
+    if (e.name == "response.output_item.done") done.push_back(e.data["output_index"]);
+  }
+  EXPECT_THAT(done, ElementsAre(0, 1));
+  const Json& output = events.back().data["response"]["output"];
+  ASSERT_EQ(output.size(), 2u) << "no message item: the answer is its calls";
+  EXPECT_EQ(output[0]["name"], "get_weather");
+  EXPECT_EQ(output[1]["call_id"], "call_b");
+  EXPECT_EQ(output[1]["arguments"], b.arguments);
+}
+
+TEST(ResponsesEncoderTest, ACallCutByTheLimitEndsIncompleteAndLaterTextIsANewMessage) {
+  ResponsesEncoder encoder(Params(), kMeta);
+  const std::vector<ToolCallFragment> start{{0, "call_1", "get_weather", R"({"ci)"}};
+  std::string stream = encoder.Start();
+  stream += encoder.CallFragments(start);
+  // What the end reads as content instead (the call never closed).
+  stream += encoder.TextDelta("<tool_call>");
+  const std::vector<Event> events =
+      Events(stream + encoder.Finish({"<tool_call>", {}}, engine::FinishReason::kLength, {}));
+  ExpectConsistent(events);
+  EXPECT_EQ(std::count_if(
+                events.begin(), events.end(),
+                [](const Event& e) { return e.name == "response.function_call_arguments.done"; }),
+            0);
+  const Json& response = events.back().data["response"];
+  EXPECT_EQ(events.back().name, "response.incomplete");
+  ASSERT_EQ(response["output"].size(), 2u);
+  EXPECT_EQ(response["output"][0]["type"], "function_call");
+  EXPECT_EQ(response["output"][0]["status"], "incomplete");
+  EXPECT_EQ(response["output"][0]["arguments"], R"({"ci)");
+  EXPECT_EQ(response["output"][1]["type"], "message");
+  EXPECT_EQ(response["output"][1]["content"][0]["text"], "<tool_call>");
+}
+
+TEST(ResponsesEncoderTest, ReasoningIsAnItemOfItsOwnBeforeTheText) {
+  ResponsesEncoder encoder(Params(), kMeta);
+  std::string stream = encoder.Start();
+  stream += encoder.ReasoningDelta("A greet");
+  stream += encoder.ReasoningDelta("ing.");
+  stream += encoder.TextDelta("Hello!");
+  ResponseOutput output{"Hello!", {}, "A greeting."};
+  const std::vector<Event> events =
+      Events(stream + encoder.Finish(output, engine::FinishReason::kStop, {}));
+  EXPECT_THAT(
+      Names(events),
+      ElementsAre("response.created", "response.in_progress", "response.output_item.added",
+                  "response.content_part.added", "response.reasoning_text.delta",
+                  "response.reasoning_text.delta", "response.reasoning_text.done",
+                  "response.content_part.done", "response.output_item.done",
+                  "response.output_item.added", "response.content_part.added",
+                  "response.output_text.delta", "response.output_text.done",
+                  "response.content_part.done", "response.output_item.done", "response.completed"));
+  ExpectConsistent(events);
+  EXPECT_EQ(events[2].data["item"]["type"], "reasoning");
+  EXPECT_EQ(events[2].data["item"]["summary"], Json::array());
+  EXPECT_EQ(events[3].data["part"]["type"], "reasoning_text");
+  EXPECT_EQ(events[4].data["delta"], "A greet");
+  EXPECT_EQ(events[6].data["text"], "A greeting.");
+  const Json& output_items = events.back().data["response"]["output"];
+  ASSERT_EQ(output_items.size(), 2u);
+  EXPECT_EQ(output_items[0],
+            Json({{"type", "reasoning"},
+                  {"id", output_items[0]["id"]},
+                  {"summary", Json::array()},
+                  {"content", {{{"type", "reasoning_text"}, {"text", "A greeting."}}}},
+                  {"status", "completed"}}));
+  EXPECT_EQ(output_items[1]["content"][0]["text"], "Hello!");
+  // The same answer whole: the reasoning item first, then the message.
+  const Json whole = Json::parse(encoder.Whole(output, engine::FinishReason::kStop, {}));
+  ASSERT_EQ(whole["output"].size(), 2u);
+  EXPECT_EQ(whole["output"][0]["type"], "reasoning");
+  EXPECT_EQ(whole["output"][0]["content"][0]["text"], "A greeting.");
+  EXPECT_EQ(whole["output"][1]["type"], "message");
+  // No reasoning, no reasoning item.
+  const Json plain = Json::parse(encoder.Whole({"Hi", {}, ""}, engine::FinishReason::kStop, {}));
+  ASSERT_EQ(plain["output"].size(), 1u);
+  EXPECT_EQ(plain["output"][0]["type"], "message");
 }
 
 TEST(ResponsesEncoderTest, FailureIsAnErrorEventThenResponseFailed) {

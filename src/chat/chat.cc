@@ -193,6 +193,7 @@ Rendered FromCommon(common_chat_params p, const common_chat_templates_inputs& in
   out.additional_stops = std::move(p.additional_stops);
   out.preserved_tokens = std::move(p.preserved_tokens);
   out.generation_prompt = p.generation_prompt;
+  out.reasoning = p.supports_thinking;
   out.schema_only = !in.json_schema.empty() && !p.grammar_lazy &&
                     (in.tools.empty() || in.tool_choice == COMMON_CHAT_TOOL_CHOICE_NONE) &&
                     SchemaOnly(out.grammar);

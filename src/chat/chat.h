@@ -105,6 +105,10 @@ struct Rendered {
   // generation prompt, with at most whitespace or a ```json fence around it): no reasoning
   // block, no call. The value alone, enforced by the schema itself, is then the same answer.
   bool schema_only = false;
+  // The template's answer may open with a reasoning block (Qwen3's <think>…</think>, as common
+  // detects it): its parser separates reasoning_content from the content, with or without
+  // tools. False for templates without one, whose output the parser would return unchanged.
+  bool reasoning = false;
   OutputParser parser;
 };
 

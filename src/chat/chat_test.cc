@@ -494,5 +494,31 @@ TEST(DiffToolCalls, AnnouncesThenAppends) {
   EXPECT_EQ(sent.tool_calls[0].arguments, R"({"city": "Paris"})");
 }
 
+TEST(Qwen3, ReasoningIsSeparatedWithoutToolsToo) {
+  auto t = Load(kQwen3);
+  ASSERT_TRUE(t);
+  RenderRequest chat;
+  chat.messages = {{"user", "Hi", {}, ""}};
+  Rendered r = MustRender(*t, chat);
+  EXPECT_TRUE(r.reasoning);
+  ParsedMessage m = MustParse(r.parser, "<think>\nA greeting.\n</think>\n\nHello!", false);
+  EXPECT_EQ(m.reasoning_content, "A greeting.\n");
+  EXPECT_EQ(m.content, "Hello!");
+  EXPECT_TRUE(m.tool_calls.empty());
+  // While the block is open, what there is of it is reasoning, and no content yet.
+  ParsedMessage part = MustParse(r.parser, "<think>\nA gree", true);
+  EXPECT_EQ(part.reasoning_content, "A gree");
+  EXPECT_EQ(part.content, "");
+}
+
+TEST(Qwen25, NoReasoningBlockToSeparate) {
+  auto t = Load(kQwen25);
+  ASSERT_TRUE(t);
+  RenderRequest chat;
+  chat.messages = {{"user", "Hi", {}, ""}};
+  EXPECT_FALSE(MustRender(*t, chat).reasoning);
+  EXPECT_FALSE(MustRender(*t, WeatherRequest()).reasoning);
+}
+
 }  // namespace
 }  // namespace ember::chat

@@ -136,23 +136,37 @@ std::shared_ptr<const engine::Grammar> ToGrammar(const chat::Rendered& rendered)
   return g;
 }
 
-void ToolOutput::AssignIds(std::vector<chat::ToolCallDelta>& deltas) {
+ChatOutput::ChatOutput(chat::OutputParser parser, std::shared_ptr<CallIds> ids)
+    : parser_(std::move(parser)), taken_(ids ? std::move(ids) : std::make_shared<CallIds>()) {}
+
+std::string ChatOutput::Claim(const std::string& model_id) {
+  std::string id = model_id.empty() || taken_->contains(model_id) ? NewToolCallId() : model_id;
+  taken_->insert(id);
+  return id;
+}
+
+void ChatOutput::AssignIds(std::vector<chat::ToolCallDelta>& deltas) {
   for (chat::ToolCallDelta& d : deltas) {
     if (d.name.empty()) continue;  // a continuation: the call was announced before
     if (ids_.size() <= d.index) ids_.resize(d.index + 1);
-    if (ids_[d.index].empty()) ids_[d.index] = d.id.empty() ? NewToolCallId() : d.id;
+    if (ids_[d.index].empty()) ids_[d.index] = Claim(d.id);
     d.id = ids_[d.index];
   }
 }
 
-ToolOutput::Update ToolOutput::Diff(const chat::ParsedMessage& now) {
+ChatOutput::Update ChatOutput::Diff(const chat::ParsedMessage& now) {
   Update update;
-  // Content only grows in a stream: text the parser now reads differently (the start of what
-  // may become a call) waits until it is content for good.
-  if (now.content.size() > sent_.content.size() && now.content.starts_with(sent_.content)) {
-    update.content = now.content.substr(sent_.content.size());
-    sent_.content = now.content;
-  }
+  // Reasoning and content only grow in a stream: text the parser now reads differently (the
+  // start of what may become a call, or the end of the reasoning block) waits until it is
+  // reasoning or content for good.
+  auto grow = [](const std::string& now, std::string& sent, std::string& out) {
+    if (now.size() > sent.size() && now.starts_with(sent)) {
+      out = now.substr(sent.size());
+      sent = now;
+    }
+  };
+  grow(now.reasoning_content, sent_.reasoning_content, update.reasoning);
+  grow(now.content, sent_.content, update.content);
   std::vector<chat::ToolCallDelta> deltas = chat::DiffToolCalls(sent_, now);
   AssignIds(deltas);
   chat::ApplyToolCallDeltas(sent_, deltas);
@@ -162,14 +176,14 @@ ToolOutput::Update ToolOutput::Diff(const chat::ParsedMessage& now) {
   return update;
 }
 
-ToolOutput::Update ToolOutput::Add(std::string_view text) {
+ChatOutput::Update ChatOutput::Add(std::string_view text) {
   raw_ += text;
   auto parsed = chat::Parse(parser_, raw_, /*is_partial=*/true);
   if (!parsed) return {};  // an internal failure: the final parse decides
   return Diff(*parsed);
 }
 
-ToolOutput::Final ToolOutput::Finish() {
+ChatOutput::Final ChatOutput::Finish() {
   Final out;
   auto parsed = chat::Parse(parser_, raw_, /*is_partial=*/false);
   if (!parsed) {
@@ -178,12 +192,11 @@ ToolOutput::Final ToolOutput::Finish() {
     parsed = chat::ParsedMessage{raw_, "", {}};
   }
   out.rest = Diff(*parsed);
+  out.reasoning = parsed->reasoning_content;
   out.content = parsed->content;
   for (std::size_t i = 0; i < parsed->tool_calls.size(); ++i) {
     const chat::ToolCall& c = parsed->tool_calls[i];
-    std::string id = i < ids_.size() && !ids_[i].empty() ? ids_[i]
-                     : c.id.empty()                      ? NewToolCallId()
-                                                         : c.id;
+    std::string id = i < ids_.size() && !ids_[i].empty() ? ids_[i] : Claim(c.id);
     out.calls.push_back({std::move(id), c.name, c.arguments});
   }
   return out;

@@ -1,14 +1,15 @@
 // The chat component's side of a served model (issue 15): its Jinja chat template, built once
-// per load, and the per-request reading of its output into content and tool calls.
+// per load, and the per-request reading of its output into reasoning, content and tool calls.
 //
 // ChatTemplates: any thread (one mutex around the map; rendering happens outside it).
-// ToolOutput: one request's strand.
+// ChatOutput: one request's strand.
 #pragma once
 
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "api/openai.h"
@@ -49,14 +50,23 @@ chat::RenderRequest ToRenderRequest(const api::GenerationParams& params, bool de
 // grammar from a template begins with the template's generation prompt: it is prefilled.
 std::shared_ptr<const engine::Grammar> ToGrammar(const chat::Rendered& rendered);
 
-// A request's output read as content and tool calls while it streams and when it ends.
-class ToolOutput {
- public:
-  explicit ToolOutput(chat::OutputParser parser) : parser_(std::move(parser)) {}
+// The call ids one response has handed out. A request's choices (n > 1) share one, so that no
+// two calls of a response have the same id, even where the model writes the ids itself.
+using CallIds = std::unordered_set<std::string>;
 
-  // What a stream sends for the output so far: the content that became final and the
-  // tool-call fragments (calls announced with an id and name, then their arguments' growth).
+// One choice's output read as reasoning, content and tool calls while it streams and when it
+// ends: for a request with tools, or a template whose answer may open with a reasoning block
+// (chat::Rendered::reasoning). Other output is all content and is not read at all.
+class ChatOutput {
+ public:
+  // `ids`: shared with the other choices of the request; null: this output's own.
+  explicit ChatOutput(chat::OutputParser parser, std::shared_ptr<CallIds> ids = nullptr);
+
+  // What a stream sends for the output so far: the reasoning and the content that became
+  // final, and the tool-call fragments (calls announced with an id and name, then their
+  // arguments' growth). Each only grows: text the parser reads differently later waits.
   struct Update {
+    std::string reasoning;
     std::string content;
     std::vector<api::ToolCallFragment> calls;
   };
@@ -66,6 +76,7 @@ class ToolOutput {
 
   // The whole output read as finished. `rest`: what a stream has not sent yet.
   struct Final {
+    std::string reasoning;
     std::string content;
     std::vector<engine::ToolCall> calls;
     Update rest;
@@ -73,14 +84,17 @@ class ToolOutput {
   Final Finish();
 
  private:
-  // Gives every announced call an id ("call_…") when the model's format has none.
+  // Gives every announced call an id: the model's, unless its format has none or another call
+  // of the response has it already, else a new "call_…".
   void AssignIds(std::vector<chat::ToolCallDelta>& deltas);
+  std::string Claim(const std::string& model_id);
   Update Diff(const chat::ParsedMessage& now);
 
   chat::OutputParser parser_;
   std::string raw_;
   chat::ParsedMessage sent_;
   std::vector<std::string> ids_;  // by call index, as first announced
+  std::shared_ptr<CallIds> taken_;
 };
 
 }  // namespace ember::server

@@ -318,14 +318,10 @@ Result<Generation::ChatPrompt> Generation::RenderChat(const engine::ModelInfo& i
     out.grammar = std::move(*schema);
   }
   out.stops = std::move(rendered->additional_stops);
-  if (tools && params_.tool_choice.mode != api::ToolChoice::Mode::kNone) {
-    if (params_.n > 1) {
-      return InvalidArgument(
-          "n > 1 with tools is not served yet: each choice's calls are not parsed apart; send "
-          "n: 1 (or tool_choice: none)",
-          "n");
-    }
-    tool_output_ = std::make_unique<ToolOutput>(rendered->parser);
+  // With tools, or a template whose answer may open with a reasoning block, the output is read
+  // as reasoning, content and calls; other output is all content, sent as it comes.
+  if ((tools && params_.tool_choice.mode != api::ToolChoice::Mode::kNone) || rendered->reasoning) {
+    output_parser_ = rendered->parser;
   }
   return out;
 }
@@ -445,11 +441,19 @@ void Generation::Submit(std::vector<scheduler::GenerateRequest> reqs) {
     reqs[i].arrival = arrival_;
   }
   embeddings_.resize(kind_ == api::Endpoint::kEmbeddings ? reqs.size() : 0);
+  // A read output (tools, reasoning) is read apart per choice, call ids unique across them.
+  auto call_ids = std::make_shared<CallIds>();
+  if (output_parser_ && params_.n == 1) {
+    chat_output_ = std::make_unique<ChatOutput>(*output_parser_, call_ids);
+  }
   if (kind_ != api::Endpoint::kEmbeddings && params_.n > 1) {
     choices_.resize(params_.n);
     for (std::size_t i = 0; i < choices_.size(); ++i) {
       choices_[i].meta = meta_;
       choices_[i].meta.choice = i;
+      if (output_parser_) {
+        choices_[i].chat_output = std::make_unique<ChatOutput>(*output_parser_, call_ids);
+      }
     }
     choices_open_ = params_.n;
   }
@@ -531,20 +535,23 @@ void Generation::OnText(scheduler::TextDelta& delta) {
   const bool logprobs = params_.sampling.logprobs;
   if (!params_.stream || responses_) text_ += delta.text;
   if (!params_.stream) {
-    if (tool_output_) tool_output_->Append(delta.text);
+    if (chat_output_) chat_output_->Append(delta.text);
     if (logprobs) {
       std::move(delta.logprobs.begin(), delta.logprobs.end(), std::back_inserter(logprobs_));
     }
     return;
   }
   EnsureStreamStarted();
-  // With tools the output is read as it grows: what is content for good goes out as content,
-  // a call as delta.tool_calls fragments.
-  ToolOutput::Update update;
-  if (tool_output_) update = tool_output_->Add(delta.text);
-  const std::string& text = tool_output_ ? update.content : delta.text;
+  // A read output (tools, reasoning) is read as it grows: what is content for good goes out as
+  // content, reasoning as reasoning, a call as delta.tool_calls fragments.
+  ChatOutput::Update update;
+  if (chat_output_) update = chat_output_->Add(delta.text);
+  const std::string& text = chat_output_ ? update.content : delta.text;
   if (responses_) {
-    if (!text.empty()) exchange_->Write(responses_->TextDelta(text));
+    std::string events = responses_->ReasoningDelta(update.reasoning);
+    events += responses_->TextDelta(text);
+    events += responses_->CallFragments(update.calls);
+    if (!events.empty()) exchange_->Write(std::move(events));
     return;
   }
   const api::ChoiceLogprobs chunk_logprobs{delta.logprobs, logprob_offset_};
@@ -552,9 +559,10 @@ void Generation::OnText(scheduler::TextDelta& delta) {
   if (!chat_) {
     exchange_->Write(
         api::EncodeCompletionChunk(meta_, text, std::nullopt, params_.include_usage, lp));
-  } else if (!text.empty() || !update.calls.empty() || !delta.logprobs.empty()) {
-    exchange_->Write(
-        api::EncodeChatChunk(meta_, text, std::nullopt, params_.include_usage, lp, update.calls));
+  } else if (!text.empty() || !update.calls.empty() || !update.reasoning.empty() ||
+             !delta.logprobs.empty()) {
+    exchange_->Write(api::EncodeChatChunk(meta_, text, std::nullopt, params_.include_usage, lp,
+                                          update.calls, update.reasoning));
   }
   for (const engine::TokenLogprobs& t : delta.logprobs) logprob_offset_ += t.chosen.piece.size();
 }
@@ -609,15 +617,17 @@ void Generation::OnFinished(const scheduler::Finished& f) {
           exchange_->Respond(200, "application/json", std::move(body), std::move(headers));
         });
   }
-  // The output as the client gets it: with tools, read as content and calls; an answer that
-  // ends with calls (and not at its length limit) finishes with "tool_calls".
+  // The output as the client gets it: with tools or reasoning, read as reasoning, content and
+  // calls; an answer that ends with calls (and not at its length limit) finishes with
+  // "tool_calls".
   scheduler::Finished finished = f;
   api::ResponseOutput output;
-  ToolOutput::Update rest;
-  if (tool_output_) {
-    ToolOutput::Final read = tool_output_->Finish();
+  ChatOutput::Update rest;
+  if (chat_output_) {
+    ChatOutput::Final read = chat_output_->Finish();
     output.text = std::move(read.content);
     output.tool_calls = std::move(read.calls);
+    output.reasoning = std::move(read.reasoning);
     rest = std::move(read.rest);
     if (!output.tool_calls.empty() && f.reason == FinishReason::kStop) {
       finished.reason = FinishReason::kToolCalls;
@@ -630,9 +640,10 @@ void Generation::OnFinished(const scheduler::Finished& f) {
     const api::ChoiceLogprobs choice_logprobs{logprobs_, 0};
     const api::ChoiceLogprobs* lp = params_.sampling.logprobs ? &choice_logprobs : nullptr;
     std::string body = responses_ ? responses_->Whole(output, f.reason, f.usage)
-                       : chat_    ? api::EncodeChatCompletion(meta_, output.text, finished.reason,
-                                                              f.usage, lp, output.tool_calls)
-                                  : api::EncodeCompletion(meta_, text_, f.reason, f.usage, lp);
+                       : chat_
+                           ? api::EncodeChatCompletion(meta_, output.text, finished.reason, f.usage,
+                                                       lp, output.tool_calls, output.reasoning)
+                           : api::EncodeCompletion(meta_, text_, f.reason, f.usage, lp);
     return Complete(
         outcome, &finished, [this, body = std::move(body), headers = ResponseHeaders()]() mutable {
           app_.metrics_.CountHttp(endpoint_, 200);
@@ -641,12 +652,16 @@ void Generation::OnFinished(const scheduler::Finished& f) {
   }
   EnsureStreamStarted();
   if (responses_) {
-    exchange_->Write(responses_->Finish(output, f.reason, f.usage));
+    std::string events = responses_->ReasoningDelta(rest.reasoning);
+    events += responses_->TextDelta(rest.content);
+    events += responses_->CallFragments(rest.calls);
+    events += responses_->Finish(output, f.reason, f.usage);
+    exchange_->Write(std::move(events));
     return Complete(outcome, &finished, [this] { exchange_->End(); });
   }
-  if (chat_ && (!rest.content.empty() || !rest.calls.empty())) {
+  if (chat_ && (!rest.content.empty() || !rest.calls.empty() || !rest.reasoning.empty())) {
     exchange_->Write(api::EncodeChatChunk(meta_, rest.content, std::nullopt, params_.include_usage,
-                                          nullptr, rest.calls));
+                                          nullptr, rest.calls, rest.reasoning));
   }
   if (params_.n == 1) {  // n > 1: each choice's finish chunk went out as it finished
     exchange_->Write(chat_

@@ -152,13 +152,19 @@ class Generation : public std::enable_shared_from_this<Generation> {
   scheduler::Finished total_;                            // embeddings: the inputs' sum so far
   bool failed_ = false;  // an input failed or was cancelled: the others are cancelled
   std::string text_;     // non-streamed responses; the whole output for /v1/responses
-  // Chat and Responses with tools: the output read as content and tool calls.
-  std::unique_ptr<ToolOutput> tool_output_;
+  // Chat and Responses with tools or a reasoning template: how the model's output reads as
+  // reasoning, content and tool calls (RenderChat), and the reading of it (n = 1; with n > 1
+  // each choice has its own).
+  std::optional<chat::OutputParser> output_parser_;
+  std::unique_ptr<ChatOutput> chat_output_;
   std::unique_ptr<api::ResponsesEncoder> responses_;  // /v1/responses
   std::vector<engine::TokenLogprobs> logprobs_;       // non-streamed, when asked for
   std::size_t logprob_offset_ = 0;  // streamed: bytes of text before the next token's
   struct Choice {
-    std::string text;  // non-streamed
+    std::string text;  // non-streamed: the output; once read (finished), its content
+    std::vector<engine::ToolCall> calls;      // non-streamed, once read
+    std::string reasoning;                    // non-streamed, once read
+    std::unique_ptr<ChatOutput> chat_output;  // with tools or reasoning
     std::vector<engine::TokenLogprobs> logprobs;
     std::size_t logprob_offset = 0;  // streamed
     api::ResponseMeta meta;          // streamed: meta_ with this choice's index

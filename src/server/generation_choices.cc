@@ -1,6 +1,7 @@
 // The n > 1 part of Generation: one scheduler request whose n sequences share a stream; each
-// event names its choice. Usage sums the choices (the scheduler counts the prompt in choice
-// 0's only, since it was computed once); the request completes once, after the last choice.
+// event names its choice. A read output (tools, reasoning) is read apart per choice (its own
+// ChatOutput). Usage sums the choices (the scheduler counts the prompt in choice 0's only, since it
+// was computed once); the request completes once, after the last choice.
 #include <algorithm>
 #include <iterator>
 
@@ -17,18 +18,28 @@ void Generation::OnChoiceText(scheduler::TextDelta& delta) {
   const bool logprobs = params_.sampling.logprobs;
   if (!params_.stream) {
     c.text += delta.text;
+    if (c.chat_output) c.chat_output->Append(delta.text);
     if (logprobs) {
       std::move(delta.logprobs.begin(), delta.logprobs.end(), std::back_inserter(c.logprobs));
     }
     return;
   }
   EnsureStreamStarted();
+  // Read (tools, reasoning) as with one choice: content for good as content, reasoning as
+  // reasoning, a call as its fragments.
+  ChatOutput::Update update;
+  if (c.chat_output) update = c.chat_output->Add(delta.text);
+  const std::string& text = c.chat_output ? update.content : delta.text;
   const api::ChoiceLogprobs chunk_logprobs{delta.logprobs, c.logprob_offset};
   const api::ChoiceLogprobs* lp = logprobs ? &chunk_logprobs : nullptr;
-  exchange_->Write(
-      chat_ ? api::EncodeChatChunk(c.meta, delta.text, std::nullopt, params_.include_usage, lp)
-            : api::EncodeCompletionChunk(c.meta, delta.text, std::nullopt, params_.include_usage,
-                                         lp));
+  if (!chat_) {
+    exchange_->Write(
+        api::EncodeCompletionChunk(c.meta, text, std::nullopt, params_.include_usage, lp));
+  } else if (!text.empty() || !update.calls.empty() || !update.reasoning.empty() ||
+             !delta.logprobs.empty()) {
+    exchange_->Write(api::EncodeChatChunk(c.meta, text, std::nullopt, params_.include_usage, lp,
+                                          update.calls, update.reasoning));
+  }
   for (const engine::TokenLogprobs& t : delta.logprobs) c.logprob_offset += t.chosen.piece.size();
 }
 
@@ -37,7 +48,21 @@ void Generation::OnChoiceFinished(scheduler::Finished& f) {
     return;
   }
   Choice& c = choices_[f.choice];
+  const bool ok =
+      !f.error && (f.reason == FinishReason::kStop || f.reason == FinishReason::kLength);
   c.finish = f.reason;
+  // A read choice (tools, reasoning) is read whole: its reasoning, content, calls and what a stream
+  // has not sent yet. One that ends with calls (not at its length limit) finishes with
+  // "tool_calls".
+  ChatOutput::Update rest;
+  if (c.chat_output && ok) {
+    ChatOutput::Final read = c.chat_output->Finish();
+    c.text = std::move(read.content);
+    c.calls = std::move(read.calls);
+    c.reasoning = std::move(read.reasoning);
+    rest = std::move(read.rest);
+    if (!c.calls.empty() && f.reason == FinishReason::kStop) c.finish = FinishReason::kToolCalls;
+  }
   --choices_open_;
   // The sum the completion point sees: the prompt once (choice 0 carries it), every choice's
   // output and engine time; the request's queue and first token are its first choice's.
@@ -50,8 +75,6 @@ void Generation::OnChoiceFinished(scheduler::Finished& f) {
     total_.timings.first_token = f.timings.first_token;
   }
   total_.timings.total = std::max(total_.timings.total, f.timings.total);
-  const bool ok =
-      !f.error && (f.reason == FinishReason::kStop || f.reason == FinishReason::kLength);
   if (!ok) {
     // The first failure is the request's (an error wins over a cancellation), and it ends the
     // other choices: the answer can no longer be whole.
@@ -66,9 +89,12 @@ void Generation::OnChoiceFinished(scheduler::Finished& f) {
   }
   if (ok && params_.stream && !failed_ && !client_gone_) {
     EnsureStreamStarted();
-    exchange_->Write(chat_
-                         ? api::EncodeChatChunk(c.meta, "", f.reason, params_.include_usage)
-                         : api::EncodeCompletionChunk(c.meta, "", f.reason, params_.include_usage));
+    // The finishing chunk carries what the choice's stream held back (its last content and
+    // call fragments) with its finish reason.
+    exchange_->Write(
+        chat_ ? api::EncodeChatChunk(c.meta, rest.content, c.finish, params_.include_usage, nullptr,
+                                     rest.calls, rest.reasoning)
+              : api::EncodeCompletionChunk(c.meta, "", f.reason, params_.include_usage));
   }
   if (choices_open_ > 0) return;
   if (!failed_) total_.reason = choices_[0].finish.value_or(FinishReason::kStop);
@@ -83,7 +109,8 @@ std::string Generation::ChoicesBody(const engine::Usage& usage) const {
   for (const Choice& c : choices_) {
     logprobs.push_back({c.logprobs, 0});
     encoded.push_back({c.text, c.finish.value_or(FinishReason::kStop),
-                       params_.sampling.logprobs ? &logprobs.back() : nullptr});
+                       params_.sampling.logprobs ? &logprobs.back() : nullptr, c.calls,
+                       c.reasoning});
   }
   return api::EncodeChoices(meta_, params_.endpoint, encoded, usage);
 }

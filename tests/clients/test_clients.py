@@ -103,6 +103,9 @@ class ClientLibrariesTest(unittest.TestCase):
     def test_openai_node_responses_tools(self):
         self.node("openai_sdk.mjs", "responses_tools")
 
+    def test_openai_node_responses_streamed_tool_call(self):
+        self.node("openai_sdk.mjs", "responses_tools_stream")
+
     # The Vercel AI SDK.
     def test_ai_sdk_generate_text(self):
         self.node("ai_sdk.mjs", "generate_text")
@@ -115,6 +118,9 @@ class ClientLibrariesTest(unittest.TestCase):
 
     def test_ai_sdk_tool_call(self):
         self.node("ai_sdk.mjs", "tool_call")
+
+    def test_ai_sdk_responses_streamed_tool_call(self):
+        self.node("ai_sdk.mjs", "responses_tool_stream")
 
     def test_ai_sdk_generate_object(self):
         self.node("ai_sdk.mjs", "generate_object")
@@ -149,6 +155,9 @@ class ClientLibrariesTest(unittest.TestCase):
 
     def test_openai_python_responses(self):
         self.python("responses")
+
+    def test_openai_python_responses_streamed_tool_call(self):
+        self.python("responses_tools_stream")
 
     def test_openai_python_lists_models(self):
         self.python("models")

@@ -68,6 +68,33 @@ const checks = {
     assert.equal(r.finishReason, 'tool-calls');
   },
 
+  // The same through the Responses API, streamed: the SDK turns the function_call item's
+  // argument deltas into tool-input deltas and the finished item into the call.
+  async responses_tool_stream() {
+    const s = streamText({
+      model: provider(model), prompt: 'Weather in Paris?', maxOutputTokens: 300, maxRetries: 0,
+      toolChoice: 'required', seed: 1,
+      providerOptions: { openai: { parallelToolCalls: false } },
+      tools: {
+        get_weather: tool({
+          description: 'The weather now',
+          inputSchema: z.object({ city: z.string().max(12) }),
+        }),
+      },
+    });
+    let deltas = 0;
+    for await (const part of s.fullStream) {
+      if (part.type === 'tool-input-delta') deltas += 1;
+      if (part.type === 'error') throw part.error;
+    }
+    const calls = await s.toolCalls;
+    assert.equal(calls.length, 1);
+    assert.equal(calls[0].toolName, 'get_weather');
+    assert.equal(typeof calls[0].input.city, 'string');
+    assert.ok(deltas > 1, `${deltas} tool-input deltas`);
+    assert.equal(await s.finishReason, 'tool-calls');
+  },
+
   // generateObject: the SDK sends a JSON schema and validates what comes back with zod.
   async generate_object() {
     const r = await generateObject({

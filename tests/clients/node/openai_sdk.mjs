@@ -179,6 +179,26 @@ const checks = {
     assert.equal(typeof JSON.parse(call.arguments).city, 'string');
   },
 
+  // A streamed call put together by the client's own Responses stream helper, which files
+  // every event under its output_index (and throws on an index it has not seen added).
+  async responses_tools_stream() {
+    const stream = client.responses.stream({
+      model, input: 'Weather in Paris?', max_output_tokens: 300, tool_choice: 'required',
+      parallel_tool_calls: false, seed: 4,
+      tools: [{ type: 'function', name: 'get_weather', parameters: WEATHER.function.parameters, strict: false }],
+    });
+    const deltas = [];
+    stream.on('response.function_call_arguments.delta', (e) => deltas.push(e.delta));
+    const done = await stream.finalResponse();
+    const call = done.output.find((o) => o.type === 'function_call');
+    assert.ok(call, JSON.stringify(done.output));
+    assert.equal(call.name, 'get_weather');
+    assert.equal(call.status, 'completed');
+    assert.ok(deltas.length > 1, `the arguments arrive in pieces: ${JSON.stringify(deltas)}`);
+    assert.equal(deltas.join(''), call.arguments);
+    assert.equal(typeof JSON.parse(call.arguments).city, 'string');
+  },
+
   async completions() {
     const r = await client.completions.create({
       model, prompt: 'Once upon a time', max_tokens: 10, temperature: 0,

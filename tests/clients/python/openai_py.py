@@ -94,6 +94,27 @@ def responses():
     assert r.usage.output_tokens == 10
 
 
+def responses_tools_stream():
+    # The client's Responses stream helper files every event under its output_index.
+    tools = [{"type": "function", "name": "get_weather", "strict": False,
+              "parameters": {"type": "object", "required": ["city"],
+                             "properties": {"city": {"type": "string", "maxLength": 12}}}}]
+    deltas = []
+    with client.responses.stream(model=model, input="Weather in Paris?", tools=tools,
+                                 tool_choice="required", parallel_tool_calls=False,
+                                 max_output_tokens=300) as stream:
+        for event in stream:
+            if event.type == "response.function_call_arguments.delta":
+                deltas.append(event.delta)
+        final = stream.get_final_response()
+    calls = [o for o in final.output if o.type == "function_call"]
+    assert len(calls) == 1, final.output
+    assert calls[0].name == "get_weather" and calls[0].status == "completed", calls[0]
+    assert len(deltas) > 1, deltas
+    assert "".join(deltas) == calls[0].arguments, (deltas, calls[0].arguments)
+    assert isinstance(json.loads(calls[0].arguments)["city"], str)
+
+
 def completions():
     r = client.completions.create(model=model, prompt="Once upon a time", max_tokens=10,
                                   temperature=0)
@@ -140,7 +161,8 @@ def models():
 
 
 CHECKS = {f.__name__: f for f in (chat, chat_stream, chat_logprobs, completions, embeddings,
-                                   errors, models, tools_required, structured_parse, responses)}
+                                   errors, models, tools_required, structured_parse, responses,
+                                   responses_tools_stream)}
 
 if __name__ == "__main__":
     if check not in CHECKS:
