@@ -57,7 +57,8 @@ class ResponsesEncoder {
   // reasoning_text content part).
   std::string ReasoningDelta(std::string_view delta);
   // A stream's tool-call fragments (ToolCallFragment, as the chat stream sends them). A call's
-  // first fragment (it has a name) closes an open message item and adds a function_call item
+  // first fragment (it has a name) closes an open message item and the call before it (whose
+  // arguments are then whole: done with them) and adds a function_call item
   // (arguments "", status "in_progress"); each fragment's arguments, when any, are a
   // response.function_call_arguments.delta of that item.
   std::string CallFragments(std::span<const ToolCallFragment> fragments);
@@ -98,6 +99,8 @@ class ResponsesEncoder {
   std::string OpenText(Item::Kind kind);
   std::string AppendText(Item::Kind kind, std::string_view delta);
   std::string AddCall(const ToolCallFragment& first);
+  // A function_call_arguments.delta of `item` (a call), or nothing for no arguments.
+  std::string ArgumentsDelta(Item& item, std::string_view arguments);
   Item* FindCall(std::size_t call_index);  // null: not streamed
   // The events that close the item at `index`; `final_call`: a call's arguments at the end
   // (null: the call is not in the final output).

@@ -278,6 +278,15 @@ std::string ResponsesEncoder::ReasoningDelta(std::string_view delta) {
 std::string ResponsesEncoder::AddCall(const ToolCallFragment& first) {
   // Text before the call is a message of its own, done before the call's item is added.
   std::string out = CloseOpenText();
+  // So is a call before it: a call's arguments are whole once the next call begins (only the
+  // last call of an answer grows, or is cut by the token limit), so one call is open at a time,
+  // as OpenAI streams them.
+  for (std::size_t index = 0; index < items_.size(); ++index) {
+    if (items_[index].open && items_[index].kind == Item::Kind::kFunctionCall) {
+      const engine::ToolCall whole = items_[index].call;
+      out += CloseItem(index, &whole);
+    }
+  }
   const std::size_t index = items_.size();
   Item& item = items_.emplace_back();
   item.kind = Item::Kind::kFunctionCall;
@@ -305,14 +314,18 @@ std::string ResponsesEncoder::CallFragments(std::span<const ToolCallFragment> fr
       out += AddCall(f);
       item = &items_.back();
     }
-    if (f.arguments.empty()) continue;
-    item->call.arguments += f.arguments;
-    std::string fields =
-        ItemFields(item->id, static_cast<std::size_t>(item - items_.data())) + ",\"delta\":";
-    AppendQuoted(fields, f.arguments);
-    out += Event("response.function_call_arguments.delta", fields);
+    out += ArgumentsDelta(*item, f.arguments);
   }
   return out;
+}
+
+std::string ResponsesEncoder::ArgumentsDelta(Item& item, std::string_view arguments) {
+  if (arguments.empty()) return {};
+  item.call.arguments += arguments;
+  std::string fields =
+      ItemFields(item.id, static_cast<std::size_t>(&item - items_.data())) + ",\"delta\":";
+  AppendQuoted(fields, arguments);
+  return Event("response.function_call_arguments.delta", fields);
 }
 
 std::string ResponsesEncoder::CloseItem(std::size_t index, const engine::ToolCall* final_call) {
@@ -368,9 +381,11 @@ std::string ResponsesEncoder::Finish(const ResponseOutput& output, engine::Finis
   }
   for (std::size_t i = 0; i < output.tool_calls.size(); ++i) {
     if (FindCall(i) != nullptr) continue;
+    // Added whatever its name (a stream's fragment without one continues a call; this is the
+    // whole call).
     const engine::ToolCall& call = output.tool_calls[i];
-    const ToolCallFragment whole{i, call.id, call.name, call.arguments};
-    out += CallFragments(std::span(&whole, 1));
+    out += AddCall({i, call.id, call.name, ""});
+    out += ArgumentsDelta(items_.back(), call.arguments);
   }
   for (std::size_t index = 0; index < items_.size(); ++index) {
     const Item& item = items_[index];
