@@ -123,6 +123,18 @@ elseif(NOT EMBER_LLAMA_CPP_DIR)
                       "scripts/llama_cpp.sh prefix")
 endif()
 
+# ember_cached_archive(TARGET PREFIX SCRIPT ARCHIVE INCLUDE): an imported static archive that a
+# project script built into a cache directory (PREFIX, finished when it holds .ember-complete),
+# with its headers as SYSTEM includes (not held to ember's -Werror).
+function(ember_cached_archive target prefix script archive include)
+  if(NOT EXISTS ${prefix}/.ember-complete)
+    message(FATAL_ERROR "${prefix} is not a finished build of ${script}")
+  endif()
+  add_library(${target} STATIC IMPORTED)
+  set_target_properties(${target} PROPERTIES IMPORTED_LOCATION ${prefix}/${archive})
+  target_include_directories(${target} SYSTEM INTERFACE ${prefix}/${include})
+endfunction()
+
 # llama.cpp's common chat library (chat templates through its Jinja engine, tool-call parsing,
 # JSON schema -> GBNF), the static archive scripts/llama_cpp.sh common caches. Private to
 # src/chat/ (tools/check_layers.py); it carries its own nlohmann json 3.12 inside the archive,
@@ -131,16 +143,8 @@ endif()
 set(EMBER_LLAMA_COMMON_PREFIX "" CACHE PATH
     "Install prefix of llama.cpp's common chat library (scripts/llama_cpp.sh common)")
 if(EMBER_LLAMA_COMMON_PREFIX)
-  if(NOT EXISTS ${EMBER_LLAMA_COMMON_PREFIX}/.ember-complete)
-    message(FATAL_ERROR "${EMBER_LLAMA_COMMON_PREFIX} is not a finished build of "
-                        "scripts/llama_cpp.sh common")
-  endif()
-  add_library(ember_llama_common_dep STATIC IMPORTED)
-  set_target_properties(ember_llama_common_dep PROPERTIES
-    IMPORTED_LOCATION ${EMBER_LLAMA_COMMON_PREFIX}/lib/libllama-common-chat.a)
-  # SYSTEM: common's headers are not held to ember's -Werror
-  target_include_directories(ember_llama_common_dep SYSTEM INTERFACE
-    ${EMBER_LLAMA_COMMON_PREFIX}/include/llama-common)
+  ember_cached_archive(ember_llama_common_dep "${EMBER_LLAMA_COMMON_PREFIX}"
+    "scripts/llama_cpp.sh common" lib/libllama-common-chat.a include/llama-common)
   target_link_libraries(ember_llama_common_dep INTERFACE ember_llama_dep Threads::Threads)
 else()
   message(FATAL_ERROR "EMBER_LLAMA_COMMON_PREFIX is not set: chat/ (chat templates through "
@@ -155,15 +159,8 @@ endif()
 set(EMBER_LLGUIDANCE_PREFIX "" CACHE PATH
     "Install prefix of llguidance's C API (scripts/llguidance.sh prefix); empty = GBNF only")
 if(EMBER_LLGUIDANCE_PREFIX)
-  if(NOT EXISTS ${EMBER_LLGUIDANCE_PREFIX}/.ember-complete)
-    message(FATAL_ERROR "${EMBER_LLGUIDANCE_PREFIX} is not a finished build of "
-                        "scripts/llguidance.sh prefix")
-  endif()
-  add_library(ember_llguidance_dep STATIC IMPORTED)
-  set_target_properties(ember_llguidance_dep PROPERTIES
-    IMPORTED_LOCATION ${EMBER_LLGUIDANCE_PREFIX}/lib/libllguidance.a)
-  target_include_directories(ember_llguidance_dep SYSTEM INTERFACE
-    ${EMBER_LLGUIDANCE_PREFIX}/include)
+  ember_cached_archive(ember_llguidance_dep "${EMBER_LLGUIDANCE_PREFIX}"
+    "scripts/llguidance.sh prefix" lib/libllguidance.a include)
   # What Rust's standard library needs from libc.
   target_link_libraries(ember_llguidance_dep INTERFACE Threads::Threads ${CMAKE_DL_LIBS} m)
   message(STATUS "llguidance: ${EMBER_LLGUIDANCE_PREFIX}")

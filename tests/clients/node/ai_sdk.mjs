@@ -11,6 +11,17 @@ import { runCheck } from './run_check.mjs';
 const [baseURL, model, check] = process.argv.slice(2);
 const provider = createOpenAI({ baseURL, apiKey: 'unused' });
 const prompt = 'Once upon a time';
+// One tool the model must call, once; its input is checked against the zod schema by the SDK.
+const requiredWeatherCall = {
+  toolChoice: 'required', seed: 1,
+  providerOptions: { openai: { parallelToolCalls: false } },
+  tools: {
+    get_weather: tool({
+      description: 'The weather now',
+      inputSchema: z.object({ city: z.string().max(12) }),
+    }),
+  },
+};
 
 const checks = {
   // provider.chat(): the Chat Completions API.
@@ -53,14 +64,7 @@ const checks = {
   async tool_call() {
     const r = await generateText({
       model: provider.chat(model), prompt: 'Weather in Paris?', maxOutputTokens: 300, maxRetries: 0,
-      toolChoice: 'required', seed: 1,
-      providerOptions: { openai: { parallelToolCalls: false } },
-      tools: {
-        get_weather: tool({
-          description: 'The weather now',
-          inputSchema: z.object({ city: z.string().max(12) }),
-        }),
-      },
+      ...requiredWeatherCall,
     });
     assert.equal(r.toolCalls.length, 1, JSON.stringify(r.response?.body ?? r));
     assert.equal(r.toolCalls[0].toolName, 'get_weather');
@@ -73,14 +77,7 @@ const checks = {
   async responses_tool_stream() {
     const s = streamText({
       model: provider(model), prompt: 'Weather in Paris?', maxOutputTokens: 300, maxRetries: 0,
-      toolChoice: 'required', seed: 1,
-      providerOptions: { openai: { parallelToolCalls: false } },
-      tools: {
-        get_weather: tool({
-          description: 'The weather now',
-          inputSchema: z.object({ city: z.string().max(12) }),
-        }),
-      },
+      ...requiredWeatherCall,
     });
     let deltas = 0;
     for await (const part of s.fullStream) {
