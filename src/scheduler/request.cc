@@ -5,6 +5,20 @@
 
 namespace ember::scheduler {
 
+std::string_view TraceMarkName(TraceMark::Kind kind) {
+  switch (kind) {
+    case TraceMark::Kind::kAdmitted:
+      return "admitted";
+    case TraceMark::Kind::kFirstToken:
+      return "first_token";
+    case TraceMark::Kind::kPreempted:
+      return "preempted";
+    case TraceMark::Kind::kResumed:
+      return "resumed";
+  }
+  return "admitted";
+}
+
 void RequestStream::SetNotify(std::function<void()> notify) {
   std::lock_guard lock(mu_);
   notify_ = std::move(notify);

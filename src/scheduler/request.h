@@ -11,10 +11,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -77,6 +80,39 @@ struct Timings {
   std::chrono::nanoseconds engine{0};
 };
 
+// What one request went through inside the scheduler, for the console's timeline
+// (SchedulerOptions::trace_steps). Times count from the request's arrival. Bounded: the first
+// `trace_steps` steps are kept in full, later ones only counted (steps_total).
+struct TraceStep {
+  std::uint64_t step = 0;             // the model's step number: equal numbers, same batch
+  std::chrono::nanoseconds start{0};  // since arrival
+  std::chrono::nanoseconds took{0};   // the whole step's wall time
+  int tokens = 0;                     // this request's tokens in it
+  bool prefill = false;               // a prompt (or, after a preemption, replay) chunk
+  int batch_tokens = 0;               // every sequence's tokens in it, this one's included
+  // The other sequences in the batch: Trace::peers[peers_begin, peers_end).
+  std::uint32_t peers_begin = 0;
+  std::uint32_t peers_end = 0;
+};
+struct TracePeer {
+  std::uint32_t id = 0;  // index into Trace::peer_ids
+  int tokens = 0;
+};
+struct TraceMark {
+  enum class Kind { kAdmitted, kFirstToken, kPreempted, kResumed };
+  Kind kind = Kind::kAdmitted;
+  std::chrono::nanoseconds at{0};  // since arrival
+};
+std::string_view TraceMarkName(TraceMark::Kind kind);
+struct Trace {
+  std::vector<TraceStep> steps;
+  std::vector<TracePeer> peers;
+  // GenerateRequest::id of each request met in a step ("id#2" for its choice 2), each once.
+  std::vector<std::string> peer_ids;
+  std::vector<TraceMark> marks;
+  int steps_total = 0;  // steps it took part in, kept or not
+};
+
 // One per choice. The prompt is counted in choice 0's usage only (it was computed once);
 // every choice reports its own completion tokens and its own share of engine time.
 struct Finished {
@@ -86,6 +122,8 @@ struct Finished {
   Timings timings;
   std::optional<Error> error;    // set for kError and for requests that never ran
   std::vector<float> embedding;  // an embedding request that finished (kStop)
+  // Its timeline; null unless the scheduler traces (SchedulerOptions::trace_steps > 0).
+  std::shared_ptr<const Trace> trace;
 };
 
 using Event = std::variant<TextDelta, Admitted, Finished>;

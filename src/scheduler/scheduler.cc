@@ -7,6 +7,7 @@
 #include <future>
 #include <map>
 #include <tuple>
+#include <unordered_map>
 
 #include "common/log.h"
 
@@ -70,6 +71,10 @@ struct Scheduler::Sequence {
   // whose prefill it waits for (it is not scheduled meanwhile).
   int prompt_from = -1;
   int sharers = 0;  // the first choice: choices waiting for its prompt cells
+  // Its timeline (SchedulerOptions::trace_steps), and for it each peer's index in
+  // trace->peer_ids by peer key (PeerKey).
+  std::shared_ptr<Trace> trace;
+  std::unordered_map<std::uint64_t, std::uint32_t> peer_index;
 
   const std::vector<Token>& feed() const { return replay.empty() ? request.prompt : replay; }
   bool decoding() const { return prefilled == static_cast<int>(feed().size()); }
@@ -243,6 +248,7 @@ void Scheduler::TakeInbox() {
     seq->request = std::move(inbox_.front().request);
     seq->stream = std::move(inbox_.front().stream);
     seq->order = next_order_++;
+    if (options_.trace_steps > 0) seq->trace = std::make_shared<Trace>();
     inbox_.pop_front();
     const TenantTag tenant = seq->tenant();
     const std::uint64_t order = seq->order;
@@ -264,6 +270,7 @@ void Scheduler::FailWaiting(Sequence& seq, FinishReason reason, std::optional<Er
     f.timings.total = clock_.Now() - seq.request.arrival;
     f.timings.queue = f.timings.total;
     f.error = error;
+    if (choice == 0) f.trace = seq.trace;
     observer_->OnFinished(f);
     seq.stream->Push(std::move(f));
   }
@@ -370,6 +377,10 @@ void Scheduler::StartChoices(int slot) {
     seq->started = true;
     seq->text = TextStream(seq->request.stop);
     seq->admitted = first.admitted;
+    if (first.trace) {
+      seq->trace = std::make_shared<Trace>();
+      Mark(*seq, TraceMark::Kind::kAdmitted, seq->admitted);
+    }
     queue_.AddRunning(seq->tenant());
     const int at = PickSlot({}).first;
     auto begun = at < 0 ? Result<int>(Internal("no free slot for a choice"))
@@ -424,12 +435,14 @@ void Scheduler::Start(std::unique_ptr<Sequence> seq, int slot, int shared) {
   seq->prefilled = *kept;
   if (seq->started) {
     preempted_count_.fetch_sub(1);
+    Mark(*seq, TraceMark::Kind::kResumed, clock_.Now());
   } else {
     waiting_count_.fetch_sub(1);
     seq->started = true;
     seq->cached = *kept;
     seq->text = TextStream(seq->request.stop);
     seq->admitted = clock_.Now();
+    Mark(*seq, TraceMark::Kind::kAdmitted, seq->admitted);
     const auto queued = seq->admitted - seq->request.arrival;
     seq->stream->Push(Admitted{queued});
     observer_->OnAdmitted(seq->request, queued);
@@ -525,6 +538,7 @@ void Scheduler::Preempt(Sequence& seq) {
   owned->slot = -1;
   running_count_.fetch_sub(1);
   preempted_count_.fetch_add(1);
+  Mark(*owned, TraceMark::Kind::kPreempted, clock_.Now());
   observer_->OnPreempted(owned->tenant());
   const TenantTag tenant = owned->tenant();
   const std::uint64_t order = owned->order;
@@ -599,6 +613,7 @@ bool Scheduler::RunStep() {
   const SteadyTime now = clock_.Now();
   last_progress_ns_ = now.time_since_epoch().count();
   observer_->OnStep(tokens, static_cast<int>(batch.size()), now - start);
+  if (options_.trace_steps > 0) RecordTrace(plan, start, now);
   // Engine time, for the usage ledger: the step's wall time split over its sequences in
   // proportion to the tokens each computed.
   const std::int64_t step_ns = (now - start).count();
@@ -666,6 +681,7 @@ void Scheduler::HandleSampled(Sequence& seq, const engine::Sampled& sampled, Ste
   seq.output.push_back(token);
   if (seq.generated == 1) {
     seq.first_token = now;
+    Mark(seq, TraceMark::Kind::kFirstToken, now);
     observer_->OnFirstToken(now - seq.request.arrival);
   } else {
     observer_->OnTokenInterval(now - seq.last_token);
@@ -750,8 +766,55 @@ void Scheduler::Complete(Sequence& seq, FinishReason reason, std::optional<Error
   f.timings.total = now - seq.request.arrival;
   f.timings.engine = std::chrono::nanoseconds(seq.engine_ns);
   f.embedding = std::move(seq.embedding);
+  f.trace = std::move(seq.trace);
   observer_->OnFinished(f);
   seq.stream->Push(std::move(f));
+}
+
+void Scheduler::Mark(Sequence& seq, TraceMark::Kind kind, SteadyTime at) {
+  if (seq.trace) seq.trace->marks.push_back({kind, at - seq.request.arrival});
+}
+
+namespace {
+// A sequence's identity in traces: its request's arrival order and its choice.
+std::uint64_t PeerKey(std::uint64_t order, int choice) {
+  return (order << 8) | static_cast<std::uint64_t>(choice & 0xff);
+}
+}  // namespace
+
+void Scheduler::RecordTrace(const std::vector<Planned>& plan, SteadyTime start, SteadyTime end) {
+  const std::uint64_t step = steps_++;
+  int batch_tokens = 0;
+  for (const Planned& p : plan) batch_tokens += static_cast<int>(p.entry.tokens.size());
+  for (const Planned& p : plan) {
+    Sequence& seq = *p.seq;
+    if (!seq.trace) continue;
+    Trace& trace = *seq.trace;
+    ++trace.steps_total;
+    if (static_cast<int>(trace.steps.size()) >= options_.trace_steps) continue;
+    const engine::BatchEntry& e = p.entry;
+    TraceStep& out = trace.steps.emplace_back();
+    out.step = step;
+    out.start = start - seq.request.arrival;
+    out.took = end - start;
+    out.tokens = static_cast<int>(e.tokens.size());
+    out.prefill = !seq.decoding();
+    out.batch_tokens = batch_tokens;
+    out.peers_begin = static_cast<std::uint32_t>(trace.peers.size());
+    for (const Planned& other : plan) {
+      if (other.seq == &seq) continue;
+      const std::uint64_t key = PeerKey(other.seq->order, other.seq->choice);
+      auto [it, fresh] =
+          seq.peer_index.try_emplace(key, static_cast<std::uint32_t>(trace.peer_ids.size()));
+      if (fresh) {
+        trace.peer_ids.push_back(other.seq->choice == 0
+                                     ? other.seq->request.id
+                                     : StrCat(other.seq->request.id, "#", other.seq->choice));
+      }
+      trace.peers.push_back({it->second, static_cast<int>(other.entry.tokens.size())});
+    }
+    out.peers_end = static_cast<std::uint32_t>(trace.peers.size());
+  }
 }
 
 void Scheduler::PublishGauges() {

@@ -56,6 +56,11 @@ struct SchedulerOptions {
   // the wait queue may take a slot from a tenant of the same class that holds two or more
   // slots and more than its weighted share of them (see PickFairShareVictim).
   bool fair_share_preemption = false;
+  // Timelines: each request's Finished carries a Trace of its marks and of its first
+  // `trace_steps` steps, each with the other sequences of its batch (0: no traces). Recording
+  // costs a few stores per sequence and step, plus one per pair of sequences sharing a step
+  // while both are within their first `trace_steps` steps.
+  int trace_steps = 0;
 };
 
 // Observations for metrics, called on the engine thread. Default: ignore.
@@ -160,6 +165,9 @@ class Scheduler {
   // Ends a request in the wait queue: never admitted, or preempted.
   void FailWaiting(Sequence& seq, engine::FinishReason reason, std::optional<Error> error);
   void PublishGauges();
+  // Appends this step to the trace of every sequence in it that still keeps steps.
+  void RecordTrace(const std::vector<Planned>& plan, SteadyTime start, SteadyTime end);
+  void Mark(Sequence& seq, TraceMark::Kind kind, SteadyTime at);
 
   SchedulerOptions options_;
   std::unique_ptr<engine::Engine> engine_;
@@ -185,6 +193,7 @@ class Scheduler {
   // Engine thread only.
   FairQueue<std::unique_ptr<Sequence>> queue_;
   std::uint64_t next_order_ = 0;  // arrival order of the next request taken from the inbox
+  std::uint64_t steps_ = 0;       // steps run, for traces
   std::vector<std::unique_ptr<Sequence>> slots_;
   // Tokens whose KV cells each idle slot still holds: the prompt cache.
   std::vector<std::vector<engine::Token>> cached_;

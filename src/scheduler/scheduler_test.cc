@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <map>
 #include <thread>
 
 #include "engine/fake/fake_engine.h"
@@ -344,6 +346,90 @@ TEST(EngineTimeTest, RequestsEngineTimesAddUpToBusyTime) {
   }
   EXPECT_EQ(sum, scheduler->busy_ns());
   EXPECT_GE(sum, 9 * 300'000);  // the longest request alone takes 9 steps of >= 300 us
+}
+
+}  // namespace
+}  // namespace ember::scheduler
+
+namespace ember::scheduler {
+namespace {
+
+// The other requests of a trace's step, by id, with their tokens in it.
+std::map<std::string, int> PeersOf(const Trace& trace, const TraceStep& step) {
+  std::map<std::string, int> out;
+  for (std::uint32_t i = step.peers_begin; i < step.peers_end; ++i) {
+    out[trace.peer_ids[trace.peers[i].id]] = trace.peers[i].tokens;
+  }
+  return out;
+}
+
+class TraceTest : public ::testing::Test {
+ protected:
+  void Start(int trace_steps) {
+    auto engine = std::make_unique<FakeEngine>(FakeEngineOptions{.step_delay = 500us});
+    engine_ = engine.get();
+    scheduler_ =
+        Scheduler::Create({.trace_steps = trace_steps}, std::move(engine), nullptr, clock_).value();
+  }
+  std::shared_ptr<RequestStream> Submit(std::string id, int max_tokens) {
+    GenerateRequest r = MakeRequest(*engine_, "abc", max_tokens, clock_.Now());
+    r.id = std::move(id);
+    return SubmitAccepted(*scheduler_, std::move(r));
+  }
+  FakeClock clock_;
+  FakeEngine* engine_ = nullptr;
+  std::unique_ptr<Scheduler> scheduler_;
+};
+
+TEST_F(TraceTest, ARequestThatSharedStepsWithTwoOthersNamesBoth) {
+  Start(64);
+  auto a = Submit("req-a", 20);
+  auto b = Submit("req-b", 20);
+  auto c = Submit("req-c", 20);
+  Collected ca = Wait(*a), cb = Wait(*b), cc = Wait(*c);
+  ASSERT_TRUE(ca.finished && cb.finished && cc.finished);
+  ASSERT_TRUE(ca.finished->trace && cb.finished->trace);
+  const Trace& ta = *ca.finished->trace;
+  const Trace& tb = *cb.finished->trace;
+  // One step of its 3-token prompt (which samples the first token), then 19 decode steps.
+  EXPECT_EQ(ta.steps_total, 20);
+  ASSERT_EQ(ta.steps.size(), 20u);
+  EXPECT_TRUE(ta.steps.front().prefill);
+  EXPECT_EQ(ta.steps.front().tokens, 3);
+  EXPECT_FALSE(ta.steps.back().prefill);
+  EXPECT_EQ(ta.steps.back().tokens, 1);
+  // A decode step all three shared: A's trace names B and C with one token each, and B's
+  // trace has the same step (same number) naming A and C.
+  const std::map<std::string, int> decoding{{"req-b", 1}, {"req-c", 1}};
+  const auto shared = std::find_if(ta.steps.begin(), ta.steps.end(), [&](const TraceStep& s) {
+    return !s.prefill && PeersOf(ta, s) == decoding;
+  });
+  ASSERT_NE(shared, ta.steps.end()) << "no decode step shared with both others";
+  EXPECT_EQ(shared->batch_tokens, 3);
+  const auto same = std::find_if(tb.steps.begin(), tb.steps.end(),
+                                 [&](const TraceStep& s) { return s.step == shared->step; });
+  ASSERT_NE(same, tb.steps.end());
+  EXPECT_EQ(PeersOf(tb, *same), (std::map<std::string, int>{{"req-a", 1}, {"req-c", 1}}));
+  // Each peer is named once however many steps it shared.
+  EXPECT_EQ(ta.peer_ids.size(), 2u);
+  ASSERT_GE(ta.marks.size(), 2u);
+  EXPECT_EQ(ta.marks[0].kind, TraceMark::Kind::kAdmitted);
+  EXPECT_EQ(ta.marks[1].kind, TraceMark::Kind::kFirstToken);
+}
+
+TEST_F(TraceTest, KeepsOnlyTheFirstStepsButCountsAll) {
+  Start(5);
+  Collected c = Wait(*Submit("req-a", 20));
+  ASSERT_TRUE(c.finished && c.finished->trace);
+  EXPECT_EQ(c.finished->trace->steps.size(), 5u);
+  EXPECT_EQ(c.finished->trace->steps_total, 20);
+}
+
+TEST_F(TraceTest, NoTraceWhenOff) {
+  Start(0);
+  Collected c = Wait(*Submit("req-a", 3));
+  ASSERT_TRUE(c.finished);
+  EXPECT_EQ(c.finished->trace, nullptr);
 }
 
 }  // namespace
