@@ -69,6 +69,7 @@ class ExchangeImpl final : public Exchange, public std::enable_shared_from_this<
   void Respond(int status, std::string content_type, std::string body, Headers extra) override {
     if (started_) return;
     started_ = ended_ = true;
+    extra.insert(extra.begin(), always_.begin(), always_.end());
     std::string out = HeaderBlock(status, content_type, extra, keep_alive_);
     out += StrCat("Content-Length: ", body.size(), "\r\n\r\n");
     out += body;
@@ -78,6 +79,7 @@ class ExchangeImpl final : public Exchange, public std::enable_shared_from_this<
   void StartStream(int status, std::string content_type, Headers extra) override {
     if (started_) return;
     started_ = streaming_ = true;
+    extra.insert(extra.begin(), always_.begin(), always_.end());
     extra.emplace_back("Cache-Control", "no-cache");
     std::string out = HeaderBlock(status, content_type, extra, keep_alive_);
     out += "Transfer-Encoding: chunked\r\n\r\n";
@@ -105,6 +107,12 @@ class ExchangeImpl final : public Exchange, public std::enable_shared_from_this<
 
   void OnClientGone(std::function<void()> fn) override { on_gone_ = std::move(fn); }
 
+  void AddResponseHeader(std::string name, std::string value) override {
+    always_.emplace_back(std::move(name), std::move(value));
+  }
+
+  std::size_t queued_bytes() const override { return queued_bytes_; }
+
   // Writes whatever the application queued until the response ends or the client leaves.
   // Returns false if the connection must be closed.
   awaitable<bool> Serve(beast::tcp_stream& stream, std::chrono::milliseconds poll) {
@@ -115,10 +123,13 @@ class ExchangeImpl final : public Exchange, public std::enable_shared_from_this<
         std::string data = std::move(outbox_.front());
         outbox_.pop_front();
         for (; !outbox_.empty(); outbox_.pop_front()) data += outbox_.front();
+        queued_bytes_ = data.size();
         beast::error_code ec;
         stream.expires_never();
         co_await asio::async_write(stream, asio::buffer(data),
                                    asio::redirect_error(asio::use_awaitable, ec));
+        queued_bytes_ = 0;
+        for (const std::string& d : outbox_) queued_bytes_ += d.size();
         if (ec) {
           ClientGone();
           co_return false;
@@ -164,6 +175,7 @@ class ExchangeImpl final : public Exchange, public std::enable_shared_from_this<
 
   void Queue(std::string data) {
     if (gone_) return;
+    queued_bytes_ += data.size();
     outbox_.push_back(std::move(data));
     signal_.cancel();
   }
@@ -188,6 +200,8 @@ class ExchangeImpl final : public Exchange, public std::enable_shared_from_this<
   bool started_ = false, streaming_ = false, ended_ = false, gone_ = false;
   bool readable_ = false, pipelined_ = false;
   std::deque<std::string> outbox_;
+  std::size_t queued_bytes_ = 0;  // in outbox_ and in the write in flight
+  Headers always_;                // AddResponseHeader
   std::function<void()> on_gone_;
 };
 

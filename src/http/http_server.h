@@ -46,6 +46,11 @@ class Exchange {
   virtual void Post(std::function<void()> fn) = 0;
   // Called once, on the strand, if the client disconnects before the response ended.
   virtual void OnClientGone(std::function<void()> fn) = 0;
+  // A header every response of this exchange carries (x-request-id), whoever answers it.
+  virtual void AddResponseHeader(std::string name, std::string value) = 0;
+  // Bytes of a streamed response queued and not yet written to the socket: how far the client
+  // lags behind (an event feed drops a client that lags too far).
+  virtual std::size_t queued_bytes() const = 0;
 };
 
 using Handler = std::function<void(std::shared_ptr<Exchange>)>;
