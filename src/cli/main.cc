@@ -26,7 +26,7 @@ namespace {
 struct DurationFlags {
   std::string queue_timeout = "30s", drain_timeout = "30s", read_timeout = "30s",
               liveness_timeout = "60s", step_delay = "0", idle_unload = "0",
-              model_switch_after = "5s", ledger_interval = "60s";
+              model_switch_after = "5s", ledger_interval = "60s", console_interval = "1s";
   std::string ledger_sync = "normal", unmetered = "serve";
   std::string memory_budget = "0";
   std::string cache_max_size = "0", cache_min_free = "1GiB", cache_verify = "boot";
@@ -181,6 +181,27 @@ void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
   serve->add_option("--http-threads", o.http_threads, "HTTP I/O threads")
       ->envname("EMBER_HTTP_THREADS")
       ->check(CLI::Range(1, 64));
+  serve
+      ->add_option("--console-ring", o.console_ring,
+                   "Recent requests kept with their timelines for GET /admin/requests "
+                   "(docs/console.md); 0 keeps none")
+      ->envname("EMBER_CONSOLE_RING")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{1'000'000}));
+  serve
+      ->add_flag("--console-keep-text", o.console_keep_text,
+                 "Keep each request's body and output (64 KiB each) with its timeline; off: "
+                 "no prompt or output text is kept")
+      ->envname("EMBER_CONSOLE_KEEP_TEXT");
+  serve
+      ->add_option("--console-trace-steps", o.console_trace_steps,
+                   "Engine steps kept per request timeline, each with the requests it shared "
+                   "(0: no step traces)")
+      ->envname("EMBER_CONSOLE_TRACE_STEPS")
+      ->check(CLI::Range(0, 100'000));
+  serve
+      ->add_option("--console-interval", d.console_interval,
+                   "Period of the snapshots GET /admin/events sends")
+      ->envname("EMBER_CONSOLE_INTERVAL");
   // Testing aid, hidden from --help: slows every engine step so tests can hold requests.
   serve->add_option("--debug-step-delay", d.step_delay)->group("");
 }
@@ -194,7 +215,8 @@ Status ApplyDurations(const DurationFlags& d, server::ServeOptions& o) {
       {&d.step_delay, &o.step_delay},
       {&d.idle_unload, &o.idle_unload},
       {&d.model_switch_after, &o.model_switch_after},
-      {&d.ledger_interval, &o.ledger_interval}};
+      {&d.ledger_interval, &o.ledger_interval},
+      {&d.console_interval, &o.console_interval}};
   for (const auto& [text, out] : all) {
     auto parsed = ParseDuration(*text);
     if (!parsed) return std::unexpected(parsed.error());

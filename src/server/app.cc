@@ -9,6 +9,7 @@
 #include "api/openai.h"
 #include "api/tokenize.h"
 #include "common/clock.h"
+#include "common/ids.h"
 #include "common/log.h"
 #include "ledger/report.h"
 #include "ledger/store.h"
@@ -18,7 +19,11 @@ namespace ember::server {
 
 App::App(AppOptions options, ServerMetrics& metrics, tenancy::Tenancy& tenancy,
          TenantMetrics& tenant_metrics)
-    : options_(options), metrics_(metrics), tenancy_(tenancy), tenant_metrics_(tenant_metrics) {}
+    : options_(options),
+      metrics_(metrics),
+      tenancy_(tenancy),
+      tenant_metrics_(tenant_metrics),
+      console_(options.console) {}
 
 bool App::Authorized(http::Exchange& ex, const std::string& endpoint) {
   auto caller = tenancy_.Authenticate(ex.request().Header("authorization"));
@@ -95,6 +100,16 @@ void App::Handle(std::shared_ptr<http::Exchange> ex) {
   const std::string& path = req.path;
   const bool get = req.method == "GET";
   const bool post = req.method == "POST";
+  // Every response carries x-request-id: the client's own when it is sane, else a new one (a
+  // generation's is its response id, set by Generation).
+  std::string request_id = req.Header("x-request-id");
+  if (!ValidRequestId(request_id)) request_id.clear();
+  const bool generation = post && (path == "/v1/completions" || path == "/v1/chat/completions" ||
+                                   path == "/v1/embeddings" || path == "/v1/responses");
+  if (!generation) {
+    ex->AddResponseHeader("x-request-id",
+                          request_id.empty() ? NewRequestId("req") : std::move(request_id));
+  }
   if (path == "/health" && get) return HandleHealth(*ex);
   if (path == "/ready" && get) return HandleReady(*ex);
   if (path == "/metrics" && get) {
@@ -104,24 +119,29 @@ void App::Handle(std::shared_ptr<http::Exchange> ex) {
   }
   if (path == "/v1/models" && get) return HandleModels(*ex);
   if (path == "/v1/completions" && post) {
-    return HandleGenerate(std::move(ex), api::Endpoint::kCompletions);
+    return HandleGenerate(std::move(ex), api::Endpoint::kCompletions, std::move(request_id));
   }
   if (path == "/v1/chat/completions" && post) {
-    return HandleGenerate(std::move(ex), api::Endpoint::kChatCompletions);
+    return HandleGenerate(std::move(ex), api::Endpoint::kChatCompletions, std::move(request_id));
   }
   if (path == "/v1/embeddings" && post) {
-    return HandleGenerate(std::move(ex), api::Endpoint::kEmbeddings);
+    return HandleGenerate(std::move(ex), api::Endpoint::kEmbeddings, std::move(request_id));
   }
   if (path == "/v1/responses" && post) {
-    return HandleGenerate(std::move(ex), api::Endpoint::kResponses);
+    return HandleGenerate(std::move(ex), api::Endpoint::kResponses, std::move(request_id));
   }
   if (path == "/tokenize" && post) return HandleTokenize(std::move(ex));
   if (path.starts_with("/admin/models/") && post) return HandleAdmin(std::move(ex));
   if (path == "/v1/usage" && get) return HandleUsage(std::move(ex));
+  if ((path == "/admin/requests" || path.starts_with("/admin/requests/")) && get) {
+    return HandleRequests(*ex);
+  }
+  if (path == "/admin/events" && get) return HandleEvents(std::move(ex));
   const bool known = path == "/health" || path == "/ready" || path == "/metrics" ||
                      path == "/v1/models" || path == "/v1/completions" ||
                      path == "/v1/chat/completions" || path == "/v1/embeddings" ||
-                     path == "/v1/responses" || path == "/tokenize" || path == "/v1/usage";
+                     path == "/v1/responses" || path == "/tokenize" || path == "/v1/usage" ||
+                     path == "/admin/requests" || path == "/admin/events";
   if (known) {
     return ReplyError(*ex, path,
                       Error{ErrorCode::kInvalidArgument,
@@ -234,9 +254,6 @@ Status CheckAdminAccess(const http::Request& request, std::string_view admin_key
                     : "wrong admin key in the Authorization header");
 }
 
-namespace {
-
-// The value of `name` in a URL query ("a=1&b=x%2Cy"), percent-decoded; nullopt when absent.
 std::optional<std::string> QueryParam(std::string_view target, std::string_view name) {
   const std::size_t q = target.find('?');
   if (q == std::string_view::npos) return std::nullopt;
@@ -267,8 +284,6 @@ std::optional<std::string> QueryParam(std::string_view target, std::string_view 
   }
   return std::nullopt;
 }
-
-}  // namespace
 
 // GET /v1/usage?since=&until=&by=tenant,model,key,day&tenant=&model=&key=: the ledger's report
 // (the JSON of `ember cost report --format json`), admin access only. The query runs on its own
@@ -375,10 +390,11 @@ void App::HandleAdmin(std::shared_ptr<http::Exchange> ex) {
 
 namespace ember::server {
 
-void App::HandleGenerate(std::shared_ptr<http::Exchange> ex, api::Endpoint kind) {
+void App::HandleGenerate(std::shared_ptr<http::Exchange> ex, api::Endpoint kind,
+                         std::string request_id) {
   // Every check, from the serving state to the tenant's limits, is a stage of the
   // Generation, so each refusal also passes its completion point.
-  std::make_shared<Generation>(*this, std::move(ex), kind)->Start();
+  std::make_shared<Generation>(*this, std::move(ex), kind, std::move(request_id))->Start();
 }
 
 }  // namespace ember::server

@@ -8,12 +8,14 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "api/openai.h"
 #include "http/http_server.h"
 #include "scheduler/scheduler.h"
+#include "server/console.h"
 #include "server/metering.h"
 #include "server/models.h"
 #include "server/server_metrics.h"
@@ -38,12 +40,17 @@ struct AppOptions {
   std::chrono::milliseconds queue_timeout{30'000};
   // Bearer token the admin endpoints require; empty = they answer loopback clients only.
   std::string admin_key;
+  // The console: recent requests' timelines and the live event feed.
+  ConsoleOptions console;
 };
 
 // Whether `request` may use the admin endpoints: with `admin_key`, it must carry
 // "Authorization: Bearer <admin_key>" (401 otherwise); without, it must come from loopback
 // (403 otherwise).
 [[nodiscard]] Status CheckAdminAccess(const http::Request& request, std::string_view admin_key);
+
+// The value of `name` in a URL query ("a=1&b=x%2Cy"), percent-decoded; nullopt when absent.
+std::optional<std::string> QueryParam(std::string_view target, std::string_view name);
 
 class App {
  public:
@@ -71,6 +78,11 @@ class App {
 
   void Handle(std::shared_ptr<http::Exchange> exchange);
 
+  Console& console() { return console_; }
+  // The console's ticker (the /admin/events snapshots); stop it before the models go.
+  void StartConsole();
+  void StopConsole() { console_.Stop(); }
+
  private:
   friend class Generation;
   void Reply(http::Exchange& ex, const std::string& endpoint, int status, std::string body,
@@ -84,7 +96,12 @@ class App {
   void HandleReady(http::Exchange& ex);
   void HandleModels(http::Exchange& ex);
   void HandleTokenize(std::shared_ptr<http::Exchange> ex);
-  void HandleGenerate(std::shared_ptr<http::Exchange> ex, api::Endpoint kind);
+  // `request_id`: the client's x-request-id when it is sane, else "".
+  void HandleGenerate(std::shared_ptr<http::Exchange> ex, api::Endpoint kind,
+                      std::string request_id);
+  // GET /admin/requests, /admin/requests/{id}, /admin/events (console.cc's data).
+  void HandleRequests(http::Exchange& ex);
+  void HandleEvents(std::shared_ptr<http::Exchange> ex);
   // With tenants configured, the API endpoints other than generation (models, tokenize) need
   // a valid key too; answers the refusal itself and returns false.
   bool Authorized(http::Exchange& ex, const std::string& endpoint);
@@ -109,6 +126,7 @@ class App {
   std::atomic<int> open_generations_{0};
   Metering* metering_ = nullptr;
   ChatTemplates* chat_templates_ = nullptr;
+  Console console_;
 };
 
 }  // namespace ember::server

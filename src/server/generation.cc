@@ -65,6 +65,9 @@ std::string_view EndpointPath(api::Endpoint kind) {
   }
   return "/v1/completions";
 }
+// What --console-keep-text keeps of an output (choice 0's).
+constexpr std::size_t kKeptTextBytes = 64 << 10;
+
 std::string_view IdPrefix(api::Endpoint kind) {
   switch (kind) {
     case api::Endpoint::kCompletions:
@@ -80,12 +83,14 @@ std::string_view IdPrefix(api::Endpoint kind) {
 }
 }  // namespace
 
-Generation::Generation(App& app, std::shared_ptr<http::Exchange> exchange, api::Endpoint kind)
+Generation::Generation(App& app, std::shared_ptr<http::Exchange> exchange, api::Endpoint kind,
+                       std::string request_id)
     : app_(app),
       exchange_(std::move(exchange)),
       kind_(kind),
       chat_(kind == api::Endpoint::kChatCompletions),
-      endpoint_(EndpointPath(kind)) {
+      endpoint_(EndpointPath(kind)),
+      request_id_(std::move(request_id)) {
   app_.open_generations_.fetch_add(1);
   app_.metrics_.CountGeneration();
 }
@@ -105,6 +110,10 @@ Generation::~Generation() {
 void Generation::Start() {
   arrival_ = Clock::Real().Now();
   arrival_unix_ns_ = Metering::NowNs();
+  // The response id; also the x-request-id unless the client sent its own.
+  meta_.id = NewRequestId(IdPrefix(kind_));
+  if (request_id_.empty()) request_id_ = meta_.id;
+  exchange_->AddResponseHeader("x-request-id", request_id_);
   // The serving state.
   if (app_.phase() == Phase::kLoading || app_.models_.load() == nullptr) {
     app_.metrics_.CountRejected("loading");
@@ -164,6 +173,13 @@ void Generation::Start() {
   auto grant = app_.tenancy_.Admit(caller_, model_id_);
   if (!grant) return Refuse(grant.error());
   grant_ = std::move(*grant);
+  live_ = app_.console_.Begin({.id = request_id_,
+                               .tenant = caller_.tenant,
+                               .model = model_id_,
+                               .endpoint = endpoint_,
+                               .priority = static_cast<int>(caller_.priority),
+                               .arrival = arrival_});
+  live_->state.store(LiveState::kWaitingModel, std::memory_order_relaxed);
 
   std::weak_ptr<Generation> weak = weak_from_this();
   // The exchange holds this Generation alive until the response ends or the client leaves.
@@ -212,6 +228,15 @@ void Generation::OnModel(Result<ModelLease> lease) {
   }
   lease_ = std::make_unique<ModelLease>(std::move(*lease));
   cold_start_s_ = lease_->cold_start_seconds();
+  model_ready_ns_ = SinceArrivalNs();
+  if (cold_start_s_ && app_.console_.feed().subscribers() > 0) {
+    std::string event = "{\"id\":";
+    api::AppendJsonEscaped(event.append("\""), request_id_);
+    event += "\",\"model\":\"";
+    api::AppendJsonEscaped(event, model_id_);
+    event += StrCat("\",\"waited_ms\":", static_cast<std::int64_t>(*cold_start_s_ * 1e3), "}");
+    app_.console_.feed().Publish("cold_start", event);
+  }
   Result<std::vector<scheduler::GenerateRequest>> built;
   if (kind_ == api::Endpoint::kEmbeddings) {
     built = BuildEmbeddingRequests();
@@ -427,7 +452,6 @@ Result<scheduler::GenerateRequest> Generation::BuildRequest() {
 
 void Generation::Submit(std::vector<scheduler::GenerateRequest> reqs) {
   scheduler::Scheduler& scheduler = lease_->scheduler();
-  meta_.id = NewRequestId(IdPrefix(kind_));
   meta_.created = Clock::Real().UnixSeconds();
   meta_.model = scheduler.model().id;
   meta_.system_fingerprint =
@@ -437,7 +461,7 @@ void Generation::Submit(std::vector<scheduler::GenerateRequest> reqs) {
     responses_ = std::make_unique<api::ResponsesEncoder>(params_, meta_);
   }
   for (std::size_t i = 0; i < reqs.size(); ++i) {
-    reqs[i].id = reqs.size() == 1 ? meta_.id : StrCat(meta_.id, "-", i);
+    reqs[i].id = reqs.size() == 1 ? request_id_ : StrCat(request_id_, "-", i);
     reqs[i].arrival = arrival_;
   }
   embeddings_.resize(kind_ == api::Endpoint::kEmbeddings ? reqs.size() : 0);
@@ -458,6 +482,10 @@ void Generation::Submit(std::vector<scheduler::GenerateRequest> reqs) {
     choices_open_ = params_.n;
   }
   unsubmitted_ = std::move(reqs);
+  // Before submitting: the engine thread may admit it before SubmitMore returns.
+  queued_ns_ = SinceArrivalNs();
+  live_->prompt_tokens.store(prompt_tokens_, std::memory_order_relaxed);
+  live_->state.store(LiveState::kQueued, std::memory_order_relaxed);
   if (Status ok = SubmitMore(); !ok) {
     const bool full = ok.error().code == ErrorCode::kResourceExhausted;
     app_.metrics_.CountRejected(full                                         ? "queue_full"
@@ -523,6 +551,7 @@ void Generation::EnsureStreamStarted() {
 void Generation::OnAdmitted(const scheduler::Admitted& admitted) {
   if (admitted_) return;  // a later embedding input: the request was admitted once
   admitted_ = true;
+  live_->state.store(LiveState::kRunning, std::memory_order_relaxed);
   grant_->Started();
   app_.tenant_metrics_.ObserveQueue(caller_.tenant, admitted.queue);
 }
@@ -530,6 +559,16 @@ void Generation::OnAdmitted(const scheduler::Admitted& admitted) {
 void Generation::OnText(scheduler::TextDelta& delta) {
   // A client that has left gets nothing more, and no response is counted for it: text already
   // queued when it left must not start a stream (a 200 no client ever read).
+  if (delta.tokens > 0 && live_) {
+    if (live_->tokens.fetch_add(delta.tokens, std::memory_order_relaxed) == 0) {
+      live_->first_token_ns.store(SinceArrivalNs(), std::memory_order_relaxed);
+      live_->state.store(LiveState::kDecoding, std::memory_order_relaxed);
+    }
+  }
+  if (app_.console_.options().keep_text && delta.choice == 0 &&
+      kept_output_.size() < kKeptTextBytes) {
+    kept_output_.append(delta.text, 0, kKeptTextBytes - kept_output_.size());
+  }
   if ((delta.text.empty() && delta.logprobs.empty()) || client_gone_) return;
   if (params_.n > 1) return OnChoiceText(delta);
   const bool logprobs = params_.sampling.logprobs;
@@ -711,10 +750,12 @@ void Generation::Refuse(const MeterRefusal& refusal) {
   Complete(refusal.status == 402 ? Outcome::kOverBudget : Outcome::kCannotMeter, nullptr);
 }
 
-void Generation::RecordUsage(Outcome outcome, const scheduler::Finished* finished,
-                             std::function<void()> acknowledge) {
-  auto send_now = [&acknowledge] {
+std::optional<Metering::Priced> Generation::RecordUsage(Outcome outcome,
+                                                        const scheduler::Finished* finished,
+                                                        std::function<void()> acknowledge) {
+  auto send_now = [&acknowledge]() -> std::optional<Metering::Priced> {
     if (acknowledge) acknowledge();
+    return std::nullopt;
   };
   // Refusals are counted in metrics, not billed: a record is for a request that was let in.
   switch (outcome) {
@@ -768,7 +809,7 @@ void Generation::RecordUsage(Outcome outcome, const scheduler::Finished* finishe
       self->exchange_->Post([self, send = std::move(send)] { send(); });
     };
   }
-  metering->Record(reservation_, std::move(r), std::move(durable));
+  return metering->Record(reservation_, std::move(r), std::move(durable));
 }
 
 void Generation::Complete(Outcome outcome, const scheduler::Finished* finished,
@@ -781,7 +822,9 @@ void Generation::Complete(Outcome outcome, const scheduler::Finished* finished,
   done_ = true;
   const std::int64_t output = finished != nullptr ? finished->usage.completion_tokens : 0;
   if (grant_) grant_->Settle(output);
-  RecordUsage(outcome, finished, std::move(acknowledge));
+  const std::optional<Metering::Priced> priced =
+      RecordUsage(outcome, finished, std::move(acknowledge));
+  RecordTimeline(outcome, finished, priced);
   app_.metrics_.CountOutcome(OutcomeName(outcome));
   app_.tenant_metrics_.CountRequest(caller_.tenant, http_status_,
                                     finished != nullptr ? finished->usage.prompt_tokens : 0,

@@ -37,6 +37,7 @@
 #include "ledger/budget.h"
 #include "scheduler/request.h"
 #include "server/chat_templates.h"
+#include "server/console.h"
 #include "server/metering.h"
 #include "server/models.h"
 #include "server/server_metrics.h"
@@ -70,7 +71,9 @@ std::string_view OutcomeName(Outcome outcome);
 
 class Generation : public std::enable_shared_from_this<Generation> {
  public:
-  Generation(App& app, std::shared_ptr<http::Exchange> exchange, api::Endpoint kind);
+  // `request_id`: the client's x-request-id (sane), or "" for a new one.
+  Generation(App& app, std::shared_ptr<http::Exchange> exchange, api::Endpoint kind,
+             std::string request_id);
   ~Generation();
 
   // Runs the stages up to acquiring the model; answers at once when one refuses the request.
@@ -117,13 +120,18 @@ class Generation : public std::enable_shared_from_this<Generation> {
   // The usage record of an admitted request (docs/finops.md), at the completion point.
   // `acknowledge` sends the answer's last bytes: at once, or (--ledger-sync full) once the
   // record is committed.
-  void RecordUsage(Outcome outcome, const scheduler::Finished* finished,
-                   std::function<void()> acknowledge);
+  // Returns the record's price; nullopt when no record was written.
+  std::optional<Metering::Priced> RecordUsage(Outcome outcome, const scheduler::Finished* finished,
+                                              std::function<void()> acknowledge);
   // The completion point. `finished`: the scheduler's report, when the request reached it.
   // `acknowledge`: the last bytes of a successful answer, sent once the usage is recorded.
   void Complete(Outcome outcome, const scheduler::Finished* finished,
                 std::function<void()> acknowledge = nullptr);
   http::Headers ResponseHeaders() const;
+  // The console's record of this request (console.h), at the completion point.
+  void RecordTimeline(Outcome outcome, const scheduler::Finished* finished,
+                      std::optional<Metering::Priced> priced);
+  std::int64_t SinceArrivalNs() const;
 
   App& app_;
   std::shared_ptr<http::Exchange> exchange_;
@@ -133,6 +141,11 @@ class Generation : public std::enable_shared_from_this<Generation> {
   api::GenerationParams params_;
   api::EmbeddingParams embed_params_;
   std::string model_id_;
+  std::string request_id_;             // x-request-id
+  std::shared_ptr<LiveRequest> live_;  // in the console's live view from admission to Complete
+  std::optional<std::int64_t> model_ready_ns_;  // since arrival
+  std::optional<std::int64_t> queued_ns_;
+  std::string kept_output_;  // --console-keep-text, streamed answers
   ModelMetrics* model_metrics_ = nullptr;
   SteadyTime arrival_{};
   std::int64_t arrival_unix_ns_ = 0;  // the same instant on the wall clock (usage records)

@@ -73,6 +73,7 @@ void Generation::OnChoiceFinished(scheduler::Finished& f) {
   if (f.choice == 0) {
     total_.timings.queue = f.timings.queue;
     total_.timings.first_token = f.timings.first_token;
+    total_.trace = f.trace;
   }
   total_.timings.total = std::max(total_.timings.total, f.timings.total);
   if (!ok) {

@@ -114,7 +114,10 @@ void Generation::OnInputFinished(std::size_t input, scheduler::Finished& f) {
   total_.usage.prompt_tokens += f.usage.prompt_tokens;
   total_.usage.cached_tokens += f.usage.cached_tokens;
   total_.timings.engine += f.timings.engine;
-  if (first) total_.timings.queue = f.timings.queue;
+  if (first) {
+    total_.timings.queue = f.timings.queue;
+    total_.trace = f.trace;
+  }
   total_.timings.total = std::max(total_.timings.total, f.timings.total);
   const bool ok = !f.error && f.reason == FinishReason::kStop;
   if (ok) {

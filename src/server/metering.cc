@@ -167,8 +167,8 @@ void Metering::CountCost(const std::string& tenant, const std::string& model, co
       .Inc(static_cast<double>(amount));
 }
 
-void Metering::Record(ledger::Reservation& reservation, ledger::UsageRecord r,
-                      std::function<void()> durable) {
+Metering::Priced Metering::Record(ledger::Reservation& reservation, ledger::UsageRecord r,
+                                  std::function<void()> durable) {
   const ledger::ModelPrice* price = options_.prices.For(r.model);
   if (price != nullptr) {
     const ledger::TokenCost cost =
@@ -206,12 +206,14 @@ void Metering::Record(ledger::Reservation& reservation, ledger::UsageRecord r,
   usage_records_.Inc();
   period_requests_.fetch_add(1, std::memory_order_relaxed);
   period_queue_ns_.fetch_add(r.queue_ns, std::memory_order_relaxed);
+  const Priced priced{r.cost(), r.infra_cost};
   const bool wait = ledger_ && options_.sync == ledger::SyncMode::kFull && durable;
   if (ledger_ && !ledger_->Append(std::move(r), wait ? std::move(durable) : nullptr)) {
     log::Error("usage ledger buffer full: a usage record was lost");
-    return;  // Append ran `durable` itself
+    return priced;  // Append ran `durable` itself
   }
   if (!wait && durable) durable();
+  return priced;
 }
 
 void Metering::Start(ModelManager& models) {

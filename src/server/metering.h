@@ -84,8 +84,13 @@ class Metering {
   // `durable` (may be null) runs once the record is safe: at once, or with --ledger-sync full
   // on the writer thread after its commit (also after a failed commit: a failing disk must not
   // hold answers back; the record stays buffered and is retried).
-  void Record(ledger::Reservation& reservation, ledger::UsageRecord record,
-              std::function<void()> durable = nullptr);
+  // Returns what the record was priced at (for the console's request timeline).
+  struct Priced {
+    Microdollars cost = 0;  // list price of its tokens
+    Microdollars infra = 0;
+  };
+  Priced Record(ledger::Reservation& reservation, ledger::UsageRecord record,
+                std::function<void()> durable = nullptr);
 
   // Starts the interval sampler over `models` (which must outlive Stop()).
   void Start(ModelManager& models);

@@ -172,7 +172,8 @@ Result<LoadedModel> LoadModel(const ModelConfig& config, ModelMetrics& metrics,
        .step_delay = options.step_delay,
        .verify_batch_invariance = options.deterministic || options.allow_deterministic,
        // Only ever acts between tenants (open mode has one, anonymous): docs/tenancy.md.
-       .fair_share_preemption = true},
+       .fair_share_preemption = true,
+       .trace_steps = options.console_trace_steps},
       std::move(*engine), &metrics, Clock::Real());
   if (!scheduler) return std::unexpected(scheduler.error());
   startup.push_back({"warmup", Seconds(std::chrono::steady_clock::now() - warmup_start)});
@@ -360,7 +361,11 @@ int RunServe(const ServeOptions& options) {
   static App app(AppOptions{.liveness_timeout = options.liveness_timeout,
                             .determinism = determinism,
                             .queue_timeout = options.queue_timeout,
-                            .admin_key = options.admin_key},
+                            .admin_key = options.admin_key,
+                            .console = {.ring_size = options.console_ring,
+                                        .keep_text = options.console_keep_text,
+                                        .trace_steps = options.console_trace_steps,
+                                        .interval = options.console_interval}},
                  metrics, tenancy, metrics.tenants());
   app.SetChatTemplates(&chat_templates);
   static std::atomic<bool> drain_requested{false};
@@ -394,6 +399,7 @@ int RunServe(const ServeOptions& options) {
     return 1;
   }
   (*http)->Start();
+  app.StartConsole();  // stopped before the models go (both ways out below)
   // Tests and scripts read this line to find the port (--port 0).
   log::Info("listening on http://", options.host, ":", (*http)->port());
   WatchSignals(signals, app, drain_requested, drain_timeout);
@@ -401,6 +407,7 @@ int RunServe(const ServeOptions& options) {
   if (Status loaded = Preload(*models, *configs); !loaded) {
     log::Error("cannot serve: ", loaded.error().message);
     (*http)->Stop();
+    app.StopConsole();
     app.SetModels(nullptr);
     metering->Stop(std::chrono::seconds(5));
     return 1;  // the manager outlives the stop above: it is destroyed on return
@@ -421,6 +428,7 @@ int RunServe(const ServeOptions& options) {
                   StrCat("signal; draining up to ", drain_timeout.count(), " ms"));
   const bool idle = Drain(*models, app, drain_timeout);
   (*http)->Stop();
+  app.StopConsole();
   app.SetModels(nullptr);
   // Every request has completed (and recorded its usage): the last interval (it reads the
   // models' busy time, so before they go) and the flush.

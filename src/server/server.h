@@ -76,6 +76,12 @@ struct ServeOptions {
   bool unmetered_refuse = false;
   std::chrono::milliseconds ledger_interval{60'000};
   std::string budget_webhook;  // --budget-webhook URL (http://)
+  // The console (docs/console.md): recent requests kept with their timelines, whether their
+  // prompts and outputs are kept too, steps kept per timeline, the event feed's period.
+  std::size_t console_ring = 2000;
+  bool console_keep_text = false;
+  int console_trace_steps = 128;
+  std::chrono::milliseconds console_interval{1000};
 };
 
 // Returns the process exit code.
