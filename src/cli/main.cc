@@ -202,6 +202,11 @@ void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
       ->add_option("--console-interval", d.console_interval,
                    "Period of the snapshots GET /admin/events sends")
       ->envname("EMBER_CONSOLE_INTERVAL");
+  serve
+      ->add_option("--console-dir", o.console_dir,
+                   "The console page's built files (scripts/console.sh prints the folder); "
+                   "default: <exe>/../share/ember/console when it exists")
+      ->envname("EMBER_CONSOLE_DIR");
   // Testing aid, hidden from --help: slows every engine step so tests can hold requests.
   serve->add_option("--debug-step-delay", d.step_delay)->group("");
 }

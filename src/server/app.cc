@@ -137,6 +137,9 @@ void App::Handle(std::shared_ptr<http::Exchange> ex) {
     return HandleRequests(*ex);
   }
   if (path == "/admin/events" && get) return HandleEvents(std::move(ex));
+  if ((path == "/console" || path.starts_with("/console/")) && get) {
+    return HandleConsolePage(*ex);
+  }
   const bool known = path == "/health" || path == "/ready" || path == "/metrics" ||
                      path == "/v1/models" || path == "/v1/completions" ||
                      path == "/v1/chat/completions" || path == "/v1/embeddings" ||

@@ -16,6 +16,7 @@
 #include "http/http_server.h"
 #include "scheduler/scheduler.h"
 #include "server/console.h"
+#include "server/console_assets.h"
 #include "server/metering.h"
 #include "server/models.h"
 #include "server/server_metrics.h"
@@ -66,6 +67,8 @@ class App {
   // The models' Jinja chat templates (tools, structured output); may stay null (tests): chat
   // then renders with the engine's built-in templates only.
   void SetChatTemplates(ChatTemplates* templates) { chat_templates_ = templates; }
+  // The console's web page (--console-dir); may stay null: /console then answers 404.
+  void SetConsoleAssets(const ConsoleAssets* assets) { console_assets_ = assets; }
   // What loading is doing now ("metadata", "tokenizer", "buffers", "weights", "context",
   // "warmup"), for /ready.
   void SetLoadingStep(std::string_view step) {
@@ -102,6 +105,8 @@ class App {
   // GET /admin/requests, /admin/requests/{id}, /admin/events (console.cc's data).
   void HandleRequests(http::Exchange& ex);
   void HandleEvents(std::shared_ptr<http::Exchange> ex);
+  // GET /console[/...]: the page's files.
+  void HandleConsolePage(http::Exchange& ex);
   // With tenants configured, the API endpoints other than generation (models, tokenize) need
   // a valid key too; answers the refusal itself and returns false.
   bool Authorized(http::Exchange& ex, const std::string& endpoint);
@@ -127,6 +132,7 @@ class App {
   Metering* metering_ = nullptr;
   ChatTemplates* chat_templates_ = nullptr;
   Console console_;
+  const ConsoleAssets* console_assets_ = nullptr;
 };
 
 }  // namespace ember::server

@@ -137,6 +137,34 @@ std::string Console::Snapshot(const ModelManager* models) const {
   return out;
 }
 
+std::string Console::LiveRecordJson(const std::string& id) const {
+  std::shared_ptr<LiveRequest> r;
+  {
+    std::lock_guard lock(live_mu_);
+    for (const auto& [key, live] : live_) {
+      if (live->id == id) r = live;
+    }
+  }
+  if (!r) return "";
+  const std::int64_t age_us = (Clock::Real().Now() - r->arrival).count() / 1000;
+  const std::int64_t ttft = r->first_token_ns.load(std::memory_order_relaxed);
+  std::string out = "{\"id\":";
+  Quoted(out, r->id);
+  out += ",\"in_flight\":true,\"tenant\":";
+  Quoted(out, r->tenant);
+  out += ",\"model\":";
+  Quoted(out, r->model);
+  out += StrCat(",\"endpoint\":\"", r->endpoint, "\",\"state\":\"",
+                LiveStateName(r->state.load(std::memory_order_relaxed)), "\",\"outcome\":null",
+                ",\"duration_us\":", age_us,
+                ",\"usage\":{\"prompt_tokens\":", r->prompt_tokens.load(std::memory_order_relaxed),
+                ",\"completion_tokens\":", r->tokens.load(std::memory_order_relaxed),
+                "},\"timeline\":[{\"event\":\"arrival\",\"at_us\":0}");
+  if (ttft >= 0) out += StrCat(",{\"event\":\"first_token\",\"at_us\":", ttft / 1000, "}");
+  out += StrCat(",{\"event\":\"now\",\"at_us\":", age_us, "}]}");
+  return out;
+}
+
 void Console::Tick(const ModelManager* models) {
   if (models == nullptr || feed_.subscribers() == 0) return;
   // Model state changes since the last tick: load, eviction, unload as they happen (to the

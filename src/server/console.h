@@ -66,6 +66,10 @@ class Console {
   std::shared_ptr<LiveRequest> Begin(LiveRequest init);
   void End(const std::shared_ptr<LiveRequest>& live);
 
+  // GET /admin/requests/{id} of a request still in flight: what the HTTP side knows so far
+  // (its steps come with its record, at completion); "" when no request in flight has the id.
+  std::string LiveRecordJson(const std::string& id) const;
+
   // The current state as one JSON object (the "snapshot" event); `models` may be null.
   std::string Snapshot(const ModelManager* models) const;
 

@@ -8,6 +8,37 @@
 
 namespace ember::server {
 
+// The page holds no data, so with an admin key it is served to anyone who can reach the server
+// (it asks for the key and sends it with every data request: a browser cannot attach a bearer
+// token to a page load); without one, only to loopback clients, like the data.
+void App::HandleConsolePage(http::Exchange& ex) {
+  const std::string endpoint = "/console";
+  if (options_.admin_key.empty()) {
+    if (Status allowed = CheckAdminAccess(ex.request(), ""); !allowed) {
+      return ReplyError(ex, endpoint, allowed.error());
+    }
+  }
+  const ConsoleAsset* asset =
+      console_assets_ != nullptr ? console_assets_->Find(ex.request().path) : nullptr;
+  if (asset == nullptr) {
+    return ReplyError(
+        ex, endpoint,
+        Error{ErrorCode::kNotFound,
+              console_assets_ == nullptr
+                  ? "this server has no console page: build it with scripts/console.sh and start "
+                    "ember with --console-dir <the folder it prints>"
+                  : StrCat("no such console file: ", ex.request().path),
+              ""});
+  }
+  metrics_.CountHttp(endpoint, 200);
+  ex.Respond(
+      200, asset->content_type, asset->body,
+      {{"Content-Security-Policy", std::string(ConsoleAssets::kSecurityPolicy)},
+       {"X-Content-Type-Options", "nosniff"},
+       {"Referrer-Policy", "no-referrer"},
+       {"Cache-Control", asset->immutable ? "public, max-age=31536000, immutable" : "no-cache"}});
+}
+
 void App::StartConsole() {
   console_.Start([this]() -> const ModelManager* { return models_.load(); });
 }
@@ -26,6 +57,9 @@ void App::HandleRequests(http::Exchange& ex) {
     const std::string id = path.substr(kPrefix.size());
     auto record = console_.log().Find(id);
     if (!record) {
+      if (std::string live = console_.LiveRecordJson(id); !live.empty()) {
+        return Reply(ex, endpoint, 200, std::move(live));
+      }
       return ReplyError(ex, endpoint,
                         Error{ErrorCode::kNotFound,
                               StrCat("no request '", ValidRequestId(id) ? id : "(invalid id)",

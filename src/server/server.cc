@@ -368,6 +368,20 @@ int RunServe(const ServeOptions& options) {
                                         .interval = options.console_interval}},
                  metrics, tenancy, metrics.tenants());
   app.SetChatTemplates(&chat_templates);
+  // The console page: read whole at start; a folder given but unusable stops start-up.
+  static std::optional<ConsoleAssets> console_assets;
+  const std::string console_dir =
+      options.console_dir.empty() ? ConsoleAssets::DefaultDir() : options.console_dir;
+  if (!console_dir.empty()) {
+    auto loaded = ConsoleAssets::Load(console_dir);
+    if (!loaded) {
+      log::Error("cannot serve: ", loaded.error().message);
+      return 1;
+    }
+    console_assets = std::move(*loaded);
+    app.SetConsoleAssets(&*console_assets);
+    log::Info("console page at /console (from ", console_dir, ")");
+  }
   static std::atomic<bool> drain_requested{false};
   std::map<std::string, std::uint64_t> weight_estimate;
   for (std::size_t i = 0; i < configs->size(); ++i) {

@@ -72,6 +72,11 @@ class RequestIdAndTimelineTest(unittest.TestCase):
             _, _, headers = complete(self.server, max_tokens=1, headers={"x-request-id": bad})
             self.assertNotEqual(headers["x-request-id"], bad)
             self.assertTrue(headers["x-request-id"].startswith("cmpl-"))
+        # Without --console-dir there is no page, and the 404 says how to get one.
+        status, body, headers = self.server.get("/console")
+        self.assertEqual(status, 404)
+        self.assertIn("scripts/console.sh", json.loads(body)["error"]["message"])
+        self.assertIn("x-request-id", headers)
         # Refusals carry one too.
         status, _, headers = self.server.post("/v1/completions", {"prompt": 5})
         self.assertEqual(status, 400)
@@ -235,6 +240,12 @@ class EventFeedTest(unittest.TestCase):
                     live = [r for r in data["requests"] if r["id"] == "live-1"]
                     if live and live[0]["state"] == "decoding" and live[0]["tokens"] > 0:
                         seen_decoding = (live[0], data["models"][0])
+                        # Its record while in flight: what is known so far, no outcome yet.
+                        status, now = record(server, "live-1")
+                        self.assertEqual(status, 200)
+                        self.assertIs(now["in_flight"], True)
+                        self.assertIsNone(now["outcome"])
+                        self.assertEqual(now["timeline"][0]["event"], "arrival")
                 if name == "request" and data["id"] == "live-1":
                     ended = data
                     break
