@@ -107,9 +107,13 @@ void App::HandleEvents(std::shared_ptr<http::Exchange> ex) {
   std::weak_ptr<http::Exchange> weak = ex;
   Console& console = console_;
   const std::size_t limit = console_.options().client_buffer_bytes;
-  auto pump = [client, weak, &console, limit] {
+  // The feed holds the subscriber, whose notification holds this pump: it holds the client
+  // weakly, so nothing keeps the client alive in a cycle. The exchange's OnClientGone callback
+  // owns it; once the exchange is gone, the subscriber overflows and the feed forgets it.
+  auto pump = [weak_client = std::weak_ptr<Client>(client), weak, &console, limit] {
+    auto client = weak_client.lock();
     auto ex = weak.lock();
-    if (!ex || client->ended) return;
+    if (!client || !ex || client->ended) return;
     // The socket's own backlog counts too: a client that stopped reading is dropped even when
     // the strand keeps up with the feed.
     if (ex->queued_bytes() > limit) client->subscriber->Drop("this client stopped reading");
