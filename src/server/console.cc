@@ -166,9 +166,11 @@ std::string Console::LiveRecordJson(const std::string& id) const {
 }
 
 void Console::Tick(const ModelManager* models) {
-  if (models == nullptr || feed_.subscribers() == 0) return;
+  if (models == nullptr) return;
+  const bool watched = feed_.subscribers() > 0;
   // Model state changes since the last tick: load, eviction, unload as they happen (to the
-  // tick's resolution).
+  // tick's resolution). Tracked while nobody watches too, so a change right after a client
+  // subscribes is compared with the state before it.
   for (const ModelStatus& m : models->List()) {
     const std::string state(ModelStateName(m.state));
     auto [it, fresh] = model_states_.try_emplace(m.id, state);
@@ -176,11 +178,11 @@ void Console::Tick(const ModelManager* models) {
       std::string event = "{\"model\":";
       Quoted(event, m.id);
       event += StrCat(",\"from\":\"", it->second, "\",\"to\":\"", state, "\"}");
-      feed_.Publish("model", event);
+      if (watched) feed_.Publish("model", event);
       it->second = state;
     }
   }
-  feed_.Publish("snapshot", Snapshot(models));
+  if (watched) feed_.Publish("snapshot", Snapshot(models));
 }
 
 void Console::Start(std::function<const ModelManager*()> models) {
@@ -191,11 +193,10 @@ void Console::Start(std::function<const ModelManager*()> models) {
   ticker_ = std::thread([this, models = std::move(models)] {
     std::unique_lock lock(ticker_mu_);
     while (!stop_) {
-      ticker_wake_.wait_for(lock, options_.interval);
-      if (stop_) break;
       lock.unlock();
       Tick(models());
       lock.lock();
+      ticker_wake_.wait_for(lock, options_.interval);
     }
   });
 }

@@ -264,5 +264,40 @@ class EventFeedTest(unittest.TestCase):
             server.stop()
 
 
+    def test_model_events_show_an_unload_and_a_cold_start(self):
+        server = Server("--console-interval", "100ms")
+        try:
+            feed = events(server)
+            _, first = next(feed)
+            model = first["models"][0]["id"]
+            # A periodic snapshot: the ticker has seen the model loaded (changes are seen at
+            # the snapshot's resolution).
+            for name, tick in feed:
+                if name == "snapshot" and tick["models"][0]["state"] == "loaded":
+                    break
+            status, _, _ = server.post(f"/admin/models/{model}/unload", {})
+            self.assertEqual(status, 200)
+            seen = []
+            worker = None
+            for name, data in feed:
+                if name == "model":
+                    seen.append((data["model"], data["from"], data["to"]))
+                    if data["to"] == "unloaded" and worker is None:
+                        # The next request waits for a load: a cold start, then "loaded".
+                        worker = threading.Thread(target=complete, args=(server,),
+                                                  kwargs={"max_tokens": 1})
+                        worker.start()
+                    if data["to"] == "loaded":
+                        break
+                if name == "cold_start":
+                    seen.append(("cold_start", data["model"], data["waited_ms"] >= 0))
+            worker.join()
+            self.assertIn((model, "loaded", "unloaded"), seen)
+            self.assertIn(("cold_start", model, True), seen)
+            self.assertEqual(seen[-1][0::2], (model, "loaded"))
+            feed.close()
+        finally:
+            server.stop()
+
 if __name__ == "__main__":
     unittest.main()
