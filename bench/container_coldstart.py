@@ -82,6 +82,14 @@ def wait_for_cache(data, deadline_s=120):
     raise SystemExit(f"no cache file written in {cache}")
 
 
+def timed_start(port, t0, data):
+    """Exec -> first token of the server started at t0; then waits until its cache is on disk."""
+    first_token(port, t0 + 300)
+    took = time.time() - t0
+    wait_for_cache(data)
+    return took
+
+
 def one_run(env, image, models, data, threads):
     port = free_port()
     name = f"ember-coldstart-{port}"
@@ -91,10 +99,7 @@ def one_run(env, image, models, data, threads):
            "-e", "EMBER_HOST=127.0.0.1", "-e", f"EMBER_PORT={port}", image,
            "serve", "--model", "/models/model.gguf", "--threads", str(threads))
     try:
-        first_token(port, t0 + 300)
-        took = time.time() - t0
-        wait_for_cache(data)
-        return took
+        return timed_start(port, t0, data)
     finally:
         podman(env, "stop", "-t", "60", name, check=False)
         logs = podman(env, "logs", name, check=False)
@@ -112,10 +117,7 @@ def one_host_run(binary, model, data, threads):
                              "--port", str(port), "--data-dir", data],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        first_token(port, t0 + 300)
-        took = time.time() - t0
-        wait_for_cache(data)
-        return took
+        return timed_start(port, t0, data)
     finally:
         proc.terminate()
         proc.wait(60)
