@@ -238,21 +238,13 @@ class GrammarCache {
     for (const std::int32_t t : grammar.trigger_tokens) key += StrCat(t, ",");
     key += '\n';
     key += grammar.gbnf;
-    for (auto it = entries_.begin(); it != entries_.end(); ++it) {
-      if (it->key == key) {
-        entries_.splice(entries_.begin(), entries_, it);  // most recently used first
-        return SamplerPtr(llama_sampler_clone(entries_.front().pristine.get()));
-      }
-    }
+    if (SamplerPtr hit = Lookup(key)) return hit;
     SamplerPtr compiled = Compile(grammar);
     if (!compiled) {
       return InvalidArgument(
           "the output constraint's grammar does not compile (llama.cpp's log says where)");
     }
-    SamplerPtr copy(llama_sampler_clone(compiled.get()));
-    entries_.push_front({std::move(key), std::move(compiled)});
-    if (entries_.size() > kCapacity) entries_.pop_back();
-    return copy;
+    return Insert(std::move(key), std::move(compiled));
   }
 
  private:
@@ -273,15 +265,30 @@ class GrammarCache {
         grammar.trigger_tokens.data(), grammar.trigger_tokens.size()));
   }
 
-  Result<SamplerPtr> GetLlg(const std::string& schema) {
-#ifdef EMBER_HAVE_LLGUIDANCE
-    const std::string key = "json\n" + schema;
+  // A clone of the cached sampler for `key` (now the most recently used), or null.
+  SamplerPtr Lookup(const std::string& key) {
     for (auto it = entries_.begin(); it != entries_.end(); ++it) {
       if (it->key == key) {
         entries_.splice(entries_.begin(), entries_, it);
         return SamplerPtr(llama_sampler_clone(entries_.front().pristine.get()));
       }
     }
+    return nullptr;
+  }
+
+  // Caches `pristine` under `key` (dropping the least recently used past kCapacity) and returns
+  // a clone for the caller.
+  SamplerPtr Insert(std::string key, SamplerPtr pristine) {
+    SamplerPtr copy(llama_sampler_clone(pristine.get()));
+    entries_.push_front({std::move(key), std::move(pristine)});
+    if (entries_.size() > kCapacity) entries_.pop_back();
+    return copy;
+  }
+
+  Result<SamplerPtr> GetLlg(const std::string& schema) {
+#ifdef EMBER_HAVE_LLGUIDANCE
+    std::string key = "json\n" + schema;
+    if (SamplerPtr hit = Lookup(key)) return hit;
     if (llg_vocab_ == nullptr) {  // once per model, on its first schema
       const auto t0 = std::chrono::steady_clock::now();
       llg_vocab_ = NewLlgVocabulary(vocab_);
@@ -301,11 +308,7 @@ class GrammarCache {
                    std::chrono::steady_clock::now() - start)
                    .count(),
                " us");
-    SamplerPtr pristine(*compiled);
-    SamplerPtr copy(llama_sampler_clone(pristine.get()));
-    entries_.push_front({key, std::move(pristine)});
-    if (entries_.size() > kCapacity) entries_.pop_back();
-    return copy;
+    return Insert(std::move(key), SamplerPtr(*compiled));
 #else
     (void)schema;
     return Internal("llguidance is not built in");
@@ -574,6 +577,15 @@ llama_token_data_array LlamaEngine::Candidates(int row) {
   return llama_token_data_array{candidates_.data(), candidates_.size(), -1, false};
 }
 
+// Removes the candidates a constraint or filter set to -inf, keeping the others' order.
+void DropForbidden(llama_token_data_array& cur) {
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < cur.size; ++i) {
+    if (!std::isinf(cur.data[i].logit) || cur.data[i].logit > 0) cur.data[kept++] = cur.data[i];
+  }
+  cur.size = kept;
+}
+
 bool IsLlguidance(const llama_sampler* grammar) {
   const char* name = llama_sampler_name(grammar);
   return name != nullptr && std::strcmp(name, "llguidance") == 0;
@@ -610,11 +622,7 @@ Sampled LlamaEngine::SampleConstrained(llama_sampler* chain, llama_sampler* gram
     // and the same pick for the same random draw (a forbidden token has probability 0 and
     // order is kept), but its filters and its softmax run over a few allowed tokens instead of
     // the whole vocabulary (~1.2 ms at 128k).
-    std::size_t kept = 0;
-    for (std::size_t i = 0; i < cur.size; ++i) {
-      if (!std::isinf(cur.data[i].logit) || cur.data[i].logit > 0) cur.data[kept++] = cur.data[i];
-    }
-    cur.size = kept;
+    DropForbidden(cur);
     llama_sampler_apply(chain, &cur);
     if (cur.selected < 0 || cur.selected >= static_cast<int64_t>(cur.size)) return out;
   }
@@ -633,11 +641,7 @@ Sampled LlamaEngine::SampleConstrained(llama_sampler* chain, llama_sampler* gram
   if (n_top) {
     // Tokens the grammar forbids are out of the distribution (dropped above), as the chain's
     // filters' are (any it marked -inf rather than dropped go too).
-    std::size_t kept = 0;
-    for (std::size_t i = 0; i < cur.size; ++i) {
-      if (!std::isinf(cur.data[i].logit) || cur.data[i].logit > 0) cur.data[kept++] = cur.data[i];
-    }
-    cur.size = kept;
+    DropForbidden(cur);
     FillLogprobs(cur, chosen.id, chosen.logit, *n_top, out);
   } else {
     out.token = chosen.id;
