@@ -140,6 +140,9 @@ class Engine {
   // positions [0, n_pos), so it continues from position n_pos without recomputing them: the
   // prompt of a request with several choices is prefilled once and shared. The cells are
   // copies, not references: either sequence may then be ended, preempted or extended alone.
+  // src_slot may hold a finished sequence's cells (a prompt cache) or a running sequence, whose
+  // positions [0, n_pos) are already computed. Refused when dst_slot's sequence is
+  // deterministic and src_slot's cells were not all computed with batch-invariant numerics.
   // An error leaves dst_slot with no cells (the caller then prefills it).
   [[nodiscard]] virtual Status CopyPrefix(int src_slot, int dst_slot, int n_pos) = 0;
   // Ends the slot's sequence. With keep_cells its KV cells stay as a reusable prefix for the

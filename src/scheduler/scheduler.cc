@@ -298,28 +298,64 @@ void Scheduler::ExpireWaiting() {
   });
 }
 
-// The slot for a new sequence and how many of its prompt tokens that slot already holds.
-// The lowest free slot, so running sequences stay on consecutive ids (one forward pass per
-// run of them, see PlanStep), unless another free slot shares at least kMinPrefixHit tokens
-// with the prompt: then the one sharing the most. {-1, 0} when no slot is free.
-std::pair<int, int> Scheduler::PickSlot(const std::vector<Token>& prompt) const {
-  int lowest = -1, lowest_len = 0, best = -1, best_len = 0;
-  for (std::size_t slot = 0; slot < slots_.size(); ++slot) {
+std::span<const Token> Scheduler::Reusable(int slot, const TenantTag& tenant) const {
+  // An embedding model's inputs never start from a prefix (Engine::BeginSequence).
+  if (options_.prefix_share == PrefixShare::kOff || engine_->Info().embedding_only()) return {};
+  const Sequence* running = slots_[slot].get();
+  const std::string& owner = running ? running->tenant().id : cached_[slot].tenant;
+  if (options_.prefix_share == PrefixShare::kTenant && owner != tenant.id) return {};
+  if (running == nullptr) return cached_[slot].tokens;
+  // A running sequence's computed positions never change: only the feed's, not its outputs'.
+  return std::span<const Token>(running->feed()).first(running->prefilled);
+}
+
+// Where a new sequence goes. The lowest free slot, so running sequences stay on consecutive
+// ids (one forward pass per run of them, see PlanStep), unless another free slot shares at
+// least kMinPrefixHit tokens with the prompt: then the one sharing the most. When some other
+// slot, free or running, holds at least kMinPrefixHit more of the prompt than that one, its
+// cells are copied in. And when landing there would discard kMinPrefixHit or more cached
+// tokens, they first move to the free slot used least recently (the cache's eviction).
+// {-1, ...} when no slot is free.
+Scheduler::Placement Scheduler::PickSlot(const std::vector<Token>& prompt,
+                                         const TenantTag& tenant) const {
+  const int n = static_cast<int>(slots_.size());
+  std::vector<int> match(n, 0);
+  for (int slot = 0; slot < n; ++slot) {
+    const std::span<const Token> held = Reusable(slot, tenant);
+    match[slot] = static_cast<int>(
+        std::mismatch(held.begin(), held.end(), prompt.begin(), prompt.end()).first - held.begin());
+  }
+  int lowest = -1, best = -1;
+  for (int slot = 0; slot < n; ++slot) {
     if (slots_[slot]) continue;
-    const std::vector<Token>& cached = cached_[slot];
-    const auto mismatch = std::mismatch(cached.begin(), cached.end(), prompt.begin(), prompt.end());
-    const int len = static_cast<int>(mismatch.first - cached.begin());
-    if (lowest < 0) {
-      lowest = static_cast<int>(slot);
-      lowest_len = len;
+    if (lowest < 0) lowest = slot;
+    if (best < 0 || match[slot] > match[best]) best = slot;
+  }
+  if (lowest < 0) return {};
+  const bool hit = match[best] >= kMinPrefixHit && match[best] > match[lowest];
+  Placement place{.slot = hit ? best : lowest, .own = hit ? match[best] : match[lowest]};
+  for (int slot = 0; slot < n; ++slot) {
+    if (slot != place.slot && (place.src < 0 || match[slot] > match[place.src])) place.src = slot;
+  }
+  if (place.src >= 0 && match[place.src] - place.own >= kMinPrefixHit) {
+    place.copy = match[place.src];
+  } else {
+    place.src = -1;
+  }
+  const int keep = place.src >= 0 ? 0 : place.own;
+  if (static_cast<int>(cached_[place.slot].tokens.size()) - keep >= kMinPrefixHit) {
+    for (int slot = 0; slot < n; ++slot) {
+      if (slots_[slot] || slot == place.slot || slot == place.src) continue;
+      if (place.evict_to < 0 || cached_[slot].used < cached_[place.evict_to].used) {
+        place.evict_to = slot;
+      }
     }
-    if (len > best_len) {
-      best = static_cast<int>(slot);
-      best_len = len;
+    // Only over an older cache: the newer one stays where it is and is overwritten.
+    if (place.evict_to >= 0 && cached_[place.evict_to].used > cached_[place.slot].used) {
+      place.evict_to = -1;
     }
   }
-  if (best >= 0 && best_len >= kMinPrefixHit && best_len > lowest_len) return {best, best_len};
-  return {lowest, lowest_len};
+  return place;
 }
 
 // Admits in FairQueue order. When the next request finds no free slot, it may preempt a
@@ -337,23 +373,23 @@ void Scheduler::AdmitWaiting() {
       if (victim == nullptr) return;
       Preempt(*victim);
     }
-    auto [slot, shared] = PickSlot(next->feed());
-    if (slot < 0) {
+    Placement place = PickSlot(next->feed(), next->tenant());
+    if (place.slot < 0) {
       Sequence* victim = PickVictim(next->tenant().priority);
       if (victim == nullptr && options_.fair_share_preemption) {
         victim = PickFairShareVictim(next->tenant());
       }
       if (victim == nullptr) return;
       Preempt(*victim);
-      std::tie(slot, shared) = PickSlot(next->feed());
-      if (slot < 0) return;
+      place = PickSlot(next->feed(), next->tenant());
+      if (place.slot < 0) return;
     }
     // The victim's class is less urgent, or its tenant is ahead of `next`'s by the fair-share
     // rule (and it is requeued behind its own tenant's head), so `next` is still first.
     std::unique_ptr<Sequence> seq = queue_.Pop();
     assert(seq.get() == next);
-    Start(std::move(seq), slot, shared);
-    if (need > 1 && slots_[slot].get() == next) StartChoices(slot);
+    Start(std::move(seq), place);
+    if (need > 1 && slots_[place.slot].get() == next) StartChoices(place.slot);
   }
 }
 
@@ -382,7 +418,7 @@ void Scheduler::StartChoices(int slot) {
       Mark(*seq, TraceMark::Kind::kAdmitted, seq->admitted);
     }
     queue_.AddRunning(seq->tenant());
-    const int at = PickSlot({}).first;
+    const int at = PickSlot({}, seq->tenant()).slot;
     auto begun = at < 0 ? Result<int>(Internal("no free slot for a choice"))
                         : engine_->BeginSequence(at, seq->request.sampling, 0);
     if (!begun) {
@@ -390,7 +426,7 @@ void Scheduler::StartChoices(int slot) {
       Complete(*seq, FinishReason::kError, begun.error());
       continue;
     }
-    cached_[at].clear();
+    cached_[at] = {.tokens = {}, .tenant = {}, .used = ++cache_clock_};
     seq->slot = at;
     seq->prompt_from = slot;
     ++first.sharers;
@@ -419,16 +455,34 @@ void Scheduler::SharePrompt(Sequence& first, bool copy) {
   first.sharers = 0;
 }
 
-void Scheduler::Start(std::unique_ptr<Sequence> seq, int slot, int shared) {
+void Scheduler::Start(std::unique_ptr<Sequence> seq, Placement place) {
+  const int slot = place.slot;
+  if (place.evict_to >= 0) {
+    const int n_cached = static_cast<int>(cached_[slot].tokens.size());
+    if (engine_->CopyPrefix(slot, place.evict_to, n_cached)) {
+      cached_[place.evict_to] = cached_[slot];
+    } else {
+      cached_[place.evict_to] = {};
+    }
+  }
   // At least the last token is recomputed: its logits give the next token.
-  const int reuse = std::min(shared, static_cast<int>(seq->feed().size()) - 1);
-  auto kept = engine_->BeginSequence(slot, seq->request.sampling, reuse);
-  cached_[slot].clear();
+  const int last = static_cast<int>(seq->feed().size()) - 1;
+  const bool copy = place.src >= 0 && std::min(place.copy, last) > 0;
+  auto kept =
+      engine_->BeginSequence(slot, seq->request.sampling, copy ? 0 : std::min(place.own, last));
+  cached_[slot] = {.tokens = {}, .tenant = {}, .used = ++cache_clock_};
   if (!kept) {
     queue_.Done(seq->tenant());
     if (!seq->started) return FailWaiting(*seq, FinishReason::kError, kept.error());
     preempted_count_.fetch_sub(1);
     return Complete(*seq, FinishReason::kError, kept.error());
+  }
+  if (copy) {
+    // The engine refuses (and the sequence prefills) when a deterministic sequence would get
+    // cells computed with batch-dependent numerics.
+    const int n_pos = std::min(place.copy, last);
+    *kept = engine_->CopyPrefix(place.src, slot, n_pos) ? n_pos : 0;
+    if (!slots_[place.src]) cached_[place.src].used = cache_clock_;
   }
   if (seq->sampler) engine_->ResumeSampler(slot, std::move(seq->sampler));
   seq->slot = slot;
@@ -446,6 +500,9 @@ void Scheduler::Start(std::unique_ptr<Sequence> seq, int slot, int shared) {
     const auto queued = seq->admitted - seq->request.arrival;
     seq->stream->Push(Admitted{queued});
     observer_->OnAdmitted(seq->request, queued);
+    if (!seq->request.embed) {
+      observer_->OnPrefixLookup(static_cast<int>(seq->request.prompt.size()), *kept, copy);
+    }
     // The prompt is charged whole at admission, as in the paper, so that admitting several
     // requests in one pass sees each one's cost; a resume is not charged again.
     queue_.Charge(seq->tenant(), static_cast<int>(seq->request.prompt.size()) - *kept, 0);
@@ -738,7 +795,9 @@ void Scheduler::Finish(Sequence& seq, FinishReason reason, std::optional<Error> 
 void Scheduler::ReleaseSlot(Sequence& seq, bool keep_cells) {
   engine_->EndSequence(seq.slot, keep_cells);
   if (!keep_cells) return;
-  std::vector<Token>& cached = cached_[seq.slot];
+  cached_[seq.slot].tenant = seq.tenant().id;
+  cached_[seq.slot].used = ++cache_clock_;
+  std::vector<Token>& cached = cached_[seq.slot].tokens;
   const std::vector<Token>& feed = seq.feed();
   cached.assign(feed.begin(), feed.begin() + seq.prefilled);
   // Tokens sampled since the feed; the last one was never fed.

@@ -32,6 +32,7 @@
 #include <memory>
 #include <mutex>
 #include <span>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -43,6 +44,11 @@
 #include "scheduler/text_stream.h"
 
 namespace ember::scheduler {
+
+// Whose KV cells a new request may reuse (docs/prefix_cache.md). A hit makes a request's first
+// token come sooner, so reusing another tenant's prefix tells a tenant that someone sent it: a
+// timing side channel. kTenant (the default) reuses only cells computed for the same tenant.
+enum class PrefixShare { kOff, kTenant, kAll };
 
 struct SchedulerOptions {
   int queue_size = 64;  // requests that may wait for a slot; beyond it Submit fails (429)
@@ -61,6 +67,10 @@ struct SchedulerOptions {
   // costs a few stores per sequence and step, plus one per pair of sequences sharing a step
   // while both are within their first `trace_steps` steps.
   int trace_steps = 0;
+  // Prefix reuse across requests: a new request starts from the longest prefix of its prompt
+  // that some slot's KV cells hold (an idle slot's finished request, or a running sequence's
+  // computed prompt), landing on that slot or copying the cells (Engine::CopyPrefix).
+  PrefixShare prefix_share = PrefixShare::kTenant;
 };
 
 // Observations for metrics, called on the engine thread. Default: ignore.
@@ -74,6 +84,9 @@ class SchedulerObserver {
   // First admission into a slot (not a resume after preemption).
   virtual void OnAdmitted(const GenerateRequest& /*request*/,
                           std::chrono::nanoseconds /*queue_time*/) {}
+  // At a request's first admission: of its `prompt_tokens`, `reused` start from KV cells some
+  // slot already held (0: a miss), `copied` when they came from another slot.
+  virtual void OnPrefixLookup(int /*prompt_tokens*/, int /*reused*/, bool /*copied*/) {}
   // A running sequence was preempted for a request of a more urgent class.
   virtual void OnPreempted(const TenantTag& /*tenant*/) {}
   virtual void OnFirstToken(std::chrono::nanoseconds /*ttft*/) {}
@@ -137,12 +150,26 @@ class Scheduler {
     Sequence* seq;
     engine::BatchEntry entry;
   };
-  // A prompt-cache hit shorter than this does not justify breaking slot contiguity.
+  // A prompt-cache hit shorter than this does not justify breaking slot contiguity, evicting a
+  // longer cache, or copying a whole KV stream from another slot.
   static constexpr int kMinPrefixHit = 32;
-  std::pair<int, int> PickSlot(const std::vector<engine::Token>& prompt) const;
+  // Where a new sequence goes: `slot` (free), of whose cells it keeps its first `own` positions,
+  // or, when `src` >= 0, a copy of `src`'s first `copy` positions instead. When `evict_to` >= 0,
+  // the cells `slot` holds as a prompt cache first move to that free slot, replacing an older
+  // cache there.
+  struct Placement {
+    int slot = -1;
+    int own = 0;
+    int src = -1;
+    int copy = 0;
+    int evict_to = -1;
+  };
+  // The tokens slot `slot`'s KV cells hold in order, when a request of `tenant` may reuse them.
+  std::span<const engine::Token> Reusable(int slot, const TenantTag& tenant) const;
+  Placement PickSlot(const std::vector<engine::Token>& prompt, const TenantTag& tenant) const;
   std::vector<Planned> PlanStep() const;
   void AdmitWaiting();
-  void Start(std::unique_ptr<Sequence> seq, int slot, int shared);
+  void Start(std::unique_ptr<Sequence> seq, Placement place);
   // Starts choices 1..n-1 of the request whose first choice just started in `slot`.
   void StartChoices(int slot);
   int FreeSlots() const;
@@ -195,8 +222,14 @@ class Scheduler {
   std::uint64_t next_order_ = 0;  // arrival order of the next request taken from the inbox
   std::uint64_t steps_ = 0;       // steps run, for traces
   std::vector<std::unique_ptr<Sequence>> slots_;
-  // Tokens whose KV cells each idle slot still holds: the prompt cache.
-  std::vector<std::vector<engine::Token>> cached_;
+  // What each idle slot's KV cells still hold: the prompt cache.
+  struct SlotCache {
+    std::vector<engine::Token> tokens;
+    std::string tenant;      // whose request computed them
+    std::uint64_t used = 0;  // cache_clock_ when last written or reused (0: never)
+  };
+  std::vector<SlotCache> cached_;
+  std::uint64_t cache_clock_ = 0;
   std::thread thread_;
 };
 

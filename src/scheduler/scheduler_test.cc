@@ -434,3 +434,96 @@ TEST_F(TraceTest, NoTraceWhenOff) {
 
 }  // namespace
 }  // namespace ember::scheduler
+
+namespace ember::scheduler {
+namespace {
+
+// 40 tokens that differ from kPrefix at the first one.
+const std::string kPrefix = "the same long system prompt, shared.....";
+const std::string kOther = "a different prompt of forty tokens......";
+
+class PrefixReuseTest : public SchedulerTest {
+ protected:
+  // A request of `tenant` whose prompt is kPrefix and then `suffix`.
+  GenerateRequest Prefixed(std::string suffix, int max_tokens, std::string tenant = "") {
+    GenerateRequest r = Request(kPrefix + suffix, max_tokens);
+    r.tenant.id = std::move(tenant);
+    return r;
+  }
+  // Submits a long-running request with kPrefix and waits until its prompt is computed.
+  std::shared_ptr<RequestStream> Running(std::string tenant) {
+    auto stream = Submit(Prefixed("!", 1000, std::move(tenant)));
+    while (engine_->Batches().size() < 2) std::this_thread::sleep_for(1ms);
+    return stream;
+  }
+};
+
+TEST_F(PrefixReuseTest, ANewRequestCopiesTheRunningSequencesPrefix) {
+  Start({.parallel = 2, .step_delay = 1ms});
+  auto running = Running("acme");
+  Collected c = Wait(*Submit(Prefixed("?", 3, "acme")));
+  ASSERT_FALSE(c.finished->error) << c.finished->error->message;
+  EXPECT_EQ(c.finished->usage.cached_tokens, 40);
+  EXPECT_EQ(c.finished->usage.prompt_tokens, 41);
+  EXPECT_EQ(c.text, "abc");
+  ASSERT_EQ(engine_->Copies().size(), 1u);
+  EXPECT_EQ(engine_->Copies()[0].src, 0);
+  EXPECT_EQ(engine_->Copies()[0].dst, 1);
+  EXPECT_EQ(engine_->Copies()[0].n_pos, 40);
+  running->Cancel();
+  Wait(*running);
+}
+
+TEST_F(PrefixReuseTest, AnotherTenantsPrefixIsNotReusedByDefault) {
+  Start({.parallel = 2, .step_delay = 1ms});
+  auto running = Running("acme");
+  Collected c = Wait(*Submit(Prefixed("?", 3, "globex")));
+  EXPECT_EQ(c.finished->usage.cached_tokens, 0);
+  EXPECT_TRUE(engine_->Copies().empty());
+  // Nor does an idle slot's cache: both slots now hold "acme"'s kPrefix.
+  EXPECT_EQ(Wait(*Submit(Prefixed("?", 3, "acme"))).finished->usage.cached_tokens, 40);
+  running->Cancel();
+  Wait(*running);
+  EXPECT_EQ(Wait(*Submit(Prefixed("?", 3, "globex"))).finished->usage.cached_tokens, 0);
+  EXPECT_EQ(Wait(*Submit(Prefixed("?", 3, "acme"))).finished->usage.cached_tokens, 40);
+}
+
+TEST_F(PrefixReuseTest, SharingAllReusesAcrossTenants) {
+  Start({.parallel = 2, .step_delay = 1ms}, {.prefix_share = PrefixShare::kAll});
+  auto running = Running("acme");
+  EXPECT_EQ(Wait(*Submit(Prefixed("?", 3, "globex"))).finished->usage.cached_tokens, 40);
+  running->Cancel();
+  Wait(*running);
+}
+
+TEST_F(PrefixReuseTest, SharingOffReusesNothing) {
+  Start({.parallel = 1, .step_delay = 1ms}, {.prefix_share = PrefixShare::kOff});
+  Wait(*Submit(Prefixed("?", 3)));
+  EXPECT_EQ(Wait(*Submit(Prefixed("?", 3))).finished->usage.cached_tokens, 0);
+}
+
+TEST_F(PrefixReuseTest, ACacheAboutToBeOverwrittenMovesToTheLeastRecentlyUsedSlot) {
+  Start({.parallel = 3, .step_delay = 1ms});
+  Wait(*Submit(Prefixed("?", 3)));  // slot 0 caches kPrefix + "?" + two outputs
+  // Takes the lowest free slot, 0 (contiguity): the cache there moves to slot 1 first.
+  Wait(*Submit(Request(kOther, 3)));
+  ASSERT_EQ(engine_->Copies().size(), 1u);
+  EXPECT_EQ(engine_->Copies()[0].src, 0);
+  EXPECT_EQ(engine_->Copies()[0].dst, 1);
+  Collected again = Wait(*Submit(Prefixed("?", 3)));
+  EXPECT_EQ(again.finished->usage.cached_tokens, 40);  // the last prompt token is recomputed
+  EXPECT_EQ(again.text, "abc");
+}
+
+TEST_F(PrefixReuseTest, AShortSharedPrefixIsNotWorthACopy) {
+  Start({.parallel = 2, .step_delay = 1ms});
+  auto running = Submit(Request("short prefix!", 1000));
+  while (engine_->Batches().size() < 2) std::this_thread::sleep_for(1ms);
+  EXPECT_EQ(Wait(*Submit(Request("short prefix?", 3))).finished->usage.cached_tokens, 0);
+  EXPECT_TRUE(engine_->Copies().empty());
+  running->Cancel();
+  Wait(*running);
+}
+
+}  // namespace
+}  // namespace ember::scheduler

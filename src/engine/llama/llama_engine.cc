@@ -362,6 +362,7 @@ class LlamaEngine final : public Engine {
         grammar_cache_(llama_model_get_vocab(model_.get())),
         logprobs_(info_.n_parallel),
         cells_invariant_(info_.n_parallel, true),
+        deterministic_(info_.n_parallel, false),
         embeddings_(info_.n_parallel),
         batch_(llama_batch_init(info_.n_batch, 0, 1)) {
     info_.chat_template = tokenizer_.TemplateDescription();
@@ -377,6 +378,7 @@ class LlamaEngine final : public Engine {
     llama_memory_t mem = llama_get_memory(ctx_.get());
     // A deterministic sequence must not inherit cells computed with batch-dependent numerics.
     if (params.deterministic && !cells_invariant_[slot]) keep = 0;
+    deterministic_[slot] = params.deterministic;
     // A pooled embedding pools over the tokens of one step: nothing may come from a prefix.
     if (info_.embedding_only()) keep = 0;
     if (keep <= 0 || !llama_memory_seq_rm(mem, slot, keep, -1)) {
@@ -410,6 +412,10 @@ class LlamaEngine final : public Engine {
     llama_memory_t mem = llama_get_memory(ctx_.get());
     llama_memory_seq_rm(mem, dst_slot, -1, -1);
     if (n_pos <= 0) return {};
+    if (deterministic_[dst_slot] && !cells_invariant_[src_slot]) {
+      return Unavailable(
+          "CopyPrefix: the source's cells were not all computed with batch-invariant numerics");
+    }
     if (llama_memory_seq_pos_max(mem, src_slot) + 1 < n_pos) {
       return Internal("CopyPrefix: the source slot holds fewer positions than asked for");
     }
@@ -428,6 +434,7 @@ class LlamaEngine final : public Engine {
       llama_memory_seq_rm(llama_get_memory(ctx_.get()), slot, -1, -1);
       cells_invariant_[slot] = true;
     }
+    deterministic_[slot] = false;
     samplers_[slot].reset();
     grammars_[slot].reset();
   }
@@ -539,6 +546,7 @@ class LlamaEngine final : public Engine {
   std::vector<llama_token_data> candidates_;  // SampleWithLogprobs' buffer, reused
   // Per slot: every KV cell it holds was computed in a batch-invariant step.
   std::vector<bool> cells_invariant_;
+  std::vector<bool> deterministic_;  // per slot: its current sequence asked for determinism
   // Per slot: the embedding its entry in the last step produced, until TakeEmbedding.
   std::vector<std::optional<std::vector<float>>> embeddings_;
   llama_batch batch_;
