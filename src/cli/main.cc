@@ -96,6 +96,13 @@ void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
       ->envname("EMBER_FLASH_ATTN")
       ->check(CLI::IsMember({"auto", "on", "off"}));
   serve
+      ->add_option("--prefix-cache-share", o.prefix_cache_share,
+                   "Whose cached prompt prefixes a request may reuse: tenant (its own tenant's; "
+                   "default: a cache hit's timing would reveal what another tenant sent), all, "
+                   "or off (docs/prefix_cache.md)")
+      ->envname("EMBER_PREFIX_CACHE_SHARE")
+      ->check(CLI::IsMember({"tenant", "all", "off"}));
+  serve
       ->add_option("--cpu-variant", o.cpu_variant,
                    "ggml CPU build to compute with (x64, sse42, haswell, skylakex, icelake, "
                    "sapphirerapids; `ember --version` lists them); default: the best this CPU "

@@ -173,7 +173,10 @@ Result<LoadedModel> LoadModel(const ModelConfig& config, ModelMetrics& metrics,
        .verify_batch_invariance = options.deterministic || options.allow_deterministic,
        // Only ever acts between tenants (open mode has one, anonymous): docs/tenancy.md.
        .fair_share_preemption = true,
-       .trace_steps = options.console_trace_steps},
+       .trace_steps = options.console_trace_steps,
+       .prefix_share = options.prefix_cache_share == "all"   ? scheduler::PrefixShare::kAll
+                       : options.prefix_cache_share == "off" ? scheduler::PrefixShare::kOff
+                                                             : scheduler::PrefixShare::kTenant},
       std::move(*engine), &metrics, Clock::Real());
   if (!scheduler) return std::unexpected(scheduler.error());
   startup.push_back({"warmup", Seconds(std::chrono::steady_clock::now() - warmup_start)});

@@ -42,6 +42,10 @@ struct ServeOptions {
   std::size_t max_body_bytes = 8 << 20;
   int http_threads = 1;
   std::string flash_attn = "auto";  // auto | on | off
+  // --prefix-cache-share: whose cached prompt prefixes a request may reuse: "tenant" (its own
+  // tenant's only; a hit's shorter time to first token would tell one tenant what another
+  // sent), "all", or "off" (docs/prefix_cache.md).
+  std::string prefix_cache_share = "tenant";
   // --cpu-variant: the build of ggml's CPU backend to compute with, by ggml's name (haswell,
   // icelake, ...); empty = the best this CPU runs (docs/cpu.md).
   std::string cpu_variant;

@@ -1,0 +1,106 @@
+"""Prefix reuse across slots with the real model (stories260K): a request whose prompt shares a
+long beginning with a running request's copies that request's KV cells, reports exactly the
+shared tokens as cached, and answers with the same greedy text as a server that reuses nothing;
+in deterministic mode the same request gives the same tokens with and without a cache hit."""
+import json
+import threading
+import unittest
+
+from harness import Server
+
+STORY = ("Once upon a time, there was a little girl named Lily. She loved to play outside in the "
+         "park with her big red ball. One day, her mom said they would go to the beach.")
+RUNNING = STORY + " Lily was very happy and"
+ASKED = STORY + " The sun was hot, so"
+
+
+def common_prefix(a, b):
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
+
+
+class RunningRequest:
+    """A streamed greedy completion held open in a thread; started() returns once its first
+    token arrived (its prompt's cells are computed)."""
+
+    def __init__(self, server, prompt):
+        self.first = threading.Event()
+        self.conn = server.conn()
+        self.conn.request("POST", "/v1/completions", body=json.dumps(
+            {"prompt": prompt, "max_tokens": 300, "temperature": 0, "stream": True}),
+            headers={"Content-Type": "application/json"})
+        self.thread = threading.Thread(target=self._read)
+        self.thread.start()
+
+    def _read(self):
+        for raw in self.conn.getresponse():
+            if raw.startswith(b"data: "):
+                self.first.set()
+        self.first.set()
+
+    def join(self):
+        self.thread.join(60)
+        self.conn.close()
+
+
+class PrefixCacheTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        args = ("--parallel", "4", "--ctx-size", "2048", "--debug-step-delay", "10ms")
+        cls.on = Server(*args)
+        cls.off = Server(*args, "--prefix-cache-share", "off")
+        cls.det = Server(*args, "--deterministic")
+        cls.det_off = Server(*args, "--deterministic", "--prefix-cache-share", "off")
+
+    @classmethod
+    def tearDownClass(cls):
+        for s in (cls.on, cls.off, cls.det, cls.det_off):
+            s.stop()
+
+    def shared_tokens(self, server):
+        _, a, _ = server.post_json("/tokenize", {"content": RUNNING})
+        _, b, _ = server.post_json("/tokenize", {"content": ASKED})
+        shared = common_prefix(a["tokens"], b["tokens"])
+        self.assertGreaterEqual(shared, 32, "the test needs a prefix worth copying")
+        return shared
+
+    def ask(self, server):
+        status, data, _ = server.post_json(
+            "/v1/completions", {"prompt": ASKED, "max_tokens": 40, "temperature": 0})
+        self.assertEqual(status, 200, data)
+        return data["choices"][0]["text"], data["usage"]["prompt_tokens_details"]["cached_tokens"]
+
+    def ask_beside_running(self, server):
+        running = RunningRequest(server, RUNNING)
+        self.assertTrue(running.first.wait(30))
+        try:
+            return self.ask(server)
+        finally:
+            running.join()
+
+    def test_copied_prefix_gives_the_same_greedy_text_as_no_reuse(self):
+        shared = self.shared_tokens(self.on)
+        text_off, cached_off = self.ask_beside_running(self.off)
+        self.assertEqual(cached_off, 0)
+        text_on, cached_on = self.ask_beside_running(self.on)
+        self.assertEqual(cached_on, shared)
+        self.assertEqual(text_on, text_off)
+
+    def test_deterministic_request_gives_the_same_tokens_with_and_without_a_hit(self):
+        shared = self.shared_tokens(self.det)
+        text_miss, cached_miss = self.ask_beside_running(self.det_off)
+        self.assertEqual(cached_miss, 0)
+        text_hit, cached_hit = self.ask_beside_running(self.det)
+        self.assertEqual(cached_hit, shared)
+        self.assertEqual(text_hit, text_miss)
+        # Asked again, it finds its own earlier prompt whole (all but the last token).
+        text_again, cached_again = self.ask(self.det)
+        _, asked, _ = self.det.post_json("/tokenize", {"content": ASKED})
+        self.assertEqual(cached_again, len(asked["tokens"]) - 1)
+        self.assertEqual(text_again, text_miss)
+
+
+if __name__ == "__main__":
+    unittest.main()
