@@ -42,6 +42,27 @@ ModelMetrics::ModelMetrics(metrics::Registry& registry, TenantMetrics& tenants,
           LoadBuckets(), model_labels_)),
       prompt_tokens_(registry_.GetCounter("ember_prompt_tokens_total",
                                           "Prompt tokens of finished requests.", model_labels_)),
+      prefix_hits_(registry_.GetCounter(
+          "ember_prefix_cache_hits_total",
+          "Requests admitted with part of their prompt's KV cells already computed.",
+          model_labels_)),
+      prefix_misses_(registry_.GetCounter(
+          "ember_prefix_cache_misses_total",
+          "Requests admitted with nothing of their prompt already computed.", model_labels_)),
+      prefix_saved_(registry_.GetCounter(
+          "ember_prefix_cache_saved_tokens_total",
+          "Prompt tokens not recomputed thanks to the prefix cache (usage's cached_tokens).",
+          model_labels_)),
+      prefix_copies_(registry_.GetCounter(
+          "ember_prefix_cache_copies_total",
+          "Hits whose cells were copied from another slot (the rest reused their own slot's).",
+          model_labels_)),
+      prefix_queried_vllm_(registry_.GetCounter("vllm:prefix_cache_queries_total",
+                                                "Prompt tokens looked up in the prefix cache.",
+                                                model_labels_)),
+      prefix_hit_tokens_vllm_(registry_.GetCounter("vllm:prefix_cache_hits_total",
+                                                   "Prompt tokens found in the prefix cache.",
+                                                   model_labels_)),
       generation_tokens_(registry_.GetCounter("ember_generation_tokens_total", "Generated tokens.",
                                               model_labels_)),
       cancelled_(registry_.GetCounter(
@@ -148,6 +169,14 @@ void ModelMetrics::OnFinished(const scheduler::Finished& f) {
       .GetCounter("ember_request_success_total", "Finished requests by finish reason.",
                   {{"model_name", model_id_}, {"finished_reason", reason}})
       .Inc();
+}
+
+void ModelMetrics::OnPrefixLookup(int prompt_tokens, int reused, bool copied) {
+  (reused > 0 ? prefix_hits_ : prefix_misses_).Inc();
+  prefix_saved_.Inc(reused);
+  if (copied && reused > 0) prefix_copies_.Inc();
+  prefix_queried_vllm_.Inc(prompt_tokens);
+  prefix_hit_tokens_vllm_.Inc(reused);
 }
 
 void ModelMetrics::OnStep(int tokens, int /*sequences*/, std::chrono::nanoseconds took) {

@@ -84,6 +84,7 @@ class ModelMetrics final : public scheduler::SchedulerObserver {
   void OnFirstToken(std::chrono::nanoseconds ttft) override;
   void OnTokenInterval(std::chrono::nanoseconds itl) override;
   void OnFinished(const scheduler::Finished& finished) override;
+  void OnPrefixLookup(int prompt_tokens, int reused, bool copied) override;
   void OnStep(int tokens, int sequences, std::chrono::nanoseconds took) override;
 
  private:
@@ -98,6 +99,12 @@ class ModelMetrics final : public scheduler::SchedulerObserver {
   metrics::Histogram& step_;
   metrics::Histogram& load_;
   metrics::Counter& prompt_tokens_;
+  metrics::Counter& prefix_hits_;
+  metrics::Counter& prefix_misses_;
+  metrics::Counter& prefix_saved_;
+  metrics::Counter& prefix_copies_;
+  metrics::Counter& prefix_queried_vllm_;
+  metrics::Counter& prefix_hit_tokens_vllm_;
   metrics::Counter& generation_tokens_;
   metrics::Counter& cancelled_;
   metrics::Counter& started_;

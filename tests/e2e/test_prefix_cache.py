@@ -87,6 +87,9 @@ class PrefixCacheTest(unittest.TestCase):
         text_on, cached_on = self.ask_beside_running(self.on)
         self.assertEqual(cached_on, shared)
         self.assertEqual(text_on, text_off)
+        self.assertEqual(self.on.metric("ember_prefix_cache_copies_total"), 1)
+        self.assertEqual(self.on.metric("ember_prefix_cache_saved_tokens_total"), shared)
+        self.assertEqual(self.off.metric("ember_prefix_cache_hits_total"), 0)
 
     def test_deterministic_request_gives_the_same_tokens_with_and_without_a_hit(self):
         shared = self.shared_tokens(self.det)
