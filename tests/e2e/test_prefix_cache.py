@@ -104,6 +104,23 @@ class PrefixCacheTest(unittest.TestCase):
         self.assertEqual(cached_again, len(asked["tokens"]) - 1)
         self.assertEqual(text_again, text_miss)
 
+    def test_a_cache_moved_aside_before_an_overwrite_gives_the_same_text(self):
+        server = Server("--parallel", "2", "--ctx-size", "1024")
+        try:
+            _, asked, _ = server.post_json("/tokenize", {"content": ASKED})
+            first, cached_first = self.ask(server)  # slot 0
+            self.assertEqual(cached_first, 0)
+            # Lands on slot 0 too (lowest free): ASKED's cells move to slot 1 first.
+            status, _, _ = server.post_json("/v1/completions", {
+                "prompt": "Tom had a small boat. " * 8, "max_tokens": 8, "temperature": 0})
+            self.assertEqual(status, 200)
+            again, cached_again = self.ask(server)
+            self.assertEqual(cached_again, len(asked["tokens"]) - 1)
+            self.assertEqual(again, first)
+            self.assertEqual(server.metric("ember_prefix_cache_copies_total"), 0)
+        finally:
+            server.stop()
+
 
 if __name__ == "__main__":
     unittest.main()
