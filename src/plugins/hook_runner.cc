@@ -54,6 +54,9 @@ struct HookRunner::Impl {
       for (const std::string& name : chain->plugins) {
         const PluginEntry& entry = *config.Find(name);
         Instance& instance = *mine.find(name)->second;
+        // A failed call's half-done changes are undone: fail-open goes on with the request as
+        // the previous plugin left it.
+        RequestData before = request;
         auto outcome = instance.OnRequest(request);
         if (outcome) {
           // proxy_on_done / proxy_on_log / proxy_on_delete right after the request hook: the
@@ -68,6 +71,7 @@ struct HookRunner::Impl {
           continue;
         }
         log::Warn(outcome.error().message, " [", FailureKindName(outcome.error().kind), "]");
+        request = std::move(before);
         if (entry.failure == FailurePolicy::kFailOpen) {
           ++verdict.failed_open;
           continue;

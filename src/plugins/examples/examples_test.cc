@@ -120,5 +120,48 @@ plugins = "allowlist, redact"
   EXPECT_EQ(redacted.request.body, R"({"prompt":"mail [EMAIL]"})");
 }
 
+// A fail-open plugin that rewrites the body and then traps: its change is undone, the chain goes
+// on, and the failure is counted; a fail-closed one stops the chain with the failure.
+TEST(HookRunnerTest, FailOpenUndoesTheFailedCallAndGoesOnFailClosedStops) {
+  const std::string wat = std::string(testing::TempDir()) + "/rewrite_then_trap.wat";
+  std::ofstream(wat) << R"((module
+  (import "env" "proxy_set_buffer_bytes" (func $set (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "clobbered")
+  (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_request_body") (param i32 i32 i32) (result i32)
+    (drop (call $set (i32.const 0) (i32.const 0) (local.get 1) (i32.const 16) (i32.const 9)))
+    (unreachable)))
+)";
+  for (const std::string policy : {"fail-open", "fail-closed"}) {
+    auto config = ParsePluginsConfig("[[plugin]]\nname = \"bad\"\npath = \"" + wat +
+                                         "\"\nfailure = \"" + policy +
+                                         "\"\n[[plugin]]\nname = \"redact\"\npath = "
+                                         "\"pii_redact.wasm\"\n[[chain]]\nroute = \"*\"\n"
+                                         "plugins = \"bad, redact\"\n",
+                                     "plugins.toml");
+    ASSERT_TRUE(config.has_value()) << config.error().message;
+    auto runner = HookRunner::Create(*config, EMBER_EXAMPLE_PLUGINS_DIR, 1);
+    ASSERT_TRUE(runner.has_value()) << runner.error().message;
+    std::promise<RequestVerdict> promise;
+    (*runner)->RunRequest("/v1/completions",
+                          Request("acme", "tiny", R"({"prompt":"mail a@b.org"})"),
+                          [&](RequestVerdict v) { promise.set_value(std::move(v)); });
+    RequestVerdict verdict = promise.get_future().get();
+    if (policy == "fail-open") {
+      EXPECT_FALSE(verdict.failure);
+      EXPECT_EQ(verdict.failed_open, 1);
+      EXPECT_EQ(verdict.request.body, R"({"prompt":"mail [EMAIL]"})");
+    } else {
+      ASSERT_TRUE(verdict.failure);
+      EXPECT_EQ(verdict.decided_by, "bad");
+      EXPECT_EQ(verdict.failure->kind, FailureKind::kTrap);
+      EXPECT_EQ(verdict.request.body, R"({"prompt":"mail a@b.org"})");
+    }
+  }
+}
+
 }  // namespace
 }  // namespace ember::plugins
