@@ -152,6 +152,16 @@ void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
                    "hour (docs/finops.md)")
       ->envname("EMBER_PRICES");
   serve
+      ->add_option("--plugins", o.plugins_file,
+                   "WebAssembly plugins (proxy-wasm) and the chains that run them per route and "
+                   "tenant, a TOML file (docs/plugins.md)")
+      ->envname("EMBER_PLUGINS");
+  serve
+      ->add_option("--plugin-threads", o.plugin_threads,
+                   "Threads that run plugin hooks, each with its own instance of every plugin")
+      ->envname("EMBER_PLUGIN_THREADS")
+      ->check(CLI::Range(1, 64));
+  serve
       ->add_option("--ledger-sync", d.ledger_sync,
                    "normal: a crash loses at most the last commit window (~100 ms) of usage "
                    "records; full: fsync "

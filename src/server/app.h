@@ -22,6 +22,10 @@
 #include "server/server_metrics.h"
 #include "tenancy/tenancy.h"
 
+namespace ember::plugins {
+class HookRunner;
+}  // namespace ember::plugins
+
 namespace ember::server {
 
 class ChatTemplates;
@@ -69,6 +73,8 @@ class App {
   void SetChatTemplates(ChatTemplates* templates) { chat_templates_ = templates; }
   // The console's web page (--console-dir); may stay null: /console then answers 404.
   void SetConsoleAssets(const ConsoleAssets* assets) { console_assets_ = assets; }
+  // The request hooks of --plugins (docs/plugins.md); may stay null: no plugin runs.
+  void SetPlugins(plugins::HookRunner* plugins) { plugins_ = plugins; }
   // What loading is doing now ("metadata", "tokenizer", "buffers", "weights", "context",
   // "warmup"), for /ready.
   void SetLoadingStep(std::string_view step) {
@@ -121,6 +127,7 @@ class App {
   AppOptions options_;
   ServerMetrics& metrics_;
   tenancy::Tenancy& tenancy_;
+  plugins::HookRunner* plugins_ = nullptr;
   TenantMetrics& tenant_metrics_;
   std::atomic<Phase> phase_{Phase::kLoading};
   mutable std::mutex loading_step_mu_;

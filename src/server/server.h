@@ -71,6 +71,9 @@ struct ServeOptions {
   // tenants without a hard budget once even that buffer is full (serve | refuse), and the
   // period of the machine's utilization intervals (--ledger-interval, default 60 s).
   std::string prices_file;
+  // --plugins: the WebAssembly plugins file (docs/plugins.md); empty = no plugins.
+  std::string plugins_file;
+  int plugin_threads = 1;
   bool ledger_sync_full = false;
   std::size_t ledger_buffer = 100'000;
   bool unmetered_refuse = false;
