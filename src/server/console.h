@@ -21,6 +21,7 @@
 
 #include "common/clock.h"
 #include "server/event_feed.h"
+#include "server/history.h"
 #include "server/request_log.h"
 
 namespace ember::server {
@@ -55,7 +56,9 @@ struct LiveRequest {
 
 class Console {
  public:
-  explicit Console(ConsoleOptions options);
+  // `history` (the charts' points; may be null) gets a sample of the queues and KV use at
+  // every tick, and is rolled by it.
+  explicit Console(ConsoleOptions options, History* history = nullptr);
   ~Console();  // Stop()s
 
   const ConsoleOptions& options() const { return options_; }
@@ -81,7 +84,12 @@ class Console {
  private:
   void Tick(const ModelManager* models);
 
+  // The history's sample at a tick: requests waiting for a model or a slot, and the fullest
+  // KV cache.
+  void SampleHistory(const ModelManager* models);
+
   const ConsoleOptions options_;
+  History* const history_;
   RequestLog log_;
   EventFeed feed_;
   mutable std::mutex live_mu_;
