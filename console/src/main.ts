@@ -72,7 +72,7 @@ function renderSnapshot(s: Json): void {
         requestLink(r.id),
         r.tenant || "(open)",
         r.model,
-        r.state,
+        r.state === "prefill" ? `prefill ${Math.min(r.prefilled, r.prompt_tokens)} of ${r.prompt_tokens}` : r.state,
         r.prompt_tokens,
         r.tokens,
         r.ttft_ms,

@@ -112,6 +112,7 @@ std::string Console::Snapshot(const ModelManager* models) const {
       out += StrCat(",\"endpoint\":\"", r->endpoint, "\",\"state\":\"", LiveStateName(state),
                     "\",\"age_ms\":", age_ns / 1'000'000,
                     ",\"prompt_tokens\":", r->prompt_tokens.load(std::memory_order_relaxed),
+                    ",\"prefilled\":", r->prefilled.load(std::memory_order_relaxed),
                     ",\"tokens\":", tokens, ",\"ttft_ms\":");
       if (ttft >= 0) {
         out += StrCat(ttft / 1'000'000);

@@ -50,7 +50,8 @@ struct LiveRequest {
   SteadyTime arrival{};
   std::atomic<LiveState> state{LiveState::kStarting};
   std::atomic<std::int64_t> prompt_tokens{0};
-  std::atomic<std::int64_t> tokens{0};           // output tokens so far
+  std::atomic<int> prefilled{0};        // prompt tokens in the KV cache: the scheduler stores it
+  std::atomic<std::int64_t> tokens{0};  // output tokens so far
   std::atomic<std::int64_t> first_token_ns{-1};  // since arrival; -1 before the first
 };
 

@@ -1,6 +1,7 @@
 #include "server/history.h"
 
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
 
 namespace ember::server {

@@ -265,6 +265,35 @@ class EventFeedTest(unittest.TestCase):
             server.stop()
 
 
+    def test_live_feed_shows_a_long_prompts_prefill_progress(self):
+        # 32 prompt tokens a step: a ~400-token prompt takes ~13 steps of 30 ms to prefill.
+        server = Server("--parallel", "1", "--batch-size", "32", "--ctx-size", "1024",
+                        "--console-interval", "50ms",
+                        "--debug-step-delay", "30ms")
+        try:
+            feed = events(server)
+            next(feed)
+            worker = threading.Thread(target=complete, args=(server,), kwargs={
+                "max_tokens": 2, "prompt": "Once upon a time there was a cat. " * 40,
+                "headers": {"x-request-id": "long-1"}})
+            worker.start()
+            progress = []
+            deadline = time.time() + 30
+            for name, data in feed:
+                if time.time() > deadline or (name == "request" and data["id"] == "long-1"):
+                    break
+                if name == "snapshot":
+                    progress += [(r["prefilled"], r["prompt_tokens"]) for r in data["requests"]
+                                 if r["id"] == "long-1" and r["state"] == "prefill"]
+            worker.join()
+            feed.close()
+            partial = [n for n, m in progress if 0 < n < m]
+            self.assertTrue(partial, f"no snapshot showed the prefill part-way: {progress}")
+            self.assertGreater(progress[0][1], 300)
+            self.assertEqual(partial, sorted(partial))  # it only moves forward
+        finally:
+            server.stop()
+
     def test_model_events_show_an_unload_and_a_cold_start(self):
         server = Server("--console-interval", "100ms")
         try:
