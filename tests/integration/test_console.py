@@ -24,6 +24,17 @@ def record(server, request_id, headers=None):
     return status, json.loads(body)
 
 
+def two_tenants():
+    """A data directory whose tenants file holds acme and globex; returns it and their keys."""
+    directory = tempfile.mkdtemp(prefix="ember-console-")
+    keys = {"acme": "ek_acmeacmeacmeacmeacmeacmeacme0000000001",
+            "globex": "ek_globexglobexglobexglobexgl0000000002"}
+    write_tenants(directory, {"acme": {}, "globex": {}},
+                  [("key_00000000000a", "acme", keys["acme"]),
+                   ("key_00000000000b", "globex", keys["globex"])])
+    return directory, keys
+
+
 def events(server, path="/admin/events", headers=None, timeout=30):
     """Yields (event, data) from an SSE stream until the caller stops."""
     c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=timeout)
@@ -193,12 +204,7 @@ class ConsoleOptionsTest(unittest.TestCase):
 
 class TenantSearchTest(unittest.TestCase):
     def test_search_by_tenant(self):
-        directory = tempfile.mkdtemp(prefix="ember-console-")
-        keys = {"acme": "ek_acmeacmeacmeacmeacmeacmeacme0000000001",
-                "globex": "ek_globexglobexglobexglobexgl0000000002"}
-        write_tenants(directory, {"acme": {}, "globex": {}},
-                      [("key_00000000000a", "acme", keys["acme"]),
-                       ("key_00000000000b", "globex", keys["globex"])])
+        directory, keys = two_tenants()
         server = Server("--data-dir", directory)
         try:
             for tenant in ["acme", "globex", "acme"]:
@@ -334,12 +340,7 @@ class HistoryTest(unittest.TestCase):
     """GET /admin/history: the charts' points add up to the requests that ran."""
 
     def test_points_add_up_to_the_requests_their_tokens_and_cost(self):
-        directory = tempfile.mkdtemp(prefix="ember-history-")
-        keys = {"acme": "ek_acmeacmeacmeacmeacmeacmeacme0000000001",
-                "globex": "ek_globexglobexglobexglobexgl0000000002"}
-        write_tenants(directory, {"acme": {}, "globex": {}},
-                      [("key_00000000000a", "acme", keys["acme"]),
-                       ("key_00000000000b", "globex", keys["globex"])])
+        directory, keys = two_tenants()
         prices = f"{directory}/prices.toml"
         with open(prices, "w") as f:
             f.write('[models."stories260K"]\ninput_per_mtok = 100\noutput_per_mtok = 300\n')
