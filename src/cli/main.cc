@@ -26,7 +26,8 @@ namespace {
 struct DurationFlags {
   std::string queue_timeout = "30s", drain_timeout = "30s", read_timeout = "30s",
               liveness_timeout = "60s", step_delay = "0", idle_unload = "0",
-              model_switch_after = "5s", ledger_interval = "60s", console_interval = "1s";
+              model_switch_after = "5s", ledger_interval = "60s", console_interval = "1s",
+              console_history_step = "10s";
   std::string ledger_sync = "normal", unmetered = "serve";
   std::string memory_budget = "0";
   std::string cache_max_size = "0", cache_min_free = "1GiB", cache_verify = "boot";
@@ -213,6 +214,11 @@ void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
                    "Period of the snapshots GET /admin/events sends")
       ->envname("EMBER_CONSOLE_INTERVAL");
   serve
+      ->add_option("--console-history-step", d.console_history_step,
+                   "Width of one point of the console's charts (GET /admin/history), which keep "
+                   "the last 360 points: 10s keeps an hour")
+      ->envname("EMBER_CONSOLE_HISTORY_STEP");
+  serve
       ->add_option("--console-dir", o.console_dir,
                    "The console page's built files (scripts/console.sh prints the folder); "
                    "default: <exe>/../share/ember/console when it exists")
@@ -231,7 +237,8 @@ Status ApplyDurations(const DurationFlags& d, server::ServeOptions& o) {
       {&d.idle_unload, &o.idle_unload},
       {&d.model_switch_after, &o.model_switch_after},
       {&d.ledger_interval, &o.ledger_interval},
-      {&d.console_interval, &o.console_interval}};
+      {&d.console_interval, &o.console_interval},
+      {&d.console_history_step, &o.console_history_step}};
   for (const auto& [text, out] : all) {
     auto parsed = ParseDuration(*text);
     if (!parsed) return std::unexpected(parsed.error());
@@ -251,6 +258,10 @@ Status ApplyDurations(const DurationFlags& d, server::ServeOptions& o) {
   o.unmetered_refuse = d.unmetered == "refuse";
   if (o.ledger_interval < std::chrono::milliseconds(100)) {
     return InvalidArgument("--ledger-interval must be at least 100ms");
+  }
+  if (o.console_history_step < std::chrono::seconds(1) ||
+      o.console_history_step.count() % 1000 != 0) {
+    return InvalidArgument("--console-history-step must be a whole number of seconds, at least 1s");
   }
   if (d.preload && d.no_preload) return InvalidArgument("--preload and --no-preload contradict");
   if (d.preload) o.preload = true;

@@ -419,6 +419,12 @@ void Scheduler::SharePrompt(Sequence& first, bool copy) {
   first.sharers = 0;
 }
 
+void Scheduler::ReportPrefill(const Sequence& seq) {
+  if (seq.request.prefill_progress) {
+    seq.request.prefill_progress->store(seq.prefilled, std::memory_order_relaxed);
+  }
+}
+
 void Scheduler::Start(std::unique_ptr<Sequence> seq, int slot, int shared) {
   // At least the last token is recomputed: its logits give the next token.
   const int reuse = std::min(shared, static_cast<int>(seq->feed().size()) - 1);
@@ -433,6 +439,7 @@ void Scheduler::Start(std::unique_ptr<Sequence> seq, int slot, int shared) {
   if (seq->sampler) engine_->ResumeSampler(slot, std::move(seq->sampler));
   seq->slot = slot;
   seq->prefilled = *kept;
+  ReportPrefill(*seq);
   if (seq->started) {
     preempted_count_.fetch_sub(1);
     Mark(*seq, TraceMark::Kind::kResumed, clock_.Now());
@@ -635,7 +642,10 @@ bool Scheduler::RunStep() {
   std::size_t k = 0;
   for (std::size_t i = 0; i < batch.size(); ++i) {
     Sequence* s = plan[i].seq;
-    if (!s->decoding()) s->prefilled += static_cast<int>(batch[i].tokens.size());
+    if (!s->decoding()) {
+      s->prefilled += static_cast<int>(batch[i].tokens.size());
+      ReportPrefill(*s);
+    }
     if (batch[i].sample && k < sampled->size()) HandleSampled(*s, (*sampled)[k++], now);
     if (batch[i].embed) FinishEmbedding(*s);
   }

@@ -111,6 +111,8 @@ class App {
   // GET /admin/requests, /admin/requests/{id}, /admin/events (console.cc's data).
   void HandleRequests(http::Exchange& ex);
   void HandleEvents(std::shared_ptr<http::Exchange> ex);
+  // GET /admin/history: the charts' last hour (history.h).
+  void HandleHistory(http::Exchange& ex);
   // GET /console[/...]: the page's files.
   void HandleConsolePage(http::Exchange& ex);
   // With tenants configured, the API endpoints other than generation (models, tokenize) need

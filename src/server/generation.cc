@@ -481,6 +481,8 @@ void Generation::Submit(std::vector<scheduler::GenerateRequest> reqs) {
     reqs[i].id = reqs.size() == 1 ? request_id_ : StrCat(request_id_, "-", i);
     reqs[i].arrival = arrival_;
   }
+  // The live view's "prefill n of m" (a request's first input, for embeddings).
+  if (live_) reqs[0].prefill_progress = std::shared_ptr<std::atomic<int>>(live_, &live_->prefilled);
   embeddings_.resize(kind_ == api::Endpoint::kEmbeddings ? reqs.size() : 0);
   // A read output (tools, reasoning) is read apart per choice, call ids unique across them.
   auto call_ids = std::make_shared<CallIds>();

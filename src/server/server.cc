@@ -362,6 +362,8 @@ int RunServe(const ServeOptions& options) {
     template_overrides[id] = std::move(text);
   }
   static ChatTemplates chat_templates(std::move(template_overrides));
+  metrics.history().Configure(
+      std::chrono::duration_cast<std::chrono::seconds>(options.console_history_step), 360);
   static App app(AppOptions{.liveness_timeout = options.liveness_timeout,
                             .determinism = determinism,
                             .queue_timeout = options.queue_timeout,

@@ -85,6 +85,7 @@ struct ServeOptions {
   bool console_keep_text = false;
   int console_trace_steps = 128;
   std::chrono::milliseconds console_interval{1000};
+  std::chrono::milliseconds console_history_step{10'000};  // whole seconds, at least 1
   // The console page's built files (scripts/console.sh); empty = <exe>/../share/ember/console
   // when it exists, else no page.
   std::string console_dir;
