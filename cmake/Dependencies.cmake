@@ -167,3 +167,18 @@ if(EMBER_LLGUIDANCE_PREFIX)
 else()
   message(STATUS "llguidance: not built in (JSON schemas are enforced as GBNF grammars)")
 endif()
+
+# Wasmtime's C API (scripts/wasmtime.sh prefix): the WebAssembly runtime of proxy-wasm plugins,
+# a Rust static archive. Private to src/plugins/ (tools/check_layers.py). Optional: without it
+# (no cargo; the aarch64 cross build) ember builds without plugins (docs/plugins.md).
+set(EMBER_WASMTIME_PREFIX "" CACHE PATH
+    "Install prefix of Wasmtime's C API (scripts/wasmtime.sh prefix); empty = no plugins")
+if(EMBER_WASMTIME_PREFIX)
+  ember_cached_archive(ember_wasmtime_dep "${EMBER_WASMTIME_PREFIX}"
+    "scripts/wasmtime.sh prefix" lib/libwasmtime.a include)
+  # What Rust's standard library needs from libc.
+  target_link_libraries(ember_wasmtime_dep INTERFACE Threads::Threads ${CMAKE_DL_LIBS} m)
+  message(STATUS "wasmtime: ${EMBER_WASMTIME_PREFIX}")
+else()
+  message(STATUS "wasmtime: not built in (no WebAssembly plugins)")
+endif()

@@ -5,7 +5,8 @@
 # GoogleTest built for aarch64 (cached), then ember in build/aarch64. The kernel tests run once
 # per ARM variant, as on x86. Without llguidance: Rust's standard library for aarch64 is not
 # reachable here (rustup's downloads), so JSON schemas run as GBNF grammars in this build
-# (docs/api.md). Extra arguments go to ctest (default: -L unit).
+# (docs/api.md), and without Wasmtime for the same reason: no WebAssembly plugins
+# (docs/plugins.md). Extra arguments go to ctest (default: -L unit).
 #   scripts/cross_aarch64.sh [ctest args]
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -69,7 +70,7 @@ build="$repo/build/aarch64"
 cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_TOOLCHAIN_FILE="$toolchain" -DEMBER_LLAMA_PREFIX="$prefix" \
   -DEMBER_LLAMA_SOURCE="$source" -DEMBER_LLAMA_COMMON_PREFIX="$common" \
-  -DEMBER_LLGUIDANCE_PREFIX="" ${EMBER_CMAKE_ARGS:-} >/dev/null
+  -DEMBER_LLGUIDANCE_PREFIX="" -DEMBER_WASMTIME_PREFIX="" ${EMBER_CMAKE_ARGS:-} >/dev/null
 cmake --build "$build" -j "$(nproc)"
 echo "[cross] built $build/src/cli/ember for aarch64; unit tests under qemu-aarch64" >&2
 cd "$build"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything ember needs on a fresh Debian 12 machine and builds it:
 # Debian packages (when missing), the pinned llama.cpp (cached outside the clone, see
-# scripts/llama_cpp.sh), llguidance (scripts/llguidance.sh, cached likewise) and ember itself
+# scripts/llama_cpp.sh), llguidance (scripts/llguidance.sh, cached likewise), Wasmtime's C API
+# (scripts/wasmtime.sh, cached likewise) and ember itself
 # (CMake preset, default "release").
 #   scripts/setup.sh [preset]
 set -euo pipefail
@@ -12,11 +13,13 @@ preset="${1:-release}"
 # libraries when their Debian package is installed.
 # clang-19 and libclang-rt-19-dev (libFuzzer) are for scripts/fuzz.sh only; clang-format-19 is
 # the format check (ctest "format"); readelf (binutils) reads the install's RPATH in a test.
+# wasm-ld-19 (lld-19), wasi-libc and libclang-rt-19-dev-wasm32 build the example plugins written
+# in C for wasm32-wasi (src/plugins/examples, docs/plugins.md).
 declare -A tools=([g++]=g++ [cmake]=cmake [ninja]=ninja-build [git]=git [npm]=npm
                   [python3]=python3 [curl]=curl [clang++-19]=clang-19
-                  [clang-format-19]=clang-format-19 [readelf]=binutils)
+                  [clang-format-19]=clang-format-19 [readelf]=binutils [wasm-ld-19]=lld-19)
 libraries=(libboost1.74-dev libsqlite3-dev sqlite3 nlohmann-json3-dev libcli11-dev libgtest-dev libgmock-dev
-           libbenchmark-dev libclang-rt-19-dev)
+           libbenchmark-dev libclang-rt-19-dev wasi-libc libclang-rt-19-dev-wasm32)
 missing=()
 for cmd in "${!tools[@]}"; do command -v "$cmd" >/dev/null || missing+=("${tools[$cmd]}"); done
 for p in "${libraries[@]}"; do
@@ -40,9 +43,17 @@ if ! EMBER_LLGUIDANCE_PREFIX="$("$repo/scripts/llguidance.sh" prefix)"; then
   EMBER_LLGUIDANCE_PREFIX=""
 fi
 export EMBER_LLGUIDANCE_PREFIX
+# Wasmtime (WebAssembly plugins; docs/plugins.md) needs the same Rust toolchain (>= 1.95).
+if ! EMBER_WASMTIME_PREFIX="$("$repo/scripts/wasmtime.sh" prefix)"; then
+  echo "[setup] WARNING: Wasmtime could not be built (see above): ember is built WITHOUT" \
+       "WebAssembly plugins (docs/plugins.md)" >&2
+  EMBER_WASMTIME_PREFIX=""
+fi
+export EMBER_WASMTIME_PREFIX
 cmake --preset "$preset" -S "$repo" -DEMBER_LLAMA_PREFIX="$EMBER_LLAMA_PREFIX" \
   -DEMBER_LLAMA_SOURCE="$EMBER_LLAMA_SOURCE" \
   -DEMBER_LLAMA_COMMON_PREFIX="$EMBER_LLAMA_COMMON_PREFIX" \
-  -DEMBER_LLGUIDANCE_PREFIX="$EMBER_LLGUIDANCE_PREFIX" ${EMBER_CMAKE_ARGS:-} >/dev/null
+  -DEMBER_LLGUIDANCE_PREFIX="$EMBER_LLGUIDANCE_PREFIX" \
+  -DEMBER_WASMTIME_PREFIX="$EMBER_WASMTIME_PREFIX" ${EMBER_CMAKE_ARGS:-} >/dev/null
 cmake --build "$repo/build/$preset" -j "$(nproc)"
 echo "[setup] built $repo/build/$preset/src/cli/ember" >&2

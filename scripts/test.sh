@@ -5,5 +5,7 @@
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 "$repo/scripts/setup.sh" release
+# The browser test's Chromium (Debian's) and the console page it drives.
+"$repo/scripts/console.sh" --browser >/dev/null
 cd "$repo/build/release"
 ctest --output-on-failure --timeout 600 -LE slow "$@"

@@ -18,8 +18,9 @@ ALLOWED = {
     "tenancy": {"common", "tenancy"},
     "ledger": {"common", "ledger"},
     "chat": {"common", "chat"},
+    "plugins": {"common", "plugins"},
     "server": {"common", "engine", "scheduler", "api", "http", "metrics", "tenancy", "ledger",
-               "chat", "server"},
+               "chat", "plugins", "server"},
     "cli": {"common", "engine", "server", "bench", "tenancy", "ledger", "cli"},
 }
 # third-party header prefix -> the only directories that may include it
@@ -27,6 +28,8 @@ THIRD_PARTY = {
     "llama.h": ("engine/llama",), "ggml": ("engine/llama", "engine/synth"),
     "gguf.h": ("engine/llama", "engine/synth"), "boost/": ("http",), "nlohmann/": ("api",), "CLI/": ("cli",),
     "sqlite3.h": ("ledger",),
+    # Wasmtime's C API (scripts/wasmtime.sh): the plugins module only.
+    **{h: ("plugins",) for h in ("wasm.h", "wasmtime.h", "wasmtime/", "wasi.h")},
     # llguidance's C API (scripts/llguidance.sh): one adapter file.
     "llguidance.h": ("engine/llama/llguidance_sampler.cc",),
     # llama.cpp's common chat library (the archive of scripts/llama_cpp.sh common): chat/ only.

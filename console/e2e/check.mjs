@@ -61,6 +61,22 @@ try {
         `load-2's steps name the requests they shared (saw ${sharedWith.slice(0, 5)})`);
   await page.screenshot({ path: `${shots}/console-timeline.png`, fullPage: true });
 
+  // The charts draw the last points (the test server makes one a second): seven charts, the
+  // requests by status naming the finished ones, the tokens per second above zero.
+  await page.waitForFunction(() =>
+    [...document.querySelectorAll('#charts [data-chart="status"] .u-legend .u-series')]
+      .some((s) => s.textContent?.includes("finished")), null, { timeout: 20000 });
+  const canvases = await page.locator("#charts .chart canvas").evaluateAll((cs) =>
+    cs.map((c) => c.width * c.height));
+  check(canvases.length === 7 && canvases.every((a) => a > 0),
+        `seven charts drawn (saw ${canvases.length})`);
+  const peak = await page.evaluate(async () => {
+    const h = await (await fetch("/admin/history")).json();
+    return Math.max(...h.points.map((p) => p.tokens_per_s));
+  });
+  check(peak > 0, `the tokens per second chart has tokens (peak ${peak})`);
+  await page.locator("#charts").screenshot({ path: `${shots}/console-charts.png` });
+
   // A prompt with HTML in it is shown as text: nothing of it runs or renders.
   await page.fill('#search input[name="id"]', "html-1");
   await page.click('#search button[type="submit"]');

@@ -2,6 +2,7 @@
 // GET /admin/requests (docs/console.md). Every value from the server reaches the page through
 // textContent, never as markup, so a prompt holding "<script>" shows as text.
 import "./style.css";
+import { renderHistory } from "./charts";
 
 type Json = Record<string, any>;
 
@@ -71,7 +72,7 @@ function renderSnapshot(s: Json): void {
         requestLink(r.id),
         r.tenant || "(open)",
         r.model,
-        r.state,
+        r.state === "prefill" ? `prefill ${Math.min(r.prefilled, r.prompt_tokens)} of ${r.prompt_tokens}` : r.state,
         r.prompt_tokens,
         r.tokens,
         r.ttft_ms,
@@ -244,4 +245,25 @@ document.getElementById("search")?.addEventListener("submit", async (ev) => {
 
 keyInput.addEventListener("change", () => sessionStorage.setItem("ember-admin-key", keyInput.value));
 
+// --- Charts over the last hour -----------------------------------------------------------
+
+const chartsStatus = document.getElementById("charts-status") as HTMLElement;
+
+async function followHistory(): Promise<void> {
+  const container = document.getElementById("charts") as HTMLElement;
+  for (;;) {
+    let stepS = 10;
+    try {
+      const history = await getJson("/admin/history");
+      stepS = history.step_seconds;
+      renderHistory(history, container);
+      chartsStatus.textContent = `one point per ${stepS} s, ${history.points.length} so far`;
+    } catch (e) {
+      chartsStatus.textContent = String((e as Error).message);
+    }
+    await new Promise((r) => setTimeout(r, Math.max(1, Math.min(stepS, 10)) * 1000));
+  }
+}
+
 void follow();
+void followHistory();

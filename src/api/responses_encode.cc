@@ -14,6 +14,14 @@ namespace ember::api {
 
 namespace {
 
+// A failed response's error.code, from the Responses API's set: the server's own failures are
+// server_error, a rate limit rate_limit_exceeded, anything the client sent invalid_prompt.
+std::string_view ResponseErrorCode(const Error& error) {
+  const int status = ToHttpError(error).status;
+  if (status == 429) return "rate_limit_exceeded";
+  return status >= 500 ? "server_error" : "invalid_prompt";
+}
+
 std::string_view StatusFor(engine::FinishReason reason) {
   return reason == engine::FinishReason::kLength ? "incomplete" : "completed";
 }
@@ -184,7 +192,7 @@ std::string ResponsesEncoder::ResponseObject(std::string_view status,
     }
   }
   if (error != nullptr) {
-    r["error"] = {{"code", "server_error"}, {"message", error->message}};
+    r["error"] = {{"code", ResponseErrorCode(*error)}, {"message", error->message}};
   }
   return r.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
@@ -404,9 +412,8 @@ std::string ResponsesEncoder::Finish(const ResponseOutput& output, engine::Finis
 }
 
 std::string ResponsesEncoder::Fail(const Error& error) {
-  const HttpError http = ToHttpError(error);
   std::string fields = ",\"code\":";
-  AppendQuoted(fields, http.status >= 500 ? "server_error" : "invalid_request_error");
+  AppendQuoted(fields, ResponseErrorCode(error));
   fields += ",\"message\":";
   AppendQuoted(fields, error.message);
   fields += ",\"param\":null";

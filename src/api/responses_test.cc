@@ -532,6 +532,14 @@ TEST(ResponsesEncoderTest, FailureIsAnErrorEventThenResponseFailed) {
   EXPECT_EQ(events[2].data["message"], "the engine failed");
   EXPECT_EQ(events[3].data["response"]["status"], "failed");
   EXPECT_EQ(events[3].data["response"]["error"]["message"], "the engine failed");
+  EXPECT_EQ(events[3].data["response"]["error"]["code"], "server_error");
+  // The code follows the failure: a rate limit or the client's own mistake is not the server's.
+  const auto code = [](const Error& e) {
+    ResponsesEncoder encoder(Params(), kMeta);
+    return Events(encoder.Start() + encoder.Fail(e))[3].data["response"]["error"]["code"];
+  };
+  EXPECT_EQ(code(Error{ErrorCode::kResourceExhausted, "slow down", ""}), "rate_limit_exceeded");
+  EXPECT_EQ(code(Error{ErrorCode::kInvalidArgument, "prompt too long", "input"}), "invalid_prompt");
 }
 
 }  // namespace

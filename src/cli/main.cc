@@ -26,7 +26,8 @@ namespace {
 struct DurationFlags {
   std::string queue_timeout = "30s", drain_timeout = "30s", read_timeout = "30s",
               liveness_timeout = "60s", step_delay = "0", idle_unload = "0",
-              model_switch_after = "5s", ledger_interval = "60s", console_interval = "1s";
+              model_switch_after = "5s", ledger_interval = "60s", console_interval = "1s",
+              console_history_step = "10s";
   std::string ledger_sync = "normal", unmetered = "serve";
   std::string memory_budget = "0";
   std::string cache_max_size = "0", cache_min_free = "1GiB", cache_verify = "boot";
@@ -159,6 +160,16 @@ void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
                    "hour (docs/finops.md)")
       ->envname("EMBER_PRICES");
   serve
+      ->add_option("--plugins", o.plugins_file,
+                   "WebAssembly plugins (proxy-wasm) and the chains that run them per route and "
+                   "tenant, a TOML file (docs/plugins.md)")
+      ->envname("EMBER_PLUGINS");
+  serve
+      ->add_option("--plugin-threads", o.plugin_threads,
+                   "Threads that run plugin hooks, each with its own instance of every plugin")
+      ->envname("EMBER_PLUGIN_THREADS")
+      ->check(CLI::Range(1, 64));
+  serve
       ->add_option("--ledger-sync", d.ledger_sync,
                    "normal: a crash loses at most the last commit window (~100 ms) of usage "
                    "records; full: fsync "
@@ -210,6 +221,11 @@ void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
                    "Period of the snapshots GET /admin/events sends")
       ->envname("EMBER_CONSOLE_INTERVAL");
   serve
+      ->add_option("--console-history-step", d.console_history_step,
+                   "Width of one point of the console's charts (GET /admin/history), which keep "
+                   "the last 360 points: 10s keeps an hour")
+      ->envname("EMBER_CONSOLE_HISTORY_STEP");
+  serve
       ->add_option("--console-dir", o.console_dir,
                    "The console page's built files (scripts/console.sh prints the folder); "
                    "default: <exe>/../share/ember/console when it exists")
@@ -228,7 +244,8 @@ Status ApplyDurations(const DurationFlags& d, server::ServeOptions& o) {
       {&d.idle_unload, &o.idle_unload},
       {&d.model_switch_after, &o.model_switch_after},
       {&d.ledger_interval, &o.ledger_interval},
-      {&d.console_interval, &o.console_interval}};
+      {&d.console_interval, &o.console_interval},
+      {&d.console_history_step, &o.console_history_step}};
   for (const auto& [text, out] : all) {
     auto parsed = ParseDuration(*text);
     if (!parsed) return std::unexpected(parsed.error());
@@ -248,6 +265,10 @@ Status ApplyDurations(const DurationFlags& d, server::ServeOptions& o) {
   o.unmetered_refuse = d.unmetered == "refuse";
   if (o.ledger_interval < std::chrono::milliseconds(100)) {
     return InvalidArgument("--ledger-interval must be at least 100ms");
+  }
+  if (o.console_history_step < std::chrono::seconds(1) ||
+      o.console_history_step.count() % 1000 != 0) {
+    return InvalidArgument("--console-history-step must be a whole number of seconds, at least 1s");
   }
   if (d.preload && d.no_preload) return InvalidArgument("--preload and --no-preload contradict");
   if (d.preload) o.preload = true;

@@ -50,6 +50,9 @@ struct GenerateRequest {
   // first choice's; the others get copies of its KV cells). All n are admitted together, so n
   // must not exceed the model's slots. Choice i samples with seed + i when a seed is given.
   int n = 1;
+  // When set, the engine thread stores in it the prompt tokens in the KV cache so far (reused
+  // and computed) after each step that prefills them: the console's "prefill n of m".
+  std::shared_ptr<std::atomic<int>> prefill_progress;
 };
 
 // The request left the wait queue for a sequence slot (once, even if it is later preempted

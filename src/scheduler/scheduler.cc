@@ -455,6 +455,12 @@ void Scheduler::SharePrompt(Sequence& first, bool copy) {
   first.sharers = 0;
 }
 
+void Scheduler::ReportPrefill(const Sequence& seq) {
+  if (seq.request.prefill_progress) {
+    seq.request.prefill_progress->store(seq.prefilled, std::memory_order_relaxed);
+  }
+}
+
 void Scheduler::Start(std::unique_ptr<Sequence> seq, Placement place) {
   const int slot = place.slot;
   if (place.evict_to >= 0) {
@@ -487,6 +493,7 @@ void Scheduler::Start(std::unique_ptr<Sequence> seq, Placement place) {
   if (seq->sampler) engine_->ResumeSampler(slot, std::move(seq->sampler));
   seq->slot = slot;
   seq->prefilled = *kept;
+  ReportPrefill(*seq);
   if (seq->started) {
     preempted_count_.fetch_sub(1);
     Mark(*seq, TraceMark::Kind::kResumed, clock_.Now());
@@ -692,7 +699,10 @@ bool Scheduler::RunStep() {
   std::size_t k = 0;
   for (std::size_t i = 0; i < batch.size(); ++i) {
     Sequence* s = plan[i].seq;
-    if (!s->decoding()) s->prefilled += static_cast<int>(batch[i].tokens.size());
+    if (!s->decoding()) {
+      s->prefilled += static_cast<int>(batch[i].tokens.size());
+      ReportPrefill(*s);
+    }
     if (batch[i].sample && k < sampled->size()) HandleSampled(*s, (*sampled)[k++], now);
     if (batch[i].embed) FinishEmbedding(*s);
   }

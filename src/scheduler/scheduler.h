@@ -170,6 +170,8 @@ class Scheduler {
   std::vector<Planned> PlanStep() const;
   void AdmitWaiting();
   void Start(std::unique_ptr<Sequence> seq, Placement place);
+  // Stores seq.prefilled where its request asked for it (GenerateRequest::prefill_progress).
+  static void ReportPrefill(const Sequence& seq);
   // Starts choices 1..n-1 of the request whose first choice just started in `slot`.
   void StartChoices(int slot);
   int FreeSlots() const;

@@ -23,7 +23,7 @@ App::App(AppOptions options, ServerMetrics& metrics, tenancy::Tenancy& tenancy,
       metrics_(metrics),
       tenancy_(tenancy),
       tenant_metrics_(tenant_metrics),
-      console_(options.console) {}
+      console_(options.console, &metrics.history()) {}
 
 bool App::Authorized(http::Exchange& ex, const std::string& endpoint) {
   auto caller = tenancy_.Authenticate(ex.request().Header("authorization"));
@@ -137,14 +137,15 @@ void App::Handle(std::shared_ptr<http::Exchange> ex) {
     return HandleRequests(*ex);
   }
   if (path == "/admin/events" && get) return HandleEvents(std::move(ex));
+  if (path == "/admin/history" && get) return HandleHistory(*ex);
   if ((path == "/console" || path.starts_with("/console/")) && get) {
     return HandleConsolePage(*ex);
   }
-  const bool known = path == "/health" || path == "/ready" || path == "/metrics" ||
-                     path == "/v1/models" || path == "/v1/completions" ||
-                     path == "/v1/chat/completions" || path == "/v1/embeddings" ||
-                     path == "/v1/responses" || path == "/tokenize" || path == "/v1/usage" ||
-                     path == "/admin/requests" || path == "/admin/events";
+  const bool known =
+      path == "/health" || path == "/ready" || path == "/metrics" || path == "/v1/models" ||
+      path == "/v1/completions" || path == "/v1/chat/completions" || path == "/v1/embeddings" ||
+      path == "/v1/responses" || path == "/tokenize" || path == "/v1/usage" ||
+      path == "/admin/requests" || path == "/admin/events" || path == "/admin/history";
   if (known) {
     return ReplyError(*ex, path,
                       Error{ErrorCode::kInvalidArgument,

@@ -22,6 +22,10 @@
 #include "server/server_metrics.h"
 #include "tenancy/tenancy.h"
 
+namespace ember::plugins {
+class HookRunner;
+}  // namespace ember::plugins
+
 namespace ember::server {
 
 class ChatTemplates;
@@ -69,6 +73,8 @@ class App {
   void SetChatTemplates(ChatTemplates* templates) { chat_templates_ = templates; }
   // The console's web page (--console-dir); may stay null: /console then answers 404.
   void SetConsoleAssets(const ConsoleAssets* assets) { console_assets_ = assets; }
+  // The request hooks of --plugins (docs/plugins.md); may stay null: no plugin runs.
+  void SetPlugins(plugins::HookRunner* plugins) { plugins_ = plugins; }
   // What loading is doing now ("metadata", "tokenizer", "buffers", "weights", "context",
   // "warmup"), for /ready.
   void SetLoadingStep(std::string_view step) {
@@ -105,6 +111,8 @@ class App {
   // GET /admin/requests, /admin/requests/{id}, /admin/events (console.cc's data).
   void HandleRequests(http::Exchange& ex);
   void HandleEvents(std::shared_ptr<http::Exchange> ex);
+  // GET /admin/history: the charts' last hour (history.h).
+  void HandleHistory(http::Exchange& ex);
   // GET /console[/...]: the page's files.
   void HandleConsolePage(http::Exchange& ex);
   // With tenants configured, the API endpoints other than generation (models, tokenize) need
@@ -121,6 +129,7 @@ class App {
   AppOptions options_;
   ServerMetrics& metrics_;
   tenancy::Tenancy& tenancy_;
+  plugins::HookRunner* plugins_ = nullptr;
   TenantMetrics& tenant_metrics_;
   std::atomic<Phase> phase_{Phase::kLoading};
   mutable std::mutex loading_step_mu_;

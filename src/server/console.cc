@@ -1,5 +1,6 @@
 #include "server/console.h"
 
+#include <algorithm>
 #include <charconv>
 #include <utility>
 #include <vector>
@@ -26,8 +27,11 @@ std::string_view LiveStateName(LiveState state) {
   return "starting";
 }
 
-Console::Console(ConsoleOptions options)
-    : options_(options), log_(options.ring_size), feed_(options.client_buffer_bytes) {}
+Console::Console(ConsoleOptions options, History* history)
+    : options_(options),
+      history_(history),
+      log_(options.ring_size),
+      feed_(options.client_buffer_bytes) {}
 
 Console::~Console() { Stop(); }
 
@@ -108,6 +112,7 @@ std::string Console::Snapshot(const ModelManager* models) const {
       out += StrCat(",\"endpoint\":\"", r->endpoint, "\",\"state\":\"", LiveStateName(state),
                     "\",\"age_ms\":", age_ns / 1'000'000,
                     ",\"prompt_tokens\":", r->prompt_tokens.load(std::memory_order_relaxed),
+                    ",\"prefilled\":", r->prefilled.load(std::memory_order_relaxed),
                     ",\"tokens\":", tokens, ",\"ttft_ms\":");
       if (ttft >= 0) {
         out += StrCat(ttft / 1'000'000);
@@ -165,7 +170,32 @@ std::string Console::LiveRecordJson(const std::string& id) const {
   return out;
 }
 
+void Console::SampleHistory(const ModelManager* models) {
+  int queued = 0;
+  {
+    std::lock_guard lock(live_mu_);
+    for (const auto& [key, r] : live_) {
+      const LiveState state = r->state.load(std::memory_order_relaxed);
+      if (state == LiveState::kWaitingModel || state == LiveState::kQueued) ++queued;
+    }
+  }
+  double kv_used = 0;
+  if (models != nullptr) {
+    for (const ModelStatus& m : models->List()) {
+      if (auto snap = models->Snapshot(m.id); snap && snap->kv_cells_total > 0) {
+        kv_used = std::max(kv_used, static_cast<double>(snap->kv_cells_used) /
+                                        static_cast<double>(snap->kv_cells_total));
+      }
+    }
+  }
+  history_->Sample(queued, kv_used);
+  history_->Roll(std::chrono::duration_cast<std::chrono::seconds>(
+                     std::chrono::system_clock::now().time_since_epoch())
+                     .count());
+}
+
 void Console::Tick(const ModelManager* models) {
+  if (history_ != nullptr) SampleHistory(models);
   if (models == nullptr) return;
   const bool watched = feed_.subscribers() > 0;
   // Model state changes since the last tick: load, eviction, unload as they happen (to the

@@ -21,6 +21,7 @@
 
 #include "common/clock.h"
 #include "server/event_feed.h"
+#include "server/history.h"
 #include "server/request_log.h"
 
 namespace ember::server {
@@ -49,13 +50,16 @@ struct LiveRequest {
   SteadyTime arrival{};
   std::atomic<LiveState> state{LiveState::kStarting};
   std::atomic<std::int64_t> prompt_tokens{0};
-  std::atomic<std::int64_t> tokens{0};           // output tokens so far
+  std::atomic<int> prefilled{0};        // prompt tokens in the KV cache: the scheduler stores it
+  std::atomic<std::int64_t> tokens{0};  // output tokens so far
   std::atomic<std::int64_t> first_token_ns{-1};  // since arrival; -1 before the first
 };
 
 class Console {
  public:
-  explicit Console(ConsoleOptions options);
+  // `history` (the charts' points; may be null) gets a sample of the queues and KV use at
+  // every tick, and is rolled by it.
+  explicit Console(ConsoleOptions options, History* history = nullptr);
   ~Console();  // Stop()s
 
   const ConsoleOptions& options() const { return options_; }
@@ -81,7 +85,12 @@ class Console {
  private:
   void Tick(const ModelManager* models);
 
+  // The history's sample at a tick: requests waiting for a model or a slot, and the fullest
+  // KV cache.
+  void SampleHistory(const ModelManager* models);
+
   const ConsoleOptions options_;
+  History* const history_;
   RequestLog log_;
   EventFeed feed_;
   mutable std::mutex live_mu_;

@@ -87,6 +87,14 @@ void App::HandleRequests(http::Exchange& ex) {
   Reply(ex, endpoint, 200, RequestListJson(console_.log().Search(filter)));
 }
 
+void App::HandleHistory(http::Exchange& ex) {
+  const std::string endpoint = "/admin/history";
+  if (Status allowed = CheckAdminAccess(ex.request(), options_.admin_key); !allowed) {
+    return ReplyError(ex, endpoint, allowed.error());
+  }
+  Reply(ex, endpoint, 200, metrics_.history().Json());
+}
+
 // GET /admin/events: a "snapshot" event now and every --console-interval, "model" events when a
 // model's state changes, "request" events as requests complete, "cold_start" events. A client
 // whose unsent events exceed its buffer gets a last "dropped" event and the stream ends.

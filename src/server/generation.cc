@@ -47,6 +47,10 @@ std::string_view OutcomeName(Outcome outcome) {
       return "aborted";
     case Outcome::kError:
       return "error";
+    case Outcome::kPluginRejected:
+      return "plugin_rejected";
+    case Outcome::kPluginFailed:
+      return "plugin_failed";
   }
   return "error";
 }
@@ -131,12 +135,20 @@ void Generation::Start() {
   if (!caller) return Refuse(caller.error());
   caller_ = std::move(*caller);
   // Parse.
-  const std::string& body = exchange_->request().body;
+  if (!Parse(exchange_->request().body)) return;
+  // The request hooks (docs/plugins.md) run on the plugin workers, never on this I/O thread;
+  // the request goes on where StartPlugins posts it back (generation_plugins.cc).
+  if (StartPlugins()) return;
+  AfterParse();
+}
+
+bool Generation::Parse(const std::string& body) {
   if (kind_ == api::Endpoint::kEmbeddings) {
     auto params = api::ParseEmbeddingRequest(body);
     if (!params) {
       app_.metrics_.CountRejected("invalid");
-      return Refuse(Outcome::kInvalid, params.error());
+      Refuse(Outcome::kInvalid, params.error());
+      return false;
     }
     embed_params_ = std::move(*params);
     params_.model = embed_params_.model;
@@ -146,10 +158,15 @@ void Generation::Start() {
                                                      : api::ParseCompletionRequest(body);
     if (!params) {
       app_.metrics_.CountRejected("invalid");
-      return Refuse(Outcome::kInvalid, params.error());
+      Refuse(Outcome::kInvalid, params.error());
+      return false;
     }
     params_ = std::move(*params);
   }
+  return true;
+}
+
+void Generation::AfterParse() {
   ModelManager& models = *app_.models_.load();
   model_id_ = params_.model.empty() ? models.default_model() : params_.model;
   if (!models.Has(model_id_)) {
@@ -464,6 +481,8 @@ void Generation::Submit(std::vector<scheduler::GenerateRequest> reqs) {
     reqs[i].id = reqs.size() == 1 ? request_id_ : StrCat(request_id_, "-", i);
     reqs[i].arrival = arrival_;
   }
+  // The live view's "prefill n of m" (a request's first input, for embeddings).
+  if (live_) reqs[0].prefill_progress = std::shared_ptr<std::atomic<int>>(live_, &live_->prefilled);
   embeddings_.resize(kind_ == api::Endpoint::kEmbeddings ? reqs.size() : 0);
   // A read output (tools, reasoning) is read apart per choice, call ids unique across them.
   auto call_ids = std::make_shared<CallIds>();
@@ -719,9 +738,10 @@ void Generation::OnFinished(const scheduler::Finished& f) {
 // --- Endings ------------------------------------------------------------------------------
 
 void Generation::Refuse(Outcome outcome, const Error& error) {
-  api::HttpError http = outcome == Outcome::kModelTooLarge
-                            ? api::ToHttpError(error, 413, "model_too_large")
-                            : api::ToHttpError(error);
+  api::HttpError http =
+      outcome == Outcome::kModelTooLarge  ? api::ToHttpError(error, 413, "model_too_large")
+      : outcome == Outcome::kPluginFailed ? api::ToHttpError(error, 503, "plugin_failed")
+                                          : api::ToHttpError(error);
   http::Headers headers = ResponseHeaders();
   if (http.status == 429 || http.status == 503) headers.emplace_back("Retry-After", "1");
   http_status_ = http.status;
@@ -767,6 +787,8 @@ std::optional<Metering::Priced> Generation::RecordUsage(Outcome outcome,
     case Outcome::kQueueFull:
     case Outcome::kOverBudget:
     case Outcome::kCannotMeter:
+    case Outcome::kPluginRejected:
+    case Outcome::kPluginFailed:
       return send_now();
     default:  // kDraining after admission (its model load was stopped) is recorded
       break;

@@ -50,22 +50,24 @@ class App;
 // How a generation request ended: one per request, counted in
 // ember_generation_outcomes_total{outcome}, whose sum equals ember_generation_requests_total.
 enum class Outcome {
-  kFinished,       // answered in full (stop, length)
-  kClientGone,     // the client left before the end
-  kLoading,        // 503: the server was still starting
-  kDraining,       // 503: the server was shutting down
-  kUnauthorized,   // 401/403: no, unknown or revoked key; disabled tenant
-  kInvalid,        // 400/404: a malformed or impossible request
-  kModelTooLarge,  // 413: the model can never fit the memory budget
-  kRateLimited,    // 429: a tenant's limit (rate, concurrency, queue)
-  kOverBudget,     // 402: the tenant's hard budget cannot cover the request's worst case
-  kCannotMeter,    // 503: the usage ledger could not record the request (disk failing)
-  kLoadFailed,     // 503: its model failed to load
-  kLoadTimeout,    // 503: its model did not load within the queue timeout
-  kQueueFull,      // 429: the model's wait queue was full
-  kQueueTimeout,   // 503: no slot within the queue timeout
-  kAborted,        // stopped by shutdown (drain deadline, server stop)
-  kError,          // the engine failed
+  kFinished,        // answered in full (stop, length)
+  kClientGone,      // the client left before the end
+  kLoading,         // 503: the server was still starting
+  kDraining,        // 503: the server was shutting down
+  kUnauthorized,    // 401/403: no, unknown or revoked key; disabled tenant
+  kInvalid,         // 400/404: a malformed or impossible request
+  kModelTooLarge,   // 413: the model can never fit the memory budget
+  kRateLimited,     // 429: a tenant's limit (rate, concurrency, queue)
+  kOverBudget,      // 402: the tenant's hard budget cannot cover the request's worst case
+  kCannotMeter,     // 503: the usage ledger could not record the request (disk failing)
+  kLoadFailed,      // 503: its model failed to load
+  kLoadTimeout,     // 503: its model did not load within the queue timeout
+  kQueueFull,       // 429: the model's wait queue was full
+  kQueueTimeout,    // 503: no slot within the queue timeout
+  kAborted,         // stopped by shutdown (drain deadline, server stop)
+  kError,           // the engine failed
+  kPluginRejected,  // a plugin answered (proxy_send_local_response), before admission
+  kPluginFailed,    // 503: a fail-closed plugin trapped or hit a limit, before admission
 };
 std::string_view OutcomeName(Outcome outcome);
 
@@ -113,6 +115,13 @@ class Generation : public std::enable_shared_from_this<Generation> {
   // The non-streamed body of a successful request with n > 1.
   std::string ChoicesBody(const engine::Usage& usage) const;
 
+  // Parses the body into params_ (embed_params_); false after refusing it.
+  bool Parse(const std::string& body);
+  // The stages after parsing: model, admission, acquisition (Start's second half).
+  void AfterParse();
+  // Hands the request to the plugin workers when a chain applies (generation_plugins.cc);
+  // false when none does (or the build has no plugins).
+  bool StartPlugins();
   // Answers with `error` (its HTTP status) and completes with `outcome`.
   void Refuse(Outcome outcome, const Error& error);
   void Refuse(const tenancy::Rejection& rejection);
@@ -139,6 +148,7 @@ class Generation : public std::enable_shared_from_this<Generation> {
   const bool chat_;
   const std::string endpoint_;
   api::GenerationParams params_;
+  std::string plugin_body_;  // the body as plugins rewrote it (parsed once more)
   api::EmbeddingParams embed_params_;
   std::string model_id_;
   std::string request_id_;             // x-request-id

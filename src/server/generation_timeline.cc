@@ -14,6 +14,9 @@ void Generation::RecordTimeline(Outcome outcome, const scheduler::Finished* fini
                                 std::optional<Metering::Priced> priced) {
   Console& console = app_.console_;
   console.End(live_);
+  app_.metrics_.history().OnCompleted(
+      OutcomeName(outcome), caller_.tenant,
+      priced ? std::optional<std::int64_t>(priced->cost) : std::nullopt);
   const bool watched = console.feed().subscribers() > 0;
   if (console.options().ring_size == 0 && !watched) return;
   RequestRecord r;

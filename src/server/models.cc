@@ -277,6 +277,15 @@ void ModelManager::UnloadIdleLocked(std::unique_lock<std::mutex>& lock, SteadyTi
 // running request to end.
 bool ModelManager::StartLoadLocked(std::unique_lock<std::mutex>& lock) {
   if (loading_ || stop_) return false;
+  if (loader_.joinable()) {
+    // The last load's thread may still be running its grants, which take this lock (a lease
+    // released): join it with the lock released, never under it, then start over.
+    std::thread last = std::move(loader_);
+    lock.unlock();
+    last.join();
+    lock.lock();
+    return true;
+  }
   std::vector<std::size_t> candidates;
   for (std::size_t i = 0; i < entries_.size(); ++i) {
     if (entries_[i]->state == ModelState::kUnloaded && !entries_[i]->waiters.empty()) {
@@ -309,7 +318,6 @@ bool ModelManager::StartLoadLocked(std::unique_lock<std::mutex>& lock) {
     e.bytes = e.need;
     e.metrics->SetMemoryBytes(e.bytes);
     loading_ = true;
-    if (loader_.joinable()) loader_.join();  // the previous load, already finished
     const SteadyTime started = clock_.Now();
     load_started_ = started;
     log::Info("loading model '", e.config.id, "' (needs ", MiB(e.need), ", ", MiB(UsedLocked()),

@@ -216,7 +216,8 @@ class ModelManager {
                                                              bool evict_busy) const;
   void ExpireWaitersLocked(SteadyTime now, Pending& pending);
   void UnloadIdleLocked(std::unique_lock<std::mutex>& lock, SteadyTime now);
-  // Returns true when it evicted models (the lock was released): plan again.
+  // Returns true when it released the lock (it evicted models, or joined the last load's
+  // thread): plan again.
   bool StartLoadLocked(std::unique_lock<std::mutex>& lock);
   // Closes the busy models standing in the way of `waiting` (see Switching above).
   void CloseForLocked(const Entry& waiting, SteadyTime now);
@@ -245,8 +246,8 @@ class ModelManager {
   std::int64_t retired_busy_ns_ = 0;        // GUARDED_BY(mu_): of unloaded schedulers
   std::int64_t loaded_ns_ = 0;              // GUARDED_BY(mu_): finished loads
   std::optional<SteadyTime> load_started_;  // GUARDED_BY(mu_): the load running
-  std::thread loader_;                      // the current (or last) load
-  std::thread thread_;                      // Run()
+  std::thread loader_;  // the current (or last) load; joined by Run, never under mu_
+  std::thread thread_;  // Run()
 };
 
 }  // namespace ember::server

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <future>
+#include <thread>
 
 #include "engine/fake/fake_engine.h"
 
@@ -183,6 +185,32 @@ TEST_F(ManagerTest, TooLargeIsRefusedAndEvictsNothing) {
   EXPECT_EQ(huge.error().code, ErrorCode::kInvalidArgument);
   EXPECT_NE(huge.error().message.find("budget"), std::string::npos);
   EXPECT_EQ(StateOf("a"), ModelState::kLoaded);
+}
+
+// A load's grants run on its thread after the lock is released; one may still hold its lease
+// (or release it, taking the lock) when the manager starts the next load. The manager must not
+// wait for that thread under its lock: it once joined it there, and the two waited for each
+// other forever (the next model's load never started, and the server ignored SIGTERM).
+TEST_F(ManagerTest, TheNextLoadStartsWhileTheLastLoadsGrantStillRuns) {
+  Make(0, {{"a", 10}, {"b", 10}});
+  std::promise<void> granted;
+  std::future<Result<ModelLease>> b;
+  manager_->Acquire("a", Clock::Real().Now() + milliseconds(5000),
+                    [this, &granted, &b](Result<ModelLease> lease) {
+                      ASSERT_TRUE(lease.has_value());
+                      b = AcquireAsync("b");
+                      granted.set_value();
+                      // Still on the loader thread: hold the lease while the manager starts
+                      // b's load, then release it (which takes the manager's lock).
+                      std::this_thread::sleep_for(milliseconds(300));
+                    });
+  granted.get_future().wait();
+  if (!Ready(b, milliseconds(5000))) {
+    ADD_FAILURE() << "b's load never finished: the manager and a's loader wait for each other";
+    std::abort();  // the manager cannot be destroyed in that state
+  }
+  EXPECT_TRUE(b.get().has_value());
+  EXPECT_EQ(loads_, (std::vector<std::string>{"a", "b"}));
 }
 
 TEST_F(ManagerTest, FailedLoadFailsWaitersAndTheNextRequestRetries) {

@@ -34,6 +34,10 @@
 #include "server/models.h"
 #include "server/server_metrics.h"
 #include "server/tenancy_watch.h"
+#ifdef EMBER_HAVE_PLUGINS
+#include "plugins/config.h"
+#include "plugins/hook_runner.h"
+#endif
 #include "tenancy/tenancy.h"
 
 namespace ember::server {
@@ -361,6 +365,8 @@ int RunServe(const ServeOptions& options) {
     template_overrides[id] = std::move(text);
   }
   static ChatTemplates chat_templates(std::move(template_overrides));
+  metrics.history().Configure(
+      std::chrono::duration_cast<std::chrono::seconds>(options.console_history_step), 360);
   static App app(AppOptions{.liveness_timeout = options.liveness_timeout,
                             .determinism = determinism,
                             .queue_timeout = options.queue_timeout,
@@ -371,6 +377,39 @@ int RunServe(const ServeOptions& options) {
                                         .interval = options.console_interval}},
                  metrics, tenancy, metrics.tenants());
   app.SetChatTemplates(&chat_templates);
+  // --plugins: compiled and instantiated at start; a plugin that does not load stops start-up.
+  if (!options.plugins_file.empty()) {
+#ifdef EMBER_HAVE_PLUGINS
+    static std::unique_ptr<plugins::HookRunner> plugin_runner;
+    std::string text;
+    if (Status read = ReadTextFile(options.plugins_file, text); !read) {
+      log::Error("cannot serve: --plugins ", options.plugins_file, ": ", read.error().message);
+      return 1;
+    }
+    auto config = plugins::ParsePluginsConfig(text, options.plugins_file);
+    if (!config) {
+      log::Error("cannot serve: ", config.error().message);
+      return 1;
+    }
+    const std::size_t count = config->plugins.size();
+    auto runner = plugins::HookRunner::Create(
+        std::move(*config), std::filesystem::path(options.plugins_file).parent_path().string(),
+        options.plugin_threads);
+    if (!runner) {
+      log::Error("cannot serve: --plugins ", options.plugins_file, ": ", runner.error().message);
+      return 1;
+    }
+    plugin_runner = std::move(*runner);
+    app.SetPlugins(plugin_runner.get());
+    log::Info("plugins: ", count, " loaded from ", options.plugins_file, " on ",
+              options.plugin_threads, " thread(s)");
+#else
+    log::Error(
+        "cannot serve: --plugins: this ember was built without WebAssembly plugins "
+        "(no Wasmtime at build time; docs/plugins.md)");
+    return 1;
+#endif
+  }
   // The console page: read whole at start; a folder given but unusable stops start-up.
   static std::optional<ConsoleAssets> console_assets;
   const std::string console_dir =

@@ -75,6 +75,9 @@ struct ServeOptions {
   // tenants without a hard budget once even that buffer is full (serve | refuse), and the
   // period of the machine's utilization intervals (--ledger-interval, default 60 s).
   std::string prices_file;
+  // --plugins: the WebAssembly plugins file (docs/plugins.md); empty = no plugins.
+  std::string plugins_file;
+  int plugin_threads = 1;
   bool ledger_sync_full = false;
   std::size_t ledger_buffer = 100'000;
   bool unmetered_refuse = false;
@@ -86,6 +89,7 @@ struct ServeOptions {
   bool console_keep_text = false;
   int console_trace_steps = 128;
   std::chrono::milliseconds console_interval{1000};
+  std::chrono::milliseconds console_history_step{10'000};  // whole seconds, at least 1
   // The console page's built files (scripts/console.sh); empty = <exe>/../share/ember/console
   // when it exists, else no page.
   std::string console_dir;

@@ -15,10 +15,11 @@ std::vector<double> LoadBuckets() { return {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5,
 
 }  // namespace
 
-ModelMetrics::ModelMetrics(metrics::Registry& registry, TenantMetrics& tenants,
+ModelMetrics::ModelMetrics(metrics::Registry& registry, TenantMetrics& tenants, History& history,
                            std::string model_id)
     : registry_(registry),
       tenants_(tenants),
+      history_(history),
       model_id_(std::move(model_id)),
       model_labels_{{"model_name", model_id_}},
       ttft_(registry_.GetHistogram("ember_time_to_first_token_seconds",
@@ -153,8 +154,16 @@ void ModelMetrics::OnPreempted(const scheduler::TenantTag& tenant) {
   preempted_.Inc();
   tenants_.CountPreempted(tenant.id);
 }
-void ModelMetrics::OnFirstToken(std::chrono::nanoseconds ttft) { ttft_.Observe(Seconds(ttft)); }
-void ModelMetrics::OnTokenInterval(std::chrono::nanoseconds itl) { itl_.Observe(Seconds(itl)); }
+void ModelMetrics::OnFirstToken(std::chrono::nanoseconds ttft) {
+  ttft_.Observe(Seconds(ttft));
+  history_.ObserveTtft(ttft);
+  history_.CountTokens(1);
+}
+void ModelMetrics::OnTokenInterval(std::chrono::nanoseconds itl) {
+  itl_.Observe(Seconds(itl));
+  history_.ObserveInterval(itl);
+  history_.CountTokens(1);
+}
 
 // Once per choice: tokens add up over the choices (the prompt is in choice 0's usage only);
 // the request's latency and finish reason are counted once, with its first choice.
@@ -273,7 +282,7 @@ void TenantMetrics::CountPreempted(const std::string& tenant) {
 ModelMetrics& ServerMetrics::ForModel(const std::string& model_id) {
   std::lock_guard lock(mu_);
   auto& slot = models_[model_id];
-  if (!slot) slot = std::make_unique<ModelMetrics>(registry_, tenants_, model_id);
+  if (!slot) slot = std::make_unique<ModelMetrics>(registry_, tenants_, history_, model_id);
   return *slot;
 }
 

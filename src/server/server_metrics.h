@@ -15,6 +15,7 @@
 
 #include "metrics/metrics.h"
 #include "scheduler/scheduler.h"
+#include "server/history.h"
 
 namespace ember::server {
 
@@ -56,7 +57,8 @@ class TenantMetrics {
 // series exist (at zero) before it is first loaded; it outlives every load of the model.
 class ModelMetrics final : public scheduler::SchedulerObserver {
  public:
-  ModelMetrics(metrics::Registry& registry, TenantMetrics& tenants, std::string model_id);
+  ModelMetrics(metrics::Registry& registry, TenantMetrics& tenants, History& history,
+               std::string model_id);
 
   // Gauges read at scrape time: running, waiting, KV usage (zero while the model is not
   // loaded, when `snapshot` returns nothing). Call once.
@@ -90,6 +92,7 @@ class ModelMetrics final : public scheduler::SchedulerObserver {
  private:
   metrics::Registry& registry_;
   TenantMetrics& tenants_;
+  History& history_;
   std::string model_id_;
   metrics::Labels model_labels_;
   metrics::Histogram& ttft_;
@@ -124,6 +127,8 @@ class ServerMetrics {
 
   metrics::Registry& registry() { return registry_; }
   TenantMetrics& tenants() { return tenants_; }
+  // The last hour, for the console's charts (fed by every model's series).
+  History& history() { return history_; }
   // The series of `model_id`, created on first call. The reference stays valid for the
   // lifetime of this object. Call for every model before serving.
   ModelMetrics& ForModel(const std::string& model_id);
@@ -148,6 +153,7 @@ class ServerMetrics {
   std::map<std::string, std::unique_ptr<ModelMetrics>> models_;  // GUARDED_BY(mu_)
   metrics::Counter& generations_;
   TenantMetrics tenants_{registry_, 20};
+  History history_;
 };
 
 }  // namespace ember::server

@@ -26,6 +26,7 @@ class ConsolePageTest(unittest.TestCase):
         cls.dist = build_console()
         cls.server = Server("--parallel", "4", "--ctx-size", "1024", "--console-dir", cls.dist,
                             "--console-keep-text", "--console-interval", "200ms",
+                            "--console-history-step", "1s",
                             "--debug-step-delay", "30ms")
 
     @classmethod
@@ -60,7 +61,8 @@ class ConsolePageTest(unittest.TestCase):
                               str(self.server.port), SHOTS],
                              capture_output=True, text=True, timeout=300)
         self.assertEqual(run.returncode, 0, run.stdout + run.stderr)
-        for name in ["console-live.png", "console-timeline.png", "console-html-prompt.png"]:
+        for name in ["console-live.png", "console-timeline.png", "console-html-prompt.png",
+                     "console-charts.png"]:
             self.assertGreater(os.path.getsize(os.path.join(SHOTS, name)), 10_000)
 
 

@@ -4,12 +4,13 @@ recent requests with their timelines (GET /admin/requests[/{id}]) and the live e
 import http.client
 import json
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
 import unittest
 
-from harness import Server, write_tenants
+from harness import EMBER_BIN, MODEL, Server, write_tenants
 
 
 def complete(server, max_tokens=8, headers=None, **extra):
@@ -21,6 +22,17 @@ def complete(server, max_tokens=8, headers=None, **extra):
 def record(server, request_id, headers=None):
     status, body, _ = server.request("GET", f"/admin/requests/{request_id}", headers=headers or {})
     return status, json.loads(body)
+
+
+def two_tenants():
+    """A data directory whose tenants file holds acme and globex; returns it and their keys."""
+    directory = tempfile.mkdtemp(prefix="ember-console-")
+    keys = {"acme": "ek_acmeacmeacmeacmeacmeacmeacme0000000001",
+            "globex": "ek_globexglobexglobexglobexgl0000000002"}
+    write_tenants(directory, {"acme": {}, "globex": {}},
+                  [("key_00000000000a", "acme", keys["acme"]),
+                   ("key_00000000000b", "globex", keys["globex"])])
+    return directory, keys
 
 
 def events(server, path="/admin/events", headers=None, timeout=30):
@@ -192,12 +204,7 @@ class ConsoleOptionsTest(unittest.TestCase):
 
 class TenantSearchTest(unittest.TestCase):
     def test_search_by_tenant(self):
-        directory = tempfile.mkdtemp(prefix="ember-console-")
-        keys = {"acme": "ek_acmeacmeacmeacmeacmeacmeacme0000000001",
-                "globex": "ek_globexglobexglobexglobexgl0000000002"}
-        write_tenants(directory, {"acme": {}, "globex": {}},
-                      [("key_00000000000a", "acme", keys["acme"]),
-                       ("key_00000000000b", "globex", keys["globex"])])
+        directory, keys = two_tenants()
         server = Server("--data-dir", directory)
         try:
             for tenant in ["acme", "globex", "acme"]:
@@ -264,6 +271,35 @@ class EventFeedTest(unittest.TestCase):
             server.stop()
 
 
+    def test_live_feed_shows_a_long_prompts_prefill_progress(self):
+        # 32 prompt tokens a step: a ~400-token prompt takes ~13 steps of 30 ms to prefill.
+        server = Server("--parallel", "1", "--batch-size", "32", "--ctx-size", "1024",
+                        "--console-interval", "50ms",
+                        "--debug-step-delay", "30ms")
+        try:
+            feed = events(server)
+            next(feed)
+            worker = threading.Thread(target=complete, args=(server,), kwargs={
+                "max_tokens": 2, "prompt": "Once upon a time there was a cat. " * 40,
+                "headers": {"x-request-id": "long-1"}})
+            worker.start()
+            progress = []
+            deadline = time.time() + 30
+            for name, data in feed:
+                if time.time() > deadline or (name == "request" and data["id"] == "long-1"):
+                    break
+                if name == "snapshot":
+                    progress += [(r["prefilled"], r["prompt_tokens"]) for r in data["requests"]
+                                 if r["id"] == "long-1" and r["state"] == "prefill"]
+            worker.join()
+            feed.close()
+            partial = [n for n, m in progress if 0 < n < m]
+            self.assertTrue(partial, f"no snapshot showed the prefill part-way: {progress}")
+            self.assertGreater(progress[0][1], 300)
+            self.assertEqual(partial, sorted(partial))  # it only moves forward
+        finally:
+            server.stop()
+
     def test_model_events_show_an_unload_and_a_cold_start(self):
         server = Server("--console-interval", "100ms")
         try:
@@ -298,6 +334,76 @@ class EventFeedTest(unittest.TestCase):
             feed.close()
         finally:
             server.stop()
+
+
+class HistoryTest(unittest.TestCase):
+    """GET /admin/history: the charts' points add up to the requests that ran."""
+
+    def test_points_add_up_to_the_requests_their_tokens_and_cost(self):
+        directory, keys = two_tenants()
+        prices = f"{directory}/prices.toml"
+        with open(prices, "w") as f:
+            f.write('[models."stories260K"]\ninput_per_mtok = 100\noutput_per_mtok = 300\n')
+        server = Server("--data-dir", directory, "--prices", prices,
+                        "--console-history-step", "1s", "--console-interval", "100ms")
+        try:
+            for tenant in ["acme", "globex", "acme"]:
+                status, _, _ = complete(server, max_tokens=6,
+                                        headers={"Authorization": f"Bearer {keys[tenant]}"})
+                self.assertEqual(status, 200)
+            self.assertEqual(complete(server, max_tokens=1, headers={
+                "Authorization": "Bearer ek_not_a_key_not_a_key_not_a_key_00"})[0], 401)
+            _, body, _ = server.get("/admin/requests?limit=10")
+            records = [r for r in json.loads(body)["data"] if r["endpoint"] == "/v1/completions"]
+            self.assertEqual(len(records), 4)
+            deadline = time.monotonic() + 10
+            while True:
+                _, body, _ = server.get("/admin/history")
+                history = json.loads(body)
+                outcomes = {}
+                for p in history["points"]:
+                    for name, n in p["outcomes"].items():
+                        outcomes[name] = outcomes.get(name, 0) + n
+                if sum(outcomes.values()) >= 4 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            self.assertEqual(history["step_seconds"], 1)
+            self.assertEqual(outcomes, {"finished": 3, "unauthorized": 1})
+            points = history["points"]
+            # Every generated token is counted once: tok/s x 1 s summed over the points.
+            generated = sum(r["usage"]["completion_tokens"] for r in records)
+            self.assertGreater(generated, 0)
+            self.assertEqual(round(sum(p["tokens_per_s"] for p in points)), generated)
+            # The cost per tenant is the ledger's list price, request by request.
+            for tenant in ["acme", "globex"]:
+                charged = sum(p["cost_microdollars"].get(tenant, 0) for p in points)
+                self.assertEqual(charged, sum(r["cost_microdollars"] for r in records
+                                              if r["tenant"] == tenant))
+                self.assertGreater(charged, 0)
+            ttfts = [p["ttft_ms"]["p50"] for p in points if p["ttft_ms"]["p50"] is not None]
+            self.assertTrue(ttfts)
+            slowest = max(r["ttft_us"] for r in records if r["ttft_us"] is not None) / 1000
+            self.assertLessEqual(max(ttfts), slowest * 1.1)
+            self.assertTrue(any(p["itl_ms"]["p99"] is not None for p in points))
+        finally:
+            server.stop()
+            shutil.rmtree(directory, ignore_errors=True)
+
+    def test_history_is_an_admin_endpoint_and_its_step_is_checked(self):
+        server = Server("--admin-key", "console-admin")
+        try:
+            self.assertEqual(server.get("/admin/history")[0], 401)
+            status, body, _ = server.request("GET", "/admin/history",
+                                             headers={"Authorization": "Bearer console-admin"})
+            self.assertEqual(status, 200)
+            self.assertEqual(json.loads(body)["step_seconds"], 10)
+        finally:
+            server.stop()
+        run = subprocess.run([EMBER_BIN, "serve", "-m", MODEL, "--console-history-step", "1500ms"],
+                             capture_output=True, text=True, timeout=30)
+        self.assertNotEqual(run.returncode, 0)
+        self.assertIn("--console-history-step must be a whole number of seconds", run.stderr)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -1,0 +1,167 @@
+// The example plugins written in C (model_allowlist.c, pii_redact.c), compiled to wasm32-wasi by
+// the build, through the real host: what a tenant and a prompt look like after them.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <future>
+#include <sstream>
+#include <string>
+
+#include "plugins/config.h"
+#include "plugins/hook_runner.h"
+#include "plugins/plugin.h"
+
+namespace ember::plugins {
+namespace {
+
+std::string ReadExample(const std::string& name) {
+  std::ifstream in(std::string(EMBER_EXAMPLE_PLUGINS_DIR) + "/" + name + ".wasm", std::ios::binary);
+  std::stringstream bytes;
+  bytes << in.rdbuf();
+  return bytes.str();
+}
+
+std::unique_ptr<Instance> Load(const std::string& name, std::string configuration = "") {
+  static std::shared_ptr<Runtime> runtime = *Runtime::Create();
+  auto plugin = Plugin::Compile(runtime, PluginSpec{.name = name,
+                                                    .wasm = ReadExample(name),
+                                                    .configuration = configuration,
+                                                    .vm_configuration = "",
+                                                    .limits = {}});
+  EXPECT_TRUE(plugin.has_value()) << (plugin ? "" : plugin.error().message);
+  if (!plugin) return nullptr;
+  auto instance = Instance::Create(*plugin);
+  EXPECT_TRUE(instance.has_value()) << (instance ? "" : instance.error().message);
+  return instance ? std::move(*instance) : nullptr;
+}
+
+RequestData Request(std::string tenant, std::string model, std::string body = "{}") {
+  return RequestData{.headers = {{":method", "POST"}, {":path", "/v1/chat/completions"}},
+                     .body = std::move(body),
+                     .tenant = std::move(tenant),
+                     .key_id = "key-1",
+                     .model = std::move(model),
+                     .request_id = "req-1"};
+}
+
+TEST(ModelAllowlistTest, ATenantGetsOnlyItsModelsAndOthersTheDefault) {
+  auto allowlist = Load("model_allowlist", "acme: tiny, small\n*: tiny\n");
+  ASSERT_TRUE(allowlist);
+  for (auto [tenant, model] : {std::pair{"acme", "small"}, {"acme", "tiny"}, {"other", "tiny"}}) {
+    RequestData request = Request(tenant, model);
+    auto outcome = allowlist->OnRequest(request);
+    ASSERT_TRUE(outcome.has_value()) << outcome.error().message;
+    EXPECT_FALSE(outcome->local_response) << tenant << " " << model;
+  }
+  RequestData denied = Request("other", "small");
+  auto outcome = allowlist->OnRequest(denied);
+  ASSERT_TRUE(outcome.has_value()) << outcome.error().message;
+  ASSERT_TRUE(outcome->local_response);
+  EXPECT_EQ(outcome->local_response->status, 403);
+  EXPECT_EQ(outcome->local_response->body,
+            R"({"error":{"message":"model 'small' is not allowed for this tenant",)"
+            R"("type":"permission_error","param":"model","code":"model_not_allowed"}})");
+}
+
+TEST(PiiRedactTest, EmailsPhonesAndCardsInStringsAreRedactedNumbersAreNot) {
+  auto redact = Load("pii_redact");
+  ASSERT_TRUE(redact);
+  RequestData request =
+      Request("acme", "tiny",
+              R"({"model":"tiny","seed":12345678,"messages":[{"role":"user","content":)"
+              R"("mail jane.doe@example.com or call +1 (555) 123-4567, card 4111 1111 1111 1111, )"
+              R"(order 42 \"x\""}]})");
+  auto outcome = redact->OnRequest(request);
+  ASSERT_TRUE(outcome.has_value()) << outcome.error().message;
+  EXPECT_TRUE(outcome->body_changed);
+  EXPECT_EQ(request.body, R"({"model":"tiny","seed":12345678,"messages":[{"role":"user","content":)"
+                          R"("mail [EMAIL] or call [PHONE], card [CARD], order 42 \"x\""}]})");
+  RequestData clean = Request("acme", "tiny", R"({"prompt":"nothing to hide"})");
+  auto untouched = redact->OnRequest(clean);
+  ASSERT_TRUE(untouched.has_value());
+  EXPECT_FALSE(untouched->body_changed);
+  EXPECT_EQ(clean.body, R"({"prompt":"nothing to hide"})");
+}
+
+// The chain of a plugins file on the runner's workers: the allow-list first, then redaction.
+TEST(HookRunnerTest, AChainRejectsOrRewritesOffTheCallersThread) {
+  auto config = ParsePluginsConfig(R"(
+[[plugin]]
+name = "allowlist"
+path = "model_allowlist.wasm"
+configuration = "*: tiny"
+[[plugin]]
+name = "redact"
+path = "pii_redact.wasm"
+failure = "fail-open"
+[[chain]]
+route = "/v1/chat/completions"
+plugins = "allowlist, redact"
+)",
+                                   "plugins.toml");
+  ASSERT_TRUE(config.has_value()) << config.error().message;
+  auto runner = HookRunner::Create(*config, EMBER_EXAMPLE_PLUGINS_DIR, 2);
+  ASSERT_TRUE(runner.has_value()) << runner.error().message;
+  EXPECT_TRUE((*runner)->Applies("/v1/chat/completions", "acme"));
+  EXPECT_FALSE((*runner)->Applies("/v1/embeddings", "acme"));
+  auto run = [&](RequestData request) {
+    std::promise<RequestVerdict> promise;
+    (*runner)->RunRequest("/v1/chat/completions", std::move(request),
+                          [&](RequestVerdict v) { promise.set_value(std::move(v)); });
+    return promise.get_future().get();
+  };
+  RequestVerdict denied = run(Request("acme", "large", R"({"model":"large"})"));
+  ASSERT_TRUE(denied.local_response);
+  EXPECT_EQ(denied.local_response->status, 403);
+  EXPECT_EQ(denied.decided_by, "allowlist");
+  RequestVerdict redacted = run(Request("acme", "tiny", R"({"prompt":"mail a@b.org"})"));
+  EXPECT_FALSE(redacted.local_response);
+  EXPECT_TRUE(redacted.body_changed);
+  EXPECT_EQ(redacted.request.body, R"({"prompt":"mail [EMAIL]"})");
+}
+
+// A fail-open plugin that rewrites the body and then traps: its change is undone, the chain goes
+// on, and the failure is counted; a fail-closed one stops the chain with the failure.
+TEST(HookRunnerTest, FailOpenUndoesTheFailedCallAndGoesOnFailClosedStops) {
+  const std::string wat = std::string(testing::TempDir()) + "/rewrite_then_trap.wat";
+  std::ofstream(wat) << R"((module
+  (import "env" "proxy_set_buffer_bytes" (func $set (param i32 i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "clobbered")
+  (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_request_body") (param i32 i32 i32) (result i32)
+    (drop (call $set (i32.const 0) (i32.const 0) (local.get 1) (i32.const 16) (i32.const 9)))
+    (unreachable)))
+)";
+  for (const std::string policy : {"fail-open", "fail-closed"}) {
+    auto config = ParsePluginsConfig("[[plugin]]\nname = \"bad\"\npath = \"" + wat +
+                                         "\"\nfailure = \"" + policy +
+                                         "\"\n[[plugin]]\nname = \"redact\"\npath = "
+                                         "\"pii_redact.wasm\"\n[[chain]]\nroute = \"*\"\n"
+                                         "plugins = \"bad, redact\"\n",
+                                     "plugins.toml");
+    ASSERT_TRUE(config.has_value()) << config.error().message;
+    auto runner = HookRunner::Create(*config, EMBER_EXAMPLE_PLUGINS_DIR, 1);
+    ASSERT_TRUE(runner.has_value()) << runner.error().message;
+    std::promise<RequestVerdict> promise;
+    (*runner)->RunRequest("/v1/completions",
+                          Request("acme", "tiny", R"({"prompt":"mail a@b.org"})"),
+                          [&](RequestVerdict v) { promise.set_value(std::move(v)); });
+    RequestVerdict verdict = promise.get_future().get();
+    if (policy == "fail-open") {
+      EXPECT_FALSE(verdict.failure);
+      EXPECT_EQ(verdict.failed_open, 1);
+      EXPECT_EQ(verdict.request.body, R"({"prompt":"mail [EMAIL]"})");
+    } else {
+      ASSERT_TRUE(verdict.failure);
+      EXPECT_EQ(verdict.decided_by, "bad");
+      EXPECT_EQ(verdict.failure->kind, FailureKind::kTrap);
+      EXPECT_EQ(verdict.request.body, R"({"prompt":"mail a@b.org"})");
+    }
+  }
+}
+
+}  // namespace
+}  // namespace ember::plugins

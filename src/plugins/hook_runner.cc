@@ -1,0 +1,150 @@
+#include "plugins/hook_runner.h"
+
+#include <condition_variable>
+#include <deque>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "common/log.h"
+
+namespace ember::plugins {
+
+struct HookRunner::Impl {
+  struct Job {
+    std::string route;
+    RequestData request;
+    std::function<void(RequestVerdict)> done;
+  };
+  // One worker's instances, by plugin name.
+  using Instances = std::map<std::string, std::unique_ptr<Instance>, std::less<>>;
+
+  PluginsConfig config;
+  std::map<std::string, std::shared_ptr<const Plugin>, std::less<>> compiled;
+  std::vector<Instances> instances;  // one per worker, touched only by that worker
+  std::vector<std::thread> workers;
+
+  std::mutex mu;
+  std::condition_variable ready;
+  std::deque<Job> queue;  // GUARDED_BY(mu)
+  bool stopping = false;  // GUARDED_BY(mu)
+
+  void Work(std::size_t worker) {
+    for (;;) {
+      Job job;
+      {
+        std::unique_lock lock(mu);
+        ready.wait(lock, [&] { return stopping || !queue.empty(); });
+        if (queue.empty()) return;
+        job = std::move(queue.front());
+        queue.pop_front();
+      }
+      RequestVerdict verdict = Run(instances[worker], job.route, std::move(job.request));
+      job.done(std::move(verdict));
+    }
+  }
+
+  RequestVerdict Run(Instances& mine, std::string_view route, RequestData request) {
+    RequestVerdict verdict;
+    const Chain* chain = config.ChainFor(route, request.tenant);
+    if (chain) {
+      for (const std::string& name : chain->plugins) {
+        const PluginEntry& entry = *config.Find(name);
+        Instance& instance = *mine.find(name)->second;
+        // A failed call's half-done changes are undone: fail-open goes on with the request as
+        // the previous plugin left it.
+        RequestData before = request;
+        auto outcome = instance.OnRequest(request);
+        if (outcome) {
+          // proxy_on_done / proxy_on_log / proxy_on_delete right after the request hook: the
+          // completion point does not call back into plugins yet (docs/plugins.md).
+          (void)instance.OnComplete(outcome->context_id, request);
+          verdict.body_changed |= outcome->body_changed;
+          if (outcome->local_response) {
+            verdict.local_response = std::move(outcome->local_response);
+            verdict.decided_by = name;
+            break;
+          }
+          continue;
+        }
+        log::Warn(outcome.error().message, " [", FailureKindName(outcome.error().kind), "]");
+        request = std::move(before);
+        if (entry.failure == FailurePolicy::kFailOpen) {
+          ++verdict.failed_open;
+          continue;
+        }
+        verdict.failure = std::move(outcome.error());
+        verdict.decided_by = name;
+        break;
+      }
+    }
+    verdict.request = std::move(request);
+    return verdict;
+  }
+};
+
+HookRunner::HookRunner(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+HookRunner::~HookRunner() {
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->stopping = true;
+  }
+  impl_->ready.notify_all();
+  for (std::thread& t : impl_->workers) t.join();
+}
+
+Result<std::unique_ptr<HookRunner>> HookRunner::Create(PluginsConfig config,
+                                                       const std::string& base_dir, int threads) {
+  auto runtime = Runtime::Create();
+  if (!runtime) return std::unexpected(runtime.error());
+  auto impl = std::make_unique<Impl>();
+  for (const PluginEntry& entry : config.plugins) {
+    const std::string path =
+        entry.path.starts_with('/') || base_dir.empty() ? entry.path : base_dir + "/" + entry.path;
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return NotFound("plugin '" + entry.name + "': cannot read " + path);
+    std::stringstream bytes;
+    bytes << in.rdbuf();
+    auto plugin = Plugin::Compile(*runtime, PluginSpec{.name = entry.name,
+                                                       .wasm = bytes.str(),
+                                                       .configuration = entry.configuration,
+                                                       .vm_configuration = entry.vm_configuration,
+                                                       .limits = entry.limits});
+    if (!plugin) return InvalidArgument(plugin.error().message);
+    impl->compiled.emplace(entry.name, std::move(*plugin));
+  }
+  impl->instances.resize(static_cast<std::size_t>(std::max(threads, 1)));
+  for (Impl::Instances& mine : impl->instances) {
+    for (const auto& [name, plugin] : impl->compiled) {
+      auto instance = Instance::Create(plugin);
+      if (!instance) return InvalidArgument(instance.error().message);
+      mine.emplace(name, std::move(*instance));
+    }
+  }
+  impl->config = std::move(config);
+  Impl* raw = impl.get();
+  for (std::size_t i = 0; i < raw->instances.size(); ++i) {
+    raw->workers.emplace_back([raw, i] { raw->Work(i); });
+  }
+  return std::unique_ptr<HookRunner>(new HookRunner(std::move(impl)));
+}
+
+bool HookRunner::Applies(std::string_view route, std::string_view tenant) const {
+  const Chain* chain = impl_->config.ChainFor(route, tenant);
+  return chain && !chain->plugins.empty();
+}
+
+void HookRunner::RunRequest(std::string route, RequestData request,
+                            std::function<void(RequestVerdict)> done) {
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->queue.push_back(Impl::Job{std::move(route), std::move(request), std::move(done)});
+  }
+  impl_->ready.notify_one();
+}
+
+}  // namespace ember::plugins

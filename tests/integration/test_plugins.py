@@ -1,0 +1,86 @@
+"""WebAssembly plugins through the real binary (docs/plugins.md): a plugins file with the C
+examples the build compiles (src/plugins/examples): the model allow-list answers 403 with the
+OpenAI envelope before the model is looked up, the PII redaction rewrites the prompt the model
+sees, and a fail-closed plugin stuck in a loop gets its requests a 503 naming it while the other
+routes keep serving. Skipped where ember was built without Wasmtime."""
+import os
+import shutil
+import tempfile
+import unittest
+
+from harness import Server
+
+EXAMPLES = os.path.join(os.environ.get("EMBER_BUILD_DIR", "build/release"), "src", "plugins",
+                        "examples")
+BUILT = os.path.exists(os.path.join(EXAMPLES, "model_allowlist.wasm"))
+# A plugin as WebAssembly text (ember compiles text too): loops forever on every request body.
+LOOP_WAT = """(module
+  (memory (export "memory") 1)
+  (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_request_body") (param i32 i32 i32) (result i32)
+    (loop $forever (br $forever)) (i32.const 0)))"""
+
+
+@unittest.skipUnless(BUILT, "ember was built without WebAssembly plugins (no Wasmtime)")
+class PluginsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="ember-plugins-")
+        for name in ("model_allowlist", "pii_redact"):
+            shutil.copy(os.path.join(EXAMPLES, name + ".wasm"), cls.dir)
+        with open(os.path.join(cls.dir, "loop.wat"), "w") as f:
+            f.write(LOOP_WAT)
+        path = os.path.join(cls.dir, "plugins.toml")
+        with open(path, "w") as f:
+            f.write('[[plugin]]\nname = "allowlist"\npath = "model_allowlist.wasm"\n'
+                    'configuration = "*: stories260K"\n\n'
+                    '[[plugin]]\nname = "redact"\npath = "pii_redact.wasm"\n'
+                    'failure = "fail-open"\n\n'
+                    '[[plugin]]\nname = "looper"\npath = "loop.wat"\nfuel_per_call = 100000\n'
+                    'failure = "fail-closed"\n\n'
+                    '[[chain]]\nroute = "/v1/completions"\nplugins = "allowlist, redact"\n\n'
+                    '[[chain]]\nroute = "/v1/chat/completions"\nplugins = "looper"\n')
+        cls.server = Server("--plugins", path)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def complete(self, body, path="/v1/completions"):
+        return self.server.post_json(path, body)
+
+    def test_a_model_off_the_allow_list_gets_the_plugins_403(self):
+        status, body, headers = self.complete({"model": "gpt-9", "prompt": "Hi", "max_tokens": 2})
+        self.assertEqual(status, 403, body)
+        self.assertEqual(body["error"]["code"], "model_not_allowed")
+        self.assertEqual(body["error"]["message"], "model 'gpt-9' is not allowed for this tenant")
+        self.assertTrue(headers.get("x-request-id"))
+
+    def test_a_fail_closed_plugin_that_loops_gets_503_and_others_keep_serving(self):
+        chat = {"model": "stories260K", "messages": [{"role": "user", "content": "Hi"}],
+                "max_tokens": 2}
+        for _ in range(2):  # the instance is rebuilt after the first and fails the same way
+            status, body, headers = self.complete(chat, "/v1/chat/completions")
+            self.assertEqual(status, 503, body)
+            self.assertEqual(body["error"]["code"], "plugin_failed")
+            self.assertIn("plugin 'looper'", body["error"]["message"])
+            self.assertIn("CPU limit", body["error"]["message"])
+            self.assertEqual(headers.get("Retry-After"), "1")
+        status, body, _ = self.complete({"model": "stories260K", "prompt": "Hi", "max_tokens": 2})
+        self.assertEqual(status, 200, body)
+
+    def test_the_model_sees_the_redacted_prompt(self):
+        request = {"model": "stories260K", "max_tokens": 12, "temperature": 0}
+        status, redacted, _ = self.complete(dict(request, prompt="Mail jane.doe@example.com"))
+        self.assertEqual(status, 200, redacted)
+        status, literal, _ = self.complete(dict(request, prompt="Mail [EMAIL]"))
+        self.assertEqual(status, 200, literal)
+        self.assertEqual(redacted["usage"]["prompt_tokens"], literal["usage"]["prompt_tokens"])
+        self.assertEqual(redacted["choices"][0]["text"], literal["choices"][0]["text"])
+
+
+if __name__ == "__main__":
+    unittest.main()
