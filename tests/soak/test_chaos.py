@@ -45,7 +45,9 @@ of the identities above, per tenant:
 
 RSS: VmRSS of the server after a warm-up phase (a tenth of the requests, at least 500, same
 mix) and after the rest, both sampled idle. What scales with load (KV cache, batch, slots,
-queue, HTTP buffers) is allocated at load or during the warm-up, so the growth over the rest
+queue, HTTP buffers, the console's ring of recent requests, which the soak sizes to
+CONSOLE_RING records so that the warm-up fills it) is allocated at load or during the warm-up,
+so the growth over the rest
 must stay below RSS_GROWTH_BOUND_MIB = 4 MiB: a leak of 1 KiB per started request (about 6,000
 after the warm-up) crosses it, while allocator noise stays far below (measured: +0.02 to +0.09
 MiB over 15 MiB; each run prints its numbers). Checked only when at least 2,000 requests follow
@@ -74,6 +76,11 @@ REQUESTS = int(os.environ.get("EMBER_SOAK_REQUESTS", "10000"))
 CLIENTS = int(os.environ.get("EMBER_SOAK_CLIENTS", "12"))
 SEED = int(os.environ.get("EMBER_SOAK_SEED", str(int(time.time()))))
 RSS_GROWTH_BOUND_MIB = 4
+# The console keeps the last --console-ring requests' records (default 2,000, ~2.5 KiB each
+# with their step traces): bounded, but it would still be filling after a 1,000-request warm-up.
+# A ring smaller than the warm-up is full before RSS is first sampled, and one that failed to
+# forget would still grow past the bound.
+CONSOLE_RING = 300
 MIN_REQUESTS_FOR_RSS_BOUND = 2000
 
 PARALLEL, CTX, QUEUE, BATCH, MAX_BODY = 4, 2048, 6, 64, 65536
@@ -513,7 +520,7 @@ class SoakTest(unittest.TestCase):
         write_tenants(data_dir)
         server = Server("--parallel", str(PARALLEL), "--ctx-size", str(CTX), "--queue-size",
                         str(QUEUE), "--batch-size", str(BATCH), "--max-body-bytes", str(MAX_BODY),
-                        "--data-dir", data_dir)
+                        "--data-dir", data_dir, "--console-ring", str(CONSOLE_RING))
         print(f"\nsoak: seed={SEED} (EMBER_SOAK_SEED replays this mix)", file=sys.stderr)
         try:
             CURRENT.tenant = "alpha"
