@@ -20,7 +20,7 @@ else
   fi
 fi
 console=()
-if [[ -z "${EMBER_CONSOLE_DIR:-}" ]]; then
+if [[ -z "${EMBER_CONSOLE_DIR:-}" && " $* " != *" --console-dir"* ]]; then
   if dist="$("$repo/scripts/console.sh")"; then
     console=(--console-dir "$dist")
     echo "[serve] the web console is at /console on the port it serves (docs/console.md)" >&2
