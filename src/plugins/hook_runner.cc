@@ -13,6 +13,12 @@
 
 namespace ember::plugins {
 
+struct Flow {
+  std::size_t worker = 0;
+  RequestData request;  // as the chain left it: what later hooks' properties answer
+  std::vector<std::pair<std::string, std::uint32_t>> contexts;  // plugin, its stream context
+};
+
 struct HookRunner::Impl {
   struct Job {
     std::string route;
@@ -30,25 +36,58 @@ struct HookRunner::Impl {
   std::mutex mu;
   std::condition_variable ready;
   std::deque<Job> queue;  // GUARDED_BY(mu)
-  bool stopping = false;  // GUARDED_BY(mu)
+  // Per worker: a request's later hooks, for the instances holding its contexts, in order.
+  std::vector<std::deque<std::function<void()>>> pinned;  // GUARDED_BY(mu)
+  bool stopping = false;                                  // GUARDED_BY(mu)
 
   void Work(std::size_t worker) {
     for (;;) {
       Job job;
+      std::function<void()> later;
       {
         std::unique_lock lock(mu);
-        ready.wait(lock, [&] { return stopping || !queue.empty(); });
-        if (queue.empty()) return;
-        job = std::move(queue.front());
-        queue.pop_front();
+        ready.wait(lock, [&] { return stopping || !queue.empty() || !pinned[worker].empty(); });
+        // A started request's hooks first: they hold a client's answer or its usage export.
+        if (!pinned[worker].empty()) {
+          later = std::move(pinned[worker].front());
+          pinned[worker].pop_front();
+        } else if (!queue.empty()) {
+          job = std::move(queue.front());
+          queue.pop_front();
+        } else {
+          return;
+        }
       }
-      RequestVerdict verdict = Run(instances[worker], job.route, std::move(job.request));
+      if (later) {
+        later();
+        continue;
+      }
+      RequestVerdict verdict = Run(worker, job.route, std::move(job.request));
       job.done(std::move(verdict));
     }
   }
 
-  RequestVerdict Run(Instances& mine, std::string_view route, RequestData request) {
+  void Pin(std::size_t worker, std::function<void()> task) {
+    {
+      std::lock_guard lock(mu);
+      pinned[worker].push_back(std::move(task));
+    }
+    ready.notify_all();  // only `worker` may take it; the others go back to sleep
+  }
+
+  void RunComplete(Flow& flow, CompletionData completion) {
+    flow.request.completion = std::move(completion);
+    for (const auto& [name, context] : flow.contexts) {
+      auto done = instances[flow.worker].find(name)->second->OnComplete(context, flow.request);
+      if (!done) log::Warn(done.error().message, " [", FailureKindName(done.error().kind), "]");
+    }
+  }
+
+  RequestVerdict Run(std::size_t worker, std::string_view route, RequestData request) {
+    Instances& mine = instances[worker];
     RequestVerdict verdict;
+    auto flow = std::make_shared<Flow>();
+    flow->worker = worker;
     const Chain* chain = config.ChainFor(route, request.tenant);
     if (chain) {
       for (const std::string& name : chain->plugins) {
@@ -59,9 +98,7 @@ struct HookRunner::Impl {
         RequestData before = request;
         auto outcome = instance.OnRequest(request);
         if (outcome) {
-          // proxy_on_done / proxy_on_log / proxy_on_delete right after the request hook: the
-          // completion point does not call back into plugins yet (docs/plugins.md).
-          (void)instance.OnComplete(outcome->context_id, request);
+          flow->contexts.emplace_back(name, outcome->context_id);
           verdict.body_changed |= outcome->body_changed;
           if (outcome->local_response) {
             verdict.local_response = std::move(outcome->local_response);
@@ -80,6 +117,10 @@ struct HookRunner::Impl {
         verdict.decided_by = name;
         break;
       }
+    }
+    if (!flow->contexts.empty()) {
+      flow->request = request;
+      verdict.flow = std::move(flow);
     }
     verdict.request = std::move(request);
     return verdict;
@@ -118,6 +159,7 @@ Result<std::unique_ptr<HookRunner>> HookRunner::Create(PluginsConfig config,
     impl->compiled.emplace(entry.name, std::move(*plugin));
   }
   impl->instances.resize(static_cast<std::size_t>(std::max(threads, 1)));
+  impl->pinned.resize(impl->instances.size());
   for (Impl::Instances& mine : impl->instances) {
     for (const auto& [name, plugin] : impl->compiled) {
       auto instance = Instance::Create(plugin);
@@ -145,6 +187,15 @@ void HookRunner::RunRequest(std::string route, RequestData request,
     impl_->queue.push_back(Impl::Job{std::move(route), std::move(request), std::move(done)});
   }
   impl_->ready.notify_one();
+}
+
+void HookRunner::Complete(std::shared_ptr<Flow> flow, CompletionData completion) {
+  if (!flow) return;
+  const std::size_t worker = flow->worker;
+  impl_->Pin(worker, [impl = impl_.get(), flow = std::move(flow),
+                      completion = std::move(completion)]() mutable {
+    impl->RunComplete(*flow, std::move(completion));
+  });
 }
 
 }  // namespace ember::plugins

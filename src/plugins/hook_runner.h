@@ -1,8 +1,11 @@
-// Runs the request hooks of a plugins file off the HTTP I/O threads: a few worker threads, each
-// with its own Instance of every plugin (created at start, reused for every request, rebuilt
-// after a failure), fed by one queue. The server posts a request after authentication and
-// parsing and gets a RequestVerdict back on a worker thread (it then posts to its own strand).
-// Thread-safe: RunRequest may be called from any thread.
+// Runs the hooks of a plugins file off the HTTP I/O threads: a few worker threads, each with its
+// own Instance of every plugin (created at start, reused for every request, rebuilt after a
+// failure). Request hooks come from one shared queue; the server posts a request after
+// authentication and parsing and gets a RequestVerdict back on a worker thread (it then posts to
+// its own strand). A request's later hooks (completion) must reach the instances whose stream
+// contexts it created, so they go to that worker's own queue, through the verdict's Flow, and
+// run in the order they were posted.
+// Thread-safe: every method may be called from any thread.
 #pragma once
 
 #include <functional>
@@ -16,6 +19,10 @@
 
 namespace ember::plugins {
 
+// The stream contexts a request's chain created, on one worker: what the completion hook needs.
+// Opaque to the server, which only hands it back.
+struct Flow;
+
 struct RequestVerdict {
   RequestData request;  // as the chain left it
   bool body_changed = false;
@@ -25,6 +32,8 @@ struct RequestVerdict {
   // A fail-closed plugin failed: the request ends with 503 naming it.
   std::optional<PluginError> failure;
   int failed_open = 0;  // fail-open plugins that failed and were skipped
+  // The plugins that ran (their contexts live until Complete); null when none did.
+  std::shared_ptr<Flow> flow;
 };
 
 class HookRunner {
@@ -40,6 +49,10 @@ class HookRunner {
   bool Applies(std::string_view route, std::string_view tenant) const;
   // Runs the chain on a worker; `done` is called there exactly once.
   void RunRequest(std::string route, RequestData request, std::function<void(RequestVerdict)> done);
+  // The completion point: proxy_on_done, proxy_on_log, proxy_on_delete of every plugin of the
+  // flow, in chain order, on the flow's worker, with `completion` as the usage properties.
+  // Returns at once (never waits on a plugin); a failure is logged, it changes no answer.
+  void Complete(std::shared_ptr<Flow> flow, CompletionData completion);
 
   struct Impl;
 

@@ -59,6 +59,17 @@ struct PluginSpec {
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
+// What the completion-point hook reads through proxy_get_property: how the request ended.
+struct CompletionData {
+  std::int64_t prompt_tokens = 0;
+  std::int64_t completion_tokens = 0;
+  std::int64_t cached_tokens = 0;                 // prompt tokens served from the prompt cache
+  std::optional<std::int64_t> cost_microdollars;  // the usage record's price, when priced
+  std::string finish_reason;  // "stop", "length", ...; "" when it never reached the model
+  std::string outcome;        // ember_generation_outcomes_total's outcome
+  int http_status = 0;
+};
+
 // What a request hook sees and may change, and what proxy_get_property answers.
 struct RequestData {
   Headers headers;   // HttpRequestHeaders, lower-case names (":method", ":path" included)
@@ -67,6 +78,7 @@ struct RequestData {
   std::string key_id;
   std::string model;
   std::string request_id;
+  std::optional<CompletionData> completion;  // set for the completion-point hook only
 };
 
 // A plugin's proxy_send_local_response: the request ends here with this answer.
@@ -138,7 +150,9 @@ class Instance {
   [[nodiscard]] PluginResult<RequestOutcome> OnRequest(RequestData& request);
 
   // The completion point: proxy_on_done, proxy_on_log, proxy_on_delete for the context that
-  // OnRequest created (also after a local response).
+  // OnRequest created (also after a local response); `request.completion` is what the usage
+  // properties answer. A context that died with the instance (a failure rebuilt it since) is
+  // skipped: its plugin state is gone.
   [[nodiscard]] PluginResult<void> OnComplete(std::uint32_t context_id, RequestData& request);
 
   // How many times this instance was rebuilt after a failure.

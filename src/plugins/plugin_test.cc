@@ -76,7 +76,8 @@ RequestData Request(std::string body = R"({"model":"tiny","prompt":"hi"})") {
       .tenant = "acme",
       .key_id = "key-7",
       .model = "tiny",
-      .request_id = "req-42"};
+      .request_id = "req-42",
+      .completion = std::nullopt};
 }
 
 TEST(PluginTest, PassLeavesTheRequestAlone) {

@@ -261,7 +261,36 @@ std::int32_t ReplaceHeader(Call& c, wasm_trap_t**) { return ChangeHeader(c, 0); 
 std::int32_t AddHeader(Call& c, wasm_trap_t**) { return ChangeHeader(c, 1); }
 std::int32_t RemoveHeader(Call& c, wasm_trap_t**) { return ChangeHeader(c, 2); }
 
-// Paths are NUL-separated segments; ember's properties are single segments (or "request.id").
+// The completion-point properties (docs/plugins.md): decimal text, but "response.code", which
+// is an 8-byte little-endian integer as Envoy answers it (so SDK code written for Envoy reads it).
+std::optional<std::string> CompletionProperty(const CompletionData& done, std::string_view path) {
+  if (path == "usage.prompt_tokens") return std::to_string(done.prompt_tokens);
+  if (path == "usage.completion_tokens") return std::to_string(done.completion_tokens);
+  if (path == "usage.cached_tokens") return std::to_string(done.cached_tokens);
+  if (path == "usage.total_tokens") {
+    return std::to_string(done.prompt_tokens + done.completion_tokens);
+  }
+  if (path == "cost_microdollars") {
+    if (!done.cost_microdollars) return std::nullopt;
+    return std::to_string(*done.cost_microdollars);
+  }
+  if (path == "finish_reason") {
+    if (done.finish_reason.empty()) return std::nullopt;
+    return done.finish_reason;
+  }
+  if (path == "outcome") return done.outcome;
+  if (path == "http_status") return std::to_string(done.http_status);
+  if (path == "response.code") {
+    std::string out(8, '\0');
+    const auto code = static_cast<std::int64_t>(done.http_status);
+    std::memcpy(out.data(), &code, 8);  // little-endian host, as Wasm
+    return out;
+  }
+  return std::nullopt;
+}
+
+// Paths are NUL-separated segments, read here joined with '.' ("usage\0prompt_tokens" is
+// "usage.prompt_tokens").
 std::int32_t GetProperty(Call& c, wasm_trap_t** trap) {
   auto path = Read(c, c.U(0), c.U(1));
   if (!path) return R(WasmResult::kInvalidMemoryAccess);
@@ -275,6 +304,11 @@ std::int32_t GetProperty(Call& c, wasm_trap_t** trap) {
     if (*path == "key_id") value = &r->key_id;
     if (*path == "model") value = &r->model;
     if (*path == "request_id" || *path == "request.id") value = &r->request_id;
+  }
+  if (!value && r && r->completion) {
+    auto computed = CompletionProperty(*r->completion, *path);
+    if (!computed) return R(WasmResult::kNotFound);
+    return Return(c, *computed, c.U(2), c.U(3), trap);
   }
   if (!value) return R(WasmResult::kNotFound);
   return Return(c, *value, c.U(2), c.U(3), trap);

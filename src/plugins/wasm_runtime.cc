@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstring>
+#include <set>
 #include <string>
 
 #include "plugins/plugin.h"
@@ -194,7 +195,10 @@ struct Instance::Impl {
   wasmtime_instance_t instance{};
   Export on_context_create, on_vm_start, on_configure, on_request_headers, on_request_body, on_done,
       on_log, on_delete;
+  // Never reset: a context id is not reused after a rebuild, so a completion for a context of
+  // the previous instantiation cannot reach a new one's.
   std::uint32_t next_context = kRootContext + 1;
+  std::set<std::uint32_t> live_contexts;  // created by OnRequest, not yet completed
   bool broken = false;
   std::uint64_t rebuilds = 0;
 
@@ -334,7 +338,7 @@ struct Instance::Impl {
     if (!broken) return {};
     Destroy();
     ++rebuilds;
-    next_context = kRootContext + 1;
+    live_contexts.clear();
     return Build();
   }
 };
@@ -393,6 +397,7 @@ PluginResult<RequestOutcome> Instance::OnRequest(RequestData& request) {
     s.broken = true;
     return std::unexpected(ran.error());
   }
+  s.live_contexts.insert(outcome.context_id);
   outcome.local_response = std::move(host.local_response);
   outcome.body_changed = host.body_changed;
   outcome.headers_changed = host.headers_changed;
@@ -401,7 +406,8 @@ PluginResult<RequestOutcome> Instance::OnRequest(RequestData& request) {
 
 PluginResult<void> Instance::OnComplete(std::uint32_t context_id, RequestData& request) {
   Impl& s = *impl_;
-  if (s.broken) return {};  // the context died with the instance
+  // The context died with the instance (broken, or rebuilt since OnRequest).
+  if (s.broken || s.live_contexts.erase(context_id) == 0) return {};
   HostState& host = *s.host;
   host.request = &request;
   host.effective_context = context_id;

@@ -847,6 +847,7 @@ void Generation::Complete(Outcome outcome, const scheduler::Finished* finished,
   const std::optional<Metering::Priced> priced =
       RecordUsage(outcome, finished, std::move(acknowledge));
   RecordTimeline(outcome, finished, priced);
+  CompletePlugins(outcome, finished, priced);
   app_.metrics_.CountOutcome(OutcomeName(outcome));
   app_.tenant_metrics_.CountRequest(caller_.tenant, http_status_,
                                     finished != nullptr ? finished->usage.prompt_tokens : 0,

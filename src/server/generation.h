@@ -43,6 +43,10 @@
 #include "server/server_metrics.h"
 #include "tenancy/tenancy.h"
 
+namespace ember::plugins {
+struct Flow;
+}
+
 namespace ember::server {
 
 class App;
@@ -122,6 +126,10 @@ class Generation : public std::enable_shared_from_this<Generation> {
   // Hands the request to the plugin workers when a chain applies (generation_plugins.cc);
   // false when none does (or the build has no plugins).
   bool StartPlugins();
+  // The completion-point hook (proxy_on_log): hands how the request ended to the plugin workers
+  // for the contexts its request hook created; returns at once (generation_plugins.cc).
+  void CompletePlugins(Outcome outcome, const scheduler::Finished* finished,
+                       const std::optional<Metering::Priced>& priced);
   // Answers with `error` (its HTTP status) and completes with `outcome`.
   void Refuse(Outcome outcome, const Error& error);
   void Refuse(const tenancy::Rejection& rejection);
@@ -149,6 +157,11 @@ class Generation : public std::enable_shared_from_this<Generation> {
   const std::string endpoint_;
   api::GenerationParams params_;
   std::string plugin_body_;  // the body as plugins rewrote it (parsed once more)
+  // The request hook's stream contexts, until the completion point hands them back.
+  std::shared_ptr<plugins::Flow> plugin_flow_;
+  // Completed while its request hook still ran (the client left): the verdict completes it.
+  std::function<void()> complete_plugins_late_;
+  bool plugin_hook_pending_ = false;  // on the workers, its verdict not back yet
   api::EmbeddingParams embed_params_;
   std::string model_id_;
   std::string request_id_;             // x-request-id

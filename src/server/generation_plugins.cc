@@ -2,9 +2,11 @@
 // authentication and parsing, before the model and admission. The chain runs on the plugin
 // workers (plugins/hook_runner.h); its verdict comes back to the exchange's strand, where the
 // request is answered (a plugin's local response, or 503 for a fail-closed failure) or goes on,
-// with a rewritten body parsed once more.
+// with a rewritten body parsed once more. At the completion point (Complete), how the request
+// ended goes back to the workers for proxy_on_log, without waiting for it.
 #include <cctype>
 
+#include "api/openai.h"
 #include "server/app.h"
 #include "server/generation.h"
 
@@ -35,11 +37,17 @@ bool Generation::StartPlugins() {
   data.model = params_.model;
   data.request_id = request_id_;
   auto self = shared_from_this();
+  plugin_hook_pending_ = true;
   runner->RunRequest(endpoint_, std::move(data), [self](plugins::RequestVerdict verdict) {
     auto held = std::make_shared<plugins::RequestVerdict>(std::move(verdict));
     self->exchange_->Post([self, held] {
       Generation& g = *self;
-      if (g.done_) return;
+      g.plugin_hook_pending_ = false;
+      g.plugin_flow_ = std::move(held->flow);
+      if (g.done_) {
+        if (g.complete_plugins_late_) g.complete_plugins_late_();
+        return;
+      }
       if (held->failure) {
         g.app_.metrics_.CountRejected("plugin_failed");
         return g.Refuse(Outcome::kPluginFailed,
@@ -62,6 +70,37 @@ bool Generation::StartPlugins() {
     });
   });
   return true;
+#endif
+}
+
+void Generation::CompletePlugins(Outcome outcome, const scheduler::Finished* finished,
+                                 const std::optional<Metering::Priced>& priced) {
+#ifndef EMBER_HAVE_PLUGINS
+  (void)outcome;
+  (void)finished;
+  (void)priced;
+#else
+  plugins::HookRunner* runner = app_.plugins_;
+  if (runner == nullptr) return;
+  plugins::CompletionData data;
+  data.prompt_tokens = prompt_tokens_;
+  if (finished != nullptr) {
+    data.prompt_tokens = finished->usage.prompt_tokens;
+    data.completion_tokens = finished->usage.completion_tokens;
+    data.cached_tokens = finished->usage.cached_tokens;
+    data.finish_reason = finished->reason == engine::FinishReason::kCancelled
+                             ? "cancelled"
+                             : std::string(api::FinishReasonString(finished->reason));
+  }
+  if (priced) data.cost_microdollars = priced->cost;
+  data.outcome = std::string(OutcomeName(outcome));
+  data.http_status = http_status_;
+  if (plugin_flow_) return runner->Complete(std::move(plugin_flow_), std::move(data));
+  if (!plugin_hook_pending_) return;
+  // Its request hook is still running: the verdict hands the flow over, then completes it.
+  complete_plugins_late_ = [this, runner, data = std::move(data)]() mutable {
+    if (plugin_flow_) runner->Complete(std::move(plugin_flow_), std::move(data));
+  };
 #endif
 }
 

@@ -2,10 +2,12 @@
 examples the build compiles (src/plugins/examples): the model allow-list answers 403 with the
 OpenAI envelope before the model is looked up, the PII redaction rewrites the prompt the model
 sees, and a fail-closed plugin stuck in a loop gets its requests a 503 naming it while the other
-routes keep serving. Skipped where ember was built without Wasmtime."""
+routes keep serving; the usage exporter logs each request's usage once, at its completion
+point. Skipped where ember was built without Wasmtime."""
 import os
 import shutil
 import tempfile
+import time
 import unittest
 
 from harness import Server
@@ -28,7 +30,7 @@ class PluginsTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp(prefix="ember-plugins-")
-        for name in ("model_allowlist", "pii_redact"):
+        for name in ("model_allowlist", "pii_redact", "usage_export"):
             shutil.copy(os.path.join(EXAMPLES, name + ".wasm"), cls.dir)
         with open(os.path.join(cls.dir, "loop.wat"), "w") as f:
             f.write(LOOP_WAT)
@@ -38,9 +40,10 @@ class PluginsTest(unittest.TestCase):
                     'configuration = "*: stories260K"\n\n'
                     '[[plugin]]\nname = "redact"\npath = "pii_redact.wasm"\n'
                     'failure = "fail-open"\n\n'
+                    '[[plugin]]\nname = "export"\npath = "usage_export.wasm"\n\n'
                     '[[plugin]]\nname = "looper"\npath = "loop.wat"\nfuel_per_call = 100000\n'
                     'failure = "fail-closed"\n\n'
-                    '[[chain]]\nroute = "/v1/completions"\nplugins = "allowlist, redact"\n\n'
+                    '[[chain]]\nroute = "/v1/completions"\nplugins = "export, allowlist, redact"\n\n'
                     '[[chain]]\nroute = "/v1/chat/completions"\nplugins = "looper"\n')
         cls.server = Server("--plugins", path)
 
@@ -49,8 +52,11 @@ class PluginsTest(unittest.TestCase):
         cls.server.stop()
         shutil.rmtree(cls.dir, ignore_errors=True)
 
-    def complete(self, body, path="/v1/completions"):
-        return self.server.post_json(path, body)
+    def complete(self, body, path="/v1/completions", request_id=None):
+        headers = {"Content-Type": "application/json"}
+        if request_id:
+            headers["x-request-id"] = request_id
+        return self.server.post_json(path, body, headers=headers)
 
     def test_a_model_off_the_allow_list_gets_the_plugins_403(self):
         status, body, headers = self.complete({"model": "gpt-9", "prompt": "Hi", "max_tokens": 2})
@@ -80,6 +86,45 @@ class PluginsTest(unittest.TestCase):
         self.assertEqual(status, 200, literal)
         self.assertEqual(redacted["usage"]["prompt_tokens"], literal["usage"]["prompt_tokens"])
         self.assertEqual(redacted["choices"][0]["text"], literal["choices"][0]["text"])
+
+    def usage_line(self, request_id):
+        needle = "usage request=" + request_id + " "
+        self.assertTrue(self.server.wait_log(needle), self.server.log_tail())
+        time.sleep(0.2)  # a second line, were there one, would be there by now
+        lines = [line for line in self.server.log if needle in line]
+        self.assertEqual(len(lines), 1, lines)  # exactly once per request
+        return lines[0]
+
+    def test_the_usage_exporter_logs_what_the_client_was_billed_once_at_completion(self):
+        status, body, _ = self.complete(
+            {"model": "stories260K", "prompt": "Once upon", "max_tokens": 7, "temperature": 0},
+            request_id="export-plain")
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["usage"]["completion_tokens"], 7)
+        line = self.usage_line("export-plain")
+        self.assertIn("tenant=- model=stories260K outcome=finished status=200 finish=length "
+                      f"prompt={body['usage']['prompt_tokens']} completion=7 ", line)
+
+    def test_a_streamed_answer_is_exported_with_its_usage(self):
+        status, events, done = self.server.stream(
+            "/v1/completions",
+            {"model": "stories260K", "prompt": "Once upon", "max_tokens": 5, "stream": True,
+             "stream_options": {"include_usage": True}},
+            headers={"x-request-id": "export-stream"})
+        self.assertEqual(status, 200, events)
+        self.assertTrue(done)
+        usage = events[-1]["usage"]
+        line = self.usage_line("export-stream")
+        self.assertIn(f"outcome=finished status=200 finish=length prompt={usage['prompt_tokens']} "
+                      f"completion={usage['completion_tokens']} ", line)
+
+    def test_a_request_a_later_plugin_rejects_is_exported_with_its_status(self):
+        status, body, _ = self.complete({"model": "gpt-9", "prompt": "Hi", "max_tokens": 2},
+                                        request_id="export-denied")
+        self.assertEqual(status, 403, body)
+        line = self.usage_line("export-denied")
+        self.assertIn("model=gpt-9 outcome=plugin_rejected status=403 finish=- prompt=0 "
+                      "completion=0 cached=0 cost_microdollars=-", line)
 
 
 if __name__ == "__main__":

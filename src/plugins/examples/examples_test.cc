@@ -41,7 +41,8 @@ RequestData Request(std::string tenant, std::string model, std::string body = "{
                      .tenant = std::move(tenant),
                      .key_id = "key-1",
                      .model = std::move(model),
-                     .request_id = "req-1"};
+                     .request_id = "req-1",
+                     .completion = std::nullopt};
 }
 
 TEST(ModelAllowlistTest, ATenantGetsOnlyItsModelsAndOthersTheDefault) {
@@ -161,6 +162,91 @@ TEST(HookRunnerTest, FailOpenUndoesTheFailedCallAndGoesOnFailClosedStops) {
       EXPECT_EQ(verdict.request.body, R"({"prompt":"mail a@b.org"})");
     }
   }
+}
+
+// The usage exporter: proxy_on_log runs when the server hands the completion over (not after the
+// request hook), on the worker that holds the request's context, and reads the usage properties.
+TEST(UsageExportTest, OnLogRunsAtTheCompletionPointWithTheRequestsUsage) {
+  auto config = ParsePluginsConfig(R"(
+[[plugin]]
+name = "export"
+path = "usage_export.wasm"
+[[chain]]
+route = "*"
+plugins = "export"
+)",
+                                   "plugins.toml");
+  ASSERT_TRUE(config.has_value()) << config.error().message;
+  testing::internal::CaptureStderr();
+  auto runner = HookRunner::Create(*config, EMBER_EXAMPLE_PLUGINS_DIR, 2);
+  ASSERT_TRUE(runner.has_value()) << runner.error().message;
+  std::vector<std::shared_ptr<Flow>> flows;
+  for (int i = 0; i < 6; ++i) {
+    RequestData request = Request("acme", "tiny");
+    request.request_id = "req-" + std::to_string(i);
+    std::promise<RequestVerdict> promise;
+    (*runner)->RunRequest("/v1/completions", std::move(request),
+                          [&](RequestVerdict v) { promise.set_value(std::move(v)); });
+    RequestVerdict verdict = promise.get_future().get();
+    ASSERT_TRUE(verdict.flow);
+    flows.push_back(std::move(verdict.flow));
+  }
+  for (int i = 0; i < 6; ++i) {
+    CompletionData done{.prompt_tokens = 5,
+                        .completion_tokens = 10 + i,
+                        .cached_tokens = 3,
+                        .cost_microdollars = 40 + i,
+                        .finish_reason = "stop",
+                        .outcome = "finished",
+                        .http_status = 200};
+    if (i == 5) {  // refused before the model: no tokens, no price, no finish reason
+      done = CompletionData{};
+      done.outcome = "rate_limited";
+      done.http_status = 429;
+    }
+    (*runner)->Complete(std::move(flows[static_cast<std::size_t>(i)]), std::move(done));
+  }
+  runner->reset();  // drains the workers' queues
+  const std::string log = testing::internal::GetCapturedStderr();
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_NE(
+        log.find("usage request=req-" + std::to_string(i) +
+                 " tenant=acme model=tiny outcome=finished status=200 finish=stop prompt=5 "
+                 "completion=" +
+                 std::to_string(10 + i) + " cached=3 cost_microdollars=" + std::to_string(40 + i)),
+        std::string::npos)
+        << log;
+  }
+  EXPECT_NE(log.find("usage request=req-5 tenant=acme model=tiny outcome=rate_limited status=429 "
+                     "finish=- prompt=0 completion=0 cached=0 cost_microdollars=- totals"),
+            std::string::npos)
+      << log;
+  // Exactly one line per request, whichever of the two workers ran its request hook.
+  std::size_t lines = 0;
+  for (std::size_t at = log.find("usage request="); at != std::string::npos;
+       at = log.find("usage request=", at + 1)) {
+    ++lines;
+  }
+  EXPECT_EQ(lines, 6u) << log;
+}
+
+// Nothing runs at the completion point until the server reaches it.
+TEST(UsageExportTest, NothingIsExportedBeforeTheRequestCompletes) {
+  auto config = ParsePluginsConfig(
+      "[[plugin]]\nname = \"export\"\npath = \"usage_export.wasm\"\n[[chain]]\nroute = \"*\"\n"
+      "plugins = \"export\"\n",
+      "plugins.toml");
+  ASSERT_TRUE(config.has_value()) << config.error().message;
+  testing::internal::CaptureStderr();
+  auto runner = HookRunner::Create(*config, EMBER_EXAMPLE_PLUGINS_DIR, 1);
+  ASSERT_TRUE(runner.has_value()) << runner.error().message;
+  std::promise<RequestVerdict> promise;
+  (*runner)->RunRequest("/v1/completions", Request("acme", "tiny"),
+                        [&](RequestVerdict v) { promise.set_value(std::move(v)); });
+  RequestVerdict verdict = promise.get_future().get();
+  runner->reset();
+  const std::string log = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(log.find("usage request="), std::string::npos) << log;
 }
 
 }  // namespace

@@ -35,7 +35,8 @@ RequestData Request(std::string body) {
                      .tenant = "acme",
                      .key_id = "key-1",
                      .model = "tiny",
-                     .request_id = "req-1"};
+                     .request_id = "req-1",
+                     .completion = std::nullopt};
 }
 
 void RunOnce(Instance& instance, RequestData& request, benchmark::State& state) {
