@@ -17,6 +17,7 @@ struct Flow {
   std::size_t worker = 0;
   RequestData request;  // as the chain left it: what later hooks' properties answer
   std::vector<std::pair<std::string, std::uint32_t>> contexts;  // plugin, its stream context
+  bool response_hooks = false;  // a plugin of contexts has a response callback
 };
 
 struct HookRunner::Impl {
@@ -75,6 +76,41 @@ struct HookRunner::Impl {
     ready.notify_all();  // only `worker` may take it; the others go back to sleep
   }
 
+  ResponseVerdict RunResponse(Flow& flow, ResponseData response, bool headers, bool body) {
+    ResponseVerdict verdict;
+    for (auto it = flow.contexts.rbegin(); it != flow.contexts.rend(); ++it) {
+      const auto& [name, context] = *it;
+      Instance& instance = *instances[flow.worker].find(name)->second;
+      ResponseData before = response;
+      PluginResult<ResponseOutcome> outcome = ResponseOutcome{};
+      if (headers) outcome = instance.OnResponseHeaders(context, flow.request, response);
+      if (outcome && body) {
+        auto body_outcome = instance.OnResponseBody(context, flow.request, response);
+        if (body_outcome) {
+          body_outcome->headers_changed |= outcome->headers_changed;
+          body_outcome->close_stream |= outcome->close_stream;
+        }
+        outcome = std::move(body_outcome);
+      }
+      if (outcome) {
+        verdict.changed |= outcome->body_changed || outcome->headers_changed;
+        if (outcome->close_stream && !verdict.close_stream) {
+          verdict.close_stream = true;
+          verdict.decided_by = name;
+        }
+        continue;
+      }
+      log::Warn(outcome.error().message, " [", FailureKindName(outcome.error().kind), "]");
+      response = std::move(before);  // what the failed call had changed is undone
+      if (config.Find(name)->failure == FailurePolicy::kFailOpen) continue;
+      verdict.failure = std::move(outcome.error());
+      verdict.decided_by = name;
+      break;
+    }
+    verdict.response = std::move(response);
+    return verdict;
+  }
+
   void RunComplete(Flow& flow, CompletionData completion) {
     flow.request.completion = std::move(completion);
     for (const auto& [name, context] : flow.contexts) {
@@ -99,6 +135,7 @@ struct HookRunner::Impl {
         auto outcome = instance.OnRequest(request);
         if (outcome) {
           flow->contexts.emplace_back(name, outcome->context_id);
+          flow->response_hooks |= instance.HasResponseHooks();
           verdict.body_changed |= outcome->body_changed;
           if (outcome->local_response) {
             verdict.local_response = std::move(outcome->local_response);
@@ -187,6 +224,19 @@ void HookRunner::RunRequest(std::string route, RequestData request,
     impl_->queue.push_back(Impl::Job{std::move(route), std::move(request), std::move(done)});
   }
   impl_->ready.notify_one();
+}
+
+bool HookRunner::HasResponseHooks(const std::shared_ptr<Flow>& flow) const {
+  return flow && flow->response_hooks;
+}
+
+void HookRunner::RunResponse(std::shared_ptr<Flow> flow, ResponseData response, bool headers,
+                             bool body, std::function<void(ResponseVerdict)> done) {
+  const std::size_t worker = flow->worker;
+  impl_->Pin(worker, [impl = impl_.get(), flow = std::move(flow), response = std::move(response),
+                      headers, body, done = std::move(done)]() mutable {
+    done(impl->RunResponse(*flow, std::move(response), headers, body));
+  });
 }
 
 void HookRunner::Complete(std::shared_ptr<Flow> flow, CompletionData completion) {

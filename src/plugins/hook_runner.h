@@ -36,6 +36,17 @@ struct RequestVerdict {
   std::shared_ptr<Flow> flow;
 };
 
+// What the response hooks left of a response (headers, one SSE event, or a whole body).
+struct ResponseVerdict {
+  ResponseData response;  // as the flow's plugins left it
+  bool changed = false;
+  // A plugin called proxy_close_stream: the stream ends cleanly after this event.
+  bool close_stream = false;
+  // A fail-closed plugin failed: the answer ends here (503, or a stream's clean end).
+  std::optional<PluginError> failure;
+  std::string decided_by;  // the plugin that closed the stream or failed closed
+};
+
 class HookRunner {
  public:
   // Compiles every plugin of `config` (paths relative to `base_dir`) and starts `threads`
@@ -49,6 +60,14 @@ class HookRunner {
   bool Applies(std::string_view route, std::string_view tenant) const;
   // Runs the chain on a worker; `done` is called there exactly once.
   void RunRequest(std::string route, RequestData request, std::function<void(RequestVerdict)> done);
+  // Whether a plugin of the flow has a response hook: without one, the server answers directly.
+  bool HasResponseHooks(const std::shared_ptr<Flow>& flow) const;
+  // The response hooks, on the flow's worker, after everything posted for it before, in the
+  // reverse of the chain's order (as a proxy runs a response back through its filters):
+  // proxy_on_response_headers when `headers`, then proxy_on_response_body when `body`.
+  // `done` is called on the worker, exactly once; verdicts come back in the order posted.
+  void RunResponse(std::shared_ptr<Flow> flow, ResponseData response, bool headers, bool body,
+                   std::function<void(ResponseVerdict)> done);
   // The completion point: proxy_on_done, proxy_on_log, proxy_on_delete of every plugin of the
   // flow, in chain order, on the flow's worker, with `completion` as the usage properties.
   // Returns at once (never waits on a plugin); a failure is logged, it changes no answer.

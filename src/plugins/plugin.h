@@ -89,6 +89,23 @@ struct LocalResponse {
   Headers headers;
 };
 
+// What a response hook sees and may change. Streamed: the headers once, then each SSE event on
+// its own (exactly one complete event per proxy_on_response_body, never split or merged).
+// Non-streamed: the headers and the whole body once, end_of_stream true.
+struct ResponseData {
+  Headers headers;   // HttpResponseHeaders, lower-case names, ":status" first
+  std::string body;  // HttpResponseBody: one SSE event ("data: {...}\n\n"), or the whole body
+  bool end_of_stream = false;
+};
+
+struct ResponseOutcome {
+  bool headers_changed = false;
+  bool body_changed = false;
+  // proxy_close_stream: the stream ends cleanly after this event (a final chunk with
+  // finish_reason "content_filter", the usage, data: [DONE]); no more of the model's output.
+  bool close_stream = false;
+};
+
 struct RequestOutcome {
   std::uint32_t context_id = 0;  // the stream context: pass it to OnComplete
   std::optional<LocalResponse> local_response;
@@ -154,6 +171,19 @@ class Instance {
   // properties answer. A context that died with the instance (a failure rebuilt it since) is
   // skipped: its plugin state is gone.
   [[nodiscard]] PluginResult<void> OnComplete(std::uint32_t context_id, RequestData& request);
+
+  // The response hooks for the context OnRequest created: proxy_on_response_headers with
+  // `response.headers` (end_of_stream false), proxy_on_response_body with `response.body` and
+  // `response.end_of_stream`. `response` is changed in place. A context that is no longer live
+  // passes the response through unchanged.
+  [[nodiscard]] PluginResult<ResponseOutcome> OnResponseHeaders(std::uint32_t context_id,
+                                                                RequestData& request,
+                                                                ResponseData& response);
+  [[nodiscard]] PluginResult<ResponseOutcome> OnResponseBody(std::uint32_t context_id,
+                                                             RequestData& request,
+                                                             ResponseData& response);
+  // Whether the plugin exports a response callback (else the server skips the hop).
+  bool HasResponseHooks() const;
 
   // How many times this instance was rebuilt after a failure.
   std::uint64_t rebuilds() const;

@@ -42,10 +42,11 @@ constexpr std::int32_t kWasiBadf = 8;
 
 enum BufferType : std::uint32_t {
   kRequestBody = 0,
+  kResponseBody = 1,
   kVmConfiguration = 6,
   kPluginConfiguration = 7
 };
-enum MapType : std::uint32_t { kRequestHeaders = 0 };
+enum MapType : std::uint32_t { kRequestHeaders = 0, kResponseHeaders = 2 };
 
 std::optional<std::string> Read(Call& c, std::uint32_t ptr, std::uint32_t len) {
   auto bytes = c.host.Memory(ptr, len);
@@ -75,6 +76,8 @@ const std::string* Buffer(const HostState& host, std::uint32_t type) {
   switch (type) {
     case kRequestBody:
       return host.request ? &host.request->body : nullptr;
+    case kResponseBody:
+      return host.response ? &host.response->body : nullptr;
     case kVmConfiguration:
       return &spec.vm_configuration;
     case kPluginConfiguration:
@@ -85,6 +88,7 @@ const std::string* Buffer(const HostState& host, std::uint32_t type) {
 }
 
 Headers* Map(HostState& host, std::uint32_t type) {
+  if (type == kResponseHeaders) return host.response ? &host.response->headers : nullptr;
   return type == kRequestHeaders && host.request ? &host.request->headers : nullptr;
 }
 
@@ -200,8 +204,11 @@ std::int32_t GetBufferStatus(Call& c, wasm_trap_t**) {
 // Replaces [start, start+size) of the buffer with the value: (0, 0) prepends, (0, >= length)
 // replaces the whole body, (length, 0) appends.
 std::int32_t SetBufferBytes(Call& c, wasm_trap_t**) {
-  if (c.U(0) != kRequestBody || !c.host.request) return R(WasmResult::kNotFound);
-  std::string& body = c.host.request->body;
+  std::string* target = nullptr;
+  if (c.U(0) == kRequestBody && c.host.request && !c.host.response) target = &c.host.request->body;
+  if (c.U(0) == kResponseBody && c.host.response) target = &c.host.response->body;
+  if (!target) return R(WasmResult::kNotFound);
+  std::string& body = *target;
   const std::uint64_t start = c.U(1), size = c.U(2);
   if (start > body.size()) return R(WasmResult::kBadArgument);
   auto value = Read(c, c.U(3), c.U(4));
@@ -315,7 +322,9 @@ std::int32_t GetProperty(Call& c, wasm_trap_t** trap) {
 }
 
 std::int32_t SendLocalResponse(Call& c, wasm_trap_t**) {
-  if (!c.host.request) return R(WasmResult::kBadArgument);
+  // The answer has started by the response hooks: a plugin ends a stream with
+  // proxy_close_stream, or rewrites the body.
+  if (!c.host.request || c.host.response) return R(WasmResult::kBadArgument);
   auto details = Read(c, c.U(1), c.U(2));
   auto body = Read(c, c.U(3), c.U(4));
   auto headers = Read(c, c.U(5), c.U(6));
@@ -326,6 +335,13 @@ std::int32_t SendLocalResponse(Call& c, wasm_trap_t**) {
   if (status < 200 || status > 599) return R(WasmResult::kBadArgument);
   c.host.local_response =
       LocalResponse{static_cast<int>(status), std::move(*details), std::move(*body), *parsed};
+  return R(WasmResult::kOk);
+}
+
+// Any stream type: during a response hook, the stream ends cleanly after this event.
+std::int32_t CloseStream(Call& c, wasm_trap_t**) {
+  if (!c.host.response) return R(WasmResult::kBadArgument);
+  c.host.close_stream = true;
   return R(WasmResult::kOk);
 }
 
@@ -405,6 +421,7 @@ constexpr HostcallSpec kHostcalls[] = {
     {kEnv, "proxy_get_property", "iiii", "i", GetProperty},
     {kEnv, "proxy_send_local_response", "iiiiiiii", "i", SendLocalResponse},
     {kEnv, "proxy_set_effective_context", "i", "i", SetEffectiveContext},
+    {kEnv, "proxy_close_stream", "i", "i", CloseStream},
     {kWasi, "fd_write", "iiii", "i", FdWrite},
     {kWasi, "proc_exit", "i", "", ProcExit},
     {kWasi, "clock_time_get", "iIi", "i", ClockTimeGet},

@@ -127,5 +127,89 @@ class PluginsTest(unittest.TestCase):
                       "completion=0 cached=0 cost_microdollars=-", line)
 
 
+
+@unittest.skipUnless(BUILT, "ember was built without WebAssembly plugins (no Wasmtime)")
+class ResponseHooksTest(unittest.TestCase):
+    """The response hooks: the PII redaction (with the term "Lily", which stories260K writes at
+    temperature 0) rewrites a streamed answer event by event and a whole answer once; the
+    guardrail ends a chat stream at "park" with a clean finish; the usage is exported once."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="ember-plugins-")
+        for name in ("pii_redact", "guardrail", "usage_export"):
+            shutil.copy(os.path.join(EXAMPLES, name + ".wasm"), cls.dir)
+        path = os.path.join(cls.dir, "plugins.toml")
+        with open(path, "w") as f:
+            f.write('[[plugin]]\nname = "redact"\npath = "pii_redact.wasm"\n'
+                    'configuration = "terms: Lily"\n\n'
+                    '[[plugin]]\nname = "guard"\npath = "guardrail.wasm"\n'
+                    'configuration = "park"\n\n'
+                    '[[plugin]]\nname = "export"\npath = "usage_export.wasm"\n\n'
+                    '[[chain]]\nroute = "/v1/completions"\nplugins = "export, redact"\n\n'
+                    '[[chain]]\nroute = "/v1/chat/completions"\nplugins = "export, guard"\n')
+        cls.server = Server("--plugins", path)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def test_a_streamed_answer_is_redacted_event_by_event_like_the_whole_one(self):
+        request = {"model": "stories260K", "prompt": "Once upon a time", "max_tokens": 40,
+                   "temperature": 0}
+        status, whole, _ = self.server.post_json("/v1/completions", request)
+        self.assertEqual(status, 200, whole)
+        text = whole["choices"][0]["text"]
+        self.assertIn("[REDACTED]", text)  # the model wrote the term, the client never sees it
+        self.assertNotIn("Lily", text)
+        status, events, done = self.server.stream("/v1/completions", dict(request, stream=True))
+        self.assertEqual(status, 200, events)
+        self.assertTrue(done)
+        # Each event parsed as JSON on its own (none split or merged), and together they read
+        # as the whole answer: nothing lost or repeated where a term was held back.
+        streamed = "".join(e["choices"][0]["text"] for e in events if e.get("choices"))
+        self.assertEqual(streamed, text)
+        self.assertEqual(events[-1]["choices"][0]["finish_reason"], "length")
+
+    def test_the_guardrail_ends_a_stream_cleanly_and_the_usage_is_recorded_once(self):
+        request = {"model": "stories260K", "max_tokens": 40, "temperature": 0,
+                   "messages": [{"role": "user", "content": "Once upon a time"}]}
+        status, whole, _ = self.server.post_json("/v1/chat/completions", request)
+        self.assertEqual(status, 200, whole)
+        content = whole["choices"][0]["message"]["content"]
+        self.assertIn("park", content)  # non-streamed answers pass the guardrail unchanged
+        before = self.server.metric("ember_generation_outcomes_total",
+                                    {"outcome": "plugin_stopped"}) or 0
+        status, events, done = self.server.stream(
+            "/v1/chat/completions",
+            dict(request, stream=True, stream_options={"include_usage": True}),
+            headers={"Content-Type": "application/json", "x-request-id": "guarded"})
+        self.assertEqual(status, 200, events)
+        self.assertTrue(done)  # the stream ended with data: [DONE]
+        chunks = [e for e in events if e.get("choices")]
+        streamed = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+        # Everything before the phrase, and never the phrase: the event that completes it is cut
+        # where it starts (a start already sent in an earlier event stays sent).
+        start = content.index("park")
+        self.assertTrue(content.startswith(streamed), streamed)
+        self.assertGreaterEqual(len(streamed), start)
+        self.assertLess(len(streamed), start + len("park"))
+        self.assertEqual(chunks[-1]["choices"][0]["finish_reason"], "content_filter")
+        usage = events[-1]["usage"]
+        self.assertGreater(usage["completion_tokens"], 0)
+        self.assertLessEqual(usage["completion_tokens"], whole["usage"]["completion_tokens"])
+        needle = "usage request=guarded "
+        self.assertTrue(self.server.wait_log(needle), self.server.log_tail())
+        time.sleep(0.2)
+        lines = [line for line in self.server.log if needle in line]
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("outcome=plugin_stopped status=200 finish=content_filter "
+                      f"prompt={usage['prompt_tokens']} completion={usage['completion_tokens']} ",
+                      lines[0])
+        self.assertEqual(self.server.metric("ember_generation_outcomes_total",
+                                            {"outcome": "plugin_stopped"}), before + 1)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -249,5 +249,87 @@ TEST(UsageExportTest, NothingIsExportedBeforeTheRequestCompletes) {
   EXPECT_EQ(log.find("usage request="), std::string::npos) << log;
 }
 
+std::string Event(std::string_view text, std::string_view finish = "") {
+  return std::string(R"(data: {"id":"cmpl-1","choices":[{"text":")") + std::string(text) +
+         R"(","index":0,"finish_reason":)" +
+         (finish.empty() ? std::string("null") : "\"" + std::string(finish) + "\"") + "}]}\n\n";
+}
+
+// Streamed events through a plugin's response hook, one per call, as the server sends them.
+struct Stream {
+  Instance& instance;
+  RequestData request = Request("acme", "tiny");
+  std::uint32_t context = 0;
+  explicit Stream(Instance& i) : instance(i) {
+    auto outcome = instance.OnRequest(request);
+    EXPECT_TRUE(outcome.has_value());
+    if (outcome) context = outcome->context_id;
+  }
+  // The event as the plugin left it, and whether it closed the stream.
+  std::pair<std::string, bool> Send(std::string event) {
+    ResponseData response{.headers = {}, .body = std::move(event), .end_of_stream = false};
+    auto outcome = instance.OnResponseBody(context, request, response);
+    EXPECT_TRUE(outcome.has_value()) << outcome.error().message;
+    return {response.body, outcome && outcome->close_stream};
+  }
+};
+
+TEST(PiiRedactTest, StreamedEventsAreRedactedATermSplitAcrossEventsIsCaught) {
+  auto redact = Load("pii_redact", "terms: Lily");
+  ASSERT_TRUE(redact);
+  Stream stream(*redact);
+  EXPECT_EQ(stream.Send(Event("a girl named Li")).first, Event("a girl named "));
+  EXPECT_EQ(stream.Send(Event("ly. Mail a@b.org, L")).first, Event("[REDACTED]. Mail [EMAIL], "));
+  // The choice's last event flushes what was held back ("L" began no term after all).
+  EXPECT_EQ(stream.Send(Event("", "length")).first, Event("L", "length"));
+  // A chat stream's last chunk has no content: the held text goes out in it.
+  Stream chat(*redact);
+  EXPECT_EQ(chat.Send("data: {\"choices\":[{\"delta\":{\"content\":\"hi Li\"}}]}\n\n").first,
+            "data: {\"choices\":[{\"delta\":{\"content\":\"hi \"}}]}\n\n");
+  EXPECT_EQ(
+      chat.Send("data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n").first,
+      "data: {\"choices\":[{\"delta\":{\"content\":\"Li\"},\"finish_reason\":\"stop\"}]}\n\n");
+  EXPECT_EQ(chat.Send("data: [DONE]\n\n").first, "data: [DONE]\n\n");
+}
+
+TEST(PiiRedactTest, ANonStreamedAnswerIsRedactedWhole) {
+  auto redact = Load("pii_redact");
+  ASSERT_TRUE(redact);
+  RequestData request = Request("acme", "tiny");
+  auto created = redact->OnRequest(request);
+  ASSERT_TRUE(created.has_value());
+  ResponseData response{
+      .headers = {{":status", "200"}},
+      .body = R"({"choices":[{"text":"call 555-123-4567 now"}],"created":1712345678})",
+      .end_of_stream = true};
+  auto outcome = redact->OnResponseBody(created->context_id, request, response);
+  ASSERT_TRUE(outcome.has_value()) << outcome.error().message;
+  EXPECT_TRUE(outcome->body_changed);
+  EXPECT_EQ(response.body, R"({"choices":[{"text":"call [PHONE] now"}],"created":1712345678})");
+}
+
+TEST(GuardrailTest, ABannedPhraseEndsTheStreamBeforeItEvenAcrossEvents) {
+  auto guard = Load("guardrail", "park, dragon");
+  ASSERT_TRUE(guard);
+  Stream stream(*guard);
+  EXPECT_EQ(stream.Send(Event("She played in the pa")),
+            std::pair(Event("She played in the pa"), false));
+  // The phrase completes in the next event: nothing of it goes out, the stream is closed.
+  EXPECT_EQ(stream.Send(Event("rk all day")), std::pair(Event(""), true));
+  Stream other(*guard);
+  EXPECT_EQ(other.Send(Event("a red dragon flew")), std::pair(Event("a red "), true));
+  Stream clean(*guard);
+  EXPECT_EQ(clean.Send(Event("a quiet garden")), std::pair(Event("a quiet garden"), false));
+  // No phrase configured: the plugin refuses to load (a guardrail that guards nothing).
+  auto runtime = Runtime::Create();
+  auto empty = Plugin::Compile(*runtime, PluginSpec{.name = "guardrail",
+                                                    .wasm = ReadExample("guardrail"),
+                                                    .configuration = "",
+                                                    .vm_configuration = "",
+                                                    .limits = {}});
+  ASSERT_FALSE(empty.has_value());
+  EXPECT_EQ(empty.error().kind, FailureKind::kLoad);
+}
+
 }  // namespace
 }  // namespace ember::plugins
