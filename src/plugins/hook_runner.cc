@@ -1,5 +1,6 @@
 #include "plugins/hook_runner.h"
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <fstream>
@@ -12,6 +13,20 @@
 #include "common/log.h"
 
 namespace ember::plugins {
+
+std::string_view HookName(Hook hook) {
+  switch (hook) {
+    case Hook::kRequest:
+      return "request";
+    case Hook::kResponseHeaders:
+      return "response_headers";
+    case Hook::kResponseBody:
+      return "response_body";
+    case Hook::kComplete:
+      return "complete";
+  }
+  return "unknown";
+}
 
 struct Flow {
   std::size_t worker = 0;
@@ -30,6 +45,27 @@ struct HookRunner::Impl {
   using Instances = std::map<std::string, std::unique_ptr<Instance>, std::less<>>;
 
   PluginsConfig config;
+  HookMetrics* metrics = nullptr;
+  std::map<std::string, std::size_t, std::less<>> index;  // plugin name -> config position
+
+  // Runs `call` and reports how long it took and whether it failed.
+  template <typename F>
+  auto Timed(std::string_view plugin, Hook hook, F&& call) {
+    const auto start = std::chrono::steady_clock::now();
+    auto result = call();
+    if (metrics) {
+      const auto took = std::chrono::steady_clock::now() - start;
+      metrics->Call(index.find(plugin)->second, hook,
+                    std::chrono::duration_cast<std::chrono::nanoseconds>(took),
+                    result ? nullptr : &result.error());
+    }
+    return result;
+  }
+  void Count(std::string_view plugin, bool rejected) {
+    if (!metrics) return;
+    const std::size_t i = index.find(plugin)->second;
+    rejected ? metrics->Rejected(i) : metrics->StreamClosed(i);
+  }
   std::map<std::string, std::shared_ptr<const Plugin>, std::less<>> compiled;
   std::vector<Instances> instances;  // one per worker, touched only by that worker
   std::vector<std::thread> workers;
@@ -83,9 +119,15 @@ struct HookRunner::Impl {
       Instance& instance = *instances[flow.worker].find(name)->second;
       ResponseData before = response;
       PluginResult<ResponseOutcome> outcome = ResponseOutcome{};
-      if (headers) outcome = instance.OnResponseHeaders(context, flow.request, response);
+      if (headers) {
+        outcome = Timed(name, Hook::kResponseHeaders, [&] {
+          return instance.OnResponseHeaders(context, flow.request, response);
+        });
+      }
       if (outcome && body) {
-        auto body_outcome = instance.OnResponseBody(context, flow.request, response);
+        auto body_outcome = Timed(name, Hook::kResponseBody, [&] {
+          return instance.OnResponseBody(context, flow.request, response);
+        });
         if (body_outcome) {
           body_outcome->headers_changed |= outcome->headers_changed;
           body_outcome->close_stream |= outcome->close_stream;
@@ -97,6 +139,7 @@ struct HookRunner::Impl {
         if (outcome->close_stream && !verdict.close_stream) {
           verdict.close_stream = true;
           verdict.decided_by = name;
+          Count(name, false);
         }
         continue;
       }
@@ -114,7 +157,9 @@ struct HookRunner::Impl {
   void RunComplete(Flow& flow, CompletionData completion) {
     flow.request.completion = std::move(completion);
     for (const auto& [name, context] : flow.contexts) {
-      auto done = instances[flow.worker].find(name)->second->OnComplete(context, flow.request);
+      Instance& instance = *instances[flow.worker].find(name)->second;
+      auto done =
+          Timed(name, Hook::kComplete, [&] { return instance.OnComplete(context, flow.request); });
       if (!done) log::Warn(done.error().message, " [", FailureKindName(done.error().kind), "]");
     }
   }
@@ -132,7 +177,7 @@ struct HookRunner::Impl {
         // A failed call's half-done changes are undone: fail-open goes on with the request as
         // the previous plugin left it.
         RequestData before = request;
-        auto outcome = instance.OnRequest(request);
+        auto outcome = Timed(name, Hook::kRequest, [&] { return instance.OnRequest(request); });
         if (outcome) {
           flow->contexts.emplace_back(name, outcome->context_id);
           flow->response_hooks |= instance.HasResponseHooks();
@@ -140,6 +185,7 @@ struct HookRunner::Impl {
           if (outcome->local_response) {
             verdict.local_response = std::move(outcome->local_response);
             verdict.decided_by = name;
+            Count(name, true);
             break;
           }
           continue;
@@ -176,7 +222,8 @@ HookRunner::~HookRunner() {
 }
 
 Result<std::unique_ptr<HookRunner>> HookRunner::Create(PluginsConfig config,
-                                                       const std::string& base_dir, int threads) {
+                                                       const std::string& base_dir, int threads,
+                                                       HookMetrics* metrics) {
   auto runtime = Runtime::Create();
   if (!runtime) return std::unexpected(runtime.error());
   auto impl = std::make_unique<Impl>();
@@ -204,6 +251,10 @@ Result<std::unique_ptr<HookRunner>> HookRunner::Create(PluginsConfig config,
       mine.emplace(name, std::move(*instance));
     }
   }
+  for (std::size_t i = 0; i < config.plugins.size(); ++i) {
+    impl->index.emplace(config.plugins[i].name, i);
+  }
+  impl->metrics = metrics;
   impl->config = std::move(config);
   Impl* raw = impl.get();
   for (std::size_t i = 0; i < raw->instances.size(); ++i) {

@@ -8,6 +8,7 @@
 // Thread-safe: every method may be called from any thread.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -47,13 +48,36 @@ struct ResponseVerdict {
   std::string decided_by;  // the plugin that closed the stream or failed closed
 };
 
+// The hooks a plugin runs, for its metrics.
+enum class Hook { kRequest, kResponseHeaders, kResponseBody, kComplete };
+std::string_view HookName(Hook hook);  // "request", "response_headers", ...
+inline constexpr Hook kHooks[] = {Hook::kRequest, Hook::kResponseHeaders, Hook::kResponseBody,
+                                  Hook::kComplete};
+
+// Where the runner reports each plugin's calls (server/plugin_metrics.cc makes Prometheus series
+// of them). Called on the worker threads; must not block.
+class HookMetrics {
+ public:
+  virtual ~HookMetrics() = default;
+  // `plugin`: its index in the configuration's plugins. One hook's callbacks of one plugin for
+  // one request (or one streamed event) took `took`; `failure` when they failed.
+  virtual void Call(std::size_t plugin, Hook hook, std::chrono::nanoseconds took,
+                    const PluginError* failure) = 0;
+  // The plugin answered the request itself (proxy_send_local_response).
+  virtual void Rejected(std::size_t plugin) = 0;
+  // The plugin ended a stream (proxy_close_stream).
+  virtual void StreamClosed(std::size_t plugin) = 0;
+};
+
 class HookRunner {
  public:
   // Compiles every plugin of `config` (paths relative to `base_dir`) and starts `threads`
   // workers, each instantiating every plugin. Any plugin that does not load is an error.
+  // `metrics` (may be null) must outlive the runner.
   [[nodiscard]] static Result<std::unique_ptr<HookRunner>> Create(PluginsConfig config,
                                                                   const std::string& base_dir,
-                                                                  int threads);
+                                                                  int threads,
+                                                                  HookMetrics* metrics = nullptr);
   ~HookRunner();  // finishes queued requests, then joins the workers
 
   // Whether any plugin runs for this route and tenant.

@@ -87,6 +87,39 @@ class PluginsTest(unittest.TestCase):
         self.assertEqual(redacted["usage"]["prompt_tokens"], literal["usage"]["prompt_tokens"])
         self.assertEqual(redacted["choices"][0]["text"], literal["choices"][0]["text"])
 
+    def plugin_metric(self, name, **labels):
+        return self.server.metric(name, labels) or 0
+
+    def test_each_plugin_has_its_calls_time_failures_and_rejections_in_metrics(self):
+        calls = self.plugin_metric("ember_plugin_calls_total", plugin="looper", hook="request")
+        cpu = self.plugin_metric("ember_plugin_failures_total", plugin="looper", kind="cpu_limit")
+        rejected = self.plugin_metric("ember_plugin_rejections_total", plugin="allowlist")
+        timed = self.plugin_metric("ember_plugin_call_duration_seconds_count", plugin="redact",
+                                   hook="request")
+        exported = self.plugin_metric("ember_plugin_calls_total", plugin="export", hook="complete")
+        chat = {"model": "stories260K", "messages": [{"role": "user", "content": "Hi"}],
+                "max_tokens": 2}
+        status, _, _ = self.complete(chat, "/v1/chat/completions")
+        self.assertEqual(status, 503)
+        status, _, _ = self.complete({"model": "gpt-9", "prompt": "Hi", "max_tokens": 2})
+        self.assertEqual(status, 403)
+        status, _, _ = self.complete({"model": "stories260K", "prompt": "Hi", "max_tokens": 2})
+        self.assertEqual(status, 200)
+        self.assertEqual(self.plugin_metric("ember_plugin_calls_total", plugin="looper",
+                                            hook="request"), calls + 1)
+        self.assertEqual(self.plugin_metric("ember_plugin_failures_total", plugin="looper",
+                                            kind="cpu_limit"), cpu + 1)
+        self.assertEqual(self.plugin_metric("ember_plugin_failures_total", plugin="looper",
+                                            kind="trap"), 0)
+        self.assertEqual(self.plugin_metric("ember_plugin_rejections_total", plugin="allowlist"),
+                         rejected + 1)
+        # The redaction ran for the request the allow-list let through, not the rejected one.
+        self.assertEqual(self.plugin_metric("ember_plugin_call_duration_seconds_count",
+                                            plugin="redact", hook="request"), timed + 1)
+        # The export ran at both requests' completion (the rejected one too), off the I/O thread.
+        self.assertTrue(self.server.wait_metric("ember_plugin_calls_total", exported + 2,
+                                                labels={"plugin": "export", "hook": "complete"}))
+
     def usage_line(self, request_id):
         needle = "usage request=" + request_id + " "
         self.assertTrue(self.server.wait_log(needle), self.server.log_tail())
@@ -209,6 +242,10 @@ class ResponseHooksTest(unittest.TestCase):
                       lines[0])
         self.assertEqual(self.server.metric("ember_generation_outcomes_total",
                                             {"outcome": "plugin_stopped"}), before + 1)
+        self.assertGreaterEqual(self.server.metric("ember_plugin_streams_closed_total",
+                                                   {"plugin": "guard"}), 1)
+        self.assertGreater(self.server.metric("ember_plugin_calls_total",
+                                              {"plugin": "guard", "hook": "response_body"}), 0)
 
 
 if __name__ == "__main__":
