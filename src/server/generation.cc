@@ -634,7 +634,7 @@ void Generation::OnFinished(const scheduler::Finished& f) {
   if (params_.stream && !events_back_ &&
       AfterPluginEvents([this, held = std::make_shared<scheduler::Finished>(f)] {
         events_back_ = true;
-        OnFinished(*held);
+        if (!done_) OnFinished(*held);
       })) {
     return;
   }
