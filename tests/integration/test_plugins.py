@@ -248,5 +248,73 @@ class ResponseHooksTest(unittest.TestCase):
                                               {"plugin": "guard", "hook": "response_body"}), 0)
 
 
+
+# Traps in every response body callback.
+TRAP_WAT = """(module
+  (memory (export "memory") 1)
+  (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_response_body") (param i32 i32 i32) (result i32) unreachable))"""
+
+
+@unittest.skipUnless(BUILT, "ember was built without WebAssembly plugins (no Wasmtime)")
+class FailingResponseHookTest(unittest.TestCase):
+    """A response hook that traps: fail-closed turns a whole answer into 503 and ends a stream
+    cleanly; fail-open leaves the answer as it was. The server keeps serving either way."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="ember-plugins-")
+        with open(os.path.join(cls.dir, "trap.wat"), "w") as f:
+            f.write(TRAP_WAT)
+        path = os.path.join(cls.dir, "plugins.toml")
+        with open(path, "w") as f:
+            f.write('[[plugin]]\nname = "closed"\npath = "trap.wat"\n\n'
+                    '[[plugin]]\nname = "open"\npath = "trap.wat"\nfailure = "fail-open"\n\n'
+                    '[[chain]]\nroute = "/v1/chat/completions"\nplugins = "closed"\n\n'
+                    '[[chain]]\nroute = "/v1/completions"\nplugins = "open"\n')
+        cls.server = Server("--plugins", path)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    CHAT = {"model": "stories260K", "max_tokens": 8, "temperature": 0,
+            "messages": [{"role": "user", "content": "Once upon a time"}]}
+
+    def test_fail_closed_answers_503_or_ends_the_stream_cleanly(self):
+        status, body, headers = self.server.post_json("/v1/chat/completions", self.CHAT)
+        self.assertEqual(status, 503, body)
+        self.assertEqual(body["error"]["code"], "plugin_failed")
+        self.assertIn("plugin 'closed'", body["error"]["message"])
+        self.assertEqual(headers.get("Retry-After"), "1")
+        status, events, done = self.server.stream(
+            "/v1/chat/completions",
+            dict(self.CHAT, stream=True, stream_options={"include_usage": True}))
+        self.assertEqual(status, 200, events)
+        self.assertTrue(done)
+        chunks = [e for e in events if e.get("choices")]
+        self.assertEqual(chunks[-1]["choices"][0]["finish_reason"], "content_filter")
+        self.assertIn("usage", events[-1])
+        self.assertGreaterEqual(self.server.metric("ember_plugin_failures_total",
+                                                   {"plugin": "closed", "kind": "trap"}), 2)
+
+    def test_fail_open_leaves_the_answer_as_it_was(self):
+        request = {"model": "stories260K", "prompt": "Once upon a time", "max_tokens": 12,
+                   "temperature": 0}
+        status, whole, _ = self.server.post_json("/v1/completions", request)
+        self.assertEqual(status, 200, whole)
+        status, events, done = self.server.stream("/v1/completions", dict(request, stream=True))
+        self.assertEqual(status, 200, events)
+        self.assertTrue(done)
+        streamed = "".join(e["choices"][0]["text"] for e in events if e.get("choices"))
+        self.assertEqual(streamed, whole["choices"][0]["text"])
+        self.assertEqual(events[-1]["choices"][0]["finish_reason"], "length")
+        self.assertGreaterEqual(self.server.metric("ember_plugin_failures_total",
+                                                   {"plugin": "open", "kind": "trap"}), 2)
+
+
 if __name__ == "__main__":
     unittest.main()
