@@ -316,5 +316,54 @@ class FailingResponseHookTest(unittest.TestCase):
                                                    {"plugin": "open", "kind": "trap"}), 2)
 
 
+
+@unittest.skipUnless(BUILT, "ember was built without WebAssembly plugins (no Wasmtime)")
+class OneEventPerCallbackTest(unittest.TestCase):
+    """The streaming contract, checked inside a plugin: one_event_check traps (fail-closed) when
+    a callback gets anything but exactly one complete SSE event, which would end the stream with
+    content_filter. Every streamed endpoint must end with the model's own finish instead."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="ember-plugins-")
+        shutil.copy(os.path.join(EXAMPLES, "one_event_check.wasm"), cls.dir)
+        path = os.path.join(cls.dir, "plugins.toml")
+        with open(path, "w") as f:
+            f.write('[[plugin]]\nname = "check"\npath = "one_event_check.wasm"\n\n'
+                    '[[chain]]\nroute = "*"\nplugins = "check"\n')
+        cls.server = Server("--plugins", path)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def test_every_streamed_endpoint_passes_whole_single_events(self):
+        base = {"model": "stories260K", "max_tokens": 24, "temperature": 0, "stream": True,
+                "stream_options": {"include_usage": True}}
+        status, events, done = self.server.stream(
+            "/v1/completions", dict(base, prompt="Once upon a time"))
+        self.assertEqual((status, done), (200, True), events)
+        self.assertEqual([e for e in events if e.get("choices")][-1]["choices"][0]
+                         ["finish_reason"], "length")
+        chat = dict(base, messages=[{"role": "user", "content": "Once upon a time"}])
+        for n in (1, 2):
+            status, events, done = self.server.stream("/v1/chat/completions", dict(chat, n=n))
+            self.assertEqual((status, done), (200, True), events)
+            finishes = [e["choices"][0]["finish_reason"] for e in events
+                        if e.get("choices") and e["choices"][0].get("finish_reason")]
+            self.assertEqual(finishes, ["length"] * n, events)
+        # The Responses API writes several events in one string: they are cut apart.
+        status, events, _ = self.server.stream(
+            "/v1/responses", {"model": "stories260K", "input": "Once upon a time",
+                              "max_output_tokens": 24, "temperature": 0, "stream": True})
+        self.assertEqual(status, 200, events)
+        self.assertEqual(events[-1]["type"], "response.incomplete", events[-1])
+        self.assertEqual(self.server.metric("ember_plugin_failures_total",
+                                            {"plugin": "check"}), 0)
+        self.assertGreater(self.server.metric("ember_plugin_calls_total",
+                                              {"plugin": "check", "hook": "response_body"}), 10)
+
+
 if __name__ == "__main__":
     unittest.main()

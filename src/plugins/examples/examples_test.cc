@@ -331,5 +331,26 @@ TEST(GuardrailTest, ABannedPhraseEndsTheStreamBeforeItEvenAcrossEvents) {
   EXPECT_EQ(empty.error().kind, FailureKind::kLoad);
 }
 
+// The contract checker the integration tests put in front of every stream: it must refuse what
+// a broken host would send (two events at once, half of one), or its passing proves nothing.
+TEST(OneEventCheckTest, OneWholeEventPassesTwoOrHalfOfOneTrap) {
+  auto check = Load("one_event_check");
+  ASSERT_TRUE(check);
+  for (const std::string& event :
+       {Event("one"), std::string("event: response.output_text.delta\ndata: {}\n\n"),
+        Event("one") + Event("two"), Event("half").substr(0, 20)}) {
+    RequestData request = Request("acme", "tiny");
+    auto created = check->OnRequest(request);
+    ASSERT_TRUE(created.has_value());
+    ResponseData response{.headers = {}, .body = event, .end_of_stream = false};
+    auto outcome = check->OnResponseBody(created->context_id, request, response);
+    const bool whole_single = event == Event("one") || event.starts_with("event: ");
+    EXPECT_EQ(outcome.has_value(), whole_single) << event;
+    if (!outcome) {
+      EXPECT_EQ(outcome.error().kind, FailureKind::kTrap);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace ember::plugins
