@@ -150,6 +150,8 @@ std::string_view FinishReasonString(engine::FinishReason reason) {
       return "stop";
     case engine::FinishReason::kLength:
       return "length";
+    case engine::FinishReason::kContentFilter:
+      return "content_filter";
     case engine::FinishReason::kToolCalls:
       return "tool_calls";
     // A cancelled request that still reaches a client (e.g. aborted by a drain) did not end

@@ -111,6 +111,9 @@ enum class FinishReason {
   // The output is tool calls (set by the server after parsing a finished output: the
   // scheduler never ends a sequence with it).
   kToolCalls,
+  // A plugin's response hook ended the stream (a guardrail; set by the server, never the
+  // scheduler).
+  kContentFilter,
 };
 
 // How an embedding input's per-token hidden states are pooled into one vector.

@@ -1,5 +1,6 @@
 #include "plugins/hook_runner.h"
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <fstream>
@@ -13,6 +14,27 @@
 
 namespace ember::plugins {
 
+std::string_view HookName(Hook hook) {
+  switch (hook) {
+    case Hook::kRequest:
+      return "request";
+    case Hook::kResponseHeaders:
+      return "response_headers";
+    case Hook::kResponseBody:
+      return "response_body";
+    case Hook::kComplete:
+      return "complete";
+  }
+  return "unknown";
+}
+
+struct Flow {
+  std::size_t worker = 0;
+  RequestData request;  // as the chain left it: what later hooks' properties answer
+  std::vector<std::pair<std::string, std::uint32_t>> contexts;  // plugin, its stream context
+  bool response_hooks = false;  // a plugin of contexts has a response callback
+};
+
 struct HookRunner::Impl {
   struct Job {
     std::string route;
@@ -23,6 +45,27 @@ struct HookRunner::Impl {
   using Instances = std::map<std::string, std::unique_ptr<Instance>, std::less<>>;
 
   PluginsConfig config;
+  HookMetrics* metrics = nullptr;
+  std::map<std::string, std::size_t, std::less<>> index;  // plugin name -> config position
+
+  // Runs `call` and reports how long it took and whether it failed.
+  template <typename F>
+  auto Timed(std::string_view plugin, Hook hook, F&& call) {
+    const auto start = std::chrono::steady_clock::now();
+    auto result = call();
+    if (metrics) {
+      const auto took = std::chrono::steady_clock::now() - start;
+      metrics->Call(index.find(plugin)->second, hook,
+                    std::chrono::duration_cast<std::chrono::nanoseconds>(took),
+                    result ? nullptr : &result.error());
+    }
+    return result;
+  }
+  void Count(std::string_view plugin, bool rejected) {
+    if (!metrics) return;
+    const std::size_t i = index.find(plugin)->second;
+    rejected ? metrics->Rejected(i) : metrics->StreamClosed(i);
+  }
   std::map<std::string, std::shared_ptr<const Plugin>, std::less<>> compiled;
   std::vector<Instances> instances;  // one per worker, touched only by that worker
   std::vector<std::thread> workers;
@@ -30,25 +73,102 @@ struct HookRunner::Impl {
   std::mutex mu;
   std::condition_variable ready;
   std::deque<Job> queue;  // GUARDED_BY(mu)
-  bool stopping = false;  // GUARDED_BY(mu)
+  // Per worker: a request's later hooks, for the instances holding its contexts, in order.
+  std::vector<std::deque<std::function<void()>>> pinned;  // GUARDED_BY(mu)
+  bool stopping = false;                                  // GUARDED_BY(mu)
 
   void Work(std::size_t worker) {
     for (;;) {
       Job job;
+      std::function<void()> later;
       {
         std::unique_lock lock(mu);
-        ready.wait(lock, [&] { return stopping || !queue.empty(); });
-        if (queue.empty()) return;
-        job = std::move(queue.front());
-        queue.pop_front();
+        ready.wait(lock, [&] { return stopping || !queue.empty() || !pinned[worker].empty(); });
+        // A started request's hooks first: they hold a client's answer or its usage export.
+        if (!pinned[worker].empty()) {
+          later = std::move(pinned[worker].front());
+          pinned[worker].pop_front();
+        } else if (!queue.empty()) {
+          job = std::move(queue.front());
+          queue.pop_front();
+        } else {
+          return;
+        }
       }
-      RequestVerdict verdict = Run(instances[worker], job.route, std::move(job.request));
+      if (later) {
+        later();
+        continue;
+      }
+      RequestVerdict verdict = Run(worker, job.route, std::move(job.request));
       job.done(std::move(verdict));
     }
   }
 
-  RequestVerdict Run(Instances& mine, std::string_view route, RequestData request) {
+  void Pin(std::size_t worker, std::function<void()> task) {
+    {
+      std::lock_guard lock(mu);
+      pinned[worker].push_back(std::move(task));
+    }
+    ready.notify_all();  // only `worker` may take it; the others go back to sleep
+  }
+
+  ResponseVerdict RunResponse(Flow& flow, ResponseData response, bool headers, bool body) {
+    ResponseVerdict verdict;
+    for (auto it = flow.contexts.rbegin(); it != flow.contexts.rend(); ++it) {
+      const auto& [name, context] = *it;
+      Instance& instance = *instances[flow.worker].find(name)->second;
+      ResponseData before = response;
+      PluginResult<ResponseOutcome> outcome = ResponseOutcome{};
+      if (headers) {
+        outcome = Timed(name, Hook::kResponseHeaders, [&] {
+          return instance.OnResponseHeaders(context, flow.request, response);
+        });
+      }
+      if (outcome && body) {
+        auto body_outcome = Timed(name, Hook::kResponseBody, [&] {
+          return instance.OnResponseBody(context, flow.request, response);
+        });
+        if (body_outcome) {
+          body_outcome->headers_changed |= outcome->headers_changed;
+          body_outcome->close_stream |= outcome->close_stream;
+        }
+        outcome = std::move(body_outcome);
+      }
+      if (outcome) {
+        verdict.changed |= outcome->body_changed || outcome->headers_changed;
+        if (outcome->close_stream && !verdict.close_stream) {
+          verdict.close_stream = true;
+          verdict.decided_by = name;
+          Count(name, false);
+        }
+        continue;
+      }
+      log::Warn(outcome.error().message, " [", FailureKindName(outcome.error().kind), "]");
+      response = std::move(before);  // what the failed call had changed is undone
+      if (config.Find(name)->failure == FailurePolicy::kFailOpen) continue;
+      verdict.failure = std::move(outcome.error());
+      verdict.decided_by = name;
+      break;
+    }
+    verdict.response = std::move(response);
+    return verdict;
+  }
+
+  void RunComplete(Flow& flow, CompletionData completion) {
+    flow.request.completion = std::move(completion);
+    for (const auto& [name, context] : flow.contexts) {
+      Instance& instance = *instances[flow.worker].find(name)->second;
+      auto done =
+          Timed(name, Hook::kComplete, [&] { return instance.OnComplete(context, flow.request); });
+      if (!done) log::Warn(done.error().message, " [", FailureKindName(done.error().kind), "]");
+    }
+  }
+
+  RequestVerdict Run(std::size_t worker, std::string_view route, RequestData request) {
+    Instances& mine = instances[worker];
     RequestVerdict verdict;
+    auto flow = std::make_shared<Flow>();
+    flow->worker = worker;
     const Chain* chain = config.ChainFor(route, request.tenant);
     if (chain) {
       for (const std::string& name : chain->plugins) {
@@ -57,15 +177,15 @@ struct HookRunner::Impl {
         // A failed call's half-done changes are undone: fail-open goes on with the request as
         // the previous plugin left it.
         RequestData before = request;
-        auto outcome = instance.OnRequest(request);
+        auto outcome = Timed(name, Hook::kRequest, [&] { return instance.OnRequest(request); });
         if (outcome) {
-          // proxy_on_done / proxy_on_log / proxy_on_delete right after the request hook: the
-          // completion point does not call back into plugins yet (docs/plugins.md).
-          (void)instance.OnComplete(outcome->context_id, request);
+          flow->contexts.emplace_back(name, outcome->context_id);
+          flow->response_hooks |= instance.HasResponseHooks();
           verdict.body_changed |= outcome->body_changed;
           if (outcome->local_response) {
             verdict.local_response = std::move(outcome->local_response);
             verdict.decided_by = name;
+            Count(name, true);
             break;
           }
           continue;
@@ -80,6 +200,10 @@ struct HookRunner::Impl {
         verdict.decided_by = name;
         break;
       }
+    }
+    if (!flow->contexts.empty()) {
+      flow->request = request;
+      verdict.flow = std::move(flow);
     }
     verdict.request = std::move(request);
     return verdict;
@@ -98,7 +222,8 @@ HookRunner::~HookRunner() {
 }
 
 Result<std::unique_ptr<HookRunner>> HookRunner::Create(PluginsConfig config,
-                                                       const std::string& base_dir, int threads) {
+                                                       const std::string& base_dir, int threads,
+                                                       HookMetrics* metrics) {
   auto runtime = Runtime::Create();
   if (!runtime) return std::unexpected(runtime.error());
   auto impl = std::make_unique<Impl>();
@@ -118,6 +243,7 @@ Result<std::unique_ptr<HookRunner>> HookRunner::Create(PluginsConfig config,
     impl->compiled.emplace(entry.name, std::move(*plugin));
   }
   impl->instances.resize(static_cast<std::size_t>(std::max(threads, 1)));
+  impl->pinned.resize(impl->instances.size());
   for (Impl::Instances& mine : impl->instances) {
     for (const auto& [name, plugin] : impl->compiled) {
       auto instance = Instance::Create(plugin);
@@ -125,6 +251,10 @@ Result<std::unique_ptr<HookRunner>> HookRunner::Create(PluginsConfig config,
       mine.emplace(name, std::move(*instance));
     }
   }
+  for (std::size_t i = 0; i < config.plugins.size(); ++i) {
+    impl->index.emplace(config.plugins[i].name, i);
+  }
+  impl->metrics = metrics;
   impl->config = std::move(config);
   Impl* raw = impl.get();
   for (std::size_t i = 0; i < raw->instances.size(); ++i) {
@@ -145,6 +275,28 @@ void HookRunner::RunRequest(std::string route, RequestData request,
     impl_->queue.push_back(Impl::Job{std::move(route), std::move(request), std::move(done)});
   }
   impl_->ready.notify_one();
+}
+
+bool HookRunner::HasResponseHooks(const std::shared_ptr<Flow>& flow) const {
+  return flow && flow->response_hooks;
+}
+
+void HookRunner::RunResponse(std::shared_ptr<Flow> flow, ResponseData response, bool headers,
+                             bool body, std::function<void(ResponseVerdict)> done) {
+  const std::size_t worker = flow->worker;
+  impl_->Pin(worker, [impl = impl_.get(), flow = std::move(flow), response = std::move(response),
+                      headers, body, done = std::move(done)]() mutable {
+    done(impl->RunResponse(*flow, std::move(response), headers, body));
+  });
+}
+
+void HookRunner::Complete(std::shared_ptr<Flow> flow, CompletionData completion) {
+  if (!flow) return;
+  const std::size_t worker = flow->worker;
+  impl_->Pin(worker, [impl = impl_.get(), flow = std::move(flow),
+                      completion = std::move(completion)]() mutable {
+    impl->RunComplete(*flow, std::move(completion));
+  });
 }
 
 }  // namespace ember::plugins

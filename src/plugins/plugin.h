@@ -59,6 +59,17 @@ struct PluginSpec {
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
+// What the completion-point hook reads through proxy_get_property: how the request ended.
+struct CompletionData {
+  std::int64_t prompt_tokens = 0;
+  std::int64_t completion_tokens = 0;
+  std::int64_t cached_tokens = 0;                 // prompt tokens served from the prompt cache
+  std::optional<std::int64_t> cost_microdollars;  // the usage record's price, when priced
+  std::string finish_reason;  // "stop", "length", ...; "" when it never reached the model
+  std::string outcome;        // ember_generation_outcomes_total's outcome
+  int http_status = 0;
+};
+
 // What a request hook sees and may change, and what proxy_get_property answers.
 struct RequestData {
   Headers headers;   // HttpRequestHeaders, lower-case names (":method", ":path" included)
@@ -67,6 +78,7 @@ struct RequestData {
   std::string key_id;
   std::string model;
   std::string request_id;
+  std::optional<CompletionData> completion;  // set for the completion-point hook only
 };
 
 // A plugin's proxy_send_local_response: the request ends here with this answer.
@@ -75,6 +87,23 @@ struct LocalResponse {
   std::string details;  // status_code_details
   std::string body;
   Headers headers;
+};
+
+// What a response hook sees and may change. Streamed: the headers once, then each SSE event on
+// its own (exactly one complete event per proxy_on_response_body, never split or merged).
+// Non-streamed: the headers and the whole body once, end_of_stream true.
+struct ResponseData {
+  Headers headers;   // HttpResponseHeaders, lower-case names, ":status" first
+  std::string body;  // HttpResponseBody: one SSE event ("data: {...}\n\n"), or the whole body
+  bool end_of_stream = false;
+};
+
+struct ResponseOutcome {
+  bool headers_changed = false;
+  bool body_changed = false;
+  // proxy_close_stream: the stream ends cleanly after this event (a final chunk with
+  // finish_reason "content_filter", the usage, data: [DONE]); no more of the model's output.
+  bool close_stream = false;
 };
 
 struct RequestOutcome {
@@ -138,8 +167,23 @@ class Instance {
   [[nodiscard]] PluginResult<RequestOutcome> OnRequest(RequestData& request);
 
   // The completion point: proxy_on_done, proxy_on_log, proxy_on_delete for the context that
-  // OnRequest created (also after a local response).
+  // OnRequest created (also after a local response); `request.completion` is what the usage
+  // properties answer. A context that died with the instance (a failure rebuilt it since) is
+  // skipped: its plugin state is gone.
   [[nodiscard]] PluginResult<void> OnComplete(std::uint32_t context_id, RequestData& request);
+
+  // The response hooks for the context OnRequest created: proxy_on_response_headers with
+  // `response.headers` (end_of_stream false), proxy_on_response_body with `response.body` and
+  // `response.end_of_stream`. `response` is changed in place. A context that is no longer live
+  // passes the response through unchanged.
+  [[nodiscard]] PluginResult<ResponseOutcome> OnResponseHeaders(std::uint32_t context_id,
+                                                                RequestData& request,
+                                                                ResponseData& response);
+  [[nodiscard]] PluginResult<ResponseOutcome> OnResponseBody(std::uint32_t context_id,
+                                                             RequestData& request,
+                                                             ResponseData& response);
+  // Whether the plugin exports a response callback (else the server skips the hop).
+  bool HasResponseHooks() const;
 
   // How many times this instance was rebuilt after a failure.
   std::uint64_t rebuilds() const;

@@ -76,7 +76,8 @@ RequestData Request(std::string body = R"({"model":"tiny","prompt":"hi"})") {
       .tenant = "acme",
       .key_id = "key-7",
       .model = "tiny",
-      .request_id = "req-42"};
+      .request_id = "req-42",
+      .completion = std::nullopt};
 }
 
 TEST(PluginTest, PassLeavesTheRequestAlone) {
@@ -91,6 +92,50 @@ TEST(PluginTest, PassLeavesTheRequestAlone) {
   EXPECT_FALSE(outcome->body_changed);
   EXPECT_EQ(request.body, R"({"model":"tiny","prompt":"hi"})");
   EXPECT_TRUE(instance->OnComplete(outcome->context_id, request).has_value());
+}
+
+// The response hooks: map 2 is the response's headers, proxy_close_stream ends a stream, and
+// what only makes sense in one phase answers BadArgument (2) in the other.
+TEST(PluginTest, ResponseHooksChangeHeadersAndCloseTheStream) {
+  auto instance = Instantiate(Wat(R"(
+  (data (i32.const 100) "x-guardon")
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+    (if (i32.ne (call $close (i32.const 1)) (i32.const 2)) (then (unreachable)))
+    (i32.const 0))
+  (func (export "proxy_on_response_headers") (param i32 i32 i32) (result i32)
+    (if (call $replace_header (i32.const 2) (i32.const 100) (i32.const 7) (i32.const 107)
+                              (i32.const 2))
+      (then (unreachable)))
+    (if (i32.ne (call $send (i32.const 403) (i32.const 0) (i32.const 0) (i32.const 0)
+                            (i32.const 0) (i32.const 0) (i32.const 0) (i32.const -1))
+                (i32.const 2))
+      (then (unreachable)))
+    (i32.const 0))
+  (func (export "proxy_on_response_body") (param i32 i32 i32) (result i32)
+    (if (call $close (i32.const 1)) (then (unreachable)))
+    (i32.const 0)))",
+                                  R"(
+  (import "env" "proxy_close_stream" (func $close (param i32) (result i32))))"));
+  ASSERT_TRUE(instance);
+  RequestData request = Request();
+  auto created = instance->OnRequest(request);
+  ASSERT_TRUE(created.has_value()) << created.error().message;
+  ResponseData response{.headers = {{":status", "200"}}, .body = "", .end_of_stream = false};
+  auto headers = instance->OnResponseHeaders(created->context_id, request, response);
+  ASSERT_TRUE(headers.has_value()) << headers.error().message;
+  EXPECT_TRUE(headers->headers_changed);
+  EXPECT_FALSE(headers->close_stream);
+  EXPECT_EQ(response.headers, (Headers{{":status", "200"}, {"x-guard", "on"}}));
+  response.body = "data: {}\n\n";
+  auto body = instance->OnResponseBody(created->context_id, request, response);
+  ASSERT_TRUE(body.has_value()) << body.error().message;
+  EXPECT_TRUE(body->close_stream);
+  EXPECT_EQ(response.body, "data: {}\n\n");
+  // After the completion the context is gone: the response passes untouched.
+  ASSERT_TRUE(instance->OnComplete(created->context_id, request).has_value());
+  auto late = instance->OnResponseBody(created->context_id, request, response);
+  ASSERT_TRUE(late.has_value());
+  EXPECT_FALSE(late->close_stream);
 }
 
 TEST(PluginTest, RejectAnswersWithTheStatusAndBodyThePluginChose) {

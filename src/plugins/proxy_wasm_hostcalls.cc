@@ -42,10 +42,11 @@ constexpr std::int32_t kWasiBadf = 8;
 
 enum BufferType : std::uint32_t {
   kRequestBody = 0,
+  kResponseBody = 1,
   kVmConfiguration = 6,
   kPluginConfiguration = 7
 };
-enum MapType : std::uint32_t { kRequestHeaders = 0 };
+enum MapType : std::uint32_t { kRequestHeaders = 0, kResponseHeaders = 2 };
 
 std::optional<std::string> Read(Call& c, std::uint32_t ptr, std::uint32_t len) {
   auto bytes = c.host.Memory(ptr, len);
@@ -75,6 +76,8 @@ const std::string* Buffer(const HostState& host, std::uint32_t type) {
   switch (type) {
     case kRequestBody:
       return host.request ? &host.request->body : nullptr;
+    case kResponseBody:
+      return host.response ? &host.response->body : nullptr;
     case kVmConfiguration:
       return &spec.vm_configuration;
     case kPluginConfiguration:
@@ -85,6 +88,7 @@ const std::string* Buffer(const HostState& host, std::uint32_t type) {
 }
 
 Headers* Map(HostState& host, std::uint32_t type) {
+  if (type == kResponseHeaders) return host.response ? &host.response->headers : nullptr;
   return type == kRequestHeaders && host.request ? &host.request->headers : nullptr;
 }
 
@@ -200,8 +204,11 @@ std::int32_t GetBufferStatus(Call& c, wasm_trap_t**) {
 // Replaces [start, start+size) of the buffer with the value: (0, 0) prepends, (0, >= length)
 // replaces the whole body, (length, 0) appends.
 std::int32_t SetBufferBytes(Call& c, wasm_trap_t**) {
-  if (c.U(0) != kRequestBody || !c.host.request) return R(WasmResult::kNotFound);
-  std::string& body = c.host.request->body;
+  std::string* target = nullptr;
+  if (c.U(0) == kRequestBody && c.host.request && !c.host.response) target = &c.host.request->body;
+  if (c.U(0) == kResponseBody && c.host.response) target = &c.host.response->body;
+  if (!target) return R(WasmResult::kNotFound);
+  std::string& body = *target;
   const std::uint64_t start = c.U(1), size = c.U(2);
   if (start > body.size()) return R(WasmResult::kBadArgument);
   auto value = Read(c, c.U(3), c.U(4));
@@ -261,7 +268,36 @@ std::int32_t ReplaceHeader(Call& c, wasm_trap_t**) { return ChangeHeader(c, 0); 
 std::int32_t AddHeader(Call& c, wasm_trap_t**) { return ChangeHeader(c, 1); }
 std::int32_t RemoveHeader(Call& c, wasm_trap_t**) { return ChangeHeader(c, 2); }
 
-// Paths are NUL-separated segments; ember's properties are single segments (or "request.id").
+// The completion-point properties (docs/plugins.md): decimal text, but "response.code", which
+// is an 8-byte little-endian integer as Envoy answers it (so SDK code written for Envoy reads it).
+std::optional<std::string> CompletionProperty(const CompletionData& done, std::string_view path) {
+  if (path == "usage.prompt_tokens") return std::to_string(done.prompt_tokens);
+  if (path == "usage.completion_tokens") return std::to_string(done.completion_tokens);
+  if (path == "usage.cached_tokens") return std::to_string(done.cached_tokens);
+  if (path == "usage.total_tokens") {
+    return std::to_string(done.prompt_tokens + done.completion_tokens);
+  }
+  if (path == "cost_microdollars") {
+    if (!done.cost_microdollars) return std::nullopt;
+    return std::to_string(*done.cost_microdollars);
+  }
+  if (path == "finish_reason") {
+    if (done.finish_reason.empty()) return std::nullopt;
+    return done.finish_reason;
+  }
+  if (path == "outcome") return done.outcome;
+  if (path == "http_status") return std::to_string(done.http_status);
+  if (path == "response.code") {
+    std::string out(8, '\0');
+    const auto code = static_cast<std::int64_t>(done.http_status);
+    std::memcpy(out.data(), &code, 8);  // little-endian host, as Wasm
+    return out;
+  }
+  return std::nullopt;
+}
+
+// Paths are NUL-separated segments, read here joined with '.' ("usage\0prompt_tokens" is
+// "usage.prompt_tokens").
 std::int32_t GetProperty(Call& c, wasm_trap_t** trap) {
   auto path = Read(c, c.U(0), c.U(1));
   if (!path) return R(WasmResult::kInvalidMemoryAccess);
@@ -276,12 +312,19 @@ std::int32_t GetProperty(Call& c, wasm_trap_t** trap) {
     if (*path == "model") value = &r->model;
     if (*path == "request_id" || *path == "request.id") value = &r->request_id;
   }
+  if (!value && r && r->completion) {
+    auto computed = CompletionProperty(*r->completion, *path);
+    if (!computed) return R(WasmResult::kNotFound);
+    return Return(c, *computed, c.U(2), c.U(3), trap);
+  }
   if (!value) return R(WasmResult::kNotFound);
   return Return(c, *value, c.U(2), c.U(3), trap);
 }
 
 std::int32_t SendLocalResponse(Call& c, wasm_trap_t**) {
-  if (!c.host.request) return R(WasmResult::kBadArgument);
+  // The answer has started by the response hooks: a plugin ends a stream with
+  // proxy_close_stream, or rewrites the body.
+  if (!c.host.request || c.host.response) return R(WasmResult::kBadArgument);
   auto details = Read(c, c.U(1), c.U(2));
   auto body = Read(c, c.U(3), c.U(4));
   auto headers = Read(c, c.U(5), c.U(6));
@@ -292,6 +335,13 @@ std::int32_t SendLocalResponse(Call& c, wasm_trap_t**) {
   if (status < 200 || status > 599) return R(WasmResult::kBadArgument);
   c.host.local_response =
       LocalResponse{static_cast<int>(status), std::move(*details), std::move(*body), *parsed};
+  return R(WasmResult::kOk);
+}
+
+// Any stream type: during a response hook, the stream ends cleanly after this event.
+std::int32_t CloseStream(Call& c, wasm_trap_t**) {
+  if (!c.host.response) return R(WasmResult::kBadArgument);
+  c.host.close_stream = true;
   return R(WasmResult::kOk);
 }
 
@@ -371,6 +421,7 @@ constexpr HostcallSpec kHostcalls[] = {
     {kEnv, "proxy_get_property", "iiii", "i", GetProperty},
     {kEnv, "proxy_send_local_response", "iiiiiiii", "i", SendLocalResponse},
     {kEnv, "proxy_set_effective_context", "i", "i", SetEffectiveContext},
+    {kEnv, "proxy_close_stream", "i", "i", CloseStream},
     {kWasi, "fd_write", "iiii", "i", FdWrite},
     {kWasi, "proc_exit", "i", "", ProcExit},
     {kWasi, "clock_time_get", "iIi", "i", ClockTimeGet},

@@ -59,7 +59,9 @@ struct HostState {
   wasmtime_context_t* context = nullptr;  // the store's, or the calling one inside a hostcall
   wasmtime_memory_t memory{};
   wasmtime_func_t allocator{};
-  RequestData* request = nullptr;  // set during a request's callbacks
+  RequestData* request = nullptr;    // set during a request's callbacks
+  ResponseData* response = nullptr;  // set during the response callbacks
+  bool close_stream = false;
   std::optional<LocalResponse> local_response;
   bool body_changed = false;
   bool headers_changed = false;

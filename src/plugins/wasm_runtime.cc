@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstring>
+#include <set>
 #include <string>
 
 #include "plugins/plugin.h"
@@ -193,8 +194,11 @@ struct Instance::Impl {
   std::vector<std::unique_ptr<Binding>> bindings;
   wasmtime_instance_t instance{};
   Export on_context_create, on_vm_start, on_configure, on_request_headers, on_request_body, on_done,
-      on_log, on_delete;
+      on_log, on_delete, on_response_headers, on_response_body;
+  // Never reset: a context id is not reused after a rebuild, so a completion for a context of
+  // the previous instantiation cannot reach a new one's.
   std::uint32_t next_context = kRootContext + 1;
+  std::set<std::uint32_t> live_contexts;  // created by OnRequest, not yet completed
   bool broken = false;
   std::uint64_t rebuilds = 0;
 
@@ -298,6 +302,8 @@ struct Instance::Impl {
     on_configure = Lookup("proxy_on_configure");
     on_request_headers = Lookup("proxy_on_request_headers");
     on_request_body = Lookup("proxy_on_request_body");
+    on_response_headers = Lookup("proxy_on_response_headers");
+    on_response_body = Lookup("proxy_on_response_body");
     on_done = Lookup("proxy_on_done");
     on_log = Lookup("proxy_on_log");
     on_delete = Lookup("proxy_on_delete");
@@ -334,7 +340,7 @@ struct Instance::Impl {
     if (!broken) return {};
     Destroy();
     ++rebuilds;
-    next_context = kRootContext + 1;
+    live_contexts.clear();
     return Build();
   }
 };
@@ -393,15 +399,67 @@ PluginResult<RequestOutcome> Instance::OnRequest(RequestData& request) {
     s.broken = true;
     return std::unexpected(ran.error());
   }
+  s.live_contexts.insert(outcome.context_id);
   outcome.local_response = std::move(host.local_response);
   outcome.body_changed = host.body_changed;
   outcome.headers_changed = host.headers_changed;
   return outcome;
 }
 
+bool Instance::HasResponseHooks() const {
+  return impl_->on_response_headers.present || impl_->on_response_body.present;
+}
+
+namespace {
+// One response callback: `body` true for proxy_on_response_body.
+PluginResult<ResponseOutcome> RunResponse(Instance::Impl& s, std::uint32_t context_id,
+                                          RequestData& request, ResponseData& response, bool body) {
+  ResponseOutcome outcome;
+  const Export& e = body ? s.on_response_body : s.on_response_headers;
+  if (!e.present || s.broken || !s.live_contexts.contains(context_id)) return outcome;
+  HostState& host = *s.host;
+  host.request = &request;
+  host.response = &response;
+  host.body_changed = host.headers_changed = host.close_stream = false;
+  host.effective_context = context_id;
+  const char* what = body ? "proxy_on_response_body" : "proxy_on_response_headers";
+  const std::int32_t size =
+      static_cast<std::int32_t>(body ? response.body.size() : response.headers.size());
+  auto r =
+      s.Call(e, what,
+             {static_cast<std::int32_t>(context_id), size, body && response.end_of_stream ? 1 : 0});
+  host.request = nullptr;
+  host.response = nullptr;
+  if (!r) return std::unexpected(r.error());
+  if (*r != 0 && *r != 1) {
+    s.broken = true;
+    return std::unexpected(PluginError{
+        FailureKind::kAbi, "plugin '" + s.name() + "' returned action " + std::to_string(*r) +
+                               " from " + what + " (0 Continue, 1 Pause)"});
+  }
+  outcome.body_changed = host.body_changed;
+  outcome.headers_changed = host.headers_changed;
+  outcome.close_stream = host.close_stream;
+  return outcome;
+}
+}  // namespace
+
+PluginResult<ResponseOutcome> Instance::OnResponseHeaders(std::uint32_t context_id,
+                                                          RequestData& request,
+                                                          ResponseData& response) {
+  return RunResponse(*impl_, context_id, request, response, false);
+}
+
+PluginResult<ResponseOutcome> Instance::OnResponseBody(std::uint32_t context_id,
+                                                       RequestData& request,
+                                                       ResponseData& response) {
+  return RunResponse(*impl_, context_id, request, response, true);
+}
+
 PluginResult<void> Instance::OnComplete(std::uint32_t context_id, RequestData& request) {
   Impl& s = *impl_;
-  if (s.broken) return {};  // the context died with the instance
+  // The context died with the instance (broken, or rebuilt since OnRequest).
+  if (s.broken || s.live_contexts.erase(context_id) == 0) return {};
   HostState& host = *s.host;
   host.request = &request;
   host.effective_context = context_id;

@@ -51,6 +51,8 @@ std::string_view OutcomeName(Outcome outcome) {
       return "plugin_rejected";
     case Outcome::kPluginFailed:
       return "plugin_failed";
+    case Outcome::kPluginStopped:
+      return "plugin_stopped";
   }
   return "error";
 }
@@ -558,13 +560,12 @@ void Generation::EnsureStreamStarted() {
   stream_started_ = true;
   http_status_ = 200;
   app_.metrics_.CountHttp(endpoint_, 200);
-  exchange_->StartStream(200, "text/event-stream", ResponseHeaders());
-  if (responses_) exchange_->Write(responses_->Start());
+  OutStart(ResponseHeaders());
+  if (responses_) OutEvents(responses_->Start());
   if (!chat_) return;
-  if (params_.n == 1)
-    return exchange_->Write(api::EncodeChatRoleChunk(meta_, params_.include_usage));
+  if (params_.n == 1) return OutEvents(api::EncodeChatRoleChunk(meta_, params_.include_usage));
   for (const Choice& c : choices_)
-    exchange_->Write(api::EncodeChatRoleChunk(c.meta, params_.include_usage));
+    OutEvents(api::EncodeChatRoleChunk(c.meta, params_.include_usage));
 }
 
 void Generation::OnAdmitted(const scheduler::Admitted& admitted) {
@@ -609,18 +610,17 @@ void Generation::OnText(scheduler::TextDelta& delta) {
     std::string events = responses_->ReasoningDelta(update.reasoning);
     events += responses_->TextDelta(text);
     events += responses_->CallFragments(update.calls);
-    if (!events.empty()) exchange_->Write(std::move(events));
+    if (!events.empty()) OutEvents(std::move(events));
     return;
   }
   const api::ChoiceLogprobs chunk_logprobs{delta.logprobs, logprob_offset_};
   const api::ChoiceLogprobs* lp = logprobs ? &chunk_logprobs : nullptr;
   if (!chat_) {
-    exchange_->Write(
-        api::EncodeCompletionChunk(meta_, text, std::nullopt, params_.include_usage, lp));
+    OutEvents(api::EncodeCompletionChunk(meta_, text, std::nullopt, params_.include_usage, lp));
   } else if (!text.empty() || !update.calls.empty() || !update.reasoning.empty() ||
              !delta.logprobs.empty()) {
-    exchange_->Write(api::EncodeChatChunk(meta_, text, std::nullopt, params_.include_usage, lp,
-                                          update.calls, update.reasoning));
+    OutEvents(api::EncodeChatChunk(meta_, text, std::nullopt, params_.include_usage, lp,
+                                   update.calls, update.reasoning));
   }
   for (const engine::TokenLogprobs& t : delta.logprobs) logprob_offset_ += t.chosen.piece.size();
 }
@@ -629,6 +629,17 @@ void Generation::OnFinished(const scheduler::Finished& f) {
   auto self = std::move(keep_alive_);  // released when this call returns
   lease_.reset();                      // the scheduler is done with the request
   if (client_gone_) return Complete(Outcome::kClientGone, &f);
+  // The model's last events may still be in the response hooks, and one may end the stream:
+  // the ending is decided once they are back.
+  if (params_.stream && !events_back_ &&
+      AfterPluginEvents([this, held = std::make_shared<scheduler::Finished>(f)] {
+        events_back_ = true;
+        if (!done_) OnFinished(*held);
+      })) {
+    return;
+  }
+  finishing_ = true;
+  if (plugin_stopped_ && params_.stream) return FinishStoppedStream(f);
   std::optional<Error> error = f.error;
   Outcome outcome = Outcome::kFinished;
   if (!error && f.reason == FinishReason::kCancelled) {
@@ -646,12 +657,12 @@ void Generation::OnFinished(const scheduler::Finished& f) {
       http_status_ = http.status;
       app_.Reply(*exchange_, endpoint_, http.status, std::move(http.body), std::move(headers));
     } else if (responses_) {
-      exchange_->Write(responses_->Fail(*error));
-      exchange_->End();
+      OutEvents(responses_->Fail(*error));
+      OutEnd();
     } else {
-      exchange_->Write(api::EncodeErrorEvent(*error));
-      exchange_->Write(std::string(api::kSseDone));
-      exchange_->End();
+      OutEvents(api::EncodeErrorEvent(*error));
+      OutEvents(std::string(api::kSseDone));
+      OutEnd();
     }
     return Complete(outcome, &f);
   }
@@ -661,19 +672,19 @@ void Generation::OnFinished(const scheduler::Finished& f) {
     http_status_ = 200;
     std::string body = api::EncodeEmbeddings(meta_.model, embeddings_, embed_params_.format,
                                              f.usage.prompt_tokens);
-    return Complete(
-        outcome, &f, [this, body = std::move(body), headers = ResponseHeaders()]() mutable {
-          app_.metrics_.CountHttp(endpoint_, 200);
-          exchange_->Respond(200, "application/json", std::move(body), std::move(headers));
-        });
+    return Complete(outcome, &f,
+                    [this, body = std::move(body), headers = ResponseHeaders()]() mutable {
+                      app_.metrics_.CountHttp(endpoint_, 200);
+                      OutRespond(std::move(body), std::move(headers));
+                    });
   }
   if (!params_.stream && params_.n > 1) {
     http_status_ = 200;
-    return Complete(
-        outcome, &f, [this, body = ChoicesBody(f.usage), headers = ResponseHeaders()]() mutable {
-          app_.metrics_.CountHttp(endpoint_, 200);
-          exchange_->Respond(200, "application/json", std::move(body), std::move(headers));
-        });
+    return Complete(outcome, &f,
+                    [this, body = ChoicesBody(f.usage), headers = ResponseHeaders()]() mutable {
+                      app_.metrics_.CountHttp(endpoint_, 200);
+                      OutRespond(std::move(body), std::move(headers));
+                    });
   }
   // The output as the client gets it: with tools or reasoning, read as reasoning, content and
   // calls; an answer that ends with calls (and not at its length limit) finishes with
@@ -702,11 +713,11 @@ void Generation::OnFinished(const scheduler::Finished& f) {
                            ? api::EncodeChatCompletion(meta_, output.text, finished.reason, f.usage,
                                                        lp, output.tool_calls, output.reasoning)
                            : api::EncodeCompletion(meta_, text_, f.reason, f.usage, lp);
-    return Complete(
-        outcome, &finished, [this, body = std::move(body), headers = ResponseHeaders()]() mutable {
-          app_.metrics_.CountHttp(endpoint_, 200);
-          exchange_->Respond(200, "application/json", std::move(body), std::move(headers));
-        });
+    return Complete(outcome, &finished,
+                    [this, body = std::move(body), headers = ResponseHeaders()]() mutable {
+                      app_.metrics_.CountHttp(endpoint_, 200);
+                      OutRespond(std::move(body), std::move(headers));
+                    });
   }
   EnsureStreamStarted();
   if (responses_) {
@@ -714,24 +725,23 @@ void Generation::OnFinished(const scheduler::Finished& f) {
     events += responses_->TextDelta(rest.content);
     events += responses_->CallFragments(rest.calls);
     events += responses_->Finish(output, f.reason, f.usage);
-    exchange_->Write(std::move(events));
-    return Complete(outcome, &finished, [this] { exchange_->End(); });
+    OutEvents(std::move(events));
+    return Complete(outcome, &finished, [this] { OutEnd(); });
   }
   if (chat_ && (!rest.content.empty() || !rest.calls.empty() || !rest.reasoning.empty())) {
-    exchange_->Write(api::EncodeChatChunk(meta_, rest.content, std::nullopt, params_.include_usage,
-                                          nullptr, rest.calls, rest.reasoning));
+    OutEvents(api::EncodeChatChunk(meta_, rest.content, std::nullopt, params_.include_usage,
+                                   nullptr, rest.calls, rest.reasoning));
   }
   if (params_.n == 1) {  // n > 1: each choice's finish chunk went out as it finished
-    exchange_->Write(chat_
-                         ? api::EncodeChatChunk(meta_, "", finished.reason, params_.include_usage)
-                         : api::EncodeCompletionChunk(meta_, "", f.reason, params_.include_usage));
+    OutEvents(chat_ ? api::EncodeChatChunk(meta_, "", finished.reason, params_.include_usage)
+                    : api::EncodeCompletionChunk(meta_, "", f.reason, params_.include_usage));
   }
   if (params_.include_usage) {
-    exchange_->Write(api::EncodeUsageChunk(meta_, params_.endpoint, f.usage));
+    OutEvents(api::EncodeUsageChunk(meta_, params_.endpoint, f.usage));
   }
   Complete(outcome, &finished, [this] {
-    exchange_->Write(std::string(api::kSseDone));
-    exchange_->End();
+    OutEvents(std::string(api::kSseDone));
+    OutEnd();
   });
 }
 
@@ -842,11 +852,22 @@ void Generation::Complete(Outcome outcome, const scheduler::Finished* finished,
     return;
   }
   done_ = true;
+  // With response hooks, the answer's last bytes still pass through the plugins: the completion
+  // hook goes to the worker after them.
+  const bool after_answer = acknowledge && ResponseHooks();
+  if (after_answer) {
+    acknowledge = [this, ack = std::move(acknowledge)] {
+      ack();
+      answer_sent_ = true;
+      if (pending_completion_) std::exchange(pending_completion_, nullptr)();
+    };
+  }
   const std::int64_t output = finished != nullptr ? finished->usage.completion_tokens : 0;
   if (grant_) grant_->Settle(output);
   const std::optional<Metering::Priced> priced =
       RecordUsage(outcome, finished, std::move(acknowledge));
   RecordTimeline(outcome, finished, priced);
+  CompletePlugins(outcome, finished, priced, after_answer && !answer_sent_);
   app_.metrics_.CountOutcome(OutcomeName(outcome));
   app_.tenant_metrics_.CountRequest(caller_.tenant, http_status_,
                                     finished != nullptr ? finished->usage.prompt_tokens : 0,

@@ -43,6 +43,10 @@
 #include "server/server_metrics.h"
 #include "tenancy/tenancy.h"
 
+namespace ember::plugins {
+struct Flow;
+}
+
 namespace ember::server {
 
 class App;
@@ -68,6 +72,7 @@ enum class Outcome {
   kError,           // the engine failed
   kPluginRejected,  // a plugin answered (proxy_send_local_response), before admission
   kPluginFailed,    // 503: a fail-closed plugin trapped or hit a limit, before admission
+  kPluginStopped,   // a plugin's response hook ended the stream (finish_reason content_filter)
 };
 std::string_view OutcomeName(Outcome outcome);
 
@@ -122,6 +127,29 @@ class Generation : public std::enable_shared_from_this<Generation> {
   // Hands the request to the plugin workers when a chain applies (generation_plugins.cc);
   // false when none does (or the build has no plugins).
   bool StartPlugins();
+  // The completion-point hook (proxy_on_log): hands how the request ended to the plugin workers
+  // for the contexts its request hook created; returns at once (generation_plugins.cc).
+  // `after_answer`: the answer still goes through response hooks; the completion hook follows
+  // its last bytes on the worker.
+  void CompletePlugins(Outcome outcome, const scheduler::Finished* finished,
+                       const std::optional<Metering::Priced>& priced, bool after_answer);
+  // The answer's bytes (generation_plugins.cc): straight to the exchange, or, when a plugin of
+  // the request has response hooks, through them on its worker and back to the strand in the
+  // order they were sent (the strand never waits on a plugin). Streams: OutStart (200,
+  // text/event-stream), OutEvents (complete SSE events: each is one proxy_on_response_body),
+  // OutEnd. Non-streamed: OutRespond (200, application/json, the whole body once).
+  bool ResponseHooks() const;
+  void OutStart(http::Headers headers);
+  void OutEvents(std::string events);
+  void OutEnd();
+  void OutRespond(std::string body, http::Headers headers);
+  // A response hook closed the stream: no more of the model's output; OnFinished ends it
+  // cleanly.
+  void StopByPlugin(const std::string& plugin);
+  // Runs `then` on the strand once every event sent so far has come back from the response
+  // hooks (one may close the stream); false, doing nothing, when there are none.
+  bool AfterPluginEvents(std::function<void()> then);
+  void FinishStoppedStream(const scheduler::Finished& f);
   // Answers with `error` (its HTTP status) and completes with `outcome`.
   void Refuse(Outcome outcome, const Error& error);
   void Refuse(const tenancy::Rejection& rejection);
@@ -149,6 +177,16 @@ class Generation : public std::enable_shared_from_this<Generation> {
   const std::string endpoint_;
   api::GenerationParams params_;
   std::string plugin_body_;  // the body as plugins rewrote it (parsed once more)
+  // The request hook's stream contexts, until the completion point hands them back.
+  std::shared_ptr<plugins::Flow> plugin_flow_;
+  // Completed while its request hook still ran (the client left): the verdict completes it.
+  std::function<void()> complete_plugins_late_;
+  bool plugin_hook_pending_ = false;          // on the workers, its verdict not back yet
+  std::function<void()> pending_completion_;  // the completion hook, after the answer's bytes
+  bool answer_sent_ = false;                  // the acknowledge of Complete ran
+  bool plugin_stopped_ = false;               // a response hook closed the stream
+  bool finishing_ = false;    // OnFinished writes the last events (not the model's output)
+  bool events_back_ = false;  // OnFinished waited for the events in the response hooks
   api::EmbeddingParams embed_params_;
   std::string model_id_;
   std::string request_id_;             // x-request-id

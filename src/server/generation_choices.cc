@@ -33,12 +33,11 @@ void Generation::OnChoiceText(scheduler::TextDelta& delta) {
   const api::ChoiceLogprobs chunk_logprobs{delta.logprobs, c.logprob_offset};
   const api::ChoiceLogprobs* lp = logprobs ? &chunk_logprobs : nullptr;
   if (!chat_) {
-    exchange_->Write(
-        api::EncodeCompletionChunk(c.meta, text, std::nullopt, params_.include_usage, lp));
+    OutEvents(api::EncodeCompletionChunk(c.meta, text, std::nullopt, params_.include_usage, lp));
   } else if (!text.empty() || !update.calls.empty() || !update.reasoning.empty() ||
              !delta.logprobs.empty()) {
-    exchange_->Write(api::EncodeChatChunk(c.meta, text, std::nullopt, params_.include_usage, lp,
-                                          update.calls, update.reasoning));
+    OutEvents(api::EncodeChatChunk(c.meta, text, std::nullopt, params_.include_usage, lp,
+                                   update.calls, update.reasoning));
   }
   for (const engine::TokenLogprobs& t : delta.logprobs) c.logprob_offset += t.chosen.piece.size();
 }
@@ -92,10 +91,9 @@ void Generation::OnChoiceFinished(scheduler::Finished& f) {
     EnsureStreamStarted();
     // The finishing chunk carries what the choice's stream held back (its last content and
     // call fragments) with its finish reason.
-    exchange_->Write(
-        chat_ ? api::EncodeChatChunk(c.meta, rest.content, c.finish, params_.include_usage, nullptr,
-                                     rest.calls, rest.reasoning)
-              : api::EncodeCompletionChunk(c.meta, "", f.reason, params_.include_usage));
+    OutEvents(chat_ ? api::EncodeChatChunk(c.meta, rest.content, c.finish, params_.include_usage,
+                                           nullptr, rest.calls, rest.reasoning)
+                    : api::EncodeCompletionChunk(c.meta, "", f.reason, params_.include_usage));
   }
   if (choices_open_ > 0) return;
   if (!failed_) total_.reason = choices_[0].finish.value_or(FinishReason::kStop);

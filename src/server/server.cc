@@ -32,6 +32,7 @@
 #include "server/cpu_budget.h"
 #include "server/metering.h"
 #include "server/models.h"
+#include "server/plugin_metrics.h"
 #include "server/server_metrics.h"
 #include "server/tenancy_watch.h"
 #ifdef EMBER_HAVE_PLUGINS
@@ -380,6 +381,8 @@ int RunServe(const ServeOptions& options) {
   // --plugins: compiled and instantiated at start; a plugin that does not load stops start-up.
   if (!options.plugins_file.empty()) {
 #ifdef EMBER_HAVE_PLUGINS
+    // Declared first, destroyed last: the runner's workers report to it until they stop.
+    static std::unique_ptr<PluginMetrics> plugin_metrics;
     static std::unique_ptr<plugins::HookRunner> plugin_runner;
     std::string text;
     if (Status read = ReadTextFile(options.plugins_file, text); !read) {
@@ -392,9 +395,12 @@ int RunServe(const ServeOptions& options) {
       return 1;
     }
     const std::size_t count = config->plugins.size();
+    std::vector<std::string> names;
+    for (const plugins::PluginEntry& entry : config->plugins) names.push_back(entry.name);
+    plugin_metrics = std::make_unique<PluginMetrics>(metrics.registry(), names);
     auto runner = plugins::HookRunner::Create(
         std::move(*config), std::filesystem::path(options.plugins_file).parent_path().string(),
-        options.plugin_threads);
+        options.plugin_threads, plugin_metrics.get());
     if (!runner) {
       log::Error("cannot serve: --plugins ", options.plugins_file, ": ", runner.error().message);
       return 1;

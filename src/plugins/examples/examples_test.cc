@@ -41,7 +41,8 @@ RequestData Request(std::string tenant, std::string model, std::string body = "{
                      .tenant = std::move(tenant),
                      .key_id = "key-1",
                      .model = std::move(model),
-                     .request_id = "req-1"};
+                     .request_id = "req-1",
+                     .completion = std::nullopt};
 }
 
 TEST(ModelAllowlistTest, ATenantGetsOnlyItsModelsAndOthersTheDefault) {
@@ -159,6 +160,194 @@ TEST(HookRunnerTest, FailOpenUndoesTheFailedCallAndGoesOnFailClosedStops) {
       EXPECT_EQ(verdict.decided_by, "bad");
       EXPECT_EQ(verdict.failure->kind, FailureKind::kTrap);
       EXPECT_EQ(verdict.request.body, R"({"prompt":"mail a@b.org"})");
+    }
+  }
+}
+
+// The usage exporter: proxy_on_log runs when the server hands the completion over (not after the
+// request hook), on the worker that holds the request's context, and reads the usage properties.
+TEST(UsageExportTest, OnLogRunsAtTheCompletionPointWithTheRequestsUsage) {
+  auto config = ParsePluginsConfig(R"(
+[[plugin]]
+name = "export"
+path = "usage_export.wasm"
+[[chain]]
+route = "*"
+plugins = "export"
+)",
+                                   "plugins.toml");
+  ASSERT_TRUE(config.has_value()) << config.error().message;
+  testing::internal::CaptureStderr();
+  auto runner = HookRunner::Create(*config, EMBER_EXAMPLE_PLUGINS_DIR, 2);
+  ASSERT_TRUE(runner.has_value()) << runner.error().message;
+  std::vector<std::shared_ptr<Flow>> flows;
+  for (int i = 0; i < 6; ++i) {
+    RequestData request = Request("acme", "tiny");
+    request.request_id = "req-" + std::to_string(i);
+    std::promise<RequestVerdict> promise;
+    (*runner)->RunRequest("/v1/completions", std::move(request),
+                          [&](RequestVerdict v) { promise.set_value(std::move(v)); });
+    RequestVerdict verdict = promise.get_future().get();
+    ASSERT_TRUE(verdict.flow);
+    flows.push_back(std::move(verdict.flow));
+  }
+  for (int i = 0; i < 6; ++i) {
+    CompletionData done{.prompt_tokens = 5,
+                        .completion_tokens = 10 + i,
+                        .cached_tokens = 3,
+                        .cost_microdollars = 40 + i,
+                        .finish_reason = "stop",
+                        .outcome = "finished",
+                        .http_status = 200};
+    if (i == 5) {  // refused before the model: no tokens, no price, no finish reason
+      done = CompletionData{};
+      done.outcome = "rate_limited";
+      done.http_status = 429;
+    }
+    (*runner)->Complete(std::move(flows[static_cast<std::size_t>(i)]), std::move(done));
+  }
+  runner->reset();  // drains the workers' queues
+  const std::string log = testing::internal::GetCapturedStderr();
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_NE(
+        log.find("usage request=req-" + std::to_string(i) +
+                 " tenant=acme model=tiny outcome=finished status=200 finish=stop prompt=5 "
+                 "completion=" +
+                 std::to_string(10 + i) + " cached=3 cost_microdollars=" + std::to_string(40 + i)),
+        std::string::npos)
+        << log;
+  }
+  EXPECT_NE(log.find("usage request=req-5 tenant=acme model=tiny outcome=rate_limited status=429 "
+                     "finish=- prompt=0 completion=0 cached=0 cost_microdollars=- totals"),
+            std::string::npos)
+      << log;
+  // Exactly one line per request, whichever of the two workers ran its request hook.
+  std::size_t lines = 0;
+  for (std::size_t at = log.find("usage request="); at != std::string::npos;
+       at = log.find("usage request=", at + 1)) {
+    ++lines;
+  }
+  EXPECT_EQ(lines, 6u) << log;
+}
+
+// Nothing runs at the completion point until the server reaches it.
+TEST(UsageExportTest, NothingIsExportedBeforeTheRequestCompletes) {
+  auto config = ParsePluginsConfig(
+      "[[plugin]]\nname = \"export\"\npath = \"usage_export.wasm\"\n[[chain]]\nroute = \"*\"\n"
+      "plugins = \"export\"\n",
+      "plugins.toml");
+  ASSERT_TRUE(config.has_value()) << config.error().message;
+  testing::internal::CaptureStderr();
+  auto runner = HookRunner::Create(*config, EMBER_EXAMPLE_PLUGINS_DIR, 1);
+  ASSERT_TRUE(runner.has_value()) << runner.error().message;
+  std::promise<RequestVerdict> promise;
+  (*runner)->RunRequest("/v1/completions", Request("acme", "tiny"),
+                        [&](RequestVerdict v) { promise.set_value(std::move(v)); });
+  RequestVerdict verdict = promise.get_future().get();
+  runner->reset();
+  const std::string log = testing::internal::GetCapturedStderr();
+  EXPECT_EQ(log.find("usage request="), std::string::npos) << log;
+}
+
+std::string Event(std::string_view text, std::string_view finish = "") {
+  return std::string(R"(data: {"id":"cmpl-1","choices":[{"text":")") + std::string(text) +
+         R"(","index":0,"finish_reason":)" +
+         (finish.empty() ? std::string("null") : "\"" + std::string(finish) + "\"") + "}]}\n\n";
+}
+
+// Streamed events through a plugin's response hook, one per call, as the server sends them.
+struct Stream {
+  Instance& instance;
+  RequestData request = Request("acme", "tiny");
+  std::uint32_t context = 0;
+  explicit Stream(Instance& i) : instance(i) {
+    auto outcome = instance.OnRequest(request);
+    EXPECT_TRUE(outcome.has_value());
+    if (outcome) context = outcome->context_id;
+  }
+  // The event as the plugin left it, and whether it closed the stream.
+  std::pair<std::string, bool> Send(std::string event) {
+    ResponseData response{.headers = {}, .body = std::move(event), .end_of_stream = false};
+    auto outcome = instance.OnResponseBody(context, request, response);
+    EXPECT_TRUE(outcome.has_value()) << outcome.error().message;
+    return {response.body, outcome && outcome->close_stream};
+  }
+};
+
+TEST(PiiRedactTest, StreamedEventsAreRedactedATermSplitAcrossEventsIsCaught) {
+  auto redact = Load("pii_redact", "terms: Lily");
+  ASSERT_TRUE(redact);
+  Stream stream(*redact);
+  EXPECT_EQ(stream.Send(Event("a girl named Li")).first, Event("a girl named "));
+  EXPECT_EQ(stream.Send(Event("ly. Mail a@b.org, L")).first, Event("[REDACTED]. Mail [EMAIL], "));
+  // The choice's last event flushes what was held back ("L" began no term after all).
+  EXPECT_EQ(stream.Send(Event("", "length")).first, Event("L", "length"));
+  // A chat stream's last chunk has no content: the held text goes out in it.
+  Stream chat(*redact);
+  EXPECT_EQ(chat.Send("data: {\"choices\":[{\"delta\":{\"content\":\"hi Li\"}}]}\n\n").first,
+            "data: {\"choices\":[{\"delta\":{\"content\":\"hi \"}}]}\n\n");
+  EXPECT_EQ(
+      chat.Send("data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n").first,
+      "data: {\"choices\":[{\"delta\":{\"content\":\"Li\"},\"finish_reason\":\"stop\"}]}\n\n");
+  EXPECT_EQ(chat.Send("data: [DONE]\n\n").first, "data: [DONE]\n\n");
+}
+
+TEST(PiiRedactTest, ANonStreamedAnswerIsRedactedWhole) {
+  auto redact = Load("pii_redact");
+  ASSERT_TRUE(redact);
+  RequestData request = Request("acme", "tiny");
+  auto created = redact->OnRequest(request);
+  ASSERT_TRUE(created.has_value());
+  ResponseData response{
+      .headers = {{":status", "200"}},
+      .body = R"({"choices":[{"text":"call 555-123-4567 now"}],"created":1712345678})",
+      .end_of_stream = true};
+  auto outcome = redact->OnResponseBody(created->context_id, request, response);
+  ASSERT_TRUE(outcome.has_value()) << outcome.error().message;
+  EXPECT_TRUE(outcome->body_changed);
+  EXPECT_EQ(response.body, R"({"choices":[{"text":"call [PHONE] now"}],"created":1712345678})");
+}
+
+TEST(GuardrailTest, ABannedPhraseEndsTheStreamBeforeItEvenAcrossEvents) {
+  auto guard = Load("guardrail", "park, dragon");
+  ASSERT_TRUE(guard);
+  Stream stream(*guard);
+  EXPECT_EQ(stream.Send(Event("She played in the pa")),
+            std::pair(Event("She played in the pa"), false));
+  // The phrase completes in the next event: nothing of it goes out, the stream is closed.
+  EXPECT_EQ(stream.Send(Event("rk all day")), std::pair(Event(""), true));
+  Stream other(*guard);
+  EXPECT_EQ(other.Send(Event("a red dragon flew")), std::pair(Event("a red "), true));
+  Stream clean(*guard);
+  EXPECT_EQ(clean.Send(Event("a quiet garden")), std::pair(Event("a quiet garden"), false));
+  // No phrase configured: the plugin refuses to load (a guardrail that guards nothing).
+  auto runtime = Runtime::Create();
+  auto empty = Plugin::Compile(*runtime, PluginSpec{.name = "guardrail",
+                                                    .wasm = ReadExample("guardrail"),
+                                                    .configuration = "",
+                                                    .vm_configuration = "",
+                                                    .limits = {}});
+  ASSERT_FALSE(empty.has_value());
+  EXPECT_EQ(empty.error().kind, FailureKind::kLoad);
+}
+
+// The contract checker the integration tests put in front of every stream: it must refuse what
+// a broken host would send (two events at once, half of one), or its passing proves nothing.
+TEST(OneEventCheckTest, OneWholeEventPassesTwoOrHalfOfOneTrap) {
+  auto check = Load("one_event_check");
+  ASSERT_TRUE(check);
+  for (const std::string& event :
+       {Event("one"), std::string("event: response.output_text.delta\ndata: {}\n\n"),
+        Event("one") + Event("two"), Event("half").substr(0, 20)}) {
+    RequestData request = Request("acme", "tiny");
+    auto created = check->OnRequest(request);
+    ASSERT_TRUE(created.has_value());
+    ResponseData response{.headers = {}, .body = event, .end_of_stream = false};
+    auto outcome = check->OnResponseBody(created->context_id, request, response);
+    const bool whole_single = event == Event("one") || event.starts_with("event: ");
+    EXPECT_EQ(outcome.has_value(), whole_single) << event;
+    if (!outcome) {
+      EXPECT_EQ(outcome.error().kind, FailureKind::kTrap);
     }
   }
 }

@@ -5,13 +5,21 @@
 //     e-mail address (body copied in, scanned, rewritten, copied out);
 //   allowlist_fresh: Instance::Create (instantiation, _initialize, root context, configure)
 //     + the same request: what a request would pay without instance reuse.
+//   event_redact / event_guardrail: one streamed event (a completion chunk of ~140 bytes with
+//     a few tokens of text) through proxy_on_response_body of a reused instance: what each
+//     event of a stream pays in the plugin (PII redaction with a term, the guardrail);
+//   event_round_trip: the same redaction through HookRunner::RunResponse, posted from this
+//     thread and waited for (the worker hop both ways, real time): the latency an event gains.
 //   build/release/src/plugins/bench_plugins [--benchmark_repetitions=5]
 #include <benchmark/benchmark.h>
 
 #include <fstream>
+#include <future>
 #include <sstream>
 #include <string>
 
+#include "plugins/config.h"
+#include "plugins/hook_runner.h"
 #include "plugins/plugin.h"
 
 namespace ember::plugins {
@@ -35,7 +43,8 @@ RequestData Request(std::string body) {
                      .tenant = "acme",
                      .key_id = "key-1",
                      .model = "tiny",
-                     .request_id = "req-1"};
+                     .request_id = "req-1",
+                     .completion = std::nullopt};
 }
 
 void RunOnce(Instance& instance, RequestData& request, benchmark::State& state) {
@@ -77,6 +86,53 @@ void BM_RedactPooled(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * body.size()));
 }
 BENCHMARK(BM_RedactPooled)->Arg(256)->Arg(4096);
+
+const std::string kEvent =
+    R"(data: {"id":"cmpl-5f0c2a","object":"text_completion","created":1733400000,)"
+    R"("model":"tiny","choices":[{"text":" she saw a big","index":0,"finish_reason":null}]})"
+    "\n\n";
+
+void EventThroughInstance(benchmark::State& state, const std::string& name,
+                          const std::string& configuration) {
+  auto instance = *Instance::Create(Load(name, configuration));
+  RequestData request = Request(R"({"model":"tiny","messages":[]})");
+  auto created = instance->OnRequest(request);
+  if (!created) return state.SkipWithError("no context");
+  for (auto _ : state) {
+    ResponseData response{.headers = {}, .body = kEvent, .end_of_stream = false};
+    auto outcome = instance->OnResponseBody(created->context_id, request, response);
+    if (!outcome || outcome->close_stream) state.SkipWithError("the event did not pass");
+  }
+}
+void BM_EventRedact(benchmark::State& state) {
+  EventThroughInstance(state, "pii_redact", "terms: Lily");
+}
+BENCHMARK(BM_EventRedact);
+void BM_EventGuardrail(benchmark::State& state) {
+  EventThroughInstance(state, "guardrail", "park, dragon");
+}
+BENCHMARK(BM_EventGuardrail);
+
+void BM_EventRoundTrip(benchmark::State& state) {
+  auto config = ParsePluginsConfig(
+      "[[plugin]]\nname = \"redact\"\npath = \"pii_redact.wasm\"\nconfiguration = \"terms: "
+      "Lily\"\n[[chain]]\nroute = \"*\"\nplugins = \"redact\"\n",
+      "plugins.toml");
+  auto runner = HookRunner::Create(*config, EMBER_EXAMPLE_PLUGINS_DIR, 1);
+  if (!runner) return state.SkipWithError(runner.error().message.c_str());
+  std::promise<RequestVerdict> verdict;
+  (*runner)->RunRequest("/v1/completions", Request("{}"),
+                        [&](RequestVerdict v) { verdict.set_value(std::move(v)); });
+  std::shared_ptr<Flow> flow = verdict.get_future().get().flow;
+  for (auto _ : state) {
+    std::promise<void> back;
+    (*runner)->RunResponse(flow,
+                           ResponseData{.headers = {}, .body = kEvent, .end_of_stream = false},
+                           false, true, [&](ResponseVerdict) { back.set_value(); });
+    back.get_future().wait();
+  }
+}
+BENCHMARK(BM_EventRoundTrip)->UseRealTime();
 
 }  // namespace
 }  // namespace ember::plugins

@@ -12,7 +12,7 @@
 
 enum { PW_OK = 0, PW_NOT_FOUND = 1 };
 enum { PW_CONTINUE = 0, PW_PAUSE = 1 };
-enum { PW_REQUEST_BODY = 0, PW_PLUGIN_CONFIGURATION = 7 };
+enum { PW_REQUEST_BODY = 0, PW_RESPONSE_BODY = 1, PW_PLUGIN_CONFIGURATION = 7 };
 enum { PW_LOG_INFO = 2, PW_LOG_WARN = 3 };
 
 PW_IMPORT(proxy_log) int32_t proxy_log(int32_t level, const char* message, size_t size);
@@ -27,6 +27,7 @@ PW_IMPORT(proxy_send_local_response)
 int32_t proxy_send_local_response(uint32_t status, const char* details, size_t details_size,
                                   const char* body, size_t body_size, const char* headers,
                                   size_t headers_size, int32_t grpc_status);
+PW_IMPORT(proxy_close_stream) int32_t proxy_close_stream(int32_t stream_type);
 
 /* Every proxy-wasm plugin exports these (the root context needs no state here). */
 #define PW_ABI_BOILERPLATE                                                                  \
