@@ -137,7 +137,10 @@ class PrefixRamTierTest(unittest.TestCase):
     first four, so without the RAM tier they would be recomputed."""
 
     def setUp(self):
-        args = ("--parallel", "2", "--ctx-size", "1024")
+        self.start()
+
+    def start(self, *extra):
+        args = ("--parallel", "2", "--ctx-size", "1024", *extra)
         self.on = Server(*args)
         self.off = Server(*args, "--prefix-cache-share", "off")
 
@@ -152,6 +155,14 @@ class PrefixRamTierTest(unittest.TestCase):
         return data["choices"][0]["text"], data["usage"]["prompt_tokens_details"]["cached_tokens"]
 
     def test_prompts_no_slot_holds_come_back_from_ram_with_the_same_text(self):
+        self.two_passes()
+
+    def test_deterministic_requests_give_the_same_tokens_with_and_without_a_ram_hit(self):
+        self.tearDown()
+        self.start("--deterministic")
+        self.two_passes()
+
+    def two_passes(self):
         lengths = {}
         for name in NAMES:
             _, tokens, _ = self.on.post_json("/tokenize", {"content": ram_prompt(name)})
