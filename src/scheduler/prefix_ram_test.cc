@@ -25,6 +25,7 @@ class StoreObserver final : public SchedulerObserver {
   void OnPrefixStore(std::uint64_t bytes, int entries, int evicted) override {
     std::lock_guard lock(mu_);
     max_bytes_ = std::max(max_bytes_, bytes);
+    bytes_ = bytes;
     entries_ = entries;
     evicted_ += evicted;
   }
@@ -36,6 +37,10 @@ class StoreObserver final : public SchedulerObserver {
     std::lock_guard lock(mu_);
     return max_bytes_;
   }
+  std::uint64_t bytes() const {
+    std::lock_guard lock(mu_);
+    return bytes_;
+  }
   int evicted() const {
     std::lock_guard lock(mu_);
     return evicted_;
@@ -45,6 +50,7 @@ class StoreObserver final : public SchedulerObserver {
   mutable std::mutex mu_;
   int ram_hits_ = 0;
   std::uint64_t max_bytes_ = 0;
+  std::uint64_t bytes_ = 0;
   int entries_ = 0;
   int evicted_ = 0;
 };
@@ -115,6 +121,9 @@ TEST_F(PrefixRamTest, TheTierStaysWithinItsBytesAndEvicts) {
   EXPECT_GE(observer_.evicted(), 2);
   // The oldest prompts were evicted: recomputed in full.
   EXPECT_EQ(Run(0).finished->usage.cached_tokens, 0);
+  EXPECT_GT(observer_.bytes(), 0u);
+  scheduler_.reset();  // an unloaded model's tier is gone, and its gauge says so
+  EXPECT_EQ(observer_.bytes(), 0u);
 }
 
 TEST_F(PrefixRamTest, AnotherTenantsSavedPrefixIsNotRestored) {

@@ -129,6 +129,8 @@ Scheduler::~Scheduler() {
   }
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
+  // The RAM tier goes with the scheduler (an unloaded model): its gauges say so at once.
+  if (store_.entries() > 0) observer_->OnPrefixStore(0, 0, 0);
 }
 
 Status Scheduler::Submit(GenerateRequest request, std::shared_ptr<RequestStream> stream) {

@@ -120,7 +120,9 @@ class Scheduler {
   static Result<std::unique_ptr<Scheduler>> Create(SchedulerOptions options,
                                                    std::unique_ptr<engine::Engine> engine,
                                                    SchedulerObserver* observer, Clock& clock);
-  ~Scheduler();  // stops the engine thread; unfinished requests get an Unavailable error
+  // Stops the engine thread; unfinished requests get an Unavailable error. The observer hears
+  // that the RAM tier is empty (OnPrefixStore), so it must outlive the scheduler.
+  ~Scheduler();
 
   const engine::ModelInfo& model() const { return engine_->Info(); }
   const engine::Tokenizer& tokenizer() const { return engine_->tokenizer(); }
