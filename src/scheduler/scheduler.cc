@@ -493,8 +493,7 @@ void Scheduler::SaveToStore(int slot) {
   if (store_.Covers(scope, cache.tokens)) return;
   auto cells = engine_->SaveCells(slot);
   if (!cells) return;  // e.g. a stream copy not landed yet: the cache is lost, as without a tier
-  // The slot may hold cells past the tokens tracked (a sampled token never fed is not among
-  // them, but nothing else is): a restore never uses more than the tokens say.
+  // The entry is keyed by the tokens the slot's cache records; a restore never uses more.
   const std::uint64_t evictions = store_.evictions();
   store_.Put(std::move(scope), cache.tokens, std::move(*cells));
   observer_->OnPrefixStore(store_.bytes(), store_.entries(),
