@@ -12,8 +12,8 @@ requests, temperature 0, all traffic to 127.0.0.1):
             the conversation so far after a shared system prompt (--system-words); prints the
             wall time and the p50/p99 turn latency.
 
-Servers alternate (llama-server, ember, ember reusing nothing, llama-server, ...) for
---repeat rounds; medians.
+Servers alternate (llama-server, ember, ember reusing nothing, ember without its RAM tier,
+llama-server, ...) for --repeat rounds; medians.
 
   bench/prefix_cache.py MODEL [--ember build/rel/src/cli/ember] [--llama-server PATH]
       [--threads 2] [--parallel 16] [--ctx 16384] [--repeat 2] [--only repeated,chat]
@@ -189,6 +189,8 @@ def main():
                          str(args.parallel), "--queue-size", "256"]}
     # The same ember reusing nothing: what the prefix cache itself is worth.
     servers["ember --prefix-cache-share off"] = servers["ember"] + ["--prefix-cache-share", "off"]
+    # The slot tier alone: what the RAM tier adds.
+    servers["ember --prefix-cache-size 0"] = servers["ember"] + ["--prefix-cache-size", "0"]
     if args.llama_server:
         servers["llama-server"] = [args.llama_server, "-m", args.model, "-t", str(args.threads),
                                    "-c", str(args.ctx), "-np", str(args.parallel)]

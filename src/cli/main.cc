@@ -30,6 +30,7 @@ struct DurationFlags {
               console_history_step = "10s";
   std::string ledger_sync = "normal", unmetered = "serve";
   std::string memory_budget = "0";
+  std::string prefix_cache_size = "auto";
   std::string cache_max_size = "0", cache_min_free = "1GiB", cache_verify = "boot";
   bool preload = false, no_preload = false;
 };
@@ -103,6 +104,12 @@ void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
                    "or off (docs/prefix_cache.md)")
       ->envname("EMBER_PREFIX_CACHE_SHARE")
       ->check(CLI::IsMember({"tenant", "all", "off"}));
+  serve
+      ->add_option("--prefix-cache-size", d.prefix_cache_size,
+                   "Host memory per model for the prefix cache's RAM tier, e.g. 512MiB, counted "
+                   "in --memory-budget; auto (default): the size of the model's KV cache, less "
+                   "when the budget has less left; 0 = no RAM tier (docs/prefix_cache.md)")
+      ->envname("EMBER_PREFIX_CACHE_SIZE");
   serve
       ->add_option("--cpu-variant", o.cpu_variant,
                    "ggml CPU build to compute with (x64, sse42, haswell, skylakex, icelake, "
@@ -259,6 +266,11 @@ Status ApplyDurations(const DurationFlags& d, server::ServeOptions& o) {
     auto parsed = ParseByteSize(*text);
     if (!parsed) return std::unexpected(parsed.error());
     *out = *parsed;
+  }
+  if (d.prefix_cache_size != "auto") {
+    auto parsed = ParseByteSize(d.prefix_cache_size);
+    if (!parsed) return std::unexpected(parsed.error());
+    o.prefix_cache_size = *parsed;
   }
   o.cache_verify_every_start = d.cache_verify == "always";
   o.ledger_sync_full = d.ledger_sync == "full";

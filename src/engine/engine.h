@@ -6,6 +6,7 @@
 // after load). Everything else is called only from the scheduler's engine thread.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -113,6 +114,17 @@ struct SamplingCounters {
   std::uint64_t nanoseconds = 0;
 };
 
+// A copy of one slot's KV cells in host memory (Engine::SaveCells), for the prefix cache's RAM
+// tier. Opaque outside the engine that made it; restored only into that engine's slots.
+class CellsSnapshot {
+ public:
+  virtual ~CellsSnapshot() = default;
+  virtual std::size_t bytes() const = 0;  // host memory it holds
+  virtual int n_pos() const = 0;          // positions [0, n_pos) it holds
+  // Every cell was computed in a batch-invariant step (a deterministic sequence may reuse it).
+  virtual bool invariant() const = 0;
+};
+
 class Engine {
  public:
   virtual ~Engine() = default;
@@ -145,6 +157,22 @@ class Engine {
   // deterministic and src_slot's cells were not all computed with batch-invariant numerics.
   // An error leaves dst_slot with no cells (the caller then prefills it).
   [[nodiscard]] virtual Status CopyPrefix(int src_slot, int dst_slot, int n_pos) = 0;
+  // Copies every KV cell the slot holds (a finished sequence's prompt cache) to host memory.
+  // Costs one pass over those cells' K and V (bytes() of them), on the engine thread. Refused
+  // (Unavailable) by an engine without it, and for a slot whose cells a CopyPrefix since the
+  // last Step has not written yet.
+  [[nodiscard]] virtual Result<std::unique_ptr<CellsSnapshot>> SaveCells(int /*slot*/) {
+    return Unavailable("this engine cannot save KV cells");
+  }
+  // Like CopyPrefix, from host memory: gives dst_slot's sequence (just begun, holding no cells)
+  // positions [0, n_pos) of `cells`, which this engine's SaveCells made. Written at once, so
+  // refused for a slot that a CopyPrefix since the last Step copies from or into (that copy
+  // lands at the next Step, reading or overwriting the buffer), and when dst_slot's sequence is
+  // deterministic and the cells are not invariant(). An error leaves dst_slot with no cells.
+  [[nodiscard]] virtual Status RestoreCells(int /*dst_slot*/, const CellsSnapshot& /*cells*/,
+                                            int /*n_pos*/) {
+    return Unavailable("this engine cannot restore KV cells");
+  }
   // Ends the slot's sequence. With keep_cells its KV cells stay as a reusable prefix for the
   // next sequence in this slot (they no longer count as used); otherwise they are cleared.
   virtual void EndSequence(int slot, bool keep_cells) = 0;

@@ -115,7 +115,10 @@ Scheduler::Scheduler(SchedulerOptions options, std::unique_ptr<engine::Engine> e
       observer_(observer != nullptr ? observer : &null_observer_),
       clock_(clock),
       slots_(engine_->Info().n_parallel),
-      cached_(engine_->Info().n_parallel) {
+      cached_(engine_->Info().n_parallel),
+      store_(options.prefix_share == PrefixShare::kOff || engine_->Info().embedding_only()
+                 ? 0
+                 : options.prefix_cache_bytes) {
   last_progress_ns_ = clock_.Now().time_since_epoch().count();
 }
 
@@ -126,6 +129,8 @@ Scheduler::~Scheduler() {
   }
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
+  // The RAM tier goes with the scheduler (an unloaded model): its gauges say so at once.
+  if (store_.entries() > 0) observer_->OnPrefixStore(0, 0, 0);
 }
 
 Status Scheduler::Submit(GenerateRequest request, std::shared_ptr<RequestStream> stream) {
@@ -316,8 +321,8 @@ std::span<const Token> Scheduler::Reusable(int slot, const TenantTag& tenant) co
 // cells are copied in. And when landing there would discard kMinPrefixHit or more cached
 // tokens, they first move to the free slot used least recently (the cache's eviction).
 // {-1, ...} when no slot is free.
-Scheduler::Placement Scheduler::PickSlot(const std::vector<Token>& prompt,
-                                         const TenantTag& tenant) const {
+Scheduler::Placement Scheduler::PickSlot(const std::vector<Token>& prompt, const TenantTag& tenant,
+                                         bool deterministic) const {
   const int n = static_cast<int>(slots_.size());
   std::vector<int> match(n, 0);
   for (int slot = 0; slot < n; ++slot) {
@@ -342,8 +347,22 @@ Scheduler::Placement Scheduler::PickSlot(const std::vector<Token>& prompt,
   } else {
     place.src = -1;
   }
+  // The RAM tier, when it holds kMinPrefixHit more than any slot offers.
+  if (store_.enabled() && !prompt.empty()) {
+    const PrefixStore::Match m = store_.Find(StoreScope(tenant.id), prompt, deterministic);
+    const int slots_best = place.src >= 0 ? place.copy : place.own;
+    if (m.id != 0 && m.tokens - slots_best >= kMinPrefixHit) {
+      place.restore = m.id;
+      place.restore_n = m.tokens;
+      place.src = -1;
+      place.copy = 0;
+    }
+  }
+  // Before a restore the slot's cache goes to the RAM tier (Start), not to another slot: a
+  // stream copy from the slot would land after the restore and copy the restored cells.
   const int keep = place.src >= 0 ? 0 : place.own;
-  if (static_cast<int>(cached_[place.slot].tokens.size()) - keep >= kMinPrefixHit) {
+  if (place.restore == 0 &&
+      static_cast<int>(cached_[place.slot].tokens.size()) - keep >= kMinPrefixHit) {
     for (int slot = 0; slot < n; ++slot) {
       if (slots_[slot] || slot == place.slot || slot == place.src) continue;
       if (place.evict_to < 0 || cached_[slot].used < cached_[place.evict_to].used) {
@@ -373,7 +392,8 @@ void Scheduler::AdmitWaiting() {
       if (victim == nullptr) return;
       Preempt(*victim);
     }
-    Placement place = PickSlot(next->feed(), next->tenant());
+    const bool det = next->request.sampling.deterministic;
+    Placement place = PickSlot(next->feed(), next->tenant(), det);
     if (place.slot < 0) {
       Sequence* victim = PickVictim(next->tenant().priority);
       if (victim == nullptr && options_.fair_share_preemption) {
@@ -381,7 +401,7 @@ void Scheduler::AdmitWaiting() {
       }
       if (victim == nullptr) return;
       Preempt(*victim);
-      place = PickSlot(next->feed(), next->tenant());
+      place = PickSlot(next->feed(), next->tenant(), det);
       if (place.slot < 0) return;
     }
     // The victim's class is less urgent, or its tenant is ahead of `next`'s by the fair-share
@@ -419,6 +439,7 @@ void Scheduler::StartChoices(int slot) {
     }
     queue_.AddRunning(seq->tenant());
     const int at = PickSlot({}, seq->tenant()).slot;
+    if (at >= 0) SaveToStore(at);
     auto begun = at < 0 ? Result<int>(Internal("no free slot for a choice"))
                         : engine_->BeginSequence(at, seq->request.sampling, 0);
     if (!begun) {
@@ -461,8 +482,34 @@ void Scheduler::ReportPrefill(const Sequence& seq) {
   }
 }
 
+std::string Scheduler::StoreScope(const std::string& tenant) const {
+  return options_.prefix_share == PrefixShare::kAll ? std::string() : tenant;
+}
+
+void Scheduler::SaveToStore(int slot) {
+  const SlotCache& cache = cached_[slot];
+  if (!store_.enabled() || static_cast<int>(cache.tokens.size()) < kMinPrefixHit) return;
+  std::string scope = StoreScope(cache.tenant);
+  if (store_.Covers(scope, cache.tokens)) return;
+  auto cells = engine_->SaveCells(slot);
+  if (!cells) return;  // e.g. a stream copy not landed yet: the cache is lost, as without a tier
+  // The entry is keyed by the tokens the slot's cache records; a restore never uses more.
+  const std::uint64_t evictions = store_.evictions();
+  store_.Put(std::move(scope), cache.tokens, std::move(*cells));
+  observer_->OnPrefixStore(store_.bytes(), store_.entries(),
+                           static_cast<int>(store_.evictions() - evictions));
+}
+
 void Scheduler::Start(std::unique_ptr<Sequence> seq, Placement place) {
   const int slot = place.slot;
+  // Cells this admission overwrites go to the RAM tier first: the older cache a move replaces,
+  // or the slot's own when it is not moved.
+  const int keep_own = place.src >= 0 || place.restore != 0 ? 0 : place.own;
+  if (place.evict_to >= 0) {
+    SaveToStore(place.evict_to);
+  } else if (static_cast<int>(cached_[slot].tokens.size()) - keep_own >= kMinPrefixHit) {
+    SaveToStore(slot);
+  }
   if (place.evict_to >= 0) {
     const int n_cached = static_cast<int>(cached_[slot].tokens.size());
     if (engine_->CopyPrefix(slot, place.evict_to, n_cached)) {
@@ -474,8 +521,9 @@ void Scheduler::Start(std::unique_ptr<Sequence> seq, Placement place) {
   // At least the last token is recomputed: its logits give the next token.
   const int last = static_cast<int>(seq->feed().size()) - 1;
   const bool copy = place.src >= 0 && std::min(place.copy, last) > 0;
-  auto kept =
-      engine_->BeginSequence(slot, seq->request.sampling, copy ? 0 : std::min(place.own, last));
+  const bool restore = place.restore != 0 && std::min(place.restore_n, last) > 0;
+  auto kept = engine_->BeginSequence(slot, seq->request.sampling,
+                                     copy || restore ? 0 : std::min(place.own, last));
   cached_[slot] = {.tokens = {}, .tenant = {}, .used = ++cache_clock_};
   if (!kept) {
     queue_.Done(seq->tenant());
@@ -489,6 +537,16 @@ void Scheduler::Start(std::unique_ptr<Sequence> seq, Placement place) {
     const int n_pos = std::min(place.copy, last);
     *kept = engine_->CopyPrefix(place.src, slot, n_pos) ? n_pos : 0;
     if (!slots_[place.src]) cached_[place.src].used = cache_clock_;
+  }
+  bool restored = false;
+  if (restore) {
+    // Refused (the sequence prefills) when the entry went meanwhile (evicted by a save just
+    // above), or for a deterministic sequence and cells not all computed batch-invariantly.
+    const int n_pos = std::min(place.restore_n, last);
+    const PrefixStore::Entry* entry = store_.Get(place.restore);
+    restored = entry != nullptr && engine_->RestoreCells(slot, *entry->cells, n_pos).has_value();
+    *kept = restored ? n_pos : 0;
+    if (restored) store_.Touch(place.restore);
   }
   if (seq->sampler) engine_->ResumeSampler(slot, std::move(seq->sampler));
   seq->slot = slot;
@@ -508,7 +566,8 @@ void Scheduler::Start(std::unique_ptr<Sequence> seq, Placement place) {
     seq->stream->Push(Admitted{queued});
     observer_->OnAdmitted(seq->request, queued);
     if (!seq->request.embed) {
-      observer_->OnPrefixLookup(static_cast<int>(seq->request.prompt.size()), *kept, copy);
+      observer_->OnPrefixLookup(static_cast<int>(seq->request.prompt.size()), *kept, copy,
+                                restored);
     }
     // The prompt is charged whole at admission, as in the paper, so that admitting several
     // requests in one pass sees each one's cost; a resume is not charged again.

@@ -40,6 +40,7 @@
 #include "common/error.h"
 #include "engine/engine.h"
 #include "scheduler/fair_queue.h"
+#include "scheduler/prefix_store.h"
 #include "scheduler/request.h"
 #include "scheduler/text_stream.h"
 
@@ -71,6 +72,9 @@ struct SchedulerOptions {
   // that some slot's KV cells hold (an idle slot's finished request, or a running sequence's
   // computed prompt), landing on that slot or copying the cells (Engine::CopyPrefix).
   PrefixShare prefix_share = PrefixShare::kTenant;
+  // The RAM tier (PrefixStore): bytes of host memory for KV cells saved from slots about to be
+  // overwritten, restored when a prompt starts with them. 0: no RAM tier. Unused with kOff.
+  std::uint64_t prefix_cache_bytes = 0;
 };
 
 // Observations for metrics, called on the engine thread. Default: ignore.
@@ -86,7 +90,12 @@ class SchedulerObserver {
                           std::chrono::nanoseconds /*queue_time*/) {}
   // At a request's first admission: of its `prompt_tokens`, `reused` start from KV cells some
   // slot already held (0: a miss), `copied` when they came from another slot.
-  virtual void OnPrefixLookup(int /*prompt_tokens*/, int /*reused*/, bool /*copied*/) {}
+  // `restored` when they came from the RAM tier (PrefixStore).
+  virtual void OnPrefixLookup(int /*prompt_tokens*/, int /*reused*/, bool /*copied*/,
+                              bool /*restored*/) {}
+  // The RAM tier after a save: the bytes and entries it holds, and how many entries that save
+  // evicted for room.
+  virtual void OnPrefixStore(std::uint64_t /*bytes*/, int /*entries*/, int /*evicted*/) {}
   // A running sequence was preempted for a request of a more urgent class.
   virtual void OnPreempted(const TenantTag& /*tenant*/) {}
   virtual void OnFirstToken(std::chrono::nanoseconds /*ttft*/) {}
@@ -111,7 +120,9 @@ class Scheduler {
   static Result<std::unique_ptr<Scheduler>> Create(SchedulerOptions options,
                                                    std::unique_ptr<engine::Engine> engine,
                                                    SchedulerObserver* observer, Clock& clock);
-  ~Scheduler();  // stops the engine thread; unfinished requests get an Unavailable error
+  // Stops the engine thread; unfinished requests get an Unavailable error. The observer hears
+  // that the RAM tier is empty (OnPrefixStore), so it must outlive the scheduler.
+  ~Scheduler();
 
   const engine::ModelInfo& model() const { return engine_->Info(); }
   const engine::Tokenizer& tokenizer() const { return engine_->tokenizer(); }
@@ -156,17 +167,26 @@ class Scheduler {
   // Where a new sequence goes: `slot` (free), of whose cells it keeps its first `own` positions,
   // or, when `src` >= 0, a copy of `src`'s first `copy` positions instead. When `evict_to` >= 0,
   // the cells `slot` holds as a prompt cache first move to that free slot, replacing an older
-  // cache there.
+  // cache there. When `restore` is set (a PrefixStore entry id), its first `restore_n`
+  // positions are restored into `slot` instead of keeping or copying anything.
   struct Placement {
     int slot = -1;
     int own = 0;
     int src = -1;
     int copy = 0;
     int evict_to = -1;
+    std::uint64_t restore = 0;
+    int restore_n = 0;
   };
   // The tokens slot `slot`'s KV cells hold in order, when a request of `tenant` may reuse them.
   std::span<const engine::Token> Reusable(int slot, const TenantTag& tenant) const;
-  Placement PickSlot(const std::vector<engine::Token>& prompt, const TenantTag& tenant) const;
+  Placement PickSlot(const std::vector<engine::Token>& prompt, const TenantTag& tenant,
+                     bool deterministic = false) const;
+  // The PrefixStore scope of cells computed for `tenant`'s requests.
+  std::string StoreScope(const std::string& tenant) const;
+  // Saves an idle slot's prompt cache to the RAM tier before its cells are overwritten (when it
+  // holds kMinPrefixHit tokens or more that the tier does not hold yet).
+  void SaveToStore(int slot);
   std::vector<Planned> PlanStep() const;
   void AdmitWaiting();
   void Start(std::unique_ptr<Sequence> seq, Placement place);
@@ -232,6 +252,7 @@ class Scheduler {
   };
   std::vector<SlotCache> cached_;
   std::uint64_t cache_clock_ = 0;
+  PrefixStore store_;  // the RAM tier
   std::thread thread_;
 };
 

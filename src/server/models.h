@@ -71,8 +71,10 @@ std::string_view ModelStateName(ModelState state);
 struct ModelConfig {
   std::string id;
   engine::LlamaOptions llama;
-  std::uint64_t estimate_bytes = 0;  // engine::EstimateLlamaMemory(llama).total()
-  int ctx_per_seq = 0;               // for /v1/models while not loaded
+  // engine::EstimateLlamaMemory(llama).total() + prefix_cache_bytes
+  std::uint64_t estimate_bytes = 0;
+  std::uint64_t prefix_cache_bytes = 0;  // the RAM tier's bound, reserved in the budget
+  int ctx_per_seq = 0;                   // for /v1/models while not loaded
   bool preload = false;
 };
 

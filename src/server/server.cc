@@ -181,7 +181,8 @@ Result<LoadedModel> LoadModel(const ModelConfig& config, ModelMetrics& metrics,
        .trace_steps = options.console_trace_steps,
        .prefix_share = options.prefix_cache_share == "all"   ? scheduler::PrefixShare::kAll
                        : options.prefix_cache_share == "off" ? scheduler::PrefixShare::kOff
-                                                             : scheduler::PrefixShare::kTenant},
+                                                             : scheduler::PrefixShare::kTenant,
+       .prefix_cache_bytes = config.prefix_cache_bytes},
       std::move(*engine), &metrics, Clock::Real());
   if (!scheduler) return std::unexpected(scheduler.error());
   startup.push_back({"warmup", Seconds(std::chrono::steady_clock::now() - warmup_start)});
@@ -198,7 +199,10 @@ Result<LoadedModel> LoadModel(const ModelConfig& config, ModelMetrics& metrics,
   std::uint64_t bytes = config.estimate_bytes;
   if (weight_bytes > 0) bytes = bytes - weight_estimate + weight_bytes;
   const std::uint64_t resident_after = ResidentBytes();
-  if (resident_after > resident_before) bytes = std::max(bytes, resident_after - resident_before);
+  // The RAM tier is empty at load: its bound is added to what the process grew by.
+  if (resident_after > resident_before) {
+    bytes = std::max(bytes, resident_after - resident_before + config.prefix_cache_bytes);
+  }
   return LoadedModel{std::move(*scheduler), bytes};
 }
 
@@ -225,12 +229,26 @@ Result<std::vector<ModelConfig>> ConfigureModels(const ServeOptions& options,
       return std::unexpected(Error{
           estimate.error().code, StrCat("model '", spec.id, "': ", estimate.error().message), ""});
     }
-    config.estimate_bytes = estimate->total();
+    // The RAM tier is reserved with the model, as its KV cache is: a model only loads when
+    // both fit, and the budget never hides a second, unaccounted cache.
+    std::uint64_t ram_tier = 0;
+    if (options.prefix_cache_share != "off") {
+      ram_tier = options.prefix_cache_size.value_or(estimate->kv_bytes);
+      if (!options.prefix_cache_size && options.memory_budget > 0) {
+        const std::uint64_t left = options.memory_budget > estimate->total()
+                                       ? options.memory_budget - estimate->total()
+                                       : 0;
+        ram_tier = std::min(ram_tier, left);
+      }
+    }
+    config.prefix_cache_bytes = ram_tier;
+    config.estimate_bytes = estimate->total() + ram_tier;
     config.ctx_per_seq = estimate->n_ctx_per_seq;
     weight_estimates.push_back(estimate->weight_bytes);
-    log::Info("model '", spec.id, "' (", spec.path, "): estimated ", estimate->total() >> 20,
+    log::Info("model '", spec.id, "' (", spec.path, "): estimated ", config.estimate_bytes >> 20,
               " MiB = weights ", estimate->weight_bytes >> 20, " + KV cache ",
-              estimate->kv_bytes >> 20, " + compute ", estimate->compute_bytes >> 20, "; ",
+              estimate->kv_bytes >> 20, " + compute ", estimate->compute_bytes >> 20,
+              " + prefix cache RAM tier ", ram_tier >> 20, "; ",
               preload ? "loaded at start-up" : "loaded on first use");
     if (options.memory_budget > 0 && config.estimate_bytes > options.memory_budget) {
       log::Warn("model '", spec.id, "' can never fit the --memory-budget of ",

@@ -46,6 +46,10 @@ struct ServeOptions {
   // tenant's only; a hit's shorter time to first token would tell one tenant what another
   // sent), "all", or "off" (docs/prefix_cache.md).
   std::string prefix_cache_share = "tenant";
+  // --prefix-cache-size: bytes per model for the RAM tier, reserved in --memory-budget with the
+  // model. Unset ("auto"): the model's KV cache bytes, cut to what the budget leaves after the
+  // model itself. 0: no RAM tier.
+  std::optional<std::uint64_t> prefix_cache_size;
   // --cpu-variant: the build of ggml's CPU backend to compute with, by ggml's name (haswell,
   // icelake, ...); empty = the best this CPU runs (docs/cpu.md).
   std::string cpu_variant;

@@ -58,6 +58,20 @@ ModelMetrics::ModelMetrics(metrics::Registry& registry, TenantMetrics& tenants, 
           "ember_prefix_cache_copies_total",
           "Hits whose cells were copied from another slot (the rest reused their own slot's).",
           model_labels_)),
+      prefix_ram_hits_(registry_.GetCounter(
+          "ember_prefix_cache_ram_hits_total",
+          "Hits whose cells were restored from the RAM tier (host memory beyond the slots).",
+          model_labels_)),
+      prefix_ram_evictions_(registry_.GetCounter(
+          "ember_prefix_cache_ram_evictions_total",
+          "Entries the RAM tier evicted to stay within --prefix-cache-size.", model_labels_)),
+      prefix_ram_bytes_(registry_.GetGauge(
+          "ember_prefix_cache_ram_bytes",
+          "Host memory the RAM tier's saved KV cells hold (within --prefix-cache-size, which "
+          "counts in --memory-budget).",
+          model_labels_)),
+      prefix_ram_entries_(registry_.GetGauge("ember_prefix_cache_ram_entries",
+                                             "Prompt prefixes the RAM tier holds.", model_labels_)),
       prefix_queried_vllm_(registry_.GetCounter("vllm:prefix_cache_queries_total",
                                                 "Prompt tokens looked up in the prefix cache.",
                                                 model_labels_)),
@@ -180,12 +194,19 @@ void ModelMetrics::OnFinished(const scheduler::Finished& f) {
       .Inc();
 }
 
-void ModelMetrics::OnPrefixLookup(int prompt_tokens, int reused, bool copied) {
+void ModelMetrics::OnPrefixLookup(int prompt_tokens, int reused, bool copied, bool restored) {
   (reused > 0 ? prefix_hits_ : prefix_misses_).Inc();
   prefix_saved_.Inc(reused);
   if (copied && reused > 0) prefix_copies_.Inc();
+  if (restored && reused > 0) prefix_ram_hits_.Inc();
   prefix_queried_vllm_.Inc(prompt_tokens);
   prefix_hit_tokens_vllm_.Inc(reused);
+}
+
+void ModelMetrics::OnPrefixStore(std::uint64_t bytes, int entries, int evicted) {
+  prefix_ram_bytes_.Set(static_cast<double>(bytes));
+  prefix_ram_entries_.Set(entries);
+  if (evicted > 0) prefix_ram_evictions_.Inc(evicted);
 }
 
 void ModelMetrics::OnStep(int tokens, int /*sequences*/, std::chrono::nanoseconds took) {

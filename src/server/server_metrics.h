@@ -86,7 +86,8 @@ class ModelMetrics final : public scheduler::SchedulerObserver {
   void OnFirstToken(std::chrono::nanoseconds ttft) override;
   void OnTokenInterval(std::chrono::nanoseconds itl) override;
   void OnFinished(const scheduler::Finished& finished) override;
-  void OnPrefixLookup(int prompt_tokens, int reused, bool copied) override;
+  void OnPrefixLookup(int prompt_tokens, int reused, bool copied, bool restored) override;
+  void OnPrefixStore(std::uint64_t bytes, int entries, int evicted) override;
   void OnStep(int tokens, int sequences, std::chrono::nanoseconds took) override;
 
  private:
@@ -106,6 +107,10 @@ class ModelMetrics final : public scheduler::SchedulerObserver {
   metrics::Counter& prefix_misses_;
   metrics::Counter& prefix_saved_;
   metrics::Counter& prefix_copies_;
+  metrics::Counter& prefix_ram_hits_;
+  metrics::Counter& prefix_ram_evictions_;
+  metrics::Gauge& prefix_ram_bytes_;
+  metrics::Gauge& prefix_ram_entries_;
   metrics::Counter& prefix_queried_vllm_;
   metrics::Counter& prefix_hit_tokens_vllm_;
   metrics::Counter& generation_tokens_;

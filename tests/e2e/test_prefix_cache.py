@@ -1,7 +1,9 @@
 """Prefix reuse across slots with the real model (stories260K): a request whose prompt shares a
 long beginning with a running request's copies that request's KV cells, reports exactly the
 shared tokens as cached, and answers with the same greedy text as a server that reuses nothing;
-in deterministic mode the same request gives the same tokens with and without a cache hit."""
+in deterministic mode the same request gives the same tokens with and without a cache hit. The
+RAM tier: more distinct prompts than slots, sent twice, come back from host memory the second
+time with the same greedy text."""
 import json
 import threading
 import unittest
@@ -120,6 +122,94 @@ class PrefixCacheTest(unittest.TestCase):
             self.assertEqual(server.metric("ember_prefix_cache_copies_total"), 0)
         finally:
             server.stop()
+
+
+NAMES = ["Tom", "Sue", "Ben", "Mia", "Max", "Zoe"]
+
+
+def ram_prompt(name):
+    return (f"{name} had a small red boat. Every morning {name} went to the lake with it and "
+            f"looked at the fish. One day the wind was strong and the boat")
+
+
+class PrefixRamTierTest(unittest.TestCase):
+    """Six prompts on two slots, each sent twice in turn: by the second pass no slot holds the
+    first four, so without the RAM tier they would be recomputed."""
+
+    def setUp(self):
+        self.start()
+
+    def start(self, *extra):
+        args = ("--parallel", "2", "--ctx-size", "1024", *extra)
+        self.on = Server(*args)
+        self.off = Server(*args, "--prefix-cache-share", "off")
+
+    def tearDown(self):
+        self.on.stop()
+        self.off.stop()
+
+    def complete(self, server, prompt):
+        status, data, _ = server.post_json(
+            "/v1/completions", {"prompt": prompt, "max_tokens": 24, "temperature": 0})
+        self.assertEqual(status, 200, data)
+        return data["choices"][0]["text"], data["usage"]["prompt_tokens_details"]["cached_tokens"]
+
+    def test_prompts_no_slot_holds_come_back_from_ram_with_the_same_text(self):
+        self.two_passes()
+
+    def test_deterministic_requests_give_the_same_tokens_with_and_without_a_ram_hit(self):
+        self.tearDown()
+        self.start("--deterministic")
+        self.two_passes()
+
+    def two_passes(self):
+        lengths = {}
+        for name in NAMES:
+            _, tokens, _ = self.on.post_json("/tokenize", {"content": ram_prompt(name)})
+            lengths[name] = len(tokens["tokens"])
+            self.assertGreaterEqual(lengths[name], 33, "a prompt must be worth saving")
+        expected = {}
+        for name in NAMES:
+            expected[name], cached = self.complete(self.off, ram_prompt(name))
+            self.assertEqual(cached, 0)
+        for name in NAMES:
+            text, cached = self.complete(self.on, ram_prompt(name))
+            self.assertLess(cached, 32, name)  # only BOS and a few words in common
+            self.assertEqual(text, expected[name], name)
+        for name in NAMES:
+            text, cached = self.complete(self.on, ram_prompt(name))
+            # All but the last prompt token, whose logits give the first output token.
+            self.assertEqual(cached, lengths[name] - 1, name)
+            self.assertEqual(text, expected[name], name)
+        self.assertGreaterEqual(self.on.metric("ember_prefix_cache_ram_hits_total"), 4)
+        self.assertGreater(self.on.metric("ember_prefix_cache_ram_bytes"), 0)
+        self.assertGreater(self.on.metric("ember_prefix_cache_ram_entries"), 0)
+        self.assertEqual(self.off.metric("ember_prefix_cache_ram_hits_total"), 0)
+        # Again without the tier: the same prompts are recomputed.
+        for name in NAMES[:2]:
+            self.assertEqual(self.complete(self.off, ram_prompt(name))[1], 0)
+
+
+
+class PrefixRamTierBudgetTest(unittest.TestCase):
+    """The tier's bound is part of the model's charge against --memory-budget."""
+
+    def estimate(self, *args):
+        server = Server("--parallel", "2", "--ctx-size", "1024", *args)
+        try:
+            return server.metric("ember_model_memory_estimate_bytes")
+        finally:
+            server.stop()
+
+    def test_the_bound_counts_in_the_models_memory(self):
+        without = self.estimate("--prefix-cache-size", "0")
+        with_tier = self.estimate("--prefix-cache-size", "1MiB")
+        self.assertEqual(with_tier - without, 1 << 20)
+        # auto, under a budget with 100 KiB to spare: the tier takes those and no more.
+        budget = int(without) + 100 * 1024
+        self.assertEqual(self.estimate("--memory-budget", str(budget)), budget)
+        # off shares nothing, so it reserves nothing.
+        self.assertEqual(self.estimate("--prefix-cache-share", "off"), without)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ FakeEngine::FakeEngine(FakeEngineOptions options)
       live_(options.parallel, false),
       kv_len_(options.parallel, 0),
       fed_(options.parallel),
+      invariant_(options.parallel, true),
+      copying_(options.parallel, 0),
       embeddings_(options.parallel) {
   info_.id = "fake";
   info_.path = "fake";
@@ -78,6 +80,7 @@ Result<int> FakeEngine::BeginSequence(int slot, const SamplingParams& params, in
   sampled_count_[slot] = 0;
   kv_len_[slot] = std::clamp(keep, 0, kv_len_[slot]);
   fed_[slot].resize(kv_len_[slot]);
+  if (kv_len_[slot] == 0) invariant_[slot] = true;
   ++active_;
   return kv_len_[slot];
 }
@@ -88,6 +91,7 @@ void FakeEngine::EndSequence(int slot, bool keep_cells) {
   if (!keep_cells) {
     kv_len_[slot] = 0;
     fed_[slot].clear();
+    invariant_[slot] = true;
   }
   --active_;
 }
@@ -100,9 +104,64 @@ Status FakeEngine::CopyPrefix(int src_slot, int dst_slot, int n_pos) {
   if (n_pos < 0 || n_pos > kv_len_[src_slot]) return Internal("copy past the source's cells");
   kv_len_[dst_slot] = n_pos;
   fed_[dst_slot].assign(fed_[src_slot].begin(), fed_[src_slot].begin() + n_pos);
+  invariant_[dst_slot] = invariant_[src_slot];
+  copying_[src_slot] |= 1;
+  copying_[dst_slot] |= 2;
   std::lock_guard lock(mu_);
   copies_.push_back({src_slot, dst_slot, n_pos});
   return {};
+}
+
+namespace {
+struct FakeCells final : CellsSnapshot {
+  std::vector<Token> tokens;
+  std::size_t size = 0;
+  bool all_invariant = true;
+  std::size_t bytes() const override { return size; }
+  int n_pos() const override { return static_cast<int>(tokens.size()); }
+  bool invariant() const override { return all_invariant; }
+};
+}  // namespace
+
+Result<std::unique_ptr<CellsSnapshot>> FakeEngine::SaveCells(int slot) {
+  if (slot < 0 || slot >= options_.parallel) return Internal("slot out of range");
+  if (fed_[slot].empty()) return Unavailable("the slot holds no cells");
+  if (copying_[slot] & 2) return Unavailable("a copy into the slot lands at the next step");
+  auto cells = std::make_unique<FakeCells>();
+  cells->tokens = fed_[slot];
+  cells->size = cells->tokens.size() * static_cast<std::size_t>(options_.cell_bytes);
+  cells->all_invariant = invariant_[slot];
+  std::lock_guard lock(mu_);
+  saves_.push_back({slot, cells->n_pos()});
+  return cells;
+}
+
+Status FakeEngine::RestoreCells(int dst_slot, const CellsSnapshot& snapshot, int n_pos) {
+  if (dst_slot < 0 || dst_slot >= options_.parallel) return Internal("slot out of range");
+  kv_len_[dst_slot] = 0;
+  fed_[dst_slot].clear();
+  if (copying_[dst_slot] != 0) return Unavailable("a copy from or into the slot is in flight");
+  const auto& cells = dynamic_cast<const FakeCells&>(snapshot);
+  if (n_pos > cells.n_pos()) return Internal("restore past the snapshot's cells");
+  if (params_[dst_slot].deterministic && !cells.all_invariant) {
+    return Unavailable("the cells were not all computed with batch-invariant numerics");
+  }
+  fed_[dst_slot].assign(cells.tokens.begin(), cells.tokens.begin() + n_pos);
+  kv_len_[dst_slot] = n_pos;
+  invariant_[dst_slot] = cells.all_invariant;
+  std::lock_guard lock(mu_);
+  restores_.push_back({dst_slot, n_pos});
+  return {};
+}
+
+std::vector<FakeEngine::CellsCall> FakeEngine::Saves() const {
+  std::lock_guard lock(mu_);
+  return saves_;
+}
+
+std::vector<FakeEngine::CellsCall> FakeEngine::Restores() const {
+  std::lock_guard lock(mu_);
+  return restores_;
 }
 
 std::vector<FakeEngine::Copy> FakeEngine::Copies() const {
@@ -150,6 +209,9 @@ Result<std::vector<Sampled>> FakeEngine::Step(std::span<const BatchEntry> batch)
   std::vector<Token> sampled;
   int total = 0;
   for (auto& e : embeddings_) e.reset();
+  const bool invariant =
+      std::any_of(batch.begin(), batch.end(), [](const BatchEntry& e) { return e.deterministic; });
+  std::fill(copying_.begin(), copying_.end(), 0);
   for (const BatchEntry& e : batch) {
     if (e.slot < 0 || e.slot >= options_.parallel || !live_[e.slot]) {
       return Internal("step on a slot with no sequence");
@@ -157,6 +219,7 @@ Result<std::vector<Sampled>> FakeEngine::Step(std::span<const BatchEntry> batch)
     if (e.pos != kv_len_[e.slot]) return Internal("step does not continue the slot's KV cells");
     if (e.sample && e.embed) return Internal("an entry both samples and embeds");
     kv_len_[e.slot] += static_cast<int>(e.tokens.size());
+    if (!invariant) invariant_[e.slot] = false;
     fed_[e.slot].insert(fed_[e.slot].end(), e.tokens.begin(), e.tokens.end());
     total += static_cast<int>(e.tokens.size());
     record.push_back(

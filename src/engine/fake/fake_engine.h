@@ -27,7 +27,8 @@ struct FakeEngineOptions {
   int ctx_per_seq = 256;
   int batch_size = 64;
   std::chrono::microseconds step_delay{0};
-  int eos_after = -1;  // emit token 0 after this many sampled tokens of a sequence; -1 = never
+  int eos_after = -1;    // emit token 0 after this many sampled tokens of a sequence; -1 = never
+  int cell_bytes = 100;  // host bytes a saved KV cell takes (SaveCells)
 };
 
 class FakeEngine final : public Engine {
@@ -49,6 +50,11 @@ class FakeEngine final : public Engine {
   Result<int> BeginSequence(int slot, const SamplingParams& params, int keep) override;
   void EndSequence(int slot, bool keep_cells) override;
   Status CopyPrefix(int src_slot, int dst_slot, int n_pos) override;
+  // A snapshot holds the slot's tokens; its cells are invariant when every step that fed them
+  // had a deterministic entry (as the llama engine tracks it). Refused, as by the llama engine,
+  // for the slots of a CopyPrefix since the last Step (see Engine::RestoreCells).
+  Result<std::unique_ptr<CellsSnapshot>> SaveCells(int slot) override;
+  Status RestoreCells(int dst_slot, const CellsSnapshot& cells, int n_pos) override;
   std::unique_ptr<SamplerState> SuspendSampler(int slot) override;
   void ResumeSampler(int slot, std::unique_ptr<SamplerState> state) override;
   Result<std::vector<Sampled>> Step(std::span<const BatchEntry> batch) override;
@@ -67,6 +73,14 @@ class FakeEngine final : public Engine {
     int n_pos;
   };
   std::vector<Copy> Copies() const;
+  // Every successful SaveCells and RestoreCells call: {slot, n_pos} (n_pos: the positions saved
+  // or restored).
+  struct CellsCall {
+    int slot;
+    int n_pos;
+  };
+  std::vector<CellsCall> Saves() const;
+  std::vector<CellsCall> Restores() const;
 
  private:
   class ByteTokenizer final : public Tokenizer {
@@ -88,12 +102,18 @@ class FakeEngine final : public Engine {
   std::vector<bool> live_;               // per slot; engine thread only
   std::vector<int> kv_len_;              // per slot: positions holding KV; engine thread only
   std::vector<std::vector<Token>> fed_;  // per slot: the tokens of its KV cells; engine thread
+  std::vector<bool> invariant_;          // per slot: fed by deterministic steps only; engine thread
+  // Per slot: copied from (1) or into (2) by a CopyPrefix since the last Step. libllama's stream
+  // copies land at the next decode; the fake refuses what the llama engine refuses meanwhile.
+  std::vector<int> copying_;
   std::vector<std::optional<std::vector<float>>> embeddings_;  // per slot, from the last step
   std::atomic<int> active_{0};
   std::atomic<bool> fail_next_{false};
   mutable std::mutex mu_;
   std::vector<std::vector<RecordedEntry>> batches_;  // GUARDED_BY(mu_)
   std::vector<Copy> copies_;                         // GUARDED_BY(mu_)
+  std::vector<CellsCall> saves_;                     // GUARDED_BY(mu_)
+  std::vector<CellsCall> restores_;                  // GUARDED_BY(mu_)
 };
 
 }  // namespace ember::engine

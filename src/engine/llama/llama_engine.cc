@@ -347,6 +347,16 @@ void FillLogprobs(llama_token_data_array& cur, Token chosen, float chosen_logit,
   }
 }
 
+// A slot's cells as llama_state_seq_get_data_ext wrote them.
+struct LlamaCells final : CellsSnapshot {
+  std::vector<std::uint8_t> data;
+  int positions = 0;
+  bool all_invariant = true;
+  std::size_t bytes() const override { return data.size(); }
+  int n_pos() const override { return positions; }
+  bool invariant() const override { return all_invariant; }
+};
+
 class LlamaEngine final : public Engine {
  public:
   LlamaEngine(std::unique_ptr<RepackCache> repack_cache,
@@ -363,6 +373,8 @@ class LlamaEngine final : public Engine {
         logprobs_(info_.n_parallel),
         cells_invariant_(info_.n_parallel, true),
         deterministic_(info_.n_parallel, false),
+        copy_pending_(info_.n_parallel, false),
+        copy_source_pending_(info_.n_parallel, false),
         embeddings_(info_.n_parallel),
         batch_(llama_batch_init(info_.n_batch, 0, 1)) {
     info_.chat_template = tokenizer_.TemplateDescription();
@@ -420,11 +432,67 @@ class LlamaEngine final : public Engine {
       return Internal("CopyPrefix: the source slot holds fewer positions than asked for");
     }
     llama_memory_seq_cp(mem, src_slot, dst_slot, -1, -1);
+    copy_pending_[dst_slot] = true;
+    copy_source_pending_[src_slot] = true;
     if (!llama_memory_seq_rm(mem, dst_slot, n_pos, -1)) {
       llama_memory_seq_rm(mem, dst_slot, -1, -1);
       return Internal("CopyPrefix: the memory cannot drop the copied suffix");
     }
     cells_invariant_[dst_slot] = cells_invariant_[src_slot];
+    return {};
+  }
+
+  // libllama saves a sequence's cells whole (LLAMA_STATE_SEQ_FLAGS_PARTIAL_ONLY is about SWA and
+  // recurrent state, not a prefix): the snapshot holds every cell of the slot, and a restore
+  // drops what lies past n_pos. Bytes are proportional to the cells the slot holds.
+  Result<std::unique_ptr<CellsSnapshot>> SaveCells(int slot) override {
+    if (slot < 0 || slot >= info_.n_parallel) return Internal("SaveCells: slot out of range");
+    // A stream copy queued by CopyPrefix lands at the next decode: the buffer is not yet there.
+    if (copy_pending_[slot]) return Unavailable("SaveCells: the slot's cells are still a copy");
+    if (info_.embedding_only()) return Unavailable("SaveCells: an embedding model keeps no cells");
+    llama_context* ctx = ctx_.get();
+    const int n_pos = llama_memory_seq_pos_max(llama_get_memory(ctx), slot) + 1;
+    if (n_pos <= 0) return Unavailable("SaveCells: the slot holds no cells");
+    auto cells = std::make_unique<LlamaCells>();
+    cells->data.resize(llama_state_seq_get_size_ext(ctx, slot, 0));
+    if (cells->data.empty() ||
+        llama_state_seq_get_data_ext(ctx, cells->data.data(), cells->data.size(), slot, 0) !=
+            cells->data.size()) {
+      return Internal("SaveCells: libllama could not save the sequence's state");
+    }
+    cells->positions = n_pos;
+    cells->all_invariant = cells_invariant_[slot];
+    return cells;
+  }
+
+  Status RestoreCells(int dst_slot, const CellsSnapshot& snapshot, int n_pos) override {
+    if (dst_slot < 0 || dst_slot >= info_.n_parallel) {
+      return Internal("RestoreCells: slot out of range");
+    }
+    llama_memory_t mem = llama_get_memory(ctx_.get());
+    llama_memory_seq_rm(mem, dst_slot, -1, -1);
+    if (n_pos <= 0) return {};
+    // The copy runs at the next decode: it would overwrite a restore into its destination, or
+    // copy the restored cells instead of the source's own.
+    if (copy_pending_[dst_slot] || copy_source_pending_[dst_slot]) {
+      return Unavailable("RestoreCells: a stream copy from or into the slot is still to land");
+    }
+    const auto* cells = dynamic_cast<const LlamaCells*>(&snapshot);
+    if (cells == nullptr || cells->positions < n_pos) {
+      return Internal("RestoreCells: not a snapshot of this engine holding that many positions");
+    }
+    if (deterministic_[dst_slot] && !cells->all_invariant) {
+      return Unavailable(
+          "RestoreCells: the cells were not all computed with batch-invariant numerics");
+    }
+    const std::size_t read = llama_state_seq_set_data_ext(ctx_.get(), cells->data.data(),
+                                                          cells->data.size(), dst_slot, 0);
+    if (read != cells->data.size() || llama_memory_seq_pos_max(mem, dst_slot) + 1 < n_pos ||
+        !llama_memory_seq_rm(mem, dst_slot, n_pos, -1)) {
+      llama_memory_seq_rm(mem, dst_slot, -1, -1);
+      return Internal("RestoreCells: libllama could not restore the sequence's state");
+    }
+    cells_invariant_[dst_slot] = cells->all_invariant;
     return {};
   }
 
@@ -547,6 +615,9 @@ class LlamaEngine final : public Engine {
   // Per slot: every KV cell it holds was computed in a batch-invariant step.
   std::vector<bool> cells_invariant_;
   std::vector<bool> deterministic_;  // per slot: its current sequence asked for determinism
+  // Per slot: the destination of a CopyPrefix whose stream copy lands at the next decode.
+  std::vector<bool> copy_pending_;
+  std::vector<bool> copy_source_pending_;  // per slot: the source of such a copy
   // Per slot: the embedding its entry in the last step produced, until TakeEmbedding.
   std::vector<std::optional<std::vector<float>>> embeddings_;
   llama_batch batch_;
@@ -702,6 +773,8 @@ Result<std::vector<Sampled>> LlamaEngine::Step(std::span<const BatchEntry> entri
   if (batch_.n_tokens > 0) {
     const int rc = llama_decode(ctx_.get(), batch_);
     if (rc != 0) return Internal(StrCat("llama_decode failed (code ", rc, ")"));
+    std::fill(copy_pending_.begin(), copy_pending_.end(), false);
+    std::fill(copy_source_pending_.begin(), copy_source_pending_.end(), false);
   }
   std::vector<Sampled> sampled(sample_rows.size());
   const auto sampling_began = std::chrono::steady_clock::now();

@@ -5,7 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -403,6 +405,91 @@ TEST_F(LlamaEngineTest, CopiedPromptCellsSampleLikeTheSource) {
   }
   engine_->EndSequence(1, false);
   EXPECT_FALSE(engine_->CopyPrefix(0, 0, 1).has_value());
+}
+
+// The RAM tier's round trip: a slot's cells saved to host memory and restored into the other
+// slot (all but the prompt's last token, as the scheduler restores them) sample what the
+// source sampled, even after the source's cells are gone. Prints the cost, measured once (not
+// asserted: timings belong in BENCHMARKS.md).
+TEST_F(LlamaEngineTest, SavedCellsRestoredIntoAnotherSlotSampleLikeTheSource) {
+  const std::vector<Sampled> reference = Generate(Sampling(0.0f, false), 6, 0);
+  ASSERT_EQ(reference.size(), 6u);
+  auto prompt = engine_->tokenizer().Tokenize(
+      "Once upon a time, there was a little girl named Lily. She loved to play outside in the "
+      "park with her big red ball. One day, her mom said they would go to the beach.",
+      true);
+  ASSERT_TRUE(prompt.has_value());
+  std::vector<Token> tokens = *engine_->tokenizer().Tokenize("Once upon a time, there was a", true);
+  const int n = static_cast<int>(tokens.size());
+  ASSERT_TRUE(engine_->BeginSequence(0, Sampling(0.0f, false), 0).has_value());
+  BatchEntry prefill{0, tokens, 0, false};
+  ASSERT_TRUE(engine_->Step(std::span<const BatchEntry>(&prefill, 1)).has_value());
+  engine_->EndSequence(0, true);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto saved = engine_->SaveCells(0);
+  const auto t1 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(saved.has_value()) << saved.error().message;
+  EXPECT_EQ((*saved)->n_pos(), n);
+  EXPECT_GT((*saved)->bytes(), 0u);
+  ASSERT_TRUE(engine_->BeginSequence(0, Sampling(0.0f, false), 0).has_value());  // clears slot 0
+  engine_->EndSequence(0, false);
+  ASSERT_TRUE(engine_->BeginSequence(1, Sampling(0.0f, false), 0).has_value());
+  const auto t2 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(engine_->RestoreCells(1, **saved, n - 1).has_value());
+  const auto t3 = std::chrono::steady_clock::now();
+  std::printf("save %d cells: %zu bytes, %lld us; restore: %lld us\n", n, (*saved)->bytes(),
+              static_cast<long long>((t1 - t0) / std::chrono::microseconds(1)),
+              static_cast<long long>((t3 - t2) / std::chrono::microseconds(1)));
+  BatchEntry entry{1, std::span<const Token>(tokens.data() + n - 1, 1), n - 1, true};
+  int pos = n;
+  Token next = 0;
+  for (std::size_t i = 0; i < reference.size(); ++i) {
+    auto step = engine_->Step(std::span<const BatchEntry>(&entry, 1));
+    ASSERT_TRUE(step.has_value()) << step.error().message;
+    EXPECT_EQ((*step)[0].token, reference[i].token) << "token " << i;
+    next = (*step)[0].token;
+    entry = BatchEntry{1, std::span<const Token>(&next, 1), pos++, true};
+  }
+  engine_->EndSequence(1, false);
+  // More positions than were saved: refused, and the slot holds nothing.
+  ASSERT_TRUE(engine_->BeginSequence(1, Sampling(0.0f, false), 0).has_value());
+  EXPECT_FALSE(engine_->RestoreCells(1, **saved, n + 1).has_value());
+  engine_->EndSequence(1, false);
+  // A longer prompt: bytes grow with the cells saved.
+  ASSERT_TRUE(engine_->BeginSequence(0, Sampling(0.0f, false), 0).has_value());
+  BatchEntry longer{0, *prompt, 0, false};
+  ASSERT_TRUE(engine_->Step(std::span<const BatchEntry>(&longer, 1)).has_value());
+  engine_->EndSequence(0, true);
+  auto big = engine_->SaveCells(0);
+  ASSERT_TRUE(big.has_value());
+  EXPECT_GT((*big)->bytes(), (*saved)->bytes());
+  std::printf("save %zu cells: %zu bytes\n", prompt->size(), (*big)->bytes());
+  ASSERT_TRUE(engine_->BeginSequence(0, Sampling(0.0f, false), 0).has_value());
+  engine_->EndSequence(0, false);
+}
+
+// A stream copy lands at the next decode: until then the destination can be neither saved nor
+// restored into (its buffer is not there yet, and the copy would overwrite a restore).
+TEST_F(LlamaEngineTest, ASlotAwaitingAStreamCopyIsNeitherSavedNorRestoredInto) {
+  std::vector<Token> tokens = *engine_->tokenizer().Tokenize("Once upon a time, there was a", true);
+  const int n = static_cast<int>(tokens.size());
+  ASSERT_TRUE(engine_->BeginSequence(0, Sampling(0.0f, false), 0).has_value());
+  BatchEntry prefill{0, tokens, 0, false};
+  ASSERT_TRUE(engine_->Step(std::span<const BatchEntry>(&prefill, 1)).has_value());
+  engine_->EndSequence(0, true);
+  auto saved = engine_->SaveCells(0);
+  ASSERT_TRUE(saved.has_value());
+  ASSERT_TRUE(engine_->BeginSequence(1, Sampling(0.0f, false), 0).has_value());
+  ASSERT_TRUE(engine_->CopyPrefix(0, 1, n).has_value());
+  EXPECT_FALSE(engine_->SaveCells(1).has_value());
+  EXPECT_FALSE(engine_->RestoreCells(1, **saved, n - 1).has_value());
+  // After a step the copy has landed (the failed restore left slot 1 empty: it prefills).
+  BatchEntry next{1, tokens, 0, false};
+  ASSERT_TRUE(engine_->Step(std::span<const BatchEntry>(&next, 1)).has_value());
+  EXPECT_TRUE(engine_->SaveCells(1).has_value());
+  engine_->EndSequence(1, false);
+  ASSERT_TRUE(engine_->BeginSequence(0, Sampling(0.0f, false), 0).has_value());
+  engine_->EndSequence(0, false);
 }
 
 }  // namespace
