@@ -24,6 +24,8 @@ std::string_view HookName(Hook hook) {
       return "response_body";
     case Hook::kComplete:
       return "complete";
+    case Hook::kTick:
+      return "tick";
   }
   return "unknown";
 }
@@ -77,13 +79,46 @@ struct HookRunner::Impl {
   std::vector<std::deque<std::function<void()>>> pinned;  // GUARDED_BY(mu)
   bool stopping = false;                                  // GUARDED_BY(mu)
 
+  // Runs the ticks of this worker's instances that are due (proxy_on_tick: each worker ticks
+  // its own instances, as each of Envoy's worker threads does) and returns when the next is.
+  using TimePoint = std::chrono::steady_clock::time_point;
+  TimePoint Tick(std::size_t worker, std::map<std::string, TimePoint, std::less<>>& next_tick) {
+    const TimePoint now = std::chrono::steady_clock::now();
+    TimePoint next = TimePoint::max();
+    for (auto& [name, instance] : instances[worker]) {
+      const std::chrono::milliseconds period = instance->TickPeriod();
+      if (period.count() == 0) {
+        next_tick.erase(name);
+        continue;
+      }
+      auto [it, first] = next_tick.try_emplace(name, now + period);
+      if (!first && it->second <= now) {
+        auto ticked = Timed(name, Hook::kTick, [&] { return instance->OnTick(); });
+        if (!ticked) {
+          log::Warn(ticked.error().message, " [", FailureKindName(ticked.error().kind), "]");
+        }
+        // Late ticks are not made up: the next is a period from now.
+        it->second = std::chrono::steady_clock::now() + period;
+      }
+      next = std::min(next, it->second);
+    }
+    return next;
+  }
+
   void Work(std::size_t worker) {
+    std::map<std::string, TimePoint, std::less<>> next_tick;
     for (;;) {
       Job job;
       std::function<void()> later;
+      const TimePoint tick = Tick(worker, next_tick);
       {
         std::unique_lock lock(mu);
-        ready.wait(lock, [&] { return stopping || !queue.empty() || !pinned[worker].empty(); });
+        auto woken = [&] { return stopping || !queue.empty() || !pinned[worker].empty(); };
+        if (tick == TimePoint::max()) {
+          ready.wait(lock, woken);
+        } else if (!ready.wait_until(lock, tick, woken)) {
+          continue;  // a tick is due
+        }
         // A started request's hooks first: they hold a client's answer or its usage export.
         if (!pinned[worker].empty()) {
           later = std::move(pinned[worker].front());
@@ -227,18 +262,21 @@ Result<std::unique_ptr<HookRunner>> HookRunner::Create(PluginsConfig config,
   auto runtime = Runtime::Create();
   if (!runtime) return std::unexpected(runtime.error());
   auto impl = std::make_unique<Impl>();
-  for (const PluginEntry& entry : config.plugins) {
+  for (std::size_t index = 0; index < config.plugins.size(); ++index) {
+    const PluginEntry& entry = config.plugins[index];
     const std::string path =
         entry.path.starts_with('/') || base_dir.empty() ? entry.path : base_dir + "/" + entry.path;
     std::ifstream in(path, std::ios::binary);
     if (!in) return NotFound("plugin '" + entry.name + "': cannot read " + path);
     std::stringstream bytes;
     bytes << in.rdbuf();
-    auto plugin = Plugin::Compile(*runtime, PluginSpec{.name = entry.name,
-                                                       .wasm = bytes.str(),
-                                                       .configuration = entry.configuration,
-                                                       .vm_configuration = entry.vm_configuration,
-                                                       .limits = entry.limits});
+    auto plugin = Plugin::Compile(
+        *runtime, PluginSpec{.name = entry.name,
+                             .wasm = bytes.str(),
+                             .configuration = entry.configuration,
+                             .vm_configuration = entry.vm_configuration,
+                             .limits = entry.limits,
+                             .metrics = metrics != nullptr ? metrics->Sink(index) : nullptr});
     if (!plugin) return InvalidArgument(plugin.error().message);
     impl->compiled.emplace(entry.name, std::move(*plugin));
   }

@@ -49,10 +49,10 @@ struct ResponseVerdict {
 };
 
 // The hooks a plugin runs, for its metrics.
-enum class Hook { kRequest, kResponseHeaders, kResponseBody, kComplete };
+enum class Hook { kRequest, kResponseHeaders, kResponseBody, kComplete, kTick };
 std::string_view HookName(Hook hook);  // "request", "response_headers", ...
 inline constexpr Hook kHooks[] = {Hook::kRequest, Hook::kResponseHeaders, Hook::kResponseBody,
-                                  Hook::kComplete};
+                                  Hook::kComplete, Hook::kTick};
 
 // Where the runner reports each plugin's calls (server/plugin_metrics.cc makes Prometheus series
 // of them). Called on the worker threads; must not block.
@@ -67,6 +67,11 @@ class HookMetrics {
   virtual void Rejected(std::size_t plugin) = 0;
   // The plugin ended a stream (proxy_close_stream).
   virtual void StreamClosed(std::size_t plugin) = 0;
+  // Where the plugin's own metrics go (proxy_define_metric & co.); null: none.
+  virtual std::shared_ptr<MetricSink> Sink(std::size_t plugin) {
+    (void)plugin;
+    return nullptr;
+  }
 };
 
 class HookRunner {

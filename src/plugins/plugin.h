@@ -10,6 +10,7 @@
 // Nothing outside src/plugins/ sees Wasmtime's types (tools/check_layers.py).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <expected>
 #include <memory>
@@ -49,12 +50,32 @@ struct PluginError {
 template <typename T>
 using PluginResult = std::expected<T, PluginError>;
 
+// A plugin's own metrics (proxy_define_metric, proxy_increment_metric, proxy_record_metric,
+// proxy_get_metric): one sink per plugin, shared by all its instances (and across rebuilds), so
+// an id one instance got is valid in every other. Called on the plugin workers; thread-safe.
+class MetricSink {
+ public:
+  enum class Type : std::uint32_t { kCounter = 0, kGauge = 1, kHistogram = 2 };  // proxy-wasm's
+  virtual ~MetricSink() = default;
+  // The id of the plugin's metric `name` of `type` (the same id for the same name); nullopt
+  // when refused (a bad name, the name taken by another type, too many metrics).
+  virtual std::optional<std::uint32_t> Define(Type type, std::string_view name) = 0;
+  // A counter goes up by `offset` (never down), a gauge by `offset`; false otherwise.
+  virtual bool Increment(std::uint32_t id, std::int64_t offset) = 0;
+  // A gauge is set to `value`, a histogram observes it; false for a counter or an unknown id.
+  virtual bool Record(std::uint32_t id, std::uint64_t value) = 0;
+  // A counter's or gauge's value (a negative gauge reads 0); nullopt for a histogram.
+  virtual std::optional<std::uint64_t> Get(std::uint32_t id) = 0;
+};
+
 struct PluginSpec {
   std::string name;
   std::string wasm;  // binary module, or WebAssembly text (tests write bad plugins as text)
   std::string configuration;     // proxy_on_configure's buffer (PluginConfiguration)
   std::string vm_configuration;  // proxy_on_vm_start's buffer (VmConfiguration)
   Limits limits;
+  // Where its own metrics go; null: the metric hostcalls answer Unimplemented.
+  std::shared_ptr<MetricSink> metrics;
 };
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
@@ -182,6 +203,12 @@ class Instance {
   [[nodiscard]] PluginResult<ResponseOutcome> OnResponseBody(std::uint32_t context_id,
                                                              RequestData& request,
                                                              ResponseData& response);
+  // The root context's timer: proxy_on_tick every TickPeriod() (what the plugin asked for with
+  // proxy_set_tick_period_milliseconds, at least kMinTickPeriod), 0 when it asked for none or
+  // exports no proxy_on_tick. The owner's thread calls OnTick when it is due.
+  static constexpr std::chrono::milliseconds kMinTickPeriod{10};
+  std::chrono::milliseconds TickPeriod() const;
+  [[nodiscard]] PluginResult<void> OnTick();
   // Whether the plugin exports a response callback (else the server skips the hop).
   bool HasResponseHooks() const;
 

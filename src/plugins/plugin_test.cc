@@ -5,7 +5,15 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
 #include <string>
+#include <thread>
+
+#include "plugins/hook_runner.h"
 
 namespace ember::plugins {
 namespace {
@@ -57,7 +65,8 @@ PluginResult<std::shared_ptr<const Plugin>> Load(const std::string& wat, Limits 
                                                   .wasm = wat,
                                                   .configuration = std::move(configuration),
                                                   .vm_configuration = "",
-                                                  .limits = limits});
+                                                  .limits = limits,
+                                                  .metrics = nullptr});
 }
 
 std::unique_ptr<Instance> Instantiate(const std::string& wat, Limits limits = {}) {
@@ -247,6 +256,169 @@ TEST(PluginTest, OneInstanceServesManyRequestsWithoutRebuilding) {
 
 // Loops forever when the body is 4 bytes long: the fuel limit stops it, the instance rebuilds
 // and the next request is served.
+// A sink that keeps what the metric hostcalls asked for (the server's is plugin_metrics.cc).
+class FakeSink : public MetricSink {
+ public:
+  std::optional<std::uint32_t> Define(Type type, std::string_view name) override {
+    std::lock_guard lock(mu);
+    defined.emplace_back(type, std::string(name));
+    if (name == "refused") return std::nullopt;
+    return static_cast<std::uint32_t>(defined.size() + 6);
+  }
+  bool Increment(std::uint32_t id, std::int64_t offset) override {
+    std::lock_guard lock(mu);
+    increments.emplace_back(id, offset);
+    return true;
+  }
+  bool Record(std::uint32_t id, std::uint64_t value) override {
+    std::lock_guard lock(mu);
+    records.emplace_back(id, value);
+    return id != 99;
+  }
+  std::optional<std::uint64_t> Get(std::uint32_t id) override {
+    if (id != 7) return std::nullopt;
+    return 0x1122334455667788ull;
+  }
+  std::mutex mu;  // the runner's workers call it at once
+  std::vector<std::pair<Type, std::string>> defined;
+  std::vector<std::pair<std::uint32_t, std::int64_t>> increments;
+  std::vector<std::pair<std::uint32_t, std::uint64_t>> records;
+};
+
+// The metric hostcalls reach the plugin's sink with the ids it gave; the plugin checks each
+// WasmResult and the value proxy_get_metric wrote (unreachable on a surprise).
+constexpr char kMetricsWat[] = R"(
+  (data (i32.const 100) "hitsrefused")
+  (func (export "proxy_on_request_body") (param i32 i32 i32) (result i32)
+    (local $r i32)
+    (local.set $r (call $define (i32.const 0) (i32.const 100) (i32.const 4) (i32.const 200)))
+    (if (i32.eq (local.get $r) (i32.const 12)) (then (return (i32.const 0))))  ;; no sink
+    (if (local.get $r) (then (unreachable)))
+    (if (i32.ne (i32.load (i32.const 200)) (i32.const 7)) (then (unreachable)))
+    (if (call $increment (i32.load (i32.const 200)) (i64.const 5)) (then (unreachable)))
+    (if (call $record (i32.const 8) (i64.const -1)) (then (unreachable)))
+    (if (i32.ne (call $record (i32.const 99) (i64.const 1)) (i32.const 2)) (then (unreachable)))
+    (if (call $get (i32.const 7) (i32.const 300)) (then (unreachable)))
+    (if (i64.ne (i64.load (i32.const 300)) (i64.const 0x1122334455667788)) (then (unreachable)))
+    (if (i32.ne (call $get (i32.const 8) (i32.const 300)) (i32.const 2)) (then (unreachable)))
+    (if (i32.ne (call $define (i32.const 2) (i32.const 104) (i32.const 7) (i32.const 200))
+                (i32.const 2))
+      (then (unreachable)))
+    (if (i32.ne (call $define (i32.const 3) (i32.const 100) (i32.const 4) (i32.const 200))
+                (i32.const 2))
+      (then (unreachable)))
+    (if (i32.ne (call $define (i32.const 0) (i32.const 100) (i32.const 4) (i32.const 70000))
+                (i32.const 6))
+      (then (unreachable)))
+    (i32.const 0)))";
+constexpr char kMetricsImports[] = R"(
+  (import "env" "proxy_define_metric" (func $define (param i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_increment_metric" (func $increment (param i32 i64) (result i32)))
+  (import "env" "proxy_record_metric" (func $record (param i32 i64) (result i32)))
+  (import "env" "proxy_get_metric" (func $get (param i32 i32) (result i32))))";
+
+TEST(PluginTest, MetricHostcallsReachThePluginsSink) {
+  auto sink = std::make_shared<FakeSink>();
+  auto plugin = Plugin::Compile(TheRuntime(), PluginSpec{.name = "test",
+                                                         .wasm = Wat(kMetricsWat, kMetricsImports),
+                                                         .configuration = "",
+                                                         .vm_configuration = "",
+                                                         .limits = {},
+                                                         .metrics = sink});
+  ASSERT_TRUE(plugin.has_value()) << plugin.error().message;
+  auto instance = Instance::Create(*plugin);
+  ASSERT_TRUE(instance.has_value()) << instance.error().message;
+  RequestData request = Request();
+  auto outcome = (*instance)->OnRequest(request);
+  ASSERT_TRUE(outcome.has_value()) << outcome.error().message;
+  using Type = MetricSink::Type;
+  // The third define (type 3) never reaches the sink; the fourth's id cannot be written back.
+  EXPECT_EQ(sink->defined, (std::vector<std::pair<Type, std::string>>{{Type::kCounter, "hits"},
+                                                                      {Type::kHistogram, "refused"},
+                                                                      {Type::kCounter, "hits"}}));
+  EXPECT_EQ(sink->increments, (std::vector<std::pair<std::uint32_t, std::int64_t>>{{7, 5}}));
+  // An i64 -1 arrives as the u64 it is in proxy-wasm's signature.
+  EXPECT_EQ(sink->records, (std::vector<std::pair<std::uint32_t, std::uint64_t>>{
+                               {8, 0xffffffffffffffffull}, {99, 1}}));
+}
+
+TEST(PluginTest, MetricHostcallsWithoutASinkAnswerUnimplemented) {
+  auto instance = Instantiate(Wat(kMetricsWat, kMetricsImports));
+  ASSERT_TRUE(instance);
+  RequestData request = Request();
+  auto outcome = instance->OnRequest(request);
+  EXPECT_TRUE(outcome.has_value()) << outcome.error().message;  // it saw 12 and passed
+}
+
+// Asks for a tick every 20 ms at configure and counts each tick in metric 7 of its sink.
+constexpr char kTickWat[] = R"(
+  (func (export "proxy_on_configure") (param i32 i32) (result i32)
+    (drop (call $tick_period (i32.const 20)))
+    (i32.const 1))
+  (func (export "proxy_on_tick") (param $root i32)
+    (if (i32.ne (local.get $root) (i32.const 1)) (then (unreachable)))
+    (drop (call $increment (i32.const 7) (i64.const 1)))))";
+constexpr char kTickImports[] = R"(
+  (import "env" "proxy_set_tick_period_milliseconds" (func $tick_period (param i32) (result i32)))
+  (import "env" "proxy_increment_metric" (func $increment (param i32 i64) (result i32))))";
+
+TEST(PluginTest, TheRootContextTicksAtThePeriodItAskedFor) {
+  auto sink = std::make_shared<FakeSink>();
+  auto plugin = Plugin::Compile(TheRuntime(), PluginSpec{.name = "ticker",
+                                                         .wasm = Wat(kTickWat, kTickImports),
+                                                         .configuration = "",
+                                                         .vm_configuration = "",
+                                                         .limits = {},
+                                                         .metrics = sink});
+  ASSERT_TRUE(plugin.has_value()) << plugin.error().message;
+  auto instance = Instance::Create(*plugin);
+  ASSERT_TRUE(instance.has_value()) << instance.error().message;
+  EXPECT_EQ((*instance)->TickPeriod(), std::chrono::milliseconds(20));
+  ASSERT_TRUE((*instance)->OnTick().has_value());
+  ASSERT_TRUE((*instance)->OnTick().has_value());
+  EXPECT_EQ(sink->increments.size(), 2u);
+  // A plugin that asked for no ticks has no period.
+  auto quiet = Instantiate(Wat(""));
+  ASSERT_TRUE(quiet);
+  EXPECT_EQ(quiet->TickPeriod(), std::chrono::milliseconds(0));
+}
+
+// The runner's workers call proxy_on_tick when due, between requests, each on its own instance.
+class TickMetrics : public HookMetrics {
+ public:
+  void Call(std::size_t, Hook hook, std::chrono::nanoseconds, const PluginError*) override {
+    if (hook == Hook::kTick) ++ticks;
+  }
+  void Rejected(std::size_t) override {}
+  void StreamClosed(std::size_t) override {}
+  std::shared_ptr<MetricSink> Sink(std::size_t) override { return sink; }
+  std::shared_ptr<FakeSink> sink = std::make_shared<FakeSink>();
+  std::atomic<int> ticks{0};
+};
+
+TEST(HookRunnerTest, WorkersTickEachInstanceAtItsPeriod) {
+  const auto dir = std::filesystem::temp_directory_path() / "ember-plugin-tick-test";
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "ticker.wat") << Wat(kTickWat, kTickImports);
+  PluginsConfig config;
+  PluginEntry entry;
+  entry.name = "ticker";
+  entry.path = "ticker.wat";
+  config.plugins.push_back(entry);
+  config.chains.push_back(Chain{.route = "*", .tenant = "", .plugins = {"ticker"}});
+  TickMetrics metrics;
+  auto runner = HookRunner::Create(config, dir.string(), 2, &metrics);
+  ASSERT_TRUE(runner.has_value()) << runner.error().message;
+  // Two workers at 20 ms: about 100 ticks a second; at least a few within one, even loaded.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (metrics.ticks < 6 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_GE(metrics.ticks.load(), 6);
+  runner->reset();  // joins the workers before `metrics` goes
+  std::filesystem::remove_all(dir);
+}
+
 TEST(BadPluginTest, AnInfiniteLoopHitsTheCpuLimitAndTheInstanceRebuilds) {
   auto instance = Instantiate(Wat(R"(
   (func (export "proxy_on_request_body") (param i32) (param $size i32) (param i32) (result i32)
@@ -363,10 +535,9 @@ TEST(BadPluginTest, ImportsEmberDoesNotProvideAreRefusedOrUnimplemented) {
   // 400 + that status.
   auto instance = Instantiate(Wat(R"(
   (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
-    (call $reply (i32.add (i32.const 400) (call $tick (i32.const 1000))) (i32.const 0) (i32.const 0))
+    (call $reply (i32.add (i32.const 400) (call $done)) (i32.const 0) (i32.const 0))
     (i32.const 0)))",
-                                  R"((import "env" "proxy_set_tick_period_milliseconds"
-                          (func $tick (param i32) (result i32))))"));
+                                  R"((import "env" "proxy_done" (func $done (result i32))))"));
   ASSERT_TRUE(instance);
   RequestData request = Request();
   auto outcome = instance->OnRequest(request);

@@ -170,6 +170,54 @@ std::int32_t GetLogLevel(Call& c, wasm_trap_t**) {
   return c.host.WriteU32(c.U(0), 2) ? R(WasmResult::kOk) : R(WasmResult::kInvalidMemoryAccess);
 }
 
+// --- A plugin's own metrics (MetricSink, plugin.h) ---
+
+MetricSink* Sink(const Call& c) { return c.host.plugin->spec.metrics.get(); }
+
+std::int32_t DefineMetric(Call& c, wasm_trap_t**) {
+  MetricSink* sink = Sink(c);
+  if (sink == nullptr) return R(WasmResult::kUnimplemented);
+  if (c.U(0) > 2) return R(WasmResult::kBadArgument);
+  auto name = c.host.Memory(c.U(1), c.U(2));
+  if (!name) return R(WasmResult::kInvalidMemoryAccess);
+  const std::optional<std::uint32_t> id =
+      sink->Define(static_cast<MetricSink::Type>(c.U(0)),
+                   std::string_view(reinterpret_cast<const char*>(name->data()), name->size()));
+  if (!id) return R(WasmResult::kBadArgument);
+  return c.host.WriteU32(c.U(3), *id) ? R(WasmResult::kOk) : R(WasmResult::kInvalidMemoryAccess);
+}
+
+std::int32_t IncrementMetric(Call& c, wasm_trap_t**) {
+  MetricSink* sink = Sink(c);
+  if (sink == nullptr) return R(WasmResult::kUnimplemented);
+  return sink->Increment(c.U(0), c.args[1].of.i64) ? R(WasmResult::kOk)
+                                                   : R(WasmResult::kBadArgument);
+}
+
+std::int32_t RecordMetric(Call& c, wasm_trap_t**) {
+  MetricSink* sink = Sink(c);
+  if (sink == nullptr) return R(WasmResult::kUnimplemented);
+  return sink->Record(c.U(0), static_cast<std::uint64_t>(c.args[1].of.i64))
+             ? R(WasmResult::kOk)
+             : R(WasmResult::kBadArgument);
+}
+
+std::int32_t GetMetric(Call& c, wasm_trap_t**) {
+  MetricSink* sink = Sink(c);
+  if (sink == nullptr) return R(WasmResult::kUnimplemented);
+  const std::optional<std::uint64_t> value = sink->Get(c.U(0));
+  if (!value) return R(WasmResult::kBadArgument);
+  auto out = c.host.Memory(c.U(1), 8);
+  if (!out) return R(WasmResult::kInvalidMemoryAccess);
+  std::memcpy(out->data(), &*value, 8);  // little-endian host, as Wasm
+  return R(WasmResult::kOk);
+}
+
+std::int32_t SetTickPeriod(Call& c, wasm_trap_t**) {
+  c.host.tick_period_ms = c.U(0);
+  return R(WasmResult::kOk);
+}
+
 std::int32_t GetCurrentTime(Call& c, wasm_trap_t**) {
   auto out = c.host.Memory(c.U(0), 8);
   if (!out) return R(WasmResult::kInvalidMemoryAccess);
@@ -422,6 +470,11 @@ constexpr HostcallSpec kHostcalls[] = {
     {kEnv, "proxy_send_local_response", "iiiiiiii", "i", SendLocalResponse},
     {kEnv, "proxy_set_effective_context", "i", "i", SetEffectiveContext},
     {kEnv, "proxy_close_stream", "i", "i", CloseStream},
+    {kEnv, "proxy_set_tick_period_milliseconds", "i", "i", SetTickPeriod},
+    {kEnv, "proxy_define_metric", "iiii", "i", DefineMetric},
+    {kEnv, "proxy_increment_metric", "iI", "i", IncrementMetric},
+    {kEnv, "proxy_record_metric", "iI", "i", RecordMetric},
+    {kEnv, "proxy_get_metric", "ii", "i", GetMetric},
     {kWasi, "fd_write", "iiii", "i", FdWrite},
     {kWasi, "proc_exit", "i", "", ProcExit},
     {kWasi, "clock_time_get", "iIi", "i", ClockTimeGet},

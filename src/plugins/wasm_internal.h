@@ -66,6 +66,7 @@ struct HostState {
   bool body_changed = false;
   bool headers_changed = false;
   std::uint32_t effective_context = 0;
+  std::uint32_t tick_period_ms = 0;             // proxy_set_tick_period_milliseconds; 0: no ticks
   std::optional<PluginError> hostcall_failure;  // why a hostcall trapped (allocator, limits)
 
   // The bytes [ptr, ptr+len) of linear memory, or nothing when they are outside it.

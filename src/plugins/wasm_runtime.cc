@@ -3,6 +3,7 @@
 // per-request callbacks with their fuel and memory limits.
 #include <wasmtime.h>
 
+#include <algorithm>
 #include <array>
 #include <cstring>
 #include <set>
@@ -194,7 +195,7 @@ struct Instance::Impl {
   std::vector<std::unique_ptr<Binding>> bindings;
   wasmtime_instance_t instance{};
   Export on_context_create, on_vm_start, on_configure, on_request_headers, on_request_body, on_done,
-      on_log, on_delete, on_response_headers, on_response_body;
+      on_log, on_delete, on_response_headers, on_response_body, on_tick;
   // Never reset: a context id is not reused after a rebuild, so a completion for a context of
   // the previous instantiation cannot reach a new one's.
   std::uint32_t next_context = kRootContext + 1;
@@ -307,6 +308,7 @@ struct Instance::Impl {
     on_done = Lookup("proxy_on_done");
     on_log = Lookup("proxy_on_log");
     on_delete = Lookup("proxy_on_delete");
+    on_tick = Lookup("proxy_on_tick");
     if (Export init = Lookup("_initialize"); init.present) {
       if (auto r = Call(init, "_initialize", {}); !r) return std::unexpected(r.error());
     }
@@ -476,6 +478,25 @@ PluginResult<void> Instance::OnComplete(std::uint32_t context_id, RequestData& r
   }
   host.request = nullptr;
   return result;
+}
+
+std::chrono::milliseconds Instance::TickPeriod() const {
+  const Impl& s = *impl_;
+  // Broken: the rebuild (at the next call) runs the configure callbacks that set it again.
+  if (!s.on_tick.present || s.host == nullptr || s.host->tick_period_ms == 0) {
+    return std::chrono::milliseconds(0);
+  }
+  return std::max(std::chrono::milliseconds(s.host->tick_period_ms), kMinTickPeriod);
+}
+
+PluginResult<void> Instance::OnTick() {
+  Impl& s = *impl_;
+  if (auto rebuilt = s.RebuildIfBroken(); !rebuilt) return std::unexpected(rebuilt.error());
+  if (!s.on_tick.present) return {};
+  s.host->effective_context = kRootContext;
+  auto r = s.Call(s.on_tick, "proxy_on_tick", {static_cast<std::int32_t>(kRootContext)});
+  if (!r) return std::unexpected(r.error());
+  return {};
 }
 
 }  // namespace ember::plugins

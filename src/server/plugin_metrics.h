@@ -7,6 +7,7 @@
 #ifdef EMBER_HAVE_PLUGINS
 
 #include <array>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,9 @@ class PluginMetrics : public plugins::HookMetrics {
             const plugins::PluginError* failure) override;
   void Rejected(std::size_t plugin) override;
   void StreamClosed(std::size_t plugin) override;
+  // The plugin's own metrics: ember_plugin_counter_total, ember_plugin_gauge and
+  // ember_plugin_histogram with labels plugin and name (docs/plugins.md, "Metrics").
+  std::shared_ptr<plugins::MetricSink> Sink(std::size_t plugin) override;
 
  private:
   static constexpr std::size_t kHookCount = std::size(plugins::kHooks);
@@ -36,6 +40,7 @@ class PluginMetrics : public plugins::HookMetrics {
     metrics::Counter* streams_closed = nullptr;
   };
   std::vector<Series> series_;  // by plugin index; immutable after construction
+  std::vector<std::shared_ptr<plugins::MetricSink>> sinks_;  // by plugin index
 };
 
 }  // namespace ember::server

@@ -27,7 +27,8 @@ std::unique_ptr<Instance> Load(const std::string& name, std::string configuratio
                                                     .wasm = ReadExample(name),
                                                     .configuration = configuration,
                                                     .vm_configuration = "",
-                                                    .limits = {}});
+                                                    .limits = {},
+                                                    .metrics = nullptr});
   EXPECT_TRUE(plugin.has_value()) << (plugin ? "" : plugin.error().message);
   if (!plugin) return nullptr;
   auto instance = Instance::Create(*plugin);
@@ -326,7 +327,8 @@ TEST(GuardrailTest, ABannedPhraseEndsTheStreamBeforeItEvenAcrossEvents) {
                                                     .wasm = ReadExample("guardrail"),
                                                     .configuration = "",
                                                     .vm_configuration = "",
-                                                    .limits = {}});
+                                                    .limits = {},
+                                                    .metrics = nullptr});
   ASSERT_FALSE(empty.has_value());
   EXPECT_EQ(empty.error().kind, FailureKind::kLoad);
 }

@@ -34,7 +34,8 @@ std::shared_ptr<const Plugin> Load(const std::string& name, std::string configur
                                               .wasm = bytes.str(),
                                               .configuration = std::move(configuration),
                                               .vm_configuration = "",
-                                              .limits = {}});
+                                              .limits = {},
+                                              .metrics = nullptr});
 }
 
 RequestData Request(std::string body) {

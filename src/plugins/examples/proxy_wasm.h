@@ -28,6 +28,11 @@ int32_t proxy_send_local_response(uint32_t status, const char* details, size_t d
                                   const char* body, size_t body_size, const char* headers,
                                   size_t headers_size, int32_t grpc_status);
 PW_IMPORT(proxy_close_stream) int32_t proxy_close_stream(int32_t stream_type);
+enum { PW_METRIC_COUNTER = 0, PW_METRIC_GAUGE = 1, PW_METRIC_HISTOGRAM = 2 };
+PW_IMPORT(proxy_define_metric)
+int32_t proxy_define_metric(int32_t type, const char* name, size_t name_size, uint32_t* id);
+PW_IMPORT(proxy_increment_metric) int32_t proxy_increment_metric(uint32_t id, int64_t offset);
+PW_IMPORT(proxy_record_metric) int32_t proxy_record_metric(uint32_t id, uint64_t value);
 
 /* Every proxy-wasm plugin exports these (the root context needs no state here). */
 #define PW_ABI_BOILERPLATE                                                                  \

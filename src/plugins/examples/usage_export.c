@@ -6,7 +6,11 @@
  *     completion=84
  * A real exporter would send the same fields to a collector; the log stands in for it here.
  * A property the request does not have (no cost without prices, no finish reason for a request
- * refused before the model) is written as "-". */
+ * refused before the model) is written as "-".
+ * It also keeps its own metrics (proxy_define_metric), which ember serves on /metrics as
+ * ember_plugin_counter_total{plugin,name="requests"|"completion_tokens"} and
+ * ember_plugin_histogram{plugin,name="completion_tokens_per_request"}: shared by every instance,
+ * unlike the log line's per-instance totals. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +21,22 @@
 PW_ABI_BOILERPLATE
 
 static uint64_t requests, prompt_total, completion_total;
+static uint32_t requests_metric, tokens_metric, tokens_histogram;
+static int metrics_defined;
+
+#define define_metric(type, literal, id) \
+  (proxy_define_metric(type, literal, sizeof literal - 1, id) == PW_OK)
+
+PW_EXPORT(proxy_on_vm_start) int32_t proxy_on_vm_start(uint32_t root, uint32_t size) {
+  (void)root;
+  (void)size;
+  /* A host without the metric hostcalls answers Unimplemented: the plugin still exports lines. */
+  metrics_defined = define_metric(PW_METRIC_COUNTER, "requests", &requests_metric) &&
+                    define_metric(PW_METRIC_COUNTER, "completion_tokens", &tokens_metric) &&
+                    define_metric(PW_METRIC_HISTOGRAM, "completion_tokens_per_request",
+                                  &tokens_histogram);
+  return 1;
+}
 
 /* The property at `path` as text in out[size] ("-" when absent). */
 static void property_of(const char* path, size_t path_size, char* out, size_t size) {
@@ -47,7 +67,13 @@ PW_EXPORT(proxy_on_log) void proxy_on_log(uint32_t context) {
   property("cost_microdollars", cost, sizeof cost);
   ++requests;
   prompt_total += strtoull(prompt, NULL, 10);
-  completion_total += strtoull(completion, NULL, 10);
+  const uint64_t completion_tokens = strtoull(completion, NULL, 10);
+  completion_total += completion_tokens;
+  if (metrics_defined) {
+    proxy_increment_metric(requests_metric, 1);
+    proxy_increment_metric(tokens_metric, (int64_t)completion_tokens);
+    proxy_record_metric(tokens_histogram, completion_tokens);
+  }
   char line[1024];
   int n = snprintf(line, sizeof line,
                    "usage request=%s tenant=%s model=%s outcome=%s status=%s finish=%s prompt=%s "
