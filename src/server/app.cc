@@ -132,6 +132,7 @@ void App::Handle(std::shared_ptr<http::Exchange> ex) {
   }
   if (path == "/tokenize" && post) return HandleTokenize(std::move(ex));
   if (path.starts_with("/admin/models/") && post) return HandleAdmin(std::move(ex));
+  if (path == "/admin/plugins/reload" && post) return HandlePluginsReload(std::move(ex));
   if (path == "/v1/usage" && get) return HandleUsage(std::move(ex));
   if ((path == "/admin/requests" || path.starts_with("/admin/requests/")) && get) {
     return HandleRequests(*ex);
@@ -388,6 +389,30 @@ void App::HandleAdmin(std::shared_ptr<http::Exchange> ex) {
   } else {
     models->Unload(id, std::move(done));
   }
+}
+
+// POST /admin/plugins/reload: what the plugins file's poll does on a change, now (after a
+// ConfigMap update, or a .wasm replaced in place with the same size and time). 200 with the
+// number of plugins; 400 with the reason when the file is rejected (the previous plugins stay).
+void App::HandlePluginsReload(std::shared_ptr<http::Exchange> ex) {
+  const std::string endpoint = "/admin/plugins/reload";
+  if (Status allowed = CheckAdminAccess(ex->request(), options_.admin_key); !allowed) {
+    return ReplyError(*ex, endpoint, allowed.error());
+  }
+  if (!plugins_reloader_) {
+    return ReplyError(
+        *ex, endpoint,
+        Error{ErrorCode::kNotFound, "no plugins file: start with --plugins FILE", ""});
+  }
+  plugins_reloader_([this, ex, endpoint](Result<std::size_t> loaded) {
+    ex->Post([this, ex, endpoint, loaded] {
+      if (!loaded) {
+        return ReplyError(*ex, endpoint,
+                          Error{ErrorCode::kInvalidArgument, loaded.error().message, "plugins"});
+      }
+      Reply(*ex, endpoint, 200, StrCat("{\"status\":\"reloaded\",\"plugins\":", *loaded, "}"));
+    });
+  });
 }
 
 }  // namespace ember::server

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -73,8 +74,21 @@ class App {
   void SetChatTemplates(ChatTemplates* templates) { chat_templates_ = templates; }
   // The console's web page (--console-dir); may stay null: /console then answers 404.
   void SetConsoleAssets(const ConsoleAssets* assets) { console_assets_ = assets; }
-  // The request hooks of --plugins (docs/plugins.md); may stay null: no plugin runs.
-  void SetPlugins(plugins::HookRunner* plugins) { plugins_ = plugins; }
+  // The hooks of --plugins (docs/plugins.md); may stay null: no plugin runs. Replaced on a
+  // reload (server/plugins_watch.h): a request keeps the runner it started with.
+  void SetPlugins(std::shared_ptr<plugins::HookRunner> plugins) {
+    std::lock_guard lock(plugins_mu_);
+    plugins_ = std::move(plugins);
+  }
+  std::shared_ptr<plugins::HookRunner> plugins() const {
+    std::lock_guard lock(plugins_mu_);
+    return plugins_;
+  }
+  // What POST /admin/plugins/reload calls: reloads the plugins file now, off the I/O thread,
+  // and calls `done` with the number of plugins loaded or why the file was rejected. Unset
+  // (no --plugins): the endpoint answers 404.
+  using PluginsReloader = std::function<void(std::function<void(Result<std::size_t>)> done)>;
+  void SetPluginsReloader(PluginsReloader reloader) { plugins_reloader_ = std::move(reloader); }
   // What loading is doing now ("metadata", "tokenizer", "buffers", "weights", "context",
   // "warmup"), for /ready.
   void SetLoadingStep(std::string_view step) {
@@ -120,6 +134,8 @@ class App {
   bool Authorized(http::Exchange& ex, const std::string& endpoint);
   // POST /admin/models/{id}/load and /admin/models/{id}/unload.
   void HandleAdmin(std::shared_ptr<http::Exchange> ex);
+  // POST /admin/plugins/reload.
+  void HandlePluginsReload(std::shared_ptr<http::Exchange> ex);
   // GET /v1/usage: the ledger's report (admin access).
   void HandleUsage(std::shared_ptr<http::Exchange> ex);
 
@@ -129,7 +145,9 @@ class App {
   AppOptions options_;
   ServerMetrics& metrics_;
   tenancy::Tenancy& tenancy_;
-  plugins::HookRunner* plugins_ = nullptr;
+  mutable std::mutex plugins_mu_;
+  std::shared_ptr<plugins::HookRunner> plugins_;  // GUARDED_BY(plugins_mu_)
+  PluginsReloader plugins_reloader_;              // set before serving
   TenantMetrics& tenant_metrics_;
   std::atomic<Phase> phase_{Phase::kLoading};
   mutable std::mutex loading_step_mu_;

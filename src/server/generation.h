@@ -45,6 +45,7 @@
 
 namespace ember::plugins {
 struct Flow;
+class HookRunner;
 }
 
 namespace ember::server {
@@ -177,6 +178,9 @@ class Generation : public std::enable_shared_from_this<Generation> {
   const std::string endpoint_;
   api::GenerationParams params_;
   std::string plugin_body_;  // the body as plugins rewrote it (parsed once more)
+  // The runner its request hook ran on: the same one serves its response and completion
+  // hooks, even when the plugins file is reloaded meanwhile (server/plugins_watch.h).
+  std::shared_ptr<plugins::HookRunner> plugin_runner_;
   // The request hook's stream contexts, until the completion point hands them back.
   std::shared_ptr<plugins::Flow> plugin_flow_;
   // Completed while its request hook still ran (the client left): the verdict completes it.

@@ -21,8 +21,9 @@ bool Generation::StartPlugins() {
 #ifndef EMBER_HAVE_PLUGINS
   return false;
 #else
-  plugins::HookRunner* runner = app_.plugins_;
+  std::shared_ptr<plugins::HookRunner> runner = app_.plugins();
   if (runner == nullptr || !runner->Applies(endpoint_, caller_.tenant)) return false;
+  plugin_runner_ = runner;
   const http::Request& http = exchange_->request();
   plugins::RequestData data;
   data.headers = {{":method", http.method}, {":path", http.path}};
@@ -82,8 +83,8 @@ void Generation::CompletePlugins(Outcome outcome, const scheduler::Finished* fin
   (void)priced;
   (void)after_answer;
 #else
-  plugins::HookRunner* runner = app_.plugins_;
-  if (runner == nullptr) return;
+  plugins::HookRunner* runner = plugin_runner_.get();
+  if (runner == nullptr) return;  // no hook ran for it
   plugins::CompletionData data;
   data.prompt_tokens = prompt_tokens_;
   if (finished != nullptr) {
@@ -116,7 +117,7 @@ void Generation::CompletePlugins(Outcome outcome, const scheduler::Finished* fin
 
 bool Generation::ResponseHooks() const {
 #ifdef EMBER_HAVE_PLUGINS
-  return app_.plugins_ != nullptr && app_.plugins_->HasResponseHooks(plugin_flow_);
+  return plugin_runner_ != nullptr && plugin_runner_->HasResponseHooks(plugin_flow_);
 #else
   return false;
 #endif
@@ -179,7 +180,7 @@ void Generation::OutStart(http::Headers headers) {
   if (ResponseHooks()) {
     plugins::ResponseData data;
     data.headers = ToPluginHeaders(200, "text/event-stream", headers);
-    RunHooks(*app_.plugins_, plugin_flow_, shared_from_this(), *exchange_, std::move(data), true,
+    RunHooks(*plugin_runner_, plugin_flow_, shared_from_this(), *exchange_, std::move(data), true,
              false, [this](plugins::ResponseVerdict& v) {
                // The status of a started stream stays 200: a plugin may change its headers.
                HttpHead head =
@@ -208,8 +209,8 @@ void Generation::OutEvents(std::string events) {
       data.body = events.substr(at, end - at);
       data.end_of_stream = data.body == api::kSseDone;
       at = end;
-      RunHooks(*app_.plugins_, plugin_flow_, shared_from_this(), *exchange_, std::move(data), false,
-               true, [this, model_output](plugins::ResponseVerdict& v) {
+      RunHooks(*plugin_runner_, plugin_flow_, shared_from_this(), *exchange_, std::move(data),
+               false, true, [this, model_output](plugins::ResponseVerdict& v) {
                  // After a close, what the model still produced is dropped; the stream's own
                  // ending (finish chunk, usage, [DONE]) goes out.
                  if (model_output && plugin_stopped_) return;
@@ -229,7 +230,7 @@ void Generation::OutEnd() {
 #ifdef EMBER_HAVE_PLUGINS
   if (ResponseHooks()) {
     // No callback: it ends the stream after every event sent before it has come back.
-    RunHooks(*app_.plugins_, plugin_flow_, shared_from_this(), *exchange_, {}, false, false,
+    RunHooks(*plugin_runner_, plugin_flow_, shared_from_this(), *exchange_, {}, false, false,
              [this](plugins::ResponseVerdict&) { exchange_->End(); });
     return;
   }
@@ -244,7 +245,7 @@ void Generation::OutRespond(std::string body, http::Headers headers) {
     data.headers = ToPluginHeaders(200, "application/json", headers);
     data.body = std::move(body);
     data.end_of_stream = true;
-    RunHooks(*app_.plugins_, plugin_flow_, shared_from_this(), *exchange_, std::move(data), true,
+    RunHooks(*plugin_runner_, plugin_flow_, shared_from_this(), *exchange_, std::move(data), true,
              true, [this](plugins::ResponseVerdict& v) {
                if (v.failure) {
                  api::HttpError http = api::ToHttpError(
@@ -269,7 +270,7 @@ void Generation::OutRespond(std::string body, http::Headers headers) {
 bool Generation::AfterPluginEvents(std::function<void()> then) {
 #ifdef EMBER_HAVE_PLUGINS
   if (!ResponseHooks()) return false;
-  RunHooks(*app_.plugins_, plugin_flow_, shared_from_this(), *exchange_, {}, false, false,
+  RunHooks(*plugin_runner_, plugin_flow_, shared_from_this(), *exchange_, {}, false, false,
            [then = std::move(then)](plugins::ResponseVerdict&) { then(); });
   return true;
 #else

@@ -37,7 +37,7 @@
 #include "server/tenancy_watch.h"
 #ifdef EMBER_HAVE_PLUGINS
 #include "plugins/config.h"
-#include "plugins/hook_runner.h"
+#include "server/plugins_watch.h"
 #endif
 #include "tenancy/tenancy.h"
 
@@ -397,36 +397,25 @@ int RunServe(const ServeOptions& options) {
                  metrics, tenancy, metrics.tenants());
   app.SetChatTemplates(&chat_templates);
   // --plugins: compiled and instantiated at start; a plugin that does not load stops start-up.
+#ifdef EMBER_HAVE_PLUGINS
+  // Static: it must outlive the App and every request, which hand it the runners they release
+  // (server/plugins_watch.h). Its polling (which reaches the App) stops before the App goes.
+  static std::unique_ptr<PluginsWatcher> plugins_watcher;
+  struct StopPolling {
+    ~StopPolling() {
+      if (plugins_watcher) plugins_watcher->StopPolling();
+    }
+  } stop_polling;
+#endif
   if (!options.plugins_file.empty()) {
 #ifdef EMBER_HAVE_PLUGINS
-    // Declared first, destroyed last: the runner's workers report to it until they stop.
-    static std::unique_ptr<PluginMetrics> plugin_metrics;
-    static std::unique_ptr<plugins::HookRunner> plugin_runner;
-    std::string text;
-    if (Status read = ReadTextFile(options.plugins_file, text); !read) {
-      log::Error("cannot serve: --plugins ", options.plugins_file, ": ", read.error().message);
+    plugins_watcher = std::make_unique<PluginsWatcher>(options.plugins_file, options.plugin_threads,
+                                                       app, metrics);
+    if (Status loaded = plugins_watcher->LoadInitial(); !loaded) {
+      log::Error("cannot serve: ", loaded.error().message);
       return 1;
     }
-    auto config = plugins::ParsePluginsConfig(text, options.plugins_file);
-    if (!config) {
-      log::Error("cannot serve: ", config.error().message);
-      return 1;
-    }
-    const std::size_t count = config->plugins.size();
-    std::vector<std::string> names;
-    for (const plugins::PluginEntry& entry : config->plugins) names.push_back(entry.name);
-    plugin_metrics = std::make_unique<PluginMetrics>(metrics.registry(), names);
-    auto runner = plugins::HookRunner::Create(
-        std::move(*config), std::filesystem::path(options.plugins_file).parent_path().string(),
-        options.plugin_threads, plugin_metrics.get());
-    if (!runner) {
-      log::Error("cannot serve: --plugins ", options.plugins_file, ": ", runner.error().message);
-      return 1;
-    }
-    plugin_runner = std::move(*runner);
-    app.SetPlugins(plugin_runner.get());
-    log::Info("plugins: ", count, " loaded from ", options.plugins_file, " on ",
-              options.plugin_threads, " thread(s)");
+    plugins_watcher->Start();
 #else
     log::Error(
         "cannot serve: --plugins: this ember was built without WebAssembly plugins "

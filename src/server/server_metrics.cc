@@ -240,6 +240,15 @@ void ServerMetrics::CountTenancyReload(bool ok, std::size_t tenants) {
   }
 }
 
+void ServerMetrics::CountPluginReload(bool ok) {
+  registry_
+      .GetCounter("ember_plugin_reloads_total",
+                  "Loads of the --plugins file (start-up included): ok, or error (the previous "
+                  "plugins stay).",
+                  {{"result", ok ? "ok" : "error"}})
+      .Inc();
+}
+
 TenantMetrics::TenantMetrics(metrics::Registry& registry, int top_n)
     : registry_(registry), top_n_(top_n) {}
 

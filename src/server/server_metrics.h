@@ -147,6 +147,8 @@ class ServerMetrics {
   void CountOutcome(std::string_view outcome);
   // ember_tenancy_reloads_total{result="ok"|"error"} and ember_tenancy_tenants.
   void CountTenancyReload(bool ok, std::size_t tenants);
+  // ember_plugin_reloads_total{result="ok"|"error"}: loads of the --plugins file.
+  void CountPluginReload(bool ok);
   // ember_memory_budget_bytes (0 = unlimited).
   void SetMemoryBudget(std::uint64_t bytes);
   // ember_build_info{version, llama_commit, ember_patches, cpu_variant, cpu_model} 1.

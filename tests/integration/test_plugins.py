@@ -7,6 +7,7 @@ point. Skipped where ember was built without Wasmtime."""
 import os
 import shutil
 import tempfile
+import threading
 import time
 import unittest
 
@@ -150,6 +151,23 @@ class PluginsTest(unittest.TestCase):
         line = self.usage_line("export-stream")
         self.assertIn(f"outcome=finished status=200 finish=length prompt={usage['prompt_tokens']} "
                       f"completion={usage['completion_tokens']} ", line)
+
+    def test_the_exporters_own_metrics_count_every_request_across_instances(self):
+        def own(metric, name):
+            return self.server.metric(metric, {"plugin": "export", "name": name}) or 0
+        requests = own("ember_plugin_counter_total", "requests")
+        tokens = own("ember_plugin_counter_total", "completion_tokens")
+        observed = own("ember_plugin_histogram_count", "completion_tokens_per_request")
+        status, body, _ = self.complete(
+            {"model": "stories260K", "prompt": "Once", "max_tokens": 6, "temperature": 0},
+            request_id="export-metrics")
+        self.assertEqual(status, 200, body)
+        self.usage_line("export-metrics")  # its completion hook ran
+        self.assertEqual(own("ember_plugin_counter_total", "requests"), requests + 1)
+        self.assertEqual(own("ember_plugin_counter_total", "completion_tokens"),
+                         tokens + body["usage"]["completion_tokens"])
+        self.assertEqual(own("ember_plugin_histogram_count", "completion_tokens_per_request"),
+                         observed + 1)
 
     def test_a_request_a_later_plugin_rejects_is_exported_with_its_status(self):
         status, body, _ = self.complete({"model": "gpt-9", "prompt": "Hi", "max_tokens": 2},
@@ -367,3 +385,121 @@ class OneEventPerCallbackTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+# Burns about a second or more of CPU in every request body (a countdown loop), so a request is
+# still in its hook while the test reloads the plugins file.
+SLOW_WAT = """(module
+  (memory (export "memory") 1)
+  (func (export "malloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_request_body") (param i32 i32 i32) (result i32)
+    (local $i i32)
+    (local.set $i (i32.const 1500000000))
+    (loop $count (local.set $i (i32.sub (local.get $i) (i32.const 1)))
+                 (br_if $count (local.get $i)))
+    (i32.const 0)))"""
+
+
+@unittest.skipUnless(BUILT, "ember was built without WebAssembly plugins (no Wasmtime)")
+class PluginsReloadTest(unittest.TestCase):
+    """The plugins file is reloaded without a restart (docs/plugins.md, "Reload"): by
+    POST /admin/plugins/reload and by the file's poll. A request in flight finishes on the
+    plugins it started with, new requests get the new ones, and a bad file leaves the previous
+    plugins in force."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="ember-plugins-reload-")
+        for name in ("model_allowlist", "usage_export"):
+            shutil.copy(os.path.join(EXAMPLES, name + ".wasm"), cls.dir)
+        with open(os.path.join(cls.dir, "slow.wat"), "w") as f:
+            f.write(SLOW_WAT)
+        cls.path = os.path.join(cls.dir, "plugins.toml")
+        cls.write(allowed="stories260K", chain="export, slow, allowlist")
+        cls.server = Server("--plugins", cls.path)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    @classmethod
+    def write(cls, allowed, chain, extra=""):
+        text = ('[[plugin]]\nname = "allowlist"\npath = "model_allowlist.wasm"\n'
+                f'configuration = "*: {allowed}"\n\n'
+                '[[plugin]]\nname = "export"\npath = "usage_export.wasm"\n\n'
+                '[[plugin]]\nname = "slow"\npath = "slow.wat"\nfuel_per_call = 100000000000\n\n'
+                f'[[chain]]\nroute = "/v1/completions"\nplugins = "{chain}"\n' + extra)
+        tmp = cls.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, cls.path)  # as a ConfigMap update does: never half a file
+
+    def complete(self, request_id):
+        return self.server.post_json(
+            "/v1/completions", {"model": "stories260K", "prompt": "Hi", "max_tokens": 2},
+            headers={"Content-Type": "application/json", "x-request-id": request_id})
+
+    def reload(self):
+        return self.server.post_json("/admin/plugins/reload", {})
+
+    def export_line(self, request_id):
+        needle = "usage request=" + request_id + " "
+        self.assertTrue(self.server.wait_log(needle), self.server.log_tail())
+        lines = [line for line in self.server.log if needle in line]
+        self.assertEqual(len(lines), 1, lines)
+        return lines[0]
+
+    def test_a_reload_applies_to_new_requests_and_drops_none_in_flight(self):
+        status, body, _ = self.complete("reload-first")
+        self.assertEqual(status, 200, body)
+        self.assertIn("totals: requests=1 ", self.export_line("reload-first"))
+
+        # A request is in the slow plugin's hook when the file changes and is reloaded.
+        result = {}
+        inflight = threading.Thread(
+            target=lambda: result.update(zip(("status", "body"), self.complete("reload-inflight"))))
+        inflight.start()
+        time.sleep(0.3)
+        self.write(allowed="no-such-model", chain="export, allowlist")
+        status, body, _ = self.reload()
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body, {"status": "reloaded", "plugins": 3})
+        self.assertTrue(inflight.is_alive(), "the slow hook ended before the reload: "
+                        "the test no longer checks a request in flight")
+        inflight.join(60)
+        # It finished on the plugins it started with: the old allow-list let it through, and
+        # the old exporter instance (its second request) logged it, once.
+        self.assertEqual(result["status"], 200, result)
+        self.assertIn("totals: requests=2 ", self.export_line("reload-inflight"))
+
+        # New requests get the new file: the new allow-list refuses the model, and the new
+        # exporter instance starts its totals again.
+        status, body, _ = self.complete("reload-after")
+        self.assertEqual(status, 403, body)
+        self.assertEqual(body["error"]["code"], "model_not_allowed")
+        self.assertIn("totals: requests=1 ", self.export_line("reload-after"))
+
+        # A bad file is refused with its reason; the previous plugins stay in force.
+        with open(self.path, "w") as f:
+            f.write('[[plugin]]\nname = "allowlist"\n')
+        status, body, _ = self.reload()
+        self.assertEqual(status, 400, body)
+        self.assertIn("plugins.toml", body["error"]["message"])
+        status, body, _ = self.complete("reload-bad")
+        self.assertEqual(status, 403, body)
+        # (The poll may have seen the bad file first: it counts as an error too.)
+        self.assertGreaterEqual(
+            self.server.metric("ember_plugin_reloads_total", {"result": "error"}), 1)
+
+        # Without the endpoint: the poll sees the file change and reloads within seconds.
+        reloads = self.server.metric("ember_plugin_reloads_total", {"result": "ok"})
+        self.write(allowed="stories260K", chain="export, allowlist")
+        deadline = time.time() + 10
+        while (self.server.metric("ember_plugin_reloads_total", {"result": "ok"}) == reloads
+               and time.time() < deadline):
+            time.sleep(0.1)
+        status, body, _ = self.complete("reload-polled")
+        self.assertEqual(status, 200, body)
