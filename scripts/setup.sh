@@ -2,7 +2,8 @@
 # Installs everything ember needs on a fresh Debian 12 machine and builds it:
 # Debian packages (when missing), the pinned llama.cpp (cached outside the clone, see
 # scripts/llama_cpp.sh), llguidance (scripts/llguidance.sh, cached likewise), Wasmtime's C API
-# (scripts/wasmtime.sh, cached likewise) and ember itself
+# (scripts/wasmtime.sh, cached likewise), the AssemblyScript compiler and proxy-wasm SDK
+# (scripts/assemblyscript.sh, cached likewise) and ember itself
 # (CMake preset, default "release").
 #   scripts/setup.sh [preset]
 set -euo pipefail
@@ -50,10 +51,19 @@ if ! EMBER_WASMTIME_PREFIX="$("$repo/scripts/wasmtime.sh" prefix)"; then
   EMBER_WASMTIME_PREFIX=""
 fi
 export EMBER_WASMTIME_PREFIX
+# The AssemblyScript compiler and proxy-wasm SDK (npm) build the example plugin written with an
+# SDK (docs/plugins.md); without them ember is built without that one example.
+if ! EMBER_ASSEMBLYSCRIPT_PREFIX="$("$repo/scripts/assemblyscript.sh" prefix)"; then
+  echo "[setup] WARNING: the AssemblyScript SDK could not be installed (see above): the" \
+       "example plugin written with it is not built (docs/plugins.md)" >&2
+  EMBER_ASSEMBLYSCRIPT_PREFIX=""
+fi
+export EMBER_ASSEMBLYSCRIPT_PREFIX
 cmake --preset "$preset" -S "$repo" -DEMBER_LLAMA_PREFIX="$EMBER_LLAMA_PREFIX" \
   -DEMBER_LLAMA_SOURCE="$EMBER_LLAMA_SOURCE" \
   -DEMBER_LLAMA_COMMON_PREFIX="$EMBER_LLAMA_COMMON_PREFIX" \
   -DEMBER_LLGUIDANCE_PREFIX="$EMBER_LLGUIDANCE_PREFIX" \
-  -DEMBER_WASMTIME_PREFIX="$EMBER_WASMTIME_PREFIX" ${EMBER_CMAKE_ARGS:-} >/dev/null
+  -DEMBER_WASMTIME_PREFIX="$EMBER_WASMTIME_PREFIX" \
+  -DEMBER_ASSEMBLYSCRIPT_PREFIX="$EMBER_ASSEMBLYSCRIPT_PREFIX" ${EMBER_CMAKE_ARGS:-} >/dev/null
 cmake --build "$repo/build/$preset" -j "$(nproc)"
 echo "[setup] built $repo/build/$preset/src/cli/ember" >&2

@@ -353,7 +353,8 @@ std::int32_t GetProperty(Call& c, wasm_trap_t** trap) {
   std::replace(path->begin(), path->end(), '\0', '.');
   const RequestData* r = c.host.request;
   const std::string* value = nullptr;
-  if (*path == "plugin_name") value = &c.host.plugin->spec.name;
+  // plugin_root_id: the AssemblyScript SDK finds its root context by it (Envoy's root_id).
+  if (*path == "plugin_name" || *path == "plugin_root_id") value = &c.host.plugin->spec.name;
   if (r) {
     if (*path == "tenant") value = &r->tenant;
     if (*path == "key_id") value = &r->key_id;
@@ -484,6 +485,8 @@ constexpr HostcallSpec kHostcalls[] = {
     {kWasi, "environ_get", "ii", "i", Nothing},
     {kWasi, "args_get", "ii", "i", Nothing},
     {kWasi, "sched_yield", "", "i", Nothing},
+    // AssemblyScript 0.14 (the proxy-wasm SDK's abort) imports proc_exit from the old name.
+    {"wasi_unstable", "proc_exit", "i", "", ProcExit},
 };
 
 std::string Signature(const wasm_valtype_vec_t* types) {

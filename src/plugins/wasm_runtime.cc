@@ -278,6 +278,14 @@ struct Instance::Impl {
     auto imports = BindImports(context(), p.module, name(), host.get(), bindings);
     if (!imports) return std::unexpected(imports.error());
     wasm_trap_t* trap = nullptr;
+    // A module's start function (AssemblyScript's top-level code) runs inside instantiation:
+    // it gets the fuel of one call, as the callbacks do (a new store has none).
+    if (wasmtime_error_t* error =
+            wasmtime_context_set_fuel(context(), plugin->limits().fuel_per_call)) {
+      PluginError e = ErrorError(name(), "instantiation", error);
+      e.kind = FailureKind::kLoad;
+      return std::unexpected(e);
+    }
     if (wasmtime_error_t* error = wasmtime_instance_new(context(), p.module, imports->data(),
                                                         imports->size(), &instance, &trap)) {
       PluginError e = ErrorError(name(), "instantiation", error);

@@ -383,6 +383,51 @@ class OneEventPerCallbackTest(unittest.TestCase):
                                               {"plugin": "check", "hook": "response_body"}), 10)
 
 
+AS_PLUGIN = os.path.join(EXAMPLES, "tenant_models.wasm")
+
+
+@unittest.skipUnless(os.path.exists(AS_PLUGIN),
+                     "the AssemblyScript SDK example was not built (scripts/assemblyscript.sh)")
+class AssemblyScriptSdkPluginTest(unittest.TestCase):
+    """The allow-list written with the AssemblyScript proxy-wasm SDK (ABI 0.2.0), unmodified SDK
+    code, in the real binary: it rejects a model off its list with 403 and the OpenAI envelope,
+    lets the listed one through, and logs the request's total tokens at completion. Named
+    "tenant_models", the root id it registers (ember answers plugin_root_id with the name)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="ember-as-plugin-")
+        shutil.copy(AS_PLUGIN, cls.dir)
+        path = os.path.join(cls.dir, "plugins.toml")
+        with open(path, "w") as f:
+            f.write('[[plugin]]\nname = "tenant_models"\npath = "tenant_models.wasm"\n'
+                    'configuration = "acme: gpt-9\\n*: stories260K"\n'
+                    'failure = "fail-closed"\n\n'
+                    '[[chain]]\nroute = "*"\nplugins = "tenant_models"\n')
+        cls.server = Server("--plugins", path)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def test_a_model_off_the_list_gets_403_with_the_envelope(self):
+        status, body, _ = self.server.post_json(
+            "/v1/completions", {"model": "gpt-9", "prompt": "Hi", "max_tokens": 2})
+        self.assertEqual(status, 403, body)
+        self.assertEqual(body["error"], {"message": "model 'gpt-9' is not allowed for this tenant",
+                                         "type": "permission_error", "param": "model",
+                                         "code": "model_not_allowed"})
+
+    def test_a_listed_model_is_served_and_its_usage_logged_at_completion(self):
+        status, body, _ = self.server.post_json(
+            "/v1/completions", {"model": "stories260K", "prompt": "Once upon", "max_tokens": 5})
+        self.assertEqual(status, 200, body)
+        total = body["usage"]["total_tokens"]
+        self.assertTrue(self.server.wait_log(f"tenant_models: tenant=- total_tokens={total}"),
+                        self.server.log_tail())
+
+
 if __name__ == "__main__":
     unittest.main()
 

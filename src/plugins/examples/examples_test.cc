@@ -65,6 +65,83 @@ TEST(ModelAllowlistTest, ATenantGetsOnlyItsModelsAndOthersTheDefault) {
             R"("type":"permission_error","param":"model","code":"model_not_allowed"}})");
 }
 
+// The allow-list written with the AssemblyScript proxy-wasm SDK (assemblyscript/tenant_models.ts,
+// ABI 0.2.0), unmodified SDK code through the host: built when scripts/assemblyscript.sh
+// installed the SDK (EMBER_ASSEMBLYSCRIPT_PREFIX). Load names it "tenant_models", the root id
+// it registers (ember answers plugin_root_id with the plugin's name).
+TEST(AssemblyScriptSdkTest, TenantListsRejectWithTheEnvelopeAndOnLogReadsTheUsage) {
+#ifndef EMBER_HAVE_ASSEMBLYSCRIPT_EXAMPLE
+  GTEST_SKIP() << "built without EMBER_ASSEMBLYSCRIPT_PREFIX (scripts/assemblyscript.sh prefix)";
+#endif
+  auto plugin = Load("tenant_models", "acme: tiny, small\n*: tiny");
+  ASSERT_TRUE(plugin);
+  // acme has its own list; any other tenant gets "*"'s.
+  for (auto [tenant, model] : {std::pair{"acme", "small"}, {"acme", "tiny"}, {"other", "tiny"}}) {
+    RequestData request = Request(tenant, model);
+    auto outcome = plugin->OnRequest(request);
+    ASSERT_TRUE(outcome.has_value()) << outcome.error().message;
+    EXPECT_FALSE(outcome->local_response) << tenant << " " << model;
+  }
+  for (auto [tenant, model] : {std::pair{"other", "small"}, {"acme", "large"}}) {
+    RequestData denied = Request(tenant, model);
+    auto outcome = plugin->OnRequest(denied);
+    ASSERT_TRUE(outcome.has_value()) << outcome.error().message;
+    ASSERT_TRUE(outcome->local_response) << tenant << " " << model;
+    EXPECT_EQ(outcome->local_response->status, 403);
+    EXPECT_EQ(outcome->local_response->body,
+              std::string(R"({"error":{"message":"model ')") + model +
+                  R"(' is not allowed for this tenant",)"
+                  R"("type":"permission_error","param":"model","code":"model_not_allowed"}})");
+    EXPECT_EQ(outcome->local_response->details, "model_not_allowed");
+  }
+  // The completion point: proxy_on_done, proxy_on_log (reads usage.total_tokens), proxy_on_delete.
+  RequestData request = Request("acme", "small");
+  auto outcome = plugin->OnRequest(request);
+  ASSERT_TRUE(outcome.has_value()) << outcome.error().message;
+  request.completion = CompletionData{.prompt_tokens = 5,
+                                      .completion_tokens = 12,
+                                      .cached_tokens = 0,
+                                      .cost_microdollars = std::nullopt,
+                                      .finish_reason = "stop",
+                                      .outcome = "finished",
+                                      .http_status = 200};
+  testing::internal::CaptureStderr();
+  auto done = plugin->OnComplete(outcome->context_id, request);
+  const std::string log = testing::internal::GetCapturedStderr();
+  ASSERT_TRUE(done.has_value()) << done.error().message << log;
+  EXPECT_NE(log.find("tenant_models: tenant=acme total_tokens=17"), std::string::npos) << log;
+  // The instance goes on serving after its contexts were deleted: the SDK's reference counting
+  // over many requests, allowed and refused, each completed.
+  testing::internal::CaptureStderr();
+  for (int i = 0; i < 300; ++i) {
+    RequestData again = Request(i % 3 ? "acme" : "", i % 2 ? "small" : "tiny");
+    auto next = plugin->OnRequest(again);
+    ASSERT_TRUE(next.has_value()) << i << ": " << next.error().message;
+    EXPECT_EQ(next->local_response.has_value(), i % 3 == 0 && i % 2 == 1) << i;
+    again.completion = CompletionData{};
+    again.completion->prompt_tokens = i;
+    again.completion->outcome = "finished";
+    auto completed = plugin->OnComplete(next->context_id, again);
+    ASSERT_TRUE(completed.has_value()) << i << ": " << completed.error().message;
+  }
+  const std::string many = testing::internal::GetCapturedStderr();
+  EXPECT_NE(many.find("tenant_models: tenant=- total_tokens=297"), std::string::npos);
+  EXPECT_NE(many.find("tenant_models: tenant=acme total_tokens=299"), std::string::npos);
+  // Under another name the SDK finds no root context for its plugin_root_id: it aborts
+  // (proc_exit) in the root context's creation, and the plugin does not load.
+  static std::shared_ptr<Runtime> runtime = *Runtime::Create();
+  testing::internal::CaptureStderr();
+  auto renamed = Plugin::Compile(runtime, PluginSpec{.name = "renamed",
+                                                     .wasm = ReadExample("tenant_models"),
+                                                     .configuration = "*: tiny",
+                                                     .vm_configuration = "",
+                                                     .limits = {}});
+  const std::string refusal = testing::internal::GetCapturedStderr();
+  EXPECT_FALSE(renamed.has_value());
+  EXPECT_NE(refusal.find("Missing root context factory for root id: renamed"), std::string::npos)
+      << refusal;
+}
+
 TEST(PiiRedactTest, EmailsPhonesAndCardsInStringsAreRedactedNumbersAreNot) {
   auto redact = Load("pii_redact");
   ASSERT_TRUE(redact);
