@@ -1,6 +1,9 @@
 package main
 
-import "testing"
+import (
+	"encoding/json"
+	"testing"
+)
 
 func TestRedactLikeThePlugin(t *testing.T) {
 	r, _ := parseRedactor("")
@@ -43,5 +46,27 @@ func TestAllowList(t *testing.T) {
 	}
 	if parseAllowList("acme: tiny").allowed("other", "tiny") {
 		t.Error("no line for the tenant and no '*' line allows nothing")
+	}
+}
+
+// The sidecar's own work on the benchmark's request (bench/plugin_vs_microservice.py): find
+// the model, check the list, redact the body; what the Wasm chain does in ember.
+func BenchmarkRequestPolicy(b *testing.B) {
+	body := []byte(`{"model": "stories260K", "messages": [{"role": "user", "content": "Please ` +
+		`write a short note to jane.doe@example.com and call me on +1 555 010 4477 about the ` +
+		`kittens."}], "max_tokens": 4, "temperature": 0, "seed": 1}`)
+	a := parseAllowList("acme: stories260K\n*: tiny")
+	r, _ := parseRedactor("")
+	b.ReportAllocs()
+	for b.Loop() {
+		var fields struct {
+			Model string `json:"model"`
+		}
+		if json.Unmarshal(body, &fields) != nil || !a.allowed("acme", fields.Model) {
+			b.Fatal("refused")
+		}
+		if _, changed := r.redact(body, false); !changed {
+			b.Fatal("nothing redacted")
+		}
 	}
 }
