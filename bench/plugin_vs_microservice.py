@@ -36,8 +36,8 @@ Issue 16's targets: B's response time >= 30% below A's; the request hook <= 20 Â
 
   bench/plugin_vs_microservice.py [--ember /tmp/msbench-bin/ember]
       [--wasm-dir /tmp/msbench-bin] [--model /work/shared/models/stories260K.gguf]
-      [--rounds 5] [--requests 200] [--max-tokens 4] [--stream-requests 16]
-      [--stream-tokens 128] [--parallel 8] [--ctx-size 4096] [--bench-plugins PATH] [--json F]
+      [--rounds 7] [--requests 400] [--max-tokens 4] [--stream-requests 48]
+      [--stream-tokens 200] [--parallel 8] [--ctx-size 4096] [--bench-plugins PATH] [--json F]
 
 Every request has a 60 s timeout; the default run takes a few minutes with stories260K.
 """
@@ -269,12 +269,12 @@ def main():
     ap.add_argument("--wasm-dir", default="/tmp/msbench-bin",
                     help="where model_allowlist.wasm and pii_redact.wasm are")
     ap.add_argument("--model", default="/work/shared/models/stories260K.gguf")
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--requests", type=int, default=200,
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--requests", type=int, default=400,
                     help="short requests per setup per round and concurrency")
     ap.add_argument("--max-tokens", type=int, default=4)
-    ap.add_argument("--stream-requests", type=int, default=16)
-    ap.add_argument("--stream-tokens", type=int, default=128)
+    ap.add_argument("--stream-requests", type=int, default=48)
+    ap.add_argument("--stream-tokens", type=int, default=200)
     ap.add_argument("--parallel", type=int, default=8)
     ap.add_argument("--ctx-size", type=int, default=4096)
     ap.add_argument("--threads", type=int, default=1, help="ember's compute threads, each")
@@ -372,8 +372,8 @@ def main():
                             f"{med[k]['p99'] * 1e3:.2f} ms" for k in "ABC"))
             print(f"c={concurrency} ratio B/A (median of rounds): p50 {ratio['p50']:.3f} "
                   f"p99 {ratio['p99']:.3f}; B/C p50 {ratio_c['p50']:.3f} p99 "
-                  f"{ratio_c['p99']:.3f}; p50 over the floor C: A +{extra['A'] * 1e6:.0f} us, "
-                  f"B +{extra['B'] * 1e6:.0f} us")
+                  f"{ratio_c['p99']:.3f}; p50 over the floor C: A {extra['A'] * 1e6:+.0f} us, "
+                  f"B {extra['B'] * 1e6:+.0f} us")
             print(f"c={concurrency} CPU per request (median of legs; A = sidecar + ember): " +
                   ", ".join(f"{k} {v:.0f} us" for k, v in
                             results["cpu_us_per_request"][concurrency].items()))
