@@ -383,14 +383,15 @@ def main():
 
         before_events = metrics_histograms(ember_b.port, "ember_plugin_call_duration_seconds",
                                            "response_body")
-        tps_rounds = []
+        tps_rounds, cpu_tok = [], {k: [] for k in setups}
         for r in range(args.rounds):
             got = {k: [0, 0.0] for k in setups}
             for name in ORDER:
-                _, tokens, wall, _ = run_load(setups[name], streamed, 8, args.stream_requests,
+                _, tokens, wall, c = run_load(setups[name], streamed, 8, args.stream_requests,
                                               stream=True)
                 got[name][0] += tokens
                 got[name][1] += wall
+                cpu_tok[name].append(c * 1e6 / tokens)
             tps = {k: v[0] / v[1] for k, v in got.items()}
             tps_rounds.append(tps)
             print(f"stream c=8 round {r}: " + ", ".join(f"{k} {tps[k]:.0f} tok/s" for k in "ABC")
@@ -404,6 +405,9 @@ def main():
             f"; B/A {statistics.median(t['B'] / t['A'] for t in tps_rounds):.3f}, "
             f"B/C {statistics.median(t['B'] / t['C'] for t in tps_rounds):.3f}, "
             f"A/C {statistics.median(t['A'] / t['C'] for t in tps_rounds):.3f}")
+        results["stream_cpu_us_per_token"] = {k: statistics.median(v) for k, v in cpu_tok.items()}
+        print("stream c=8 CPU per output token (median of legs; A = sidecar + ember): " +
+              ", ".join(f"{k} {v:.1f} us" for k, v in results["stream_cpu_us_per_token"].items()))
         for plugin, buckets in sorted(events.items()):
             print(f"stream per-event hook '{plugin}' (histogram, bucket-interpolated): "
                   f"{hook_report(buckets)}")
