@@ -1,0 +1,3 @@
+module ember.local/bench/microservice
+
+go 1.26
