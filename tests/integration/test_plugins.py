@@ -411,13 +411,20 @@ class AssemblyScriptSdkPluginTest(unittest.TestCase):
         cls.server.stop()
         shutil.rmtree(cls.dir, ignore_errors=True)
 
+    def refused(self):
+        return self.server.metric("ember_plugin_counter_total",
+                                  {"plugin": "tenant_models", "name": "refused"}) or 0
+
     def test_a_model_off_the_list_gets_403_with_the_envelope(self):
+        refused = self.refused()
         status, body, _ = self.server.post_json(
             "/v1/completions", {"model": "gpt-9", "prompt": "Hi", "max_tokens": 2})
         self.assertEqual(status, 403, body)
         self.assertEqual(body["error"], {"message": "model 'gpt-9' is not allowed for this tenant",
                                          "type": "permission_error", "param": "model",
                                          "code": "model_not_allowed"})
+        # The SDK's own Counter, through proxy_define_metric / proxy_increment_metric.
+        self.assertEqual(self.refused(), refused + 1)
 
     def test_a_listed_model_is_served_and_its_usage_logged_at_completion(self):
         status, body, _ = self.server.post_json(
@@ -426,10 +433,6 @@ class AssemblyScriptSdkPluginTest(unittest.TestCase):
         total = body["usage"]["total_tokens"]
         self.assertTrue(self.server.wait_log(f"tenant_models: tenant=- total_tokens={total}"),
                         self.server.log_tail())
-
-
-if __name__ == "__main__":
-    unittest.main()
 
 
 # Burns about a second or more of CPU in every request body (a countdown loop), so a request is
@@ -548,3 +551,7 @@ class PluginsReloadTest(unittest.TestCase):
             time.sleep(0.1)
         status, body, _ = self.complete("reload-polled")
         self.assertEqual(status, 200, body)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -135,7 +135,8 @@ TEST(AssemblyScriptSdkTest, TenantListsRejectWithTheEnvelopeAndOnLogReadsTheUsag
                                                      .wasm = ReadExample("tenant_models"),
                                                      .configuration = "*: tiny",
                                                      .vm_configuration = "",
-                                                     .limits = {}});
+                                                     .limits = {},
+                                                     .metrics = nullptr});
   const std::string refusal = testing::internal::GetCapturedStderr();
   EXPECT_FALSE(renamed.has_value());
   EXPECT_NE(refusal.find("Missing root context factory for root id: renamed"), std::string::npos)

@@ -6,7 +6,9 @@
 //     acme: tiny, small
 //     *: tiny
 // A request whose tenant may not use its model is answered 403 with the OpenAI error envelope;
-// at completion (proxy_on_log) one line names the tenant and the request's total tokens.
+// at completion (proxy_on_log) one line names the tenant and the request's total tokens. The
+// SDK's metric "refused" (a counter) counts the 403s: ember serves it as
+// ember_plugin_counter_total{plugin="tenant_models",name="refused"}.
 // The plugins file must name it "tenant_models": the SDK finds its root context by the
 // `plugin_root_id` property, which ember answers with the plugin's name.
 export * from "@solo-io/proxy-runtime/proxy";
@@ -14,11 +16,18 @@ import {
   RootContext, Context, registerRootContext, FilterHeadersStatusValues, GrpcStatusValues,
   LogLevelValues, send_local_response, log,
 } from "@solo-io/proxy-runtime";
+import {
+  define_metric, increment_metric, MetricTypeValues, WasmResultValues,
+} from "@solo-io/proxy-runtime/runtime";
 import { get_property, get_buffer_bytes, BufferTypeValues } from "@solo-io/proxy-runtime/runtime";
 
 // The configuration, parsed once: tenant → the models it may use.
 class TenantModelsRoot extends RootContext {
   lists: Map<string, Array<string>> = new Map();
+  // Defined at configure with the SDK's define_metric rather than its Counter class, whose
+  // constructor throws (aborting the plugin) on a host without metrics.
+  refused: u32 = 0;
+  has_refused: bool = false;
 
   // The SDK's own onConfigure passes the configuration's size where proxy_get_buffer_bytes
   // wants a pointer (the host writes 4 bytes at that address), so the configuration is read here
@@ -26,6 +35,11 @@ class TenantModelsRoot extends RootContext {
   onConfigure(configuration_size: u32): bool {
     this.lists.clear();
     if (configuration_size == 0) return false;
+    if (!this.has_refused) {
+      const defined = define_metric(MetricTypeValues.Counter, "refused");
+      this.has_refused = defined.result == WasmResultValues.Ok;
+      this.refused = defined.metric_id;
+    }
     const bytes = get_buffer_bytes(BufferTypeValues.PluginConfiguration, 0, configuration_size);
     const lines = String.UTF8.decode(bytes).split("\n");
     for (let i = 0; i < lines.length; ++i) {
@@ -76,6 +90,7 @@ class TenantModels extends Context {
       "tenant\",\"type\":\"permission_error\",\"param\":\"model\",\"code\":\"model_not_allowed\"}}";
     send_local_response(403, "model_not_allowed", String.UTF8.encode(body), [],
       GrpcStatusValues.InvalidCode);
+    if (root.has_refused) increment_metric(root.refused, 1);
     return FilterHeadersStatusValues.StopIteration;
   }
 
