@@ -11,12 +11,16 @@ requests, temperature 0, all traffic to 127.0.0.1):
   chat      --convs conversations of --turns turns at --chat-concurrency, every turn re-sending
             the conversation so far after a shared system prompt (--system-words); prints the
             wall time and the p50/p99 turn latency.
+  system    --system-requests streamed chat requests at --chat-concurrency, each a long shared
+            system prompt (--long-system-words) and a short user message; prints output tok/s
+            (completion tokens over the wall time), TTFT p50/p99 and the cached tokens.
 
 Servers alternate (llama-server, ember, ember reusing nothing, ember without its RAM tier,
 llama-server, ...) for --repeat rounds; medians.
 
   bench/prefix_cache.py MODEL [--ember build/rel/src/cli/ember] [--llama-server PATH]
-      [--threads 2] [--parallel 16] [--ctx 16384] [--repeat 2] [--only repeated,chat]
+      [--threads 2] [--parallel 16] [--ctx 16384] [--repeat 2] [--only repeated,chat,system]
+      [--servers ember,llama-server]
 """
 import argparse
 import http.client
@@ -163,6 +167,54 @@ def chat(server, args):
             "cached": cached_total[0]}
 
 
+def stream(server, path, body):
+    """A streamed request: (seconds to the first content, completion tokens, cached tokens)."""
+    c = http.client.HTTPConnection("127.0.0.1", server.port, timeout=600)
+    start = time.monotonic()
+    c.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+    r = c.getresponse()
+    if r.status != 200:
+        raise RuntimeError(f"{path}: {r.status} {r.read()[:200]!r}")
+    first, chunks, usage, timings = None, 0, None, None
+    for line in r:
+        line = line.strip()
+        if not line.startswith(b"data: ") or line == b"data: [DONE]":
+            continue
+        event = json.loads(line[6:])
+        usage = event.get("usage") or usage
+        timings = event.get("timings") or timings
+        for choice in event.get("choices") or []:
+            if (choice.get("delta") or {}).get("content"):
+                chunks += 1
+                if first is None:
+                    first = time.monotonic() - start
+    c.close()
+    tokens = (usage or {}).get("completion_tokens", chunks)
+    hit = cached({"usage": usage or {}, "timings": timings or {}})
+    return (first if first is not None else time.monotonic() - start), tokens, hit
+
+
+def system(server, args):
+    rng = random.Random(13)
+    prompt = {"role": "system", "content": words(rng, args.long_system_words)}
+    users = [words(rng, rng.randint(6, 16)) for _ in range(args.system_requests)]
+
+    def job(u):
+        return lambda: stream(server, "/v1/chat/completions", {
+            "messages": [prompt, {"role": "user", "content": u}],
+            "max_tokens": args.max_tokens, "temperature": 0, "stream": True,
+            "stream_options": {"include_usage": True}})
+
+    start = time.monotonic()
+    rows = run_pool([job(u) for u in users], args.chat_concurrency)
+    wall = time.monotonic() - start
+    ttft = sorted(r[0] for r in rows)
+    return {"wall": wall, "tok_s": sum(r[1] for r in rows) / wall,
+            "ttft_p50": ttft[len(ttft) // 2],
+            "ttft_p99": ttft[min(len(ttft) - 1, int(len(ttft) * 0.99))],
+            "cached": sum(r[2] for r in rows)}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
@@ -182,6 +234,9 @@ def main():
     ap.add_argument("--turns", type=int, default=6)
     ap.add_argument("--chat-concurrency", type=int, default=8)
     ap.add_argument("--system-words", type=int, default=120)
+    ap.add_argument("--system-requests", type=int, default=48)
+    ap.add_argument("--long-system-words", type=int, default=1200)  # ~1,500 tokens
+    ap.add_argument("--servers", default="", help="only these (comma-separated names)")
     args = ap.parse_args()
 
     servers = {"ember": [args.ember, "serve", "--model", args.model, "--threads",
@@ -194,7 +249,10 @@ def main():
     if args.llama_server:
         servers["llama-server"] = [args.llama_server, "-m", args.model, "-t", str(args.threads),
                                    "-c", str(args.ctx), "-np", str(args.parallel)]
-    workloads = {"repeated": repeated, "chat": chat}
+    if args.servers:
+        keep = set(args.servers.split(","))
+        servers = {name: argv for name, argv in servers.items() if name in keep}
+    workloads = {"repeated": repeated, "chat": chat, "system": system}
     results = {}
     for _ in range(args.repeat):
         for wl in [w for w in args.only.split(",") if w]:
@@ -212,6 +270,9 @@ def main():
 
     print(f"CPU: {cpu_model()}; --threads {args.threads} --parallel {args.parallel} "
           f"--ctx {args.ctx}; medians of {args.repeat}\n")
+    def present(wl):
+        return [name for name in servers if (wl, name) in results]
+
     if ("repeated", "ember") in results:
         print(f"repeated: {args.prompts} prompts of {args.min_words}-{args.max_words} words, "
               f"{args.max_tokens} tokens out, c={args.concurrency}\n")
@@ -233,6 +294,17 @@ def main():
             print(f"| {name} | {med(rows, 'wall'):.2f} | {med(rows, 'p50'):.2f} | "
                   f"{med(rows, 'p99'):.2f} | {int(med(rows, 'cached'))} | "
                   f"{' '.join('%.2f' % r['wall'] for r in rows)} |")
+    if present("system"):
+        print(f"\nsystem: {args.system_requests} streamed chat requests, c={args.chat_concurrency},"
+              f" {args.long_system_words}-word shared system prompt, {args.max_tokens} tokens "
+              "out\n")
+        print("| server | output tok/s | TTFT p50 s | TTFT p99 s | cached tokens | runs (tok/s) |")
+        print("|---|---:|---:|---:|---:|---|")
+        for name in present("system"):
+            rows = results[("system", name)]
+            print(f"| {name} | {med(rows, 'tok_s'):.1f} | {med(rows, 'ttft_p50'):.2f} | "
+                  f"{med(rows, 'ttft_p99'):.2f} | {int(med(rows, 'cached'))} | "
+                  f"{' '.join('%.1f' % r['tok_s'] for r in rows)} |")
 
 
 if __name__ == "__main__":
