@@ -60,17 +60,19 @@ std::shared_ptr<Runtime> TheRuntime() {
 }
 
 PluginResult<std::shared_ptr<const Plugin>> Load(const std::string& wat, Limits limits = {},
-                                                 std::string configuration = "") {
+                                                 std::string configuration = "",
+                                                 std::shared_ptr<MetricSink> metrics = nullptr) {
   return Plugin::Compile(TheRuntime(), PluginSpec{.name = "test",
                                                   .wasm = wat,
                                                   .configuration = std::move(configuration),
                                                   .vm_configuration = "",
                                                   .limits = limits,
-                                                  .metrics = nullptr});
+                                                  .metrics = std::move(metrics)});
 }
 
-std::unique_ptr<Instance> Instantiate(const std::string& wat, Limits limits = {}) {
-  auto plugin = Load(wat, limits);
+std::unique_ptr<Instance> Instantiate(const std::string& wat, Limits limits = {},
+                                      std::shared_ptr<MetricSink> metrics = nullptr) {
+  auto plugin = Load(wat, limits, "", std::move(metrics));
   EXPECT_TRUE(plugin.has_value()) << (plugin ? "" : plugin.error().message);
   if (!plugin) return nullptr;
   auto instance = Instance::Create(*plugin);
@@ -319,17 +321,10 @@ constexpr char kMetricsImports[] = R"(
 
 TEST(PluginTest, MetricHostcallsReachThePluginsSink) {
   auto sink = std::make_shared<FakeSink>();
-  auto plugin = Plugin::Compile(TheRuntime(), PluginSpec{.name = "test",
-                                                         .wasm = Wat(kMetricsWat, kMetricsImports),
-                                                         .configuration = "",
-                                                         .vm_configuration = "",
-                                                         .limits = {},
-                                                         .metrics = sink});
-  ASSERT_TRUE(plugin.has_value()) << plugin.error().message;
-  auto instance = Instance::Create(*plugin);
-  ASSERT_TRUE(instance.has_value()) << instance.error().message;
+  auto instance = Instantiate(Wat(kMetricsWat, kMetricsImports), {}, sink);
+  ASSERT_TRUE(instance);
   RequestData request = Request();
-  auto outcome = (*instance)->OnRequest(request);
+  auto outcome = instance->OnRequest(request);
   ASSERT_TRUE(outcome.has_value()) << outcome.error().message;
   using Type = MetricSink::Type;
   // The third define (type 3) never reaches the sink; the fourth's id cannot be written back.
@@ -364,18 +359,11 @@ constexpr char kTickImports[] = R"(
 
 TEST(PluginTest, TheRootContextTicksAtThePeriodItAskedFor) {
   auto sink = std::make_shared<FakeSink>();
-  auto plugin = Plugin::Compile(TheRuntime(), PluginSpec{.name = "ticker",
-                                                         .wasm = Wat(kTickWat, kTickImports),
-                                                         .configuration = "",
-                                                         .vm_configuration = "",
-                                                         .limits = {},
-                                                         .metrics = sink});
-  ASSERT_TRUE(plugin.has_value()) << plugin.error().message;
-  auto instance = Instance::Create(*plugin);
-  ASSERT_TRUE(instance.has_value()) << instance.error().message;
-  EXPECT_EQ((*instance)->TickPeriod(), std::chrono::milliseconds(20));
-  ASSERT_TRUE((*instance)->OnTick().has_value());
-  ASSERT_TRUE((*instance)->OnTick().has_value());
+  auto instance = Instantiate(Wat(kTickWat, kTickImports), {}, sink);
+  ASSERT_TRUE(instance);
+  EXPECT_EQ(instance->TickPeriod(), std::chrono::milliseconds(20));
+  ASSERT_TRUE(instance->OnTick().has_value());
+  ASSERT_TRUE(instance->OnTick().has_value());
   EXPECT_EQ(sink->increments.size(), 2u);
   // A plugin that asked for no ticks has no period.
   auto quiet = Instantiate(Wat(""));

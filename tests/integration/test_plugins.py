@@ -26,18 +26,43 @@ LOOP_WAT = """(module
     (loop $forever (br $forever)) (i32.const 0)))"""
 
 
-@unittest.skipUnless(BUILT, "ember was built without WebAssembly plugins (no Wasmtime)")
-class PluginsTest(unittest.TestCase):
+class PluginServerCase(unittest.TestCase):
+    """Starts the real binary with `--plugins DIR/plugins.toml` in a new directory holding the
+    build's example modules named in `examples`, the files of `files` (name -> text) and
+    `plugins_toml` (or what `write_plugins` writes); stops it and removes the directory after
+    the class."""
+    examples = ()
+    files = {}
+    plugins_toml = ""
+
     @classmethod
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp(prefix="ember-plugins-")
-        for name in ("model_allowlist", "pii_redact", "usage_export"):
+        for name in cls.examples:
             shutil.copy(os.path.join(EXAMPLES, name + ".wasm"), cls.dir)
-        with open(os.path.join(cls.dir, "loop.wat"), "w") as f:
-            f.write(LOOP_WAT)
-        path = os.path.join(cls.dir, "plugins.toml")
-        with open(path, "w") as f:
-            f.write('[[plugin]]\nname = "allowlist"\npath = "model_allowlist.wasm"\n'
+        for name, text in cls.files.items():
+            with open(os.path.join(cls.dir, name), "w") as f:
+                f.write(text)
+        cls.path = os.path.join(cls.dir, "plugins.toml")
+        cls.write_plugins()
+        cls.server = Server("--plugins", cls.path)
+
+    @classmethod
+    def write_plugins(cls):
+        with open(cls.path, "w") as f:
+            f.write(cls.plugins_toml)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+
+@unittest.skipUnless(BUILT, "ember was built without WebAssembly plugins (no Wasmtime)")
+class PluginsTest(PluginServerCase):
+    examples = ("model_allowlist", "pii_redact", "usage_export")
+    files = {"loop.wat": LOOP_WAT}
+    plugins_toml = ('[[plugin]]\nname = "allowlist"\npath = "model_allowlist.wasm"\n'
                     'configuration = "*: stories260K"\n\n'
                     '[[plugin]]\nname = "redact"\npath = "pii_redact.wasm"\n'
                     'failure = "fail-open"\n\n'
@@ -46,12 +71,6 @@ class PluginsTest(unittest.TestCase):
                     'failure = "fail-closed"\n\n'
                     '[[chain]]\nroute = "/v1/completions"\nplugins = "export, allowlist, redact"\n\n'
                     '[[chain]]\nroute = "/v1/chat/completions"\nplugins = "looper"\n')
-        cls.server = Server("--plugins", path)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.stop()
-        shutil.rmtree(cls.dir, ignore_errors=True)
 
     def complete(self, body, path="/v1/completions", request_id=None):
         headers = {"Content-Type": "application/json"}
@@ -180,31 +199,19 @@ class PluginsTest(unittest.TestCase):
 
 
 @unittest.skipUnless(BUILT, "ember was built without WebAssembly plugins (no Wasmtime)")
-class ResponseHooksTest(unittest.TestCase):
+class ResponseHooksTest(PluginServerCase):
     """The response hooks: the PII redaction (with the term "Lily", which stories260K writes at
     temperature 0) rewrites a streamed answer event by event and a whole answer once; the
     guardrail ends a chat stream at "park" with a clean finish; the usage is exported once."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.dir = tempfile.mkdtemp(prefix="ember-plugins-")
-        for name in ("pii_redact", "guardrail", "usage_export"):
-            shutil.copy(os.path.join(EXAMPLES, name + ".wasm"), cls.dir)
-        path = os.path.join(cls.dir, "plugins.toml")
-        with open(path, "w") as f:
-            f.write('[[plugin]]\nname = "redact"\npath = "pii_redact.wasm"\n'
+    examples = ("pii_redact", "guardrail", "usage_export")
+    plugins_toml = ('[[plugin]]\nname = "redact"\npath = "pii_redact.wasm"\n'
                     'configuration = "terms: Lily"\n\n'
                     '[[plugin]]\nname = "guard"\npath = "guardrail.wasm"\n'
                     'configuration = "park"\n\n'
                     '[[plugin]]\nname = "export"\npath = "usage_export.wasm"\n\n'
                     '[[chain]]\nroute = "/v1/completions"\nplugins = "export, redact"\n\n'
                     '[[chain]]\nroute = "/v1/chat/completions"\nplugins = "export, guard"\n')
-        cls.server = Server("--plugins", path)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.stop()
-        shutil.rmtree(cls.dir, ignore_errors=True)
 
     def test_a_streamed_answer_is_redacted_event_by_event_like_the_whole_one(self):
         request = {"model": "stories260K", "prompt": "Once upon a time", "max_tokens": 40,
@@ -277,27 +284,15 @@ TRAP_WAT = """(module
 
 
 @unittest.skipUnless(BUILT, "ember was built without WebAssembly plugins (no Wasmtime)")
-class FailingResponseHookTest(unittest.TestCase):
+class FailingResponseHookTest(PluginServerCase):
     """A response hook that traps: fail-closed turns a whole answer into 503 and ends a stream
     cleanly; fail-open leaves the answer as it was. The server keeps serving either way."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.dir = tempfile.mkdtemp(prefix="ember-plugins-")
-        with open(os.path.join(cls.dir, "trap.wat"), "w") as f:
-            f.write(TRAP_WAT)
-        path = os.path.join(cls.dir, "plugins.toml")
-        with open(path, "w") as f:
-            f.write('[[plugin]]\nname = "closed"\npath = "trap.wat"\n\n'
+    files = {"trap.wat": TRAP_WAT}
+    plugins_toml = ('[[plugin]]\nname = "closed"\npath = "trap.wat"\n\n'
                     '[[plugin]]\nname = "open"\npath = "trap.wat"\nfailure = "fail-open"\n\n'
                     '[[chain]]\nroute = "/v1/chat/completions"\nplugins = "closed"\n\n'
                     '[[chain]]\nroute = "/v1/completions"\nplugins = "open"\n')
-        cls.server = Server("--plugins", path)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.stop()
-        shutil.rmtree(cls.dir, ignore_errors=True)
 
     CHAT = {"model": "stories260K", "max_tokens": 8, "temperature": 0,
             "messages": [{"role": "user", "content": "Once upon a time"}]}
@@ -336,25 +331,14 @@ class FailingResponseHookTest(unittest.TestCase):
 
 
 @unittest.skipUnless(BUILT, "ember was built without WebAssembly plugins (no Wasmtime)")
-class OneEventPerCallbackTest(unittest.TestCase):
+class OneEventPerCallbackTest(PluginServerCase):
     """The streaming contract, checked inside a plugin: one_event_check traps (fail-closed) when
     a callback gets anything but exactly one complete SSE event, which would end the stream with
     content_filter. Every streamed endpoint must end with the model's own finish instead."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.dir = tempfile.mkdtemp(prefix="ember-plugins-")
-        shutil.copy(os.path.join(EXAMPLES, "one_event_check.wasm"), cls.dir)
-        path = os.path.join(cls.dir, "plugins.toml")
-        with open(path, "w") as f:
-            f.write('[[plugin]]\nname = "check"\npath = "one_event_check.wasm"\n\n'
+    examples = ("one_event_check",)
+    plugins_toml = ('[[plugin]]\nname = "check"\npath = "one_event_check.wasm"\n\n'
                     '[[chain]]\nroute = "*"\nplugins = "check"\n')
-        cls.server = Server("--plugins", path)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.stop()
-        shutil.rmtree(cls.dir, ignore_errors=True)
 
     def test_every_streamed_endpoint_passes_whole_single_events(self):
         base = {"model": "stories260K", "max_tokens": 24, "temperature": 0, "stream": True,
@@ -388,28 +372,17 @@ AS_PLUGIN = os.path.join(EXAMPLES, "tenant_models.wasm")
 
 @unittest.skipUnless(os.path.exists(AS_PLUGIN),
                      "the AssemblyScript SDK example was not built (scripts/assemblyscript.sh)")
-class AssemblyScriptSdkPluginTest(unittest.TestCase):
+class AssemblyScriptSdkPluginTest(PluginServerCase):
     """The allow-list written with the AssemblyScript proxy-wasm SDK (ABI 0.2.0), unmodified SDK
     code, in the real binary: it rejects a model off its list with 403 and the OpenAI envelope,
     lets the listed one through, and logs the request's total tokens at completion. Named
     "tenant_models", the root id it registers (ember answers plugin_root_id with the name)."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.dir = tempfile.mkdtemp(prefix="ember-as-plugin-")
-        shutil.copy(AS_PLUGIN, cls.dir)
-        path = os.path.join(cls.dir, "plugins.toml")
-        with open(path, "w") as f:
-            f.write('[[plugin]]\nname = "tenant_models"\npath = "tenant_models.wasm"\n'
+    examples = ("tenant_models",)
+    plugins_toml = ('[[plugin]]\nname = "tenant_models"\npath = "tenant_models.wasm"\n'
                     'configuration = "acme: gpt-9\\n*: stories260K"\n'
                     'failure = "fail-closed"\n\n'
                     '[[chain]]\nroute = "*"\nplugins = "tenant_models"\n')
-        cls.server = Server("--plugins", path)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.stop()
-        shutil.rmtree(cls.dir, ignore_errors=True)
 
     def refused(self):
         return self.server.metric("ember_plugin_counter_total",
@@ -451,27 +424,18 @@ SLOW_WAT = """(module
 
 
 @unittest.skipUnless(BUILT, "ember was built without WebAssembly plugins (no Wasmtime)")
-class PluginsReloadTest(unittest.TestCase):
+class PluginsReloadTest(PluginServerCase):
     """The plugins file is reloaded without a restart (docs/plugins.md, "Reload"): by
     POST /admin/plugins/reload and by the file's poll. A request in flight finishes on the
     plugins it started with, new requests get the new ones, and a bad file leaves the previous
     plugins in force."""
 
-    @classmethod
-    def setUpClass(cls):
-        cls.dir = tempfile.mkdtemp(prefix="ember-plugins-reload-")
-        for name in ("model_allowlist", "usage_export"):
-            shutil.copy(os.path.join(EXAMPLES, name + ".wasm"), cls.dir)
-        with open(os.path.join(cls.dir, "slow.wat"), "w") as f:
-            f.write(SLOW_WAT)
-        cls.path = os.path.join(cls.dir, "plugins.toml")
-        cls.write(allowed="stories260K", chain="export, slow, allowlist")
-        cls.server = Server("--plugins", cls.path)
+    examples = ("model_allowlist", "usage_export")
+    files = {"slow.wat": SLOW_WAT}
 
     @classmethod
-    def tearDownClass(cls):
-        cls.server.stop()
-        shutil.rmtree(cls.dir, ignore_errors=True)
+    def write_plugins(cls):
+        cls.write(allowed="stories260K", chain="export, slow, allowlist")
 
     @classmethod
     def write(cls, allowed, chain, extra=""):
