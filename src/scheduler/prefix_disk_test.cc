@@ -277,9 +277,10 @@ class PrefixDiskRestartTest : public ::testing::Test {
     scheduler_.reset();  // finishes the queued writes
     observer_.reset();
   }
-  Collected Run(int i, std::string tenant = "") {
+  Collected Run(int i, std::string tenant = "", bool deterministic = false) {
     GenerateRequest r = MakeRequest(*engine_, Prompt(i), 3, clock_.Now());
     r.tenant.id = std::move(tenant);
+    r.sampling.deterministic = deterministic;
     return Wait(*SubmitAccepted(*scheduler_, std::move(r)));
   }
   // Waits until the scheduler has taken `n` entries from disk into its RAM tier.
@@ -333,6 +334,20 @@ TEST_F(PrefixDiskRestartTest, AnotherTenantsEntryIsNotRestored) {
   WaitReads(1);
   EXPECT_EQ(Run(0, "globex").finished->usage.cached_tokens, 0);
   EXPECT_EQ(Run(0, "acme").finished->usage.cached_tokens, 40);
+}
+
+TEST_F(PrefixDiskRestartTest, TheInvariantFlagSurvivesTheRestart) {
+  Start();
+  ReuseFirstPrompt("");  // computed in batch-dependent steps: not invariant
+  Stop();
+  Start();
+  WaitReads(1);
+  // A deterministic request never restores cells that were not computed batch-invariantly.
+  EXPECT_EQ(Run(0, "", /*deterministic=*/true).finished->usage.cached_tokens, 0);
+  Stop();
+  Start();
+  WaitReads(1);
+  EXPECT_EQ(Run(0, "").finished->usage.cached_tokens, 40);
 }
 
 TEST_F(PrefixDiskRestartTest, AnotherShareModeDoesNotRestoreTheEntry) {
