@@ -144,7 +144,8 @@ void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
       ->envname("EMBER_CACHE_MAX_SIZE");
   serve
       ->add_option("--cache-min-free", d.cache_min_free,
-                   "Free space a cache write must leave on the data directory's filesystem")
+                   "Free space a cache write (repacked weights, the prefix cache's disk tier) "
+                   "must leave on the data directory's filesystem")
       ->envname("EMBER_CACHE_MIN_FREE");
   serve
       ->add_option("--cache-verify", d.cache_verify,
