@@ -45,6 +45,10 @@ struct ModelInfo {
   // Identifies what the output's numerics depend on: the model file, the llama.cpp build
   // and patches, the CPU features its kernels use, the attention setting. Opaque.
   std::string numerics_id;
+  // The CPU backend build that computes it (ggml's name: haswell, icelake, ...). Variants of one
+  // numerics class compute the same numbers; the prefix cache's disk tier still keys on the
+  // variant, so a cell computed by one is never restored into another.
+  std::string cpu_variant;
   // How loading went, in order: "metadata" (GGUF header, hyperparameters, tokenizer, mapping
   // the file and allocating weight buffers: everything before the first tensor's data is
   // loaded), "weights" (tensor data: reading, repacking) and "context" (KV cache, buffers).

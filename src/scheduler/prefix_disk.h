@@ -4,9 +4,9 @@
 //
 // On disk, in `root` (DATA_DIR/prefix):
 //   <dir>/<name>.pfx   one entry. <dir>: the first 32 hex digits of the SHA-256 of the key
-//                      (the model's numerics id, its slots and cells per slot), so another
-//                      model, llama.cpp build, CPU numerics class or context shape never reads
-//                      it. <name>: 40 hex digits of the SHA-256 of the key, scope, invariant
+//                      (the model's numerics id, CPU variant, slots and cells per slot), so
+//                      another model, llama.cpp build, CPU variant or context shape never
+//                      reads it. <name>: 40 hex digits of the SHA-256 of the key, scope, invariant
 //                      flag and tokens (PrefixFileName).
 //   <dir>/*.tmp.<pid>  a write in progress; another process's is removed when read.
 // A file is a header (magic, format version, flags, key, scope, tokens, positions, blob size,
@@ -70,7 +70,7 @@ Result<PrefixRecord> DecodePrefixFile(std::string_view bytes, std::string_view n
 
 struct PrefixDiskOptions {
   std::filesystem::path root{};  // DATA_DIR/prefix
-  // What a blob can be restored into: the numerics id, the slot count and cells per slot
+  // What a blob can be restored into: the numerics id, CPU variant, slot count, cells per slot
   // (libllama refuses a sequence state from a context with another stream count).
   std::string key{};
   std::uint64_t max_bytes = 0;                // all .pfx files under root; 0: no disk tier

@@ -123,12 +123,13 @@ Scheduler::Scheduler(SchedulerOptions options, std::unique_ptr<engine::Engine> e
   if (store_.enabled() && !options_.prefix_disk_root.empty() && options_.prefix_disk_bytes > 0) {
     const engine::ModelInfo& info = engine_->Info();
     // libllama restores a sequence's state only into a context with the same streams.
-    auto disk = PrefixDisk::Open({.root = options_.prefix_disk_root,
-                                  .key = StrCat(info.numerics_id, "|parallel=", info.n_parallel,
-                                                "|ctx_per_seq=", info.n_ctx_per_seq),
-                                  .max_bytes = options_.prefix_disk_bytes,
-                                  .min_free_bytes = options_.prefix_disk_min_free_bytes,
-                                  .load_bytes = store_.capacity()});
+    auto disk = PrefixDisk::Open(
+        {.root = options_.prefix_disk_root,
+         .key = StrCat(info.numerics_id, "|cpu_variant=", info.cpu_variant,
+                       "|parallel=", info.n_parallel, "|ctx_per_seq=", info.n_ctx_per_seq),
+         .max_bytes = options_.prefix_disk_bytes,
+         .min_free_bytes = options_.prefix_disk_min_free_bytes,
+         .load_bytes = store_.capacity()});
     if (disk) {
       disk_ = std::move(*disk);
     } else {

@@ -1235,6 +1235,7 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
                "|flash_attn=", static_cast<int>(cparams.flash_attn_type),
                // repacked Q8_0 sums in another order than vec_dot (patch 0012)
                "|repack=", options.repack ? 1 : 0);
+    info.cpu_variant = CpuVariantName();
   }
   // metadata: header; tokenizer: hyper-parameters and tokenizer; buffers: tensors, the file
   // mapping and buffer allocation (mapping the repack cache included); weights: tensor data.
