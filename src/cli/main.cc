@@ -31,6 +31,7 @@ struct DurationFlags {
   std::string ledger_sync = "normal", unmetered = "serve";
   std::string memory_budget = "0";
   std::string prefix_cache_size = "auto";
+  std::string prefix_cache_disk_size = "4GiB";
   std::string cache_max_size = "0", cache_min_free = "1GiB", cache_verify = "boot";
   bool preload = false, no_preload = false;
 };
@@ -111,6 +112,12 @@ void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
                    "when the budget has less left; 0 = no RAM tier (docs/prefix_cache.md)")
       ->envname("EMBER_PREFIX_CACHE_SIZE");
   serve
+      ->add_option("--prefix-cache-disk-size", d.prefix_cache_disk_size,
+                   "Disk space for the prefix cache's disk tier in DATA_DIR/prefix, all models "
+                   "together: reused prefixes survive restarts (least recently used files go "
+                   "first; --cache-min-free applies; 0 = no disk tier; docs/prefix_cache.md)")
+      ->envname("EMBER_PREFIX_CACHE_DISK_SIZE");
+  serve
       ->add_option("--cpu-variant", o.cpu_variant,
                    "ggml CPU build to compute with (x64, sse42, haswell, skylakex, icelake, "
                    "sapphirerapids; `ember --version` lists them); default: the best this CPU "
@@ -137,7 +144,8 @@ void AddServe(CLI::App& app, server::ServeOptions& o, DurationFlags& d) {
       ->envname("EMBER_CACHE_MAX_SIZE");
   serve
       ->add_option("--cache-min-free", d.cache_min_free,
-                   "Free space a cache write must leave on the data directory's filesystem")
+                   "Free space a cache write (repacked weights, the prefix cache's disk tier) "
+                   "must leave on the data directory's filesystem")
       ->envname("EMBER_CACHE_MIN_FREE");
   serve
       ->add_option("--cache-verify", d.cache_verify,
@@ -261,7 +269,8 @@ Status ApplyDurations(const DurationFlags& d, server::ServeOptions& o) {
   const std::pair<const std::string*, std::uint64_t*> sizes[] = {
       {&d.memory_budget, &o.memory_budget},
       {&d.cache_max_size, &o.cache_max_bytes},
-      {&d.cache_min_free, &o.cache_min_free_bytes}};
+      {&d.cache_min_free, &o.cache_min_free_bytes},
+      {&d.prefix_cache_disk_size, &o.prefix_cache_disk_bytes}};
   for (const auto& [text, out] : sizes) {
     auto parsed = ParseByteSize(*text);
     if (!parsed) return std::unexpected(parsed.error());

@@ -45,6 +45,10 @@ struct ModelInfo {
   // Identifies what the output's numerics depend on: the model file, the llama.cpp build
   // and patches, the CPU features its kernels use, the attention setting. Opaque.
   std::string numerics_id;
+  // The CPU backend build that computes it (ggml's name: haswell, icelake, ...). Variants of one
+  // numerics class compute the same numbers; the prefix cache's disk tier still keys on the
+  // variant, so a cell computed by one is never restored into another.
+  std::string cpu_variant;
   // How loading went, in order: "metadata" (GGUF header, hyperparameters, tokenizer, mapping
   // the file and allocating weight buffers: everything before the first tensor's data is
   // loaded), "weights" (tensor data: reading, repacking) and "context" (KV cache, buffers).
@@ -123,6 +127,10 @@ class CellsSnapshot {
   virtual int n_pos() const = 0;          // positions [0, n_pos) it holds
   // Every cell was computed in a batch-invariant step (a deterministic sequence may reuse it).
   virtual bool invariant() const = 0;
+  // The bytes that CellsFromBytes turns back into this snapshot, for the prefix cache's disk
+  // tier; empty when this engine's cells cannot leave the process. Immutable once saved, so
+  // any thread may read them while the snapshot lives.
+  virtual std::span<const std::uint8_t> data() const { return {}; }
 };
 
 class Engine {
@@ -172,6 +180,15 @@ class Engine {
   [[nodiscard]] virtual Status RestoreCells(int /*dst_slot*/, const CellsSnapshot& /*cells*/,
                                             int /*n_pos*/) {
     return Unavailable("this engine cannot restore KV cells");
+  }
+  // A snapshot holding `data`, which data() of a snapshot that this engine's SaveCells made
+  // returned: read back from the prefix cache's disk tier, whose key (numerics, slots, cells
+  // per slot) and hash say it came from an engine like this one. Only builds the object, so
+  // any thread may call it; a RestoreCells of bytes libllama refuses fails there. nullptr when
+  // this engine cannot rebuild snapshots.
+  [[nodiscard]] virtual std::unique_ptr<CellsSnapshot> CellsFromBytes(
+      std::vector<std::uint8_t> /*data*/, int /*n_pos*/, bool /*invariant*/) const {
+    return nullptr;
   }
   // Ends the slot's sequence. With keep_cells its KV cells stay as a reusable prefix for the
   // next sequence in this slot (they no longer count as used); otherwise they are cleared.

@@ -19,7 +19,7 @@ bool PrefixStore::Covers(std::string_view scope, std::span<const engine::Token> 
 }
 
 bool PrefixStore::Put(std::string scope, std::vector<engine::Token> tokens,
-                      std::unique_ptr<engine::CellsSnapshot> cells) {
+                      std::shared_ptr<const engine::CellsSnapshot> cells, bool from_disk) {
   if (cells == nullptr || tokens.empty() || cells->bytes() > capacity_) return false;
   if (Covers(scope, tokens)) return false;
   for (std::size_t i = entries_.size(); i-- > 0;) {
@@ -40,7 +40,8 @@ bool PrefixStore::Put(std::string scope, std::vector<engine::Token> tokens,
   }
   bytes_ += cells->bytes();
   const std::uint64_t credit = inflation_ + tokens.size();
-  entries_.push_back({next_id_++, std::move(scope), std::move(tokens), std::move(cells), credit});
+  entries_.push_back(
+      {next_id_++, std::move(scope), std::move(tokens), std::move(cells), credit, from_disk});
   used_.push_back(++clock_);
   return true;
 }

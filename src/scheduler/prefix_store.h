@@ -28,8 +28,10 @@ class PrefixStore {
     std::uint64_t id = 0;
     std::string scope;
     std::vector<engine::Token> tokens;  // the positions its cells hold, in order
-    std::unique_ptr<engine::CellsSnapshot> cells;
+    // Shared with the disk tier's writer while it writes them; never changed once saved.
+    std::shared_ptr<const engine::CellsSnapshot> cells;
     std::uint64_t credit = 0;
+    bool from_disk = false;  // read from the disk tier at start (PrefixDisk)
   };
   // The entry of `scope` that shares the most leading tokens with a prompt: `tokens` of them.
   struct Match {
@@ -47,7 +49,7 @@ class PrefixStore {
   // a prefix of `tokens` are dropped (the new entry serves every hit they would). False when
   // the cells cannot fit, or the entry is Covered already; the cells are then dropped.
   bool Put(std::string scope, std::vector<engine::Token> tokens,
-           std::unique_ptr<engine::CellsSnapshot> cells);
+           std::shared_ptr<const engine::CellsSnapshot> cells, bool from_disk = false);
   // The longest shared prefix among `scope`'s entries; with need_invariant, only among entries
   // whose cells are invariant() (for a deterministic sequence). Ties: the most recently used.
   Match Find(std::string_view scope, std::span<const engine::Token> prompt,

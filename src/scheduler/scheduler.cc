@@ -120,6 +120,22 @@ Scheduler::Scheduler(SchedulerOptions options, std::unique_ptr<engine::Engine> e
                  ? 0
                  : options.prefix_cache_bytes) {
   last_progress_ns_ = clock_.Now().time_since_epoch().count();
+  if (store_.enabled() && !options_.prefix_disk_root.empty() && options_.prefix_disk_bytes > 0) {
+    const engine::ModelInfo& info = engine_->Info();
+    // libllama restores a sequence's state only into a context with the same streams.
+    auto disk = PrefixDisk::Open(
+        {.root = options_.prefix_disk_root,
+         .key = StrCat(info.numerics_id, "|cpu_variant=", info.cpu_variant,
+                       "|parallel=", info.n_parallel, "|ctx_per_seq=", info.n_ctx_per_seq),
+         .max_bytes = options_.prefix_disk_bytes,
+         .min_free_bytes = options_.prefix_disk_min_free_bytes,
+         .load_bytes = store_.capacity()});
+    if (disk) {
+      disk_ = std::move(*disk);
+    } else {
+      log::Warn("prefix cache: no disk tier: ", disk.error().message);
+    }
+  }
 }
 
 Scheduler::~Scheduler() {
@@ -231,6 +247,7 @@ void Scheduler::Run() {
     TakeInbox();
     ExpireWaiting();
     DropCancelled();
+    if (disk_) SyncDisk();
     AdmitWaiting();
     if (!RunStep()) last_progress_ns_ = clock_.Now().time_since_epoch().count();
   }
@@ -486,6 +503,41 @@ std::string Scheduler::StoreScope(const std::string& tenant) const {
   return options_.prefix_share == PrefixShare::kAll ? std::string() : tenant;
 }
 
+std::string Scheduler::DiskScope(const std::string& store_scope) const {
+  return StrCat(options_.prefix_share == PrefixShare::kAll ? "all:" : "tenant:", store_scope);
+}
+
+void Scheduler::SyncDisk() {
+  std::vector<PrefixRecord> loaded = disk_->TakeLoaded();
+  if (!loaded.empty()) {
+    const std::string mode = DiskScope("");
+    const std::uint64_t evictions = store_.evictions();
+    for (PrefixRecord& rec : loaded) {
+      if (!rec.scope.starts_with(mode)) continue;  // saved under another share mode
+      auto cells = engine_->CellsFromBytes(std::move(rec.blob), rec.n_pos, rec.invariant);
+      if (cells == nullptr) continue;
+      store_.Put(rec.scope.substr(mode.size()), std::move(rec.tokens), std::move(cells),
+                 /*from_disk=*/true);
+    }
+    observer_->OnPrefixStore(store_.bytes(), store_.entries(),
+                             static_cast<int>(store_.evictions() - evictions));
+  }
+  PrefixDiskStats now = disk_->stats();
+  now.hits = disk_hits_;
+  const PrefixDiskStats& was = disk_reported_;
+  if (now.writes == was.writes && now.reads == was.reads && now.errors == was.errors &&
+      now.hits == was.hits && now.bytes == was.bytes && now.entries == was.entries) {
+    return;
+  }
+  observer_->OnPrefixDisk({.writes = now.writes - was.writes,
+                           .reads = now.reads - was.reads,
+                           .errors = now.errors - was.errors,
+                           .hits = now.hits - was.hits,
+                           .bytes = now.bytes,
+                           .entries = now.entries});
+  disk_reported_ = now;
+}
+
 void Scheduler::SaveToStore(int slot) {
   const SlotCache& cache = cached_[slot];
   if (!store_.enabled() || static_cast<int>(cache.tokens.size()) < kMinPrefixHit) return;
@@ -546,7 +598,15 @@ void Scheduler::Start(std::unique_ptr<Sequence> seq, Placement place) {
     const PrefixStore::Entry* entry = store_.Get(place.restore);
     restored = entry != nullptr && engine_->RestoreCells(slot, *entry->cells, n_pos).has_value();
     *kept = restored ? n_pos : 0;
-    if (restored) store_.Touch(place.restore);
+    if (restored) {
+      store_.Touch(place.restore);
+      // Reused: worth keeping across restarts. The writer writes the file, or refreshes its
+      // mtime when it exists (entries read from disk, entries reused before).
+      if (disk_) {
+        disk_->Write(DiskScope(entry->scope), entry->tokens, entry->cells);
+        if (entry->from_disk) ++disk_hits_;
+      }
+    }
   }
   if (seq->sampler) engine_->ResumeSampler(slot, std::move(seq->sampler));
   seq->slot = slot;

@@ -40,6 +40,7 @@
 #include "common/error.h"
 #include "engine/engine.h"
 #include "scheduler/fair_queue.h"
+#include "scheduler/prefix_disk.h"
 #include "scheduler/prefix_store.h"
 #include "scheduler/request.h"
 #include "scheduler/text_stream.h"
@@ -75,6 +76,12 @@ struct SchedulerOptions {
   // The RAM tier (PrefixStore): bytes of host memory for KV cells saved from slots about to be
   // overwritten, restored when a prompt starts with them. 0: no RAM tier. Unused with kOff.
   std::uint64_t prefix_cache_bytes = 0;
+  // The disk tier (PrefixDisk), with a RAM tier only: RAM-tier entries that are reused are
+  // written under this directory (DATA_DIR/prefix), and this model's files are read back
+  // into the RAM tier at start, in the background. Empty or a cap of 0: no disk tier.
+  std::string prefix_disk_root{};
+  std::uint64_t prefix_disk_bytes = 0;  // cap on every model's files under the root
+  std::uint64_t prefix_disk_min_free_bytes = std::uint64_t{1} << 30;
 };
 
 // Observations for metrics, called on the engine thread. Default: ignore.
@@ -96,6 +103,9 @@ class SchedulerObserver {
   // The RAM tier after a save: the bytes and entries it holds, and how many entries that save
   // evicted for room.
   virtual void OnPrefixStore(std::uint64_t /*bytes*/, int /*entries*/, int /*evicted*/) {}
+  // The disk tier changed: writes, reads, errors and hits (restores of entries read from
+  // disk) since the last call, and the bytes and entries of this model's files now.
+  virtual void OnPrefixDisk(const PrefixDiskStats& /*change*/) {}
   // A running sequence was preempted for a request of a more urgent class.
   virtual void OnPreempted(const TenantTag& /*tenant*/) {}
   virtual void OnFirstToken(std::chrono::nanoseconds /*ttft*/) {}
@@ -187,6 +197,12 @@ class Scheduler {
   // Saves an idle slot's prompt cache to the RAM tier before its cells are overwritten (when it
   // holds kMinPrefixHit tokens or more that the tier does not hold yet).
   void SaveToStore(int slot);
+  // The disk tier's scope of a RAM-tier scope: the share mode is part of it, so entries saved
+  // under one --prefix-cache-share never restore under another.
+  std::string DiskScope(const std::string& store_scope) const;
+  // Moves what the disk tier's loader has read into the RAM tier, and reports the disk tier's
+  // counts when they changed. Never waits for the disk.
+  void SyncDisk();
   std::vector<Planned> PlanStep() const;
   void AdmitWaiting();
   void Start(std::unique_ptr<Sequence> seq, Placement place);
@@ -252,7 +268,10 @@ class Scheduler {
   };
   std::vector<SlotCache> cached_;
   std::uint64_t cache_clock_ = 0;
-  PrefixStore store_;  // the RAM tier
+  PrefixStore store_;                 // the RAM tier
+  std::unique_ptr<PrefixDisk> disk_;  // the disk tier, or null
+  PrefixDiskStats disk_reported_;     // the totals OnPrefixDisk has reported
+  std::uint64_t disk_hits_ = 0;
   std::thread thread_;
 };
 

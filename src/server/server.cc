@@ -182,7 +182,12 @@ Result<LoadedModel> LoadModel(const ModelConfig& config, ModelMetrics& metrics,
        .prefix_share = options.prefix_cache_share == "all"   ? scheduler::PrefixShare::kAll
                        : options.prefix_cache_share == "off" ? scheduler::PrefixShare::kOff
                                                              : scheduler::PrefixShare::kTenant,
-       .prefix_cache_bytes = config.prefix_cache_bytes},
+       .prefix_cache_bytes = config.prefix_cache_bytes,
+       .prefix_disk_root = options.data_dir.empty()
+                               ? std::string()
+                               : (std::filesystem::path(options.data_dir) / "prefix").string(),
+       .prefix_disk_bytes = options.prefix_cache_disk_bytes,
+       .prefix_disk_min_free_bytes = options.cache_min_free_bytes},
       std::move(*engine), &metrics, Clock::Real());
   if (!scheduler) return std::unexpected(scheduler.error());
   startup.push_back({"warmup", Seconds(std::chrono::steady_clock::now() - warmup_start)});

@@ -50,6 +50,10 @@ struct ServeOptions {
   // model. Unset ("auto"): the model's KV cache bytes, cut to what the budget leaves after the
   // model itself. 0: no RAM tier.
   std::optional<std::uint64_t> prefix_cache_size;
+  // --prefix-cache-disk-size: the prefix cache's disk tier in <data_dir>/prefix, all models'
+  // files together (0: no disk tier; none without --data-dir either). The free-space floor is
+  // cache_min_free_bytes, as for the repack cache.
+  std::uint64_t prefix_cache_disk_bytes = std::uint64_t{4} << 30;
   // --cpu-variant: the build of ggml's CPU backend to compute with, by ggml's name (haswell,
   // icelake, ...); empty = the best this CPU runs (docs/cpu.md).
   std::string cpu_variant;

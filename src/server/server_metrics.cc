@@ -72,6 +72,24 @@ ModelMetrics::ModelMetrics(metrics::Registry& registry, TenantMetrics& tenants, 
           model_labels_)),
       prefix_ram_entries_(registry_.GetGauge("ember_prefix_cache_ram_entries",
                                              "Prompt prefixes the RAM tier holds.", model_labels_)),
+      prefix_disk_writes_(registry_.GetCounter(
+          "ember_prefix_cache_disk_writes_total",
+          "Prefix cache entries written to the disk tier (--data-dir/prefix).", model_labels_)),
+      prefix_disk_reads_(registry_.GetCounter(
+          "ember_prefix_cache_disk_reads_total",
+          "Disk-tier files read and verified into the RAM tier at start.", model_labels_)),
+      prefix_disk_hits_(registry_.GetCounter(
+          "ember_prefix_cache_disk_hits_total",
+          "Hits whose cells were restored from an entry read from the disk tier.", model_labels_)),
+      prefix_disk_errors_(registry_.GetCounter(
+          "ember_prefix_cache_disk_errors_total",
+          "Disk-tier files that failed verification (deleted, never used) and failed writes.",
+          model_labels_)),
+      prefix_disk_bytes_(registry_.GetGauge("ember_prefix_cache_disk_bytes",
+                                            "Bytes of this model's disk-tier files.",
+                                            model_labels_)),
+      prefix_disk_entries_(registry_.GetGauge("ember_prefix_cache_disk_entries",
+                                              "This model's disk-tier files.", model_labels_)),
       prefix_queried_vllm_(registry_.GetCounter("vllm:prefix_cache_queries_total",
                                                 "Prompt tokens looked up in the prefix cache.",
                                                 model_labels_)),
@@ -207,6 +225,15 @@ void ModelMetrics::OnPrefixStore(std::uint64_t bytes, int entries, int evicted) 
   prefix_ram_bytes_.Set(static_cast<double>(bytes));
   prefix_ram_entries_.Set(entries);
   if (evicted > 0) prefix_ram_evictions_.Inc(evicted);
+}
+
+void ModelMetrics::OnPrefixDisk(const scheduler::PrefixDiskStats& change) {
+  prefix_disk_writes_.Inc(static_cast<double>(change.writes));
+  prefix_disk_reads_.Inc(static_cast<double>(change.reads));
+  prefix_disk_hits_.Inc(static_cast<double>(change.hits));
+  prefix_disk_errors_.Inc(static_cast<double>(change.errors));
+  prefix_disk_bytes_.Set(static_cast<double>(change.bytes));
+  prefix_disk_entries_.Set(change.entries);
 }
 
 void ModelMetrics::OnStep(int tokens, int /*sequences*/, std::chrono::nanoseconds took) {

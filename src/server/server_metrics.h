@@ -88,6 +88,7 @@ class ModelMetrics final : public scheduler::SchedulerObserver {
   void OnFinished(const scheduler::Finished& finished) override;
   void OnPrefixLookup(int prompt_tokens, int reused, bool copied, bool restored) override;
   void OnPrefixStore(std::uint64_t bytes, int entries, int evicted) override;
+  void OnPrefixDisk(const scheduler::PrefixDiskStats& change) override;
   void OnStep(int tokens, int sequences, std::chrono::nanoseconds took) override;
 
  private:
@@ -111,6 +112,12 @@ class ModelMetrics final : public scheduler::SchedulerObserver {
   metrics::Counter& prefix_ram_evictions_;
   metrics::Gauge& prefix_ram_bytes_;
   metrics::Gauge& prefix_ram_entries_;
+  metrics::Counter& prefix_disk_writes_;
+  metrics::Counter& prefix_disk_reads_;
+  metrics::Counter& prefix_disk_hits_;
+  metrics::Counter& prefix_disk_errors_;
+  metrics::Gauge& prefix_disk_bytes_;
+  metrics::Gauge& prefix_disk_entries_;
   metrics::Counter& prefix_queried_vllm_;
   metrics::Counter& prefix_hit_tokens_vllm_;
   metrics::Counter& generation_tokens_;

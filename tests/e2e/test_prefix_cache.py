@@ -4,7 +4,11 @@ shared tokens as cached, and answers with the same greedy text as a server that 
 in deterministic mode the same request gives the same tokens with and without a cache hit. The
 RAM tier: more distinct prompts than slots, sent twice, come back from host memory the second
 time with the same greedy text."""
+import glob
 import json
+import os
+import shutil
+import tempfile
 import threading
 import unittest
 
@@ -189,6 +193,71 @@ class PrefixRamTierTest(unittest.TestCase):
         for name in NAMES[:2]:
             self.assertEqual(self.complete(self.off, ram_prompt(name))[1], 0)
 
+
+
+class PrefixDiskTierTest(unittest.TestCase):
+    """The disk tier: a prompt reused from the RAM tier is written to --data-dir, and a
+    restarted server restores it from there on its first request, with the same greedy text."""
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="ember-prefix-disk-")
+        self.args = ("--parallel", "1", "--ctx-size", "512", "--data-dir", self.dir,
+                     "--cache-min-free", "1MiB")
+
+    def tearDown(self):
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def complete(self, server, prompt):
+        status, data, _ = server.post_json(
+            "/v1/completions", {"prompt": prompt, "max_tokens": 24, "temperature": 0})
+        self.assertEqual(status, 200, data)
+        return data["choices"][0]["text"], data["usage"]["prompt_tokens_details"]["cached_tokens"]
+
+    def files(self):
+        return glob.glob(os.path.join(self.dir, "prefix", "*", "*.pfx"))
+
+    def test_a_restarted_server_restores_a_reused_prompt_from_disk(self):
+        reused, other = ram_prompt("Lily"), ram_prompt("Tom")
+        server = Server(*self.args)
+        try:
+            _, tokens, _ = server.post_json("/tokenize", {"content": reused})
+            n = len(tokens["tokens"])
+            expected, cached = self.complete(server, reused)
+            self.assertEqual(cached, 0)
+            self.complete(server, other)  # one slot: the first prompt goes to the RAM tier
+            text, cached = self.complete(server, reused)  # reused: written to disk
+            self.assertEqual((text, cached), (expected, n - 1))
+            self.assertTrue(server.wait_metric("ember_prefix_cache_disk_writes_total", 1))
+            self.assertTrue(server.wait_metric("ember_prefix_cache_disk_entries", 1))
+        finally:
+            server.stop()
+        self.assertEqual(len(self.files()), 1)
+
+        server = Server(*self.args)
+        try:
+            self.assertTrue(server.wait_metric("ember_prefix_cache_disk_reads_total", 1))
+            text, cached = self.complete(server, reused)
+            self.assertEqual(cached, n - 1)
+            self.assertEqual(text, expected)
+            self.assertTrue(server.wait_metric("ember_prefix_cache_disk_hits_total", 1))
+            self.assertEqual(server.metric("ember_prefix_cache_disk_errors_total"), 0)
+        finally:
+            server.stop()
+
+        # A damaged file is deleted, counted and never used.
+        with open(self.files()[0], "r+b") as f:
+            f.seek(-5, os.SEEK_END)
+            byte = f.read(1)
+            f.seek(-5, os.SEEK_END)
+            f.write(bytes([byte[0] ^ 1]))
+        server = Server(*self.args)
+        try:
+            self.assertTrue(server.wait_metric("ember_prefix_cache_disk_errors_total", 1))
+            self.assertEqual(self.complete(server, reused), (expected, 0))
+            self.assertEqual(server.metric("ember_prefix_cache_disk_reads_total"), 0)
+        finally:
+            server.stop()
+        self.assertEqual(self.files(), [])
 
 
 class PrefixRamTierBudgetTest(unittest.TestCase):

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <thread>
 
 namespace ember::engine {
@@ -46,6 +47,7 @@ FakeEngine::FakeEngine(FakeEngineOptions options)
   info_.n_ctx_train = options.ctx_per_seq;
   info_.chat_template = "fake";
   info_.n_embd = kEmbd;
+  info_.numerics_id = options.numerics_id;
 }
 
 std::vector<float> FakeEngine::EmbeddingOf(std::span<const Token> tokens) {
@@ -115,11 +117,12 @@ Status FakeEngine::CopyPrefix(int src_slot, int dst_slot, int n_pos) {
 namespace {
 struct FakeCells final : CellsSnapshot {
   std::vector<Token> tokens;
-  std::size_t size = 0;
+  std::vector<std::uint8_t> blob;  // the tokens' bytes, padded to the snapshot's size
   bool all_invariant = true;
-  std::size_t bytes() const override { return size; }
+  std::size_t bytes() const override { return blob.size(); }
   int n_pos() const override { return static_cast<int>(tokens.size()); }
   bool invariant() const override { return all_invariant; }
+  std::span<const std::uint8_t> data() const override { return blob; }
 };
 }  // namespace
 
@@ -129,7 +132,8 @@ Result<std::unique_ptr<CellsSnapshot>> FakeEngine::SaveCells(int slot) {
   if (copying_[slot] & 2) return Unavailable("a copy into the slot lands at the next step");
   auto cells = std::make_unique<FakeCells>();
   cells->tokens = fed_[slot];
-  cells->size = cells->tokens.size() * static_cast<std::size_t>(options_.cell_bytes);
+  cells->blob.resize(cells->tokens.size() * static_cast<std::size_t>(options_.cell_bytes));
+  std::memcpy(cells->blob.data(), cells->tokens.data(), cells->tokens.size() * sizeof(Token));
   cells->all_invariant = invariant_[slot];
   std::lock_guard lock(mu_);
   saves_.push_back({slot, cells->n_pos()});
@@ -152,6 +156,17 @@ Status FakeEngine::RestoreCells(int dst_slot, const CellsSnapshot& snapshot, int
   std::lock_guard lock(mu_);
   restores_.push_back({dst_slot, n_pos});
   return {};
+}
+
+std::unique_ptr<CellsSnapshot> FakeEngine::CellsFromBytes(std::vector<std::uint8_t> data, int n_pos,
+                                                          bool invariant) const {
+  if (n_pos <= 0 || data.size() < static_cast<std::size_t>(n_pos) * sizeof(Token)) return nullptr;
+  auto cells = std::make_unique<FakeCells>();
+  cells->tokens.resize(static_cast<std::size_t>(n_pos));
+  std::memcpy(cells->tokens.data(), data.data(), cells->tokens.size() * sizeof(Token));
+  cells->blob = std::move(data);
+  cells->all_invariant = invariant;
+  return cells;
 }
 
 std::vector<FakeEngine::CellsCall> FakeEngine::Saves() const {

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "engine/engine.h"
@@ -28,7 +29,8 @@ struct FakeEngineOptions {
   int batch_size = 64;
   std::chrono::microseconds step_delay{0};
   int eos_after = -1;    // emit token 0 after this many sampled tokens of a sequence; -1 = never
-  int cell_bytes = 100;  // host bytes a saved KV cell takes (SaveCells)
+  int cell_bytes = 100;  // host bytes a saved KV cell takes (SaveCells); at least 4
+  std::string numerics_id = "fake";  // ModelInfo::numerics_id (the disk tier's key)
 };
 
 class FakeEngine final : public Engine {
@@ -55,6 +57,9 @@ class FakeEngine final : public Engine {
   // for the slots of a CopyPrefix since the last Step (see Engine::RestoreCells).
   Result<std::unique_ptr<CellsSnapshot>> SaveCells(int slot) override;
   Status RestoreCells(int dst_slot, const CellsSnapshot& cells, int n_pos) override;
+  // A snapshot's data() is its tokens' bytes, padded to bytes().
+  std::unique_ptr<CellsSnapshot> CellsFromBytes(std::vector<std::uint8_t> data, int n_pos,
+                                                bool invariant) const override;
   std::unique_ptr<SamplerState> SuspendSampler(int slot) override;
   void ResumeSampler(int slot, std::unique_ptr<SamplerState> state) override;
   Result<std::vector<Sampled>> Step(std::span<const BatchEntry> batch) override;

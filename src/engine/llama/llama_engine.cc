@@ -349,12 +349,13 @@ void FillLogprobs(llama_token_data_array& cur, Token chosen, float chosen_logit,
 
 // A slot's cells as llama_state_seq_get_data_ext wrote them.
 struct LlamaCells final : CellsSnapshot {
-  std::vector<std::uint8_t> data;
+  std::vector<std::uint8_t> bytes_saved;
   int positions = 0;
   bool all_invariant = true;
-  std::size_t bytes() const override { return data.size(); }
+  std::size_t bytes() const override { return bytes_saved.size(); }
   int n_pos() const override { return positions; }
   bool invariant() const override { return all_invariant; }
+  std::span<const std::uint8_t> data() const override { return bytes_saved; }
 };
 
 class LlamaEngine final : public Engine {
@@ -454,10 +455,10 @@ class LlamaEngine final : public Engine {
     const int n_pos = llama_memory_seq_pos_max(llama_get_memory(ctx), slot) + 1;
     if (n_pos <= 0) return Unavailable("SaveCells: the slot holds no cells");
     auto cells = std::make_unique<LlamaCells>();
-    cells->data.resize(llama_state_seq_get_size_ext(ctx, slot, 0));
-    if (cells->data.empty() ||
-        llama_state_seq_get_data_ext(ctx, cells->data.data(), cells->data.size(), slot, 0) !=
-            cells->data.size()) {
+    cells->bytes_saved.resize(llama_state_seq_get_size_ext(ctx, slot, 0));
+    if (cells->bytes_saved.empty() ||
+        llama_state_seq_get_data_ext(ctx, cells->bytes_saved.data(), cells->bytes_saved.size(),
+                                     slot, 0) != cells->bytes_saved.size()) {
       return Internal("SaveCells: libllama could not save the sequence's state");
     }
     cells->positions = n_pos;
@@ -485,15 +486,25 @@ class LlamaEngine final : public Engine {
       return Unavailable(
           "RestoreCells: the cells were not all computed with batch-invariant numerics");
     }
-    const std::size_t read = llama_state_seq_set_data_ext(ctx_.get(), cells->data.data(),
-                                                          cells->data.size(), dst_slot, 0);
-    if (read != cells->data.size() || llama_memory_seq_pos_max(mem, dst_slot) + 1 < n_pos ||
+    const std::size_t read = llama_state_seq_set_data_ext(ctx_.get(), cells->bytes_saved.data(),
+                                                          cells->bytes_saved.size(), dst_slot, 0);
+    if (read != cells->bytes_saved.size() || llama_memory_seq_pos_max(mem, dst_slot) + 1 < n_pos ||
         !llama_memory_seq_rm(mem, dst_slot, n_pos, -1)) {
       llama_memory_seq_rm(mem, dst_slot, -1, -1);
       return Internal("RestoreCells: libllama could not restore the sequence's state");
     }
     cells_invariant_[dst_slot] = cells->all_invariant;
     return {};
+  }
+
+  std::unique_ptr<CellsSnapshot> CellsFromBytes(std::vector<std::uint8_t> data, int n_pos,
+                                                bool invariant) const override {
+    if (data.empty() || n_pos <= 0 || n_pos > info_.n_ctx_per_seq) return nullptr;
+    auto cells = std::make_unique<LlamaCells>();
+    cells->bytes_saved = std::move(data);
+    cells->positions = n_pos;
+    cells->all_invariant = invariant;
+    return cells;
   }
 
   void EndSequence(int slot, bool keep_cells) override {
@@ -1224,6 +1235,7 @@ Result<std::unique_ptr<Engine>> CreateLlamaEngine(const LlamaOptions& options) {
                "|flash_attn=", static_cast<int>(cparams.flash_attn_type),
                // repacked Q8_0 sums in another order than vec_dot (patch 0012)
                "|repack=", options.repack ? 1 : 0);
+    info.cpu_variant = CpuVariantName();
   }
   // metadata: header; tokenizer: hyper-parameters and tokenizer; buffers: tensors, the file
   // mapping and buffer allocation (mapping the repack cache included); weights: tensor data.

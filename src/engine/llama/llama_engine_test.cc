@@ -407,10 +407,10 @@ TEST_F(LlamaEngineTest, CopiedPromptCellsSampleLikeTheSource) {
   EXPECT_FALSE(engine_->CopyPrefix(0, 0, 1).has_value());
 }
 
-// The RAM tier's round trip: a slot's cells saved to host memory and restored into the other
-// slot (all but the prompt's last token, as the scheduler restores them) sample what the
-// source sampled, even after the source's cells are gone. Prints the cost, measured once (not
-// asserted: timings belong in BENCHMARKS.md).
+// The RAM tier's round trip: a slot's cells saved to host memory, rebuilt from their bytes (as
+// the disk tier reads them) and restored into the other slot (all but the prompt's last token, as
+// the scheduler restores them) sample what the source sampled, even after the source's cells are
+// gone. Prints the cost, measured once (not asserted: timings belong in BENCHMARKS.md).
 TEST_F(LlamaEngineTest, SavedCellsRestoredIntoAnotherSlotSampleLikeTheSource) {
   const std::vector<Sampled> reference = Generate(Sampling(0.0f, false), 6, 0);
   ASSERT_EQ(reference.size(), 6u);
@@ -434,8 +434,16 @@ TEST_F(LlamaEngineTest, SavedCellsRestoredIntoAnotherSlotSampleLikeTheSource) {
   ASSERT_TRUE(engine_->BeginSequence(0, Sampling(0.0f, false), 0).has_value());  // clears slot 0
   engine_->EndSequence(0, false);
   ASSERT_TRUE(engine_->BeginSequence(1, Sampling(0.0f, false), 0).has_value());
+  // Restored from its bytes, as the disk tier reads them back in another process.
+  const std::span<const std::uint8_t> data = (*saved)->data();
+  EXPECT_EQ(data.size(), (*saved)->bytes());
+  auto rebuilt = engine_->CellsFromBytes({data.begin(), data.end()}, n, (*saved)->invariant());
+  ASSERT_NE(rebuilt, nullptr);
+  EXPECT_EQ(
+      engine_->CellsFromBytes({data.begin(), data.end()}, engine_->Info().n_ctx_per_seq + 1, true),
+      nullptr);
   const auto t2 = std::chrono::steady_clock::now();
-  ASSERT_TRUE(engine_->RestoreCells(1, **saved, n - 1).has_value());
+  ASSERT_TRUE(engine_->RestoreCells(1, *rebuilt, n - 1).has_value());
   const auto t3 = std::chrono::steady_clock::now();
   std::printf("save %d cells: %zu bytes, %lld us; restore: %lld us\n", n, (*saved)->bytes(),
               static_cast<long long>((t1 - t0) / std::chrono::microseconds(1)),
