@@ -46,7 +46,7 @@
 namespace ember::plugins {
 struct Flow;
 class HookRunner;
-}
+}  // namespace ember::plugins
 
 namespace ember::server {
 
