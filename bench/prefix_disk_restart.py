@@ -66,6 +66,9 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ctx-size", default="2048")
     ap.add_argument("--runs", type=int, default=5)
+    # Two prompts' cells must fit at once (the one saved, the one restored): 110m, 1,200 words
+    # is ~43 MB a prompt.
+    ap.add_argument("--prefix-cache-size", default="64MiB")
     args = ap.parse_args()
     rng = random.Random(5)
     system = pc.words(rng, args.words)
@@ -73,7 +76,7 @@ def main():
     data = tempfile.mkdtemp(prefix="ember-prefix-disk-bench-")
     base = [args.ember, "serve", "--model", args.model, "--threads", str(args.threads),
             "--ctx-size", args.ctx_size, "--parallel", "1", "--data-dir", data,
-            "--cache-min-free", "1MiB", "--prefix-cache-size", "64MiB"]
+            "--cache-min-free", "1MiB", "--prefix-cache-size", args.prefix_cache_size]
     try:
         server = pc.Server(base)
         try:

@@ -132,6 +132,7 @@ Scheduler::Scheduler(SchedulerOptions options, std::unique_ptr<engine::Engine> e
          .load_bytes = store_.capacity()});
     if (disk) {
       disk_ = std::move(*disk);
+      disk_hold_until_ = std::chrono::steady_clock::now() + kDiskReadWait;
     } else {
       log::Warn("prefix cache: no disk tier: ", disk.error().message);
     }
@@ -247,8 +248,20 @@ void Scheduler::Run() {
     TakeInbox();
     ExpireWaiting();
     DropCancelled();
+    // The disk tier is read in the background from the start, and a restarted replica's first
+    // requests are the ones it is for: admitting one before the read is done would compute a
+    // prompt the tier holds. So admissions wait for the read, at most kDiskReadWait after the
+    // scheduler started (the model is ready meanwhile; /ready does not wait).
+    const bool disk_pending = disk_ && !disk_->loaded();
     if (disk_) SyncDisk();
-    AdmitWaiting();
+    if (disk_pending && std::chrono::steady_clock::now() < disk_hold_until_) {
+      std::unique_lock lock(mu_);
+      if (!stop_ && !abort_ && running_count_.load() == 0) {
+        wake_.wait_for(lock, std::chrono::milliseconds(5));
+      }
+    } else {
+      AdmitWaiting();
+    }
     if (!RunStep()) last_progress_ns_ = clock_.Now().time_since_epoch().count();
   }
   TakeInbox();

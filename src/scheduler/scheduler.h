@@ -174,6 +174,8 @@ class Scheduler {
   // A prompt-cache hit shorter than this does not justify breaking slot contiguity, evicting a
   // longer cache, or copying a whole KV stream from another slot.
   static constexpr int kMinPrefixHit = 32;
+  // How long after start admissions may wait for the disk tier's read (docs/prefix_cache.md).
+  static constexpr std::chrono::milliseconds kDiskReadWait{2000};
   // Where a new sequence goes: `slot` (free), of whose cells it keeps its first `own` positions,
   // or, when `src` >= 0, a copy of `src`'s first `copy` positions instead. When `evict_to` >= 0,
   // the cells `slot` holds as a prompt cache first move to that free slot, replacing an older
@@ -270,7 +272,9 @@ class Scheduler {
   std::uint64_t cache_clock_ = 0;
   PrefixStore store_;                 // the RAM tier
   std::unique_ptr<PrefixDisk> disk_;  // the disk tier, or null
-  PrefixDiskStats disk_reported_;     // the totals OnPrefixDisk has reported
+  // Admissions wait for the disk tier's start-up read until this (real time), at most.
+  std::chrono::steady_clock::time_point disk_hold_until_{};
+  PrefixDiskStats disk_reported_;  // the totals OnPrefixDisk has reported
   std::uint64_t disk_hits_ = 0;
   std::thread thread_;
 };
