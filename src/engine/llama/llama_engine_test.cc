@@ -65,6 +65,24 @@ class LlamaEngineTest : public ::testing::Test {
     return out;
   }
 
+  // Slot 1 holds all but the last of `tokens`: feeds that one and then each token it samples,
+  // and expects `reference`'s tokens, step by step; ends the sequence.
+  static void ExpectSlot1DecodesLike(const std::vector<Token>& tokens,
+                                     const std::vector<Sampled>& reference) {
+    const int n = static_cast<int>(tokens.size());
+    BatchEntry entry{1, std::span<const Token>(tokens.data() + n - 1, 1), n - 1, true};
+    int pos = n;
+    Token next = 0;
+    for (std::size_t i = 0; i < reference.size(); ++i) {
+      auto step = engine_->Step(std::span<const BatchEntry>(&entry, 1));
+      ASSERT_TRUE(step.has_value()) << step.error().message;
+      EXPECT_EQ((*step)[0].token, reference[i].token) << "token " << i;
+      next = (*step)[0].token;
+      entry = BatchEntry{1, std::span<const Token>(&next, 1), pos++, true};
+    }
+    engine_->EndSequence(1, false);
+  }
+
   static Engine* engine_;
 };
 
@@ -393,17 +411,7 @@ TEST_F(LlamaEngineTest, CopiedPromptCellsSampleLikeTheSource) {
   ASSERT_TRUE(engine_->BeginSequence(1, Sampling(0.0f, false), 0).has_value());
   ASSERT_TRUE(engine_->CopyPrefix(0, 1, n - 1).has_value());
   engine_->EndSequence(0, false);
-  BatchEntry entry{1, std::span<const Token>(prompt->data() + n - 1, 1), n - 1, true};
-  int pos = n;
-  Token next = 0;
-  for (std::size_t i = 0; i < reference.size(); ++i) {
-    auto step = engine_->Step(std::span<const BatchEntry>(&entry, 1));
-    ASSERT_TRUE(step.has_value()) << step.error().message;
-    EXPECT_EQ((*step)[0].token, reference[i].token) << "token " << i;
-    next = (*step)[0].token;
-    entry = BatchEntry{1, std::span<const Token>(&next, 1), pos++, true};
-  }
-  engine_->EndSequence(1, false);
+  ExpectSlot1DecodesLike(*prompt, reference);
   EXPECT_FALSE(engine_->CopyPrefix(0, 0, 1).has_value());
 }
 
@@ -448,17 +456,7 @@ TEST_F(LlamaEngineTest, SavedCellsRestoredIntoAnotherSlotSampleLikeTheSource) {
   std::printf("save %d cells: %zu bytes, %lld us; restore: %lld us\n", n, (*saved)->bytes(),
               static_cast<long long>((t1 - t0) / std::chrono::microseconds(1)),
               static_cast<long long>((t3 - t2) / std::chrono::microseconds(1)));
-  BatchEntry entry{1, std::span<const Token>(tokens.data() + n - 1, 1), n - 1, true};
-  int pos = n;
-  Token next = 0;
-  for (std::size_t i = 0; i < reference.size(); ++i) {
-    auto step = engine_->Step(std::span<const BatchEntry>(&entry, 1));
-    ASSERT_TRUE(step.has_value()) << step.error().message;
-    EXPECT_EQ((*step)[0].token, reference[i].token) << "token " << i;
-    next = (*step)[0].token;
-    entry = BatchEntry{1, std::span<const Token>(&next, 1), pos++, true};
-  }
-  engine_->EndSequence(1, false);
+  ExpectSlot1DecodesLike(tokens, reference);
   // More positions than were saved: refused, and the slot holds nothing.
   ASSERT_TRUE(engine_->BeginSequence(1, Sampling(0.0f, false), 0).has_value());
   EXPECT_FALSE(engine_->RestoreCells(1, **saved, n + 1).has_value());
