@@ -28,11 +28,19 @@ PluginsWatcher::PluginsWatcher(std::filesystem::path file, int threads, App& app
     : file_(std::move(file)), threads_(threads), app_(app), metrics_(metrics), period_(period) {}
 
 PluginsWatcher::~PluginsWatcher() {
-  StopPolling();
+  StopThread();
   DestroyReleased();
 }
 
 void PluginsWatcher::StopPolling() {
+  StopThread();
+  // The App outlives this watcher (both are RunServe's statics, the App made first): its
+  // runner must come back here while the watcher can still take it.
+  app_.SetPlugins(nullptr);
+  DestroyReleased();
+}
+
+void PluginsWatcher::StopThread() {
   {
     std::lock_guard lock(mu_);
     stop_ = true;

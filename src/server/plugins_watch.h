@@ -49,7 +49,9 @@ class PluginsWatcher {
   Status LoadInitial();
   // Starts polling on its own thread.
   void Start();
-  // Stops it (before the App goes); runners released later are still destroyed here.
+  // Before the App goes: stops polling, takes the App's runner and destroys every runner
+  // released so far (joining their workers). Runners released later (a request that outlives
+  // this) are destroyed by the destructor.
   void StopPolling();
   // Reloads now, whatever the stamps say, on the poll thread; `done` is called there with the
   // number of plugins loaded or why the file was rejected (POST /admin/plugins/reload).
@@ -63,6 +65,7 @@ class PluginsWatcher {
   bool Changed() const;
   // Reloads when a stamp changed or `force`; nullopt when nothing was done.
   std::optional<Result<std::size_t>> Poll(bool force);
+  void StopThread();
   void Release(plugins::HookRunner* runner);
   void DestroyReleased();
 
