@@ -18,6 +18,9 @@ Status ReadFile(const std::filesystem::path& path, std::string& out) {
   text << in.rdbuf();
   if (in.bad()) return Unavailable(StrCat("cannot read ", path.string()));
   out = text.str();
+  // As at start-up before reloads existed: an empty file is a mistake (or a write caught
+  // halfway), never "no plugins" — that would silently drop every guardrail.
+  if (out.empty()) return InvalidArgument(StrCat(path.string(), " is empty"));
   return {};
 }
 

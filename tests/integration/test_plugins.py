@@ -502,6 +502,13 @@ class PluginsReloadTest(PluginServerCase):
         self.assertIn("plugins.toml", body["error"]["message"])
         status, body, _ = self.complete("reload-bad")
         self.assertEqual(status, 403, body)
+        # An emptied file (a write caught halfway) is refused too, never read as "no plugins".
+        open(self.path, "w").close()
+        status, body, _ = self.reload()
+        self.assertEqual(status, 400, body)
+        self.assertIn("is empty", body["error"]["message"])
+        status, body, _ = self.complete("reload-empty")
+        self.assertEqual(status, 403, body)
         # (The poll may have seen the bad file first: it counts as an error too.)
         self.assertGreaterEqual(
             self.server.metric("ember_plugin_reloads_total", {"result": "error"}), 1)
