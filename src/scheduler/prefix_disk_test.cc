@@ -278,7 +278,10 @@ class PrefixDiskRestartTest : public ::testing::Test {
     observer_.reset();
   }
   Collected Run(int i, std::string tenant = "", bool deterministic = false) {
-    GenerateRequest r = MakeRequest(*engine_, Prompt(i), 3, clock_.Now());
+    return Run(Prompt(i), std::move(tenant), deterministic);
+  }
+  Collected Run(const std::string& prompt, std::string tenant = "", bool deterministic = false) {
+    GenerateRequest r = MakeRequest(*engine_, prompt, 3, clock_.Now());
     r.tenant.id = std::move(tenant);
     r.sampling.deterministic = deterministic;
     return Wait(*SubmitAccepted(*scheduler_, std::move(r)));
@@ -324,6 +327,45 @@ TEST_F(PrefixDiskRestartTest, AReusedPromptIsRestoredFromDiskAfterARestart) {
     std::this_thread::sleep_for(5ms);
   }
   EXPECT_EQ(observer_->totals().hits, 1u);
+}
+
+// 40 tokens of "system prompt" shared by every i, then 40 of their own and "?".
+std::string Branching(int i) {
+  return std::string(40, 'S') + std::string(1, static_cast<char>('a' + i)) + std::string(39, '.') +
+         "?";
+}
+
+TEST_F(PrefixDiskRestartTest, ASharedBeginningHeldInASlotIsWrittenOnceAndRestoredAfterARestart) {
+  Start();
+  // Each prompt lands on slot 0, keeps its 40 shared tokens and drops the rest: the slot holds
+  // exactly the shared beginning, which is written once. Nothing reaches the disk through the
+  // RAM tier here (no entry is restored from it).
+  EXPECT_EQ(Run(Branching(0), "acme").finished->usage.cached_tokens, 0);
+  EXPECT_EQ(Run(Branching(1), "acme").finished->usage.cached_tokens, 40);
+  EXPECT_EQ(Run(Branching(2), "acme").finished->usage.cached_tokens, 40);
+  Stop();
+  const auto files = PfxFiles(dir_.path());
+  ASSERT_EQ(files.size(), 1u);
+  // 40 cells of 100 bytes and a header, not the 84 cells the slot held before (prompt 0 and
+  // its 3 output tokens).
+  EXPECT_GT(fs::file_size(files[0]), 40u * 100);
+  EXPECT_LT(fs::file_size(files[0]), 60u * 100);
+  Start();
+  WaitReads(1);
+  // A restarted server's first request with that beginning reuses it; another tenant's does not.
+  EXPECT_EQ(Run(Branching(3), "globex").finished->usage.cached_tokens, 0);
+  EXPECT_EQ(Run(Branching(4), "acme").finished->usage.cached_tokens, 40);
+}
+
+TEST_F(PrefixDiskRestartTest, AContinuedConversationIsNotWrittenAsABranch) {
+  Start();
+  // The next turn keeps the previous prompt (41 tokens) and drops only its 3 output tokens'
+  // cells: no branch, no file.
+  const std::string turn = Prompt(0);
+  Run(turn, "acme");
+  EXPECT_EQ(Run(turn + std::string(40, '+'), "acme").finished->usage.cached_tokens, 41);
+  Stop();
+  EXPECT_EQ(PfxFiles(dir_.path()).size(), 0u);
 }
 
 TEST_F(PrefixDiskRestartTest, AnotherTenantsEntryIsNotRestored) {

@@ -565,6 +565,22 @@ void Scheduler::SaveToStore(int slot) {
                            static_cast<int>(store_.evictions() - evictions));
 }
 
+void Scheduler::WriteBranch(int slot, std::span<const engine::Token> prefix,
+                            const std::string& tenant) {
+  std::string scope = DiskScope(StoreScope(tenant));
+  const std::string_view bytes(reinterpret_cast<const char*>(prefix.data()), prefix.size_bytes());
+  const std::size_t hash =
+      std::hash<std::string_view>{}(bytes) * 31 + std::hash<std::string_view>{}(scope);
+  if (disk_branches_.contains(hash)) return;
+  // One copy of the prefix's cells on the engine thread, once per shared beginning; the file
+  // is written by the disk tier's writer.
+  auto cells = engine_->SaveCells(slot);
+  if (!cells) return;
+  if (!disk_->Write(std::move(scope), {prefix.begin(), prefix.end()}, std::move(*cells))) return;
+  if (disk_branches_.size() >= kMaxBranches) disk_branches_.clear();
+  disk_branches_.insert(hash);
+}
+
 void Scheduler::Start(std::unique_ptr<Sequence> seq, Placement place) {
   const int slot = place.slot;
   // Cells this admission overwrites go to the RAM tier first: the older cache a move replaces,
@@ -589,12 +605,17 @@ void Scheduler::Start(std::unique_ptr<Sequence> seq, Placement place) {
   const bool restore = place.restore != 0 && std::min(place.restore_n, last) > 0;
   auto kept = engine_->BeginSequence(slot, seq->request.sampling,
                                      copy || restore ? 0 : std::min(place.own, last));
+  const int was_cached = static_cast<int>(cached_[slot].tokens.size());
+  const std::string was_tenant = std::move(cached_[slot].tenant);
   cached_[slot] = {.tokens = {}, .tenant = {}, .used = ++cache_clock_};
   if (!kept) {
     queue_.Done(seq->tenant());
     if (!seq->started) return FailWaiting(*seq, FinishReason::kError, kept.error());
     preempted_count_.fetch_sub(1);
     return Complete(*seq, FinishReason::kError, kept.error());
+  }
+  if (disk_ && !copy && !restore && *kept >= kMinPrefixHit && was_cached - *kept >= kMinPrefixHit) {
+    WriteBranch(slot, std::span(seq->feed()).first(static_cast<std::size_t>(*kept)), was_tenant);
   }
   if (copy) {
     // The engine refuses (and the sequence prefills) when a deterministic sequence would get

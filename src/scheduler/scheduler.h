@@ -34,6 +34,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "common/clock.h"
@@ -205,6 +206,11 @@ class Scheduler {
   // Moves what the disk tier's loader has read into the RAM tier, and reports the disk tier's
   // counts when they changed. Never waits for the disk.
   void SyncDisk();
+  // A prompt that kept only the first `n` (kMinPrefixHit or more) of the cached tokens of the
+  // slot it landed on, kMinPrefixHit or more short of the cache's end: two prompts branch
+  // there, so that beginning is shared (a system prompt, tool definitions). Writes the slot,
+  // which now holds exactly those n cells, to the disk tier once per process.
+  void WriteBranch(int slot, std::span<const engine::Token> prefix, const std::string& tenant);
   std::vector<Planned> PlanStep() const;
   void AdmitWaiting();
   void Start(std::unique_ptr<Sequence> seq, Placement place);
@@ -276,6 +282,10 @@ class Scheduler {
   std::chrono::steady_clock::time_point disk_hold_until_{};
   PrefixDiskStats disk_reported_;  // the totals OnPrefixDisk has reported
   std::uint64_t disk_hits_ = 0;
+  // Hashes of the (scope, tokens) WriteBranch has written; cleared when it reaches
+  // kMaxBranches (a rewrite only refreshes the file's mtime).
+  std::unordered_set<std::size_t> disk_branches_;
+  static constexpr std::size_t kMaxBranches = 4096;
   std::thread thread_;
 };
 

@@ -260,6 +260,38 @@ class PrefixDiskTierTest(unittest.TestCase):
         self.assertEqual(self.files(), [])
 
 
+    def test_a_shared_beginning_held_in_a_slot_is_written_and_restored_after_a_restart(self):
+        # A system prompt that one slot keeps serving never reaches the RAM tier; it is written
+        # when a prompt branches from it, once, and a restarted server starts with it.
+        asks = [STORY + f" Then {name} came to the park with a kite and a little dog, and they"
+                for name in NAMES[:4]]
+        server = Server(*self.args)
+        try:
+            toks = [server.post_json("/tokenize", {"content": a})[1]["tokens"] for a in asks[:2]]
+            shared = common_prefix(toks[0], toks[1])
+            self.assertGreaterEqual(shared, 32)
+            self.assertEqual(self.complete(server, asks[0])[1], 0)
+            self.assertEqual(self.complete(server, asks[1])[1], shared)  # branches: written
+            self.assertTrue(server.wait_metric("ember_prefix_cache_disk_writes_total", 1))
+            self.assertEqual(self.complete(server, asks[2])[1], shared)  # the same: not again
+            expected, cached = self.complete(server, asks[3])
+            self.assertEqual(cached, shared)
+            self.assertEqual(server.metric("ember_prefix_cache_disk_writes_total"), 1)
+        finally:
+            server.stop()
+        self.assertEqual(len(self.files()), 1)
+        # The file holds the shared cells only: well under the cells the slot held (prompt and output).
+        size = os.path.getsize(self.files()[0])
+        server = Server(*self.args)
+        try:
+            self.assertTrue(server.wait_metric("ember_prefix_cache_disk_reads_total", 1))
+            self.assertEqual(self.complete(server, asks[3]), (expected, shared))
+            self.assertTrue(server.wait_metric("ember_prefix_cache_disk_hits_total", 1))
+        finally:
+            server.stop()
+        self.assertLess(size, (shared + 16) * 640 + 4096)
+
+
 class PrefixRamTierBudgetTest(unittest.TestCase):
     """The tier's bound is part of the model's charge against --memory-budget."""
 
