@@ -69,8 +69,11 @@ struct Scheduler::Sequence {
   int choice = 0;                // its index among the request's choices
   // A choice after the first, until it has the prompt's cells: the slot of the first choice,
   // whose prefill it waits for (it is not scheduled meanwhile).
+  // Also any request whose prompt begins with what another, still prefilling, is computing
+  // (PickSlot's wait_from): that one's slot, and `share_n` positions to copy from it.
   int prompt_from = -1;
-  int sharers = 0;  // the first choice: choices waiting for its prompt cells
+  int share_n = 0;
+  int sharers = 0;  // sequences waiting for its prompt cells
   // Its timeline (SchedulerOptions::trace_steps), and for it each peer's index in
   // trace->peer_ids by peer key (PeerKey).
   std::shared_ptr<Trace> trace;
@@ -388,9 +391,41 @@ Scheduler::Placement Scheduler::PickSlot(const std::vector<Token>& prompt, const
       place.copy = 0;
     }
   }
+  // A prompt being computed in another slot: waiting for it costs no more than computing the
+  // same tokens beside it in the same steps, and leaves the steps' budget to others. Only from
+  // a sequence that waits for no one (no chains), and for a deterministic request only from a
+  // deterministic one (whose cells are batch-invariant).
+  if (!prompt.empty()) {
+    int best_now = place.src >= 0 ? place.copy : place.own;
+    if (place.restore != 0) best_now = place.restore_n;
+    for (int slot = 0; slot < n; ++slot) {
+      const Sequence* s = slots_[slot].get();
+      if (s == nullptr || s->decoding() || s->prompt_from >= 0 || s->request.embed) continue;
+      if (deterministic && !s->request.sampling.deterministic) continue;
+      // The scope Reusable applies to cells.
+      if (options_.prefix_share == PrefixShare::kOff || engine_->Info().embedding_only()) break;
+      if (options_.prefix_share == PrefixShare::kTenant && s->tenant().id != tenant.id) continue;
+      const std::vector<Token>& feed = s->feed();
+      const int pending =
+          std::min(static_cast<int>(
+                       std::mismatch(feed.begin(), feed.end(), prompt.begin(), prompt.end()).first -
+                       feed.begin()),
+                   static_cast<int>(prompt.size()) - 1);
+      if (pending > s->prefilled && pending - best_now >= kMinPrefixHit && pending > place.wait_n) {
+        place.wait_from = slot;
+        place.wait_n = pending;
+      }
+    }
+    if (place.wait_from >= 0) {
+      place.src = -1;
+      place.copy = 0;
+      place.restore = 0;
+      place.restore_n = 0;
+    }
+  }
   // Before a restore the slot's cache goes to the RAM tier (Start), not to another slot: a
   // stream copy from the slot would land after the restore and copy the restored cells.
-  const int keep = place.src >= 0 ? 0 : place.own;
+  const int keep = place.src >= 0 || place.wait_from >= 0 ? 0 : place.own;
   if (place.restore == 0 &&
       static_cast<int>(cached_[place.slot].tokens.size()) - keep >= kMinPrefixHit) {
     for (int slot = 0; slot < n; ++slot) {
@@ -486,24 +521,58 @@ void Scheduler::StartChoices(int slot) {
   }
 }
 
-void Scheduler::SharePrompt(Sequence& first, bool copy) {
+void Scheduler::SharePrompt(Sequence& first, bool copy, bool ready_only) {
   if (first.sharers == 0) return;
   const int n_prompt = static_cast<int>(first.request.prompt.size());
-  const bool whole = first.replay.empty() && first.prefilled >= n_prompt;
   for (auto& s : slots_) {
-    if (!s || s->prompt_from != first.slot || s->stream != first.stream) continue;
+    if (!s || s.get() == &first || s->prompt_from != first.slot) continue;
+    // Another choice of the same request copies the prompt but its last token, whose logits
+    // are the choice's own; another request copies what it shares.
+    const bool choice = s->stream == first.stream;
+    const int n = choice ? n_prompt - 1 : s->share_n;
+    const bool ready =
+        choice ? first.replay.empty() && first.prefilled >= n_prompt : first.prefilled >= n;
+    if (ready_only && !ready) continue;
     s->prompt_from = -1;
-    // The last prompt token is recomputed by each choice: its logits are the choice's own.
-    if (copy && whole) {
-      if (Status copied = engine_->CopyPrefix(first.slot, s->slot, n_prompt - 1); copied) {
-        s->prefilled = n_prompt - 1;
-      } else {
+    --first.sharers;
+    // Another request let go early (its source finishes or is preempted) still takes what was
+    // computed, when that is worth a copy.
+    const int n_copy = ready ? n : choice ? 0 : std::min(first.prefilled, n);
+    int got = 0;
+    if (copy && (ready || n_copy >= kMinPrefixHit)) {
+      if (Status copied = engine_->CopyPrefix(first.slot, s->slot, n_copy); copied) {
+        got = n_copy;
+      } else if (choice) {
         log::Error("sharing a prompt's cells failed (the choice prefills it): ",
                    copied.error().message);
       }
     }
+    s->prefilled = got;
+    ReportPrefill(*s);
+    if (!choice) {
+      // The lookup Start left to now, and the tokens it was not charged for when it gets none.
+      s->cached = got;
+      if (!s->request.embed) {
+        observer_->OnPrefixLookup(static_cast<int>(s->request.prompt.size()), got, got > 0, false);
+      }
+      queue_.Charge(s->tenant(), s->share_n - got, 0);
+      s->share_n = 0;
+    }
   }
-  first.sharers = 0;
+  if (!ready_only) first.sharers = 0;
+}
+
+void Scheduler::StopWaiting(Sequence& seq) {
+  if (seq.prompt_from < 0) return;
+  if (Sequence* first = slots_[seq.prompt_from].get()) --first->sharers;
+  seq.prompt_from = -1;
+  if (seq.share_n > 0) {  // another request's prompt, never copied: a miss, charged in full
+    if (!seq.request.embed) {
+      observer_->OnPrefixLookup(static_cast<int>(seq.request.prompt.size()), 0, false, false);
+    }
+    queue_.Charge(seq.tenant(), seq.share_n, 0);
+    seq.share_n = 0;
+  }
 }
 
 void Scheduler::ReportPrefill(const Sequence& seq) {
@@ -585,7 +654,10 @@ void Scheduler::Start(std::unique_ptr<Sequence> seq, Placement place) {
   const int slot = place.slot;
   // Cells this admission overwrites go to the RAM tier first: the older cache a move replaces,
   // or the slot's own when it is not moved.
-  const int keep_own = place.src >= 0 || place.restore != 0 ? 0 : place.own;
+  // Only a first admission waits (a resumed sequence's lookup was counted and its prompt
+  // charged); without the wait the slot keeps its own prefix, as PickSlot found it.
+  const bool wait = place.wait_from >= 0 && !seq->started && !seq->request.embed;
+  const int keep_own = place.src >= 0 || place.restore != 0 || wait ? 0 : place.own;
   if (place.evict_to >= 0) {
     SaveToStore(place.evict_to);
   } else if (static_cast<int>(cached_[slot].tokens.size()) - keep_own >= kMinPrefixHit) {
@@ -604,7 +676,7 @@ void Scheduler::Start(std::unique_ptr<Sequence> seq, Placement place) {
   const bool copy = place.src >= 0 && std::min(place.copy, last) > 0;
   const bool restore = place.restore != 0 && std::min(place.restore_n, last) > 0;
   auto kept = engine_->BeginSequence(slot, seq->request.sampling,
-                                     copy || restore ? 0 : std::min(place.own, last));
+                                     copy || restore || wait ? 0 : std::min(place.own, last));
   const int was_cached = static_cast<int>(cached_[slot].tokens.size());
   const std::string was_tenant = std::move(cached_[slot].tenant);
   cached_[slot] = {.tokens = {}, .tenant = {}, .used = ++cache_clock_};
@@ -614,7 +686,8 @@ void Scheduler::Start(std::unique_ptr<Sequence> seq, Placement place) {
     preempted_count_.fetch_sub(1);
     return Complete(*seq, FinishReason::kError, kept.error());
   }
-  if (disk_ && !copy && !restore && *kept >= kMinPrefixHit && was_cached - *kept >= kMinPrefixHit) {
+  if (disk_ && !copy && !restore && !wait && *kept >= kMinPrefixHit &&
+      was_cached - *kept >= kMinPrefixHit) {
     WriteBranch(slot, std::span(seq->feed()).first(static_cast<std::size_t>(*kept)), was_tenant);
   }
   if (copy) {
@@ -642,6 +715,11 @@ void Scheduler::Start(std::unique_ptr<Sequence> seq, Placement place) {
       }
     }
   }
+  if (wait) {
+    seq->prompt_from = place.wait_from;
+    seq->share_n = place.wait_n;
+    ++slots_[place.wait_from]->sharers;
+  }
   if (seq->sampler) engine_->ResumeSampler(slot, std::move(seq->sampler));
   seq->slot = slot;
   seq->prefilled = *kept;
@@ -659,13 +737,16 @@ void Scheduler::Start(std::unique_ptr<Sequence> seq, Placement place) {
     const auto queued = seq->admitted - seq->request.arrival;
     seq->stream->Push(Admitted{queued});
     observer_->OnAdmitted(seq->request, queued);
-    if (!seq->request.embed) {
+    // A waiting sequence's lookup is counted when it gets the cells, or gives up on them.
+    if (!seq->request.embed && !wait) {
       observer_->OnPrefixLookup(static_cast<int>(seq->request.prompt.size()), *kept, copy,
                                 restored);
     }
     // The prompt is charged whole at admission, as in the paper, so that admitting several
-    // requests in one pass sees each one's cost; a resume is not charged again.
-    queue_.Charge(seq->tenant(), static_cast<int>(seq->request.prompt.size()) - *kept, 0);
+    // requests in one pass sees each one's cost; a resume is not charged again. A waiting
+    // sequence is charged without the tokens it expects to copy, and for them if it does not.
+    queue_.Charge(seq->tenant(),
+                  static_cast<int>(seq->request.prompt.size()) - *kept - seq->share_n, 0);
   }
   slots_[slot] = std::move(seq);
   running_count_.fetch_add(1);
@@ -739,10 +820,7 @@ Scheduler::Sequence* Scheduler::PickFairShareVictim(const TenantTag& tenant) con
 // sampler state comes out of the engine, and its prompt and output are recomputed on resume.
 void Scheduler::Preempt(Sequence& seq) {
   SharePrompt(seq, /*copy=*/true);
-  if (seq.prompt_from >= 0) {
-    if (Sequence* first = slots_[seq.prompt_from].get()) --first->sharers;
-    seq.prompt_from = -1;
-  }
+  StopWaiting(seq);
   std::unique_ptr<Sequence> owned = std::move(slots_[seq.slot]);
   owned->sampler = engine_->SuspendSampler(owned->slot);
   ReleaseSlot(*owned, /*keep_cells=*/true);
@@ -860,7 +938,7 @@ bool Scheduler::RunStep() {
     if (batch[i].embed) FinishEmbedding(*s);
   }
   for (auto& s : slots_) {
-    if (s && s->sharers > 0 && s->decoding()) SharePrompt(*s, /*copy=*/true);
+    if (s && s->sharers > 0) SharePrompt(*s, /*copy=*/true, /*ready_only=*/true);
   }
   PublishGauges();
   return true;
@@ -942,10 +1020,7 @@ void Scheduler::FinishEmbedding(Sequence& seq) {
 void Scheduler::Finish(Sequence& seq, FinishReason reason, std::optional<Error> error) {
   const int slot = seq.slot;
   SharePrompt(seq, /*copy=*/reason != FinishReason::kError);
-  if (seq.prompt_from >= 0) {
-    if (Sequence* first = slots_[seq.prompt_from].get()) --first->sharers;
-    seq.prompt_from = -1;
-  }
+  StopWaiting(seq);
   // Keep the cells as a prompt cache unless the engine failed (their contents are unknown).
   ReleaseSlot(seq, reason != FinishReason::kError);
   Complete(seq, reason, std::move(error));

@@ -190,6 +190,11 @@ class Scheduler {
     int evict_to = -1;
     std::uint64_t restore = 0;
     int restore_n = 0;
+    // A running sequence, still prefilling, whose prompt begins with kMinPrefixHit or more of
+    // this prompt's tokens than any cells offer now: the new sequence waits in `slot` (not
+    // scheduled) until that many of them are computed there, then copies them (SharePrompt).
+    int wait_from = -1;
+    int wait_n = 0;
   };
   // The tokens slot `slot`'s KV cells hold in order, when a request of `tenant` may reuse them.
   std::span<const engine::Token> Reusable(int slot, const TenantTag& tenant) const;
@@ -219,9 +224,13 @@ class Scheduler {
   // Starts choices 1..n-1 of the request whose first choice just started in `slot`.
   void StartChoices(int slot);
   int FreeSlots() const;
-  // The choices waiting for `first`'s prompt cells get copies of them when `first` holds the
-  // whole prompt and `copy` is set; otherwise they prefill the prompt themselves.
-  void SharePrompt(Sequence& first, bool copy);
+  // The sequences waiting for `first`'s prompt cells (its other choices, other requests that
+  // share its prompt's beginning) get copies of them when `first` has computed what they need
+  // and `copy` is set; otherwise they prefill it themselves. With `ready_only`, only those
+  // whose cells are ready now are let go (after each step); the rest keep waiting.
+  void SharePrompt(Sequence& first, bool copy, bool ready_only = false);
+  // A waiting sequence that leaves (finished, cancelled, preempted) stops waiting.
+  void StopWaiting(Sequence& seq);
   Sequence* PickVictim(int priority) const;
   Sequence* PickFairShareVictim(const TenantTag& tenant) const;
   void Preempt(Sequence& seq);

@@ -515,6 +515,66 @@ TEST_F(PrefixReuseTest, ACacheAboutToBeOverwrittenMovesToTheLeastRecentlyUsedSlo
   EXPECT_EQ(again.text, "abc");
 }
 
+// Prompt tokens the engine computed for `slot` below position `end` (prefill, not decode).
+int PrefilledTokens(const FakeEngine& engine, int slot, int end) {
+  int n = 0;
+  for (const auto& batch : engine.Batches()) {
+    for (const auto& e : batch) {
+      if (e.slot == slot && e.pos < end) n += e.n_tokens;
+    }
+  }
+  return n;
+}
+
+TEST_F(PrefixReuseTest, RequestsArrivingTogetherComputeTheirSharedBeginningOnce) {
+  // 8 tokens a step: the first request needs 5 steps for kPrefix. The others arrive before it
+  // has 32 of them (nothing to copy yet), wait for them and copy them.
+  Start({.parallel = 4, .batch_size = 8, .step_delay = 5ms});
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (const char* suffix : {"?", "!", ":", ";"}) streams.push_back(Submit(Prefixed(suffix, 3)));
+  int computed = 0;
+  for (std::size_t i = 0; i < streams.size(); ++i) {
+    Collected c = Wait(*streams[i]);
+    ASSERT_FALSE(c.finished->error) << c.finished->error->message;
+    EXPECT_EQ(c.text, "abc");
+    EXPECT_EQ(c.finished->usage.cached_tokens, i == 0 ? 0 : 40) << i;
+  }
+  for (int slot = 0; slot < 4; ++slot) computed += PrefilledTokens(*engine_, slot, 41);
+  EXPECT_EQ(computed, 41 + 3);  // not 4 x 41
+  ASSERT_EQ(engine_->Copies().size(), 3u);
+  for (const auto& copy : engine_->Copies()) {
+    EXPECT_EQ(copy.src, 0);
+    EXPECT_EQ(copy.n_pos, 40);
+  }
+}
+
+TEST_F(PrefixReuseTest, AWaitingRequestWhoseSourceIsCancelledComputesTheRest) {
+  Start({.parallel = 2, .batch_size = 8, .step_delay = 5ms});
+  const std::string shared(200, 's');
+  auto source = Submit(Request(shared + "!", 1000));
+  auto waiter = Submit(Request(shared + "?", 3));
+  std::this_thread::sleep_for(20ms);
+  source->Cancel();
+  Wait(*source);
+  Collected c = Wait(*waiter);
+  ASSERT_FALSE(c.finished->error) << c.finished->error->message;
+  EXPECT_EQ(c.text, "abc");
+  // What the source had computed was copied (when 32 or more) and the rest computed: every
+  // prompt position exactly once, and cached_tokens says which.
+  const int cached = c.finished->usage.cached_tokens;
+  EXPECT_LT(cached, 200);
+  EXPECT_EQ(PrefilledTokens(*engine_, 1, 201), 201 - cached);
+}
+
+TEST_F(PrefixReuseTest, AnotherTenantsPromptInFlightIsNotWaitedFor) {
+  Start({.parallel = 2, .batch_size = 8, .step_delay = 5ms});
+  auto a = Submit(Prefixed("?", 3, "acme"));
+  auto b = Submit(Prefixed("!", 3, "globex"));
+  EXPECT_EQ(Wait(*a).finished->usage.cached_tokens, 0);
+  EXPECT_EQ(Wait(*b).finished->usage.cached_tokens, 0);
+  EXPECT_TRUE(engine_->Copies().empty());
+}
+
 TEST_F(PrefixReuseTest, AShortSharedPrefixIsNotWorthACopy) {
   Start({.parallel = 2, .step_delay = 1ms});
   auto running = Submit(Request("short prefix!", 1000));

@@ -110,6 +110,48 @@ class PrefixCacheTest(unittest.TestCase):
         self.assertEqual(cached_again, len(asked["tokens"]) - 1)
         self.assertEqual(text_again, text_miss)
 
+    def test_requests_sent_together_compute_their_shared_beginning_once(self):
+        # 16 tokens a step, 10 ms each: the shared ~180 tokens take a dozen steps, and the
+        # requests sent beside the first arrive before it has any cells worth copying. They
+        # wait for its cells instead of computing the same tokens beside it.
+        args = ("--parallel", "4", "--ctx-size", "2048", "--batch-size", "16",
+                "--debug-step-delay", "10ms")
+        story = STORY * 4
+        prompts = [story + f" Then {name} said" for name in NAMES[:4]]
+        results = {}
+        for label, extra in (("off", ("--prefix-cache-share", "off")), ("on", ())):
+            server = Server(*args, *extra)
+            try:
+                out = [None] * len(prompts)
+
+                def ask(i, server=server, out=out):
+                    status, data, _ = server.post_json("/v1/completions", {
+                        "prompt": prompts[i], "max_tokens": 16, "temperature": 0})
+                    out[i] = (status, data)
+
+                threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(prompts))]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join(60)
+                for status, data in out:
+                    self.assertEqual(status, 200, data)
+                results[label] = [
+                    (d["choices"][0]["text"], d["usage"]["prompt_tokens_details"]["cached_tokens"])
+                    for _, d in out]
+                if label == "on":
+                    toks = [server.post_json("/tokenize", {"content": p})[1]["tokens"]
+                            for p in prompts[:2]]
+                    shared = common_prefix(*toks)
+                    copies = server.metric("ember_prefix_cache_copies_total")
+            finally:
+                server.stop()
+        self.assertEqual([c for _, c in results["off"]], [0] * 4)
+        self.assertEqual(sorted(c for _, c in results["on"]), [0, shared, shared, shared])
+        self.assertEqual(copies, 3)
+        # Greedy text unchanged by the copies.
+        self.assertEqual([t for t, _ in results["on"]], [t for t, _ in results["off"]])
+
     def test_a_cache_moved_aside_before_an_overwrite_gives_the_same_text(self):
         server = Server("--parallel", "2", "--ctx-size", "1024")
         try:
