@@ -20,7 +20,7 @@ llama-server, ...) for --repeat rounds; medians.
 
   bench/prefix_cache.py MODEL [--ember build/rel/src/cli/ember] [--llama-server PATH]
       [--threads 2] [--parallel 16] [--ctx 16384] [--repeat 2] [--only repeated,chat,system]
-      [--servers ember,llama-server]
+      [--servers ember,llama-server] [--chat-template-file bench/chatml.jinja]
 """
 import argparse
 import http.client
@@ -238,6 +238,10 @@ def main():
     # vocabulary: 1,200 words made 1,170 tokens)
     ap.add_argument("--long-system-words", type=int, default=1550)
     ap.add_argument("--servers", default="", help="only these (comma-separated names)")
+    # A model without a chat template (the synthesized ones) gets ember's documented fallback
+    # format from ember and ChatML from llama-server: different prompts. This gives both the
+    # same template (bench/chatml.jinja renders what llama-server's fallback does).
+    ap.add_argument("--chat-template-file", default="")
     args = ap.parse_args()
 
     servers = {"ember": [args.ember, "serve", "--model", args.model, "--threads",
@@ -250,6 +254,9 @@ def main():
     if args.llama_server:
         servers["llama-server"] = [args.llama_server, "-m", args.model, "-t", str(args.threads),
                                    "-c", str(args.ctx), "-np", str(args.parallel)]
+    if args.chat_template_file:
+        for argv in servers.values():
+            argv += ["--chat-template-file", args.chat_template_file]
     if args.servers:
         keep = set(args.servers.split(","))
         servers = {name: argv for name, argv in servers.items() if name in keep}
