@@ -393,8 +393,8 @@ Scheduler::Placement Scheduler::PickSlot(const std::vector<Token>& prompt, const
   }
   // A prompt being computed in another slot: waiting for it costs no more than computing the
   // same tokens beside it in the same steps, and leaves the steps' budget to others. Only from
-  // a sequence that waits for no one (no chains), and for a deterministic request only from a
-  // deterministic one (whose cells are batch-invariant).
+  // a sequence that waits for no one (no chains), that PlanStep feeds no later than this one,
+  // and for a deterministic request only from a deterministic one (batch-invariant cells).
   if (!prompt.empty()) {
     int best_now = place.src >= 0 ? place.copy : place.own;
     if (place.restore != 0) best_now = place.restore_n;
@@ -405,6 +405,12 @@ Scheduler::Placement Scheduler::PickSlot(const std::vector<Token>& prompt, const
       // The scope Reusable applies to cells.
       if (options_.prefix_share == PrefixShare::kOff || engine_->Info().embedding_only()) break;
       if (options_.prefix_share == PrefixShare::kTenant && s->tenant().id != tenant.id) continue;
+      // Never behind a source PlanStep feeds later than the waiter would be fed itself: a
+      // less urgent class, or (sharing across tenants) a tenant the fair order puts behind.
+      if (s->tenant().priority > tenant.priority) continue;
+      if (s->tenant().id != tenant.id && queue_.Counter(s->tenant()) > queue_.Counter(tenant)) {
+        continue;
+      }
       const std::vector<Token>& feed = s->feed();
       const int pending =
           std::min(static_cast<int>(
@@ -426,8 +432,8 @@ Scheduler::Placement Scheduler::PickSlot(const std::vector<Token>& prompt, const
   // Before a restore the slot's cache goes to the RAM tier (Start), not to another slot: a
   // stream copy from the slot would land after the restore and copy the restored cells.
   const int keep = place.src >= 0 || place.wait_from >= 0 ? 0 : place.own;
-  if (place.restore == 0 &&
-      static_cast<int>(cached_[place.slot].tokens.size()) - keep >= kMinPrefixHit) {
+  const int held = static_cast<int>(cached_[place.slot].tokens.size());
+  if (place.restore == 0 && held - keep >= kMinPrefixHit && WorthKeeping(held, place.own)) {
     for (int slot = 0; slot < n; ++slot) {
       if (slots_[slot] || slot == place.slot || slot == place.src) continue;
       if (place.evict_to < 0 || cached_[slot].used < cached_[place.evict_to].used) {
@@ -620,6 +626,16 @@ void Scheduler::SyncDisk() {
   disk_reported_ = now;
 }
 
+// A save or a move copies every cell of the slot on the engine thread, so a 1,700-token cache
+// that differs from the new prompt only in its last 40 tokens (a shared system prompt and the
+// previous user message) is not worth its 62 MB on the 110m. Measured: with such moves and
+// saves, the requests admitted in one pass on the shared system-prompt workload waited up to
+// 1.5 s more for their first token (BENCHMARKS.md).
+bool Scheduler::WorthKeeping(int held, int shared) {
+  const int unique = held - shared;
+  return unique >= kMinPrefixHit && unique * kMinUniqueShare >= held;
+}
+
 void Scheduler::SaveToStore(int slot) {
   const SlotCache& cache = cached_[slot];
   if (!store_.enabled() || static_cast<int>(cache.tokens.size()) < kMinPrefixHit) return;
@@ -652,15 +668,16 @@ void Scheduler::WriteBranch(int slot, std::span<const engine::Token> prefix,
 
 void Scheduler::Start(std::unique_ptr<Sequence> seq, Placement place) {
   const int slot = place.slot;
-  // Cells this admission overwrites go to the RAM tier first: the older cache a move replaces,
-  // or the slot's own when it is not moved.
   // Only a first admission waits (a resumed sequence's lookup was counted and its prompt
   // charged); without the wait the slot keeps its own prefix, as PickSlot found it.
   const bool wait = place.wait_from >= 0 && !seq->started && !seq->request.embed;
   const int keep_own = place.src >= 0 || place.restore != 0 || wait ? 0 : place.own;
+  // Cells this admission overwrites go to the RAM tier first: the older cache a move replaces,
+  // or the slot's own when it is not moved and is worth keeping.
+  const int held = static_cast<int>(cached_[slot].tokens.size());
   if (place.evict_to >= 0) {
     SaveToStore(place.evict_to);
-  } else if (static_cast<int>(cached_[slot].tokens.size()) - keep_own >= kMinPrefixHit) {
+  } else if (held - keep_own >= kMinPrefixHit && WorthKeeping(held, place.own)) {
     SaveToStore(slot);
   }
   if (place.evict_to >= 0) {

@@ -175,6 +175,12 @@ class Scheduler {
   // A prompt-cache hit shorter than this does not justify breaking slot contiguity, evicting a
   // longer cache, or copying a whole KV stream from another slot.
   static constexpr int kMinPrefixHit = 32;
+  // A slot's cache about to be overwritten is moved aside or saved to the RAM tier only when
+  // at least this fraction (1/k) of it is not shared with the prompt replacing it.
+  static constexpr int kMinUniqueShare = 8;
+  // Whether a cache of `held` tokens, `shared` of which the new prompt keeps, is worth a move
+  // or a save: kMinPrefixHit tokens or more of it, and 1/kMinUniqueShare of it, would be lost.
+  static bool WorthKeeping(int held, int shared);
   // How long after start admissions may wait for the disk tier's read (docs/prefix_cache.md).
   static constexpr std::chrono::milliseconds kDiskReadWait{2000};
   // Where a new sequence goes: `slot` (free), of whose cells it keeps its first `own` positions,

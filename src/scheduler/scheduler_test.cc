@@ -527,9 +527,9 @@ int PrefilledTokens(const FakeEngine& engine, int slot, int end) {
 }
 
 TEST_F(PrefixReuseTest, RequestsArrivingTogetherComputeTheirSharedBeginningOnce) {
-  // 8 tokens a step: the first request needs 5 steps for kPrefix. The others arrive before it
-  // has 32 of them (nothing to copy yet), wait for them and copy them.
-  Start({.parallel = 4, .batch_size = 8, .step_delay = 5ms});
+  // 8 tokens a step, 20 ms each: the first request needs 5 steps for kPrefix. The others arrive
+  // before it has 32 of them (nothing to copy yet), wait for them and copy them.
+  Start({.parallel = 4, .batch_size = 8, .step_delay = 20ms});
   std::vector<std::shared_ptr<RequestStream>> streams;
   for (const char* suffix : {"?", "!", ":", ";"}) streams.push_back(Submit(Prefixed(suffix, 3)));
   int computed = 0;
@@ -549,11 +549,11 @@ TEST_F(PrefixReuseTest, RequestsArrivingTogetherComputeTheirSharedBeginningOnce)
 }
 
 TEST_F(PrefixReuseTest, AWaitingRequestWhoseSourceIsCancelledComputesTheRest) {
-  Start({.parallel = 2, .batch_size = 8, .step_delay = 5ms});
+  Start({.parallel = 2, .batch_size = 8, .step_delay = 20ms});
   const std::string shared(200, 's');
   auto source = Submit(Request(shared + "!", 1000));
   auto waiter = Submit(Request(shared + "?", 3));
-  std::this_thread::sleep_for(20ms);
+  std::this_thread::sleep_for(100ms);
   source->Cancel();
   Wait(*source);
   Collected c = Wait(*waiter);
@@ -567,12 +567,43 @@ TEST_F(PrefixReuseTest, AWaitingRequestWhoseSourceIsCancelledComputesTheRest) {
 }
 
 TEST_F(PrefixReuseTest, AnotherTenantsPromptInFlightIsNotWaitedFor) {
-  Start({.parallel = 2, .batch_size = 8, .step_delay = 5ms});
+  Start({.parallel = 2, .batch_size = 8, .step_delay = 20ms});
   auto a = Submit(Prefixed("?", 3, "acme"));
   auto b = Submit(Prefixed("!", 3, "globex"));
   EXPECT_EQ(Wait(*a).finished->usage.cached_tokens, 0);
   EXPECT_EQ(Wait(*b).finished->usage.cached_tokens, 0);
   EXPECT_TRUE(engine_->Copies().empty());
+}
+
+TEST_F(PrefixReuseTest, AMoreUrgentRequestDoesNotWaitForALessUrgentPrompt) {
+  // PlanStep feeds the more urgent class first: waiting for the batch tenant's prompt would
+  // put the interactive request behind it.
+  Start({.parallel = 2, .batch_size = 8, .step_delay = 20ms}, {.prefix_share = PrefixShare::kAll});
+  GenerateRequest batch = Prefixed("?", 3, "batch");
+  batch.tenant.priority = 1;
+  auto a = Submit(std::move(batch));
+  Collected urgent = Wait(*Submit(Prefixed("!", 3, "interactive")));
+  EXPECT_EQ(urgent.finished->usage.cached_tokens, 0);
+  EXPECT_EQ(Wait(*a).finished->usage.cached_tokens, 0);
+  EXPECT_TRUE(engine_->Copies().empty());
+}
+
+TEST_F(PrefixReuseTest, ALongCacheThatDiffersOnlyAtItsEndIsNeitherMovedNorSaved) {
+  // 300 shared tokens, then 33 of each prompt's own: the next prompt keeps the 300 and loses
+  // 35 (its suffix and 2 output cells), under 1/8 of the 335 held. Moving or saving them
+  // would copy all 335 cells to keep 35 (a shared system prompt's previous user message).
+  Start({.parallel = 2, .ctx_per_seq = 512, .step_delay = 1ms});
+  const std::string shared(300, 's');
+  Wait(*Submit(Request(shared + std::string(33, 'a'), 3)));
+  Collected next = Wait(*Submit(Request(shared + std::string(33, 'b'), 3)));
+  EXPECT_EQ(next.finished->usage.cached_tokens, 300);
+  EXPECT_TRUE(engine_->Copies().empty());
+  EXPECT_TRUE(engine_->Saves().empty());
+  // With as many of its own tokens as shared ones, the cache is moved aside first.
+  Collected other = Wait(*Submit(Request(shared + std::string(300, 'c'), 3)));
+  EXPECT_EQ(other.finished->usage.cached_tokens, 300);
+  Wait(*Submit(Request(shared + std::string(300, 'd'), 3)));
+  EXPECT_EQ(engine_->Copies().size(), 1u);
 }
 
 TEST_F(PrefixReuseTest, AShortSharedPrefixIsNotWorthACopy) {
