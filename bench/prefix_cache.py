@@ -203,14 +203,21 @@ def system(server, args):
     prompt = {"role": "system", "content": words(rng, args.long_system_words)}
     users = [words(rng, rng.randint(6, 16)) for _ in range(args.system_requests)]
 
-    def job(u):
-        return lambda: stream(server, "/v1/chat/completions", {
-            "messages": [prompt, {"role": "user", "content": u}],
-            "max_tokens": args.max_tokens, "temperature": 0, "stream": True,
-            "stream_options": {"include_usage": True}})
+    def job(i, u):
+        def run():
+            sent = time.monotonic() - start
+            row = stream(server, "/v1/chat/completions", {
+                "messages": [prompt, {"role": "user", "content": u}],
+                "max_tokens": args.max_tokens, "temperature": 0, "stream": True,
+                "stream_options": {"include_usage": True}})
+            if args.per_request:
+                print(f"[prefix] system request {i}: sent at {sent:.2f} s, TTFT {row[0]:.2f} s, "
+                      f"cached {row[2]}", file=sys.stderr)
+            return row
+        return run
 
     start = time.monotonic()
-    rows = run_pool([job(u) for u in users], args.chat_concurrency)
+    rows = run_pool([job(i, u) for i, u in enumerate(users)], args.chat_concurrency)
     return summary(rows, time.monotonic() - start)
 
 
@@ -242,6 +249,8 @@ def main():
     # format from ember and ChatML from llama-server: different prompts. This gives both the
     # same template (bench/chatml.jinja renders what llama-server's fallback does).
     ap.add_argument("--chat-template-file", default="")
+    ap.add_argument("--per-request", action="store_true",
+                    help="system: print each request's send time, TTFT and cached tokens")
     args = ap.parse_args()
 
     servers = {"ember": [args.ember, "serve", "--model", args.model, "--threads",
