@@ -16,7 +16,14 @@ function(ember_test name)
   if(EMBER_FUZZ)  # the fuzz build compiles components for the fuzz targets, not their tests
     return()
   endif()
-  cmake_parse_arguments(ARG "CPU_BACKEND;EVERY_CPU_VARIANT" "LABEL" "SRCS;DEPS" ${ARGN})
+  cmake_parse_arguments(ARG "CPU_BACKEND;EVERY_CPU_VARIANT;NO_LEAK_CHECK" "LABEL" "SRCS;DEPS"
+                        ${ARGN})
+  # NO_LEAK_CHECK: ASan's leak check off for this test's processes (the caller says why); its
+  # memory checks stay on. Appended to the preset's ASAN_OPTIONS, whose last flag wins.
+  set(extra_props)
+  if(ARG_NO_LEAK_CHECK)
+    set(extra_props ENVIRONMENT_MODIFICATION "ASAN_OPTIONS=string_append::detect_leaks=0")
+  endif()
   if(NOT ARG_LABEL)
     set(ARG_LABEL unit)
   endif()
@@ -34,11 +41,12 @@ function(ember_test name)
     foreach(variant IN LISTS EMBER_CPU_VARIANTS)
       gtest_discover_tests(${name} TEST_SUFFIX ".${variant}" TEST_LIST ${name}_${variant}_tests
         PROPERTIES LABELS ${ARG_LABEL} ENVIRONMENT "EMBER_CPU_VARIANT=${variant}"
-                   SKIP_RETURN_CODE 77 SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]"
+                   SKIP_RETURN_CODE 77 SKIP_REGULAR_EXPRESSION "\\[  SKIPPED \\]" ${extra_props}
         DISCOVERY_TIMEOUT 30)
     endforeach()
   else()
-    gtest_discover_tests(${name} PROPERTIES LABELS ${ARG_LABEL} DISCOVERY_TIMEOUT 30)
+    gtest_discover_tests(${name} PROPERTIES LABELS ${ARG_LABEL} DISCOVERY_TIMEOUT 30
+                         ${extra_props})
   endif()
 endfunction()
 
