@@ -9,6 +9,7 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "common/hash.h"
 #include "common/log.h"
 
 namespace ember::scheduler {
@@ -395,15 +396,15 @@ Scheduler::Placement Scheduler::PickSlot(const std::vector<Token>& prompt, const
   // same tokens beside it in the same steps, and leaves the steps' budget to others. Only from
   // a sequence that waits for no one (no chains), that PlanStep feeds no later than this one,
   // and for a deterministic request only from a deterministic one (batch-invariant cells).
-  if (!prompt.empty()) {
+  // Prompts in flight are scoped as Reusable scopes cells.
+  if (!prompt.empty() && options_.prefix_share != PrefixShare::kOff &&
+      !engine_->Info().embedding_only()) {
     int best_now = place.src >= 0 ? place.copy : place.own;
     if (place.restore != 0) best_now = place.restore_n;
     for (int slot = 0; slot < n; ++slot) {
       const Sequence* s = slots_[slot].get();
       if (s == nullptr || s->decoding() || s->prompt_from >= 0 || s->request.embed) continue;
       if (deterministic && !s->request.sampling.deterministic) continue;
-      // The scope Reusable applies to cells.
-      if (options_.prefix_share == PrefixShare::kOff || engine_->Info().embedding_only()) break;
       if (options_.prefix_share == PrefixShare::kTenant && s->tenant().id != tenant.id) continue;
       // Never behind a source PlanStep feeds later than the waiter would be fed itself: a
       // less urgent class, or (sharing across tenants) a tenant the fair order puts behind.
@@ -555,30 +556,25 @@ void Scheduler::SharePrompt(Sequence& first, bool copy, bool ready_only) {
     }
     s->prefilled = got;
     ReportPrefill(*s);
-    if (!choice) {
-      // The lookup Start left to now, and the tokens it was not charged for when it gets none.
-      s->cached = got;
-      if (!s->request.embed) {
-        observer_->OnPrefixLookup(static_cast<int>(s->request.prompt.size()), got, got > 0, false);
-      }
-      queue_.Charge(s->tenant(), s->share_n - got, 0);
-      s->share_n = 0;
-    }
+    if (!choice) SettleShare(*s, got);
   }
   if (!ready_only) first.sharers = 0;
+}
+
+void Scheduler::SettleShare(Sequence& seq, int got) {
+  seq.cached = got;
+  if (!seq.request.embed) {
+    observer_->OnPrefixLookup(static_cast<int>(seq.request.prompt.size()), got, got > 0, false);
+  }
+  queue_.Charge(seq.tenant(), seq.share_n - got, 0);
+  seq.share_n = 0;
 }
 
 void Scheduler::StopWaiting(Sequence& seq) {
   if (seq.prompt_from < 0) return;
   if (Sequence* first = slots_[seq.prompt_from].get()) --first->sharers;
   seq.prompt_from = -1;
-  if (seq.share_n > 0) {  // another request's prompt, never copied: a miss, charged in full
-    if (!seq.request.embed) {
-      observer_->OnPrefixLookup(static_cast<int>(seq.request.prompt.size()), 0, false, false);
-    }
-    queue_.Charge(seq.tenant(), seq.share_n, 0);
-    seq.share_n = 0;
-  }
+  if (seq.share_n > 0) SettleShare(seq, 0);  // another request's prompt, never copied
 }
 
 void Scheduler::ReportPrefill(const Sequence& seq) {
@@ -653,9 +649,7 @@ void Scheduler::SaveToStore(int slot) {
 void Scheduler::WriteBranch(int slot, std::span<const engine::Token> prefix,
                             const std::string& tenant) {
   std::string scope = DiskScope(StoreScope(tenant));
-  const std::string_view bytes(reinterpret_cast<const char*>(prefix.data()), prefix.size_bytes());
-  const std::size_t hash =
-      std::hash<std::string_view>{}(bytes) * 31 + std::hash<std::string_view>{}(scope);
+  const std::uint64_t hash = Hash64(prefix.data(), prefix.size_bytes(), Hash64(scope));
   if (disk_branches_.contains(hash)) return;
   // One copy of the prefix's cells on the engine thread, once per shared beginning; the file
   // is written by the disk tier's writer.

@@ -237,6 +237,10 @@ class Scheduler {
   void SharePrompt(Sequence& first, bool copy, bool ready_only = false);
   // A waiting sequence that leaves (finished, cancelled, preempted) stops waiting.
   void StopWaiting(Sequence& seq);
+  // Another request's waiter got `got` of the share_n cells it waited for (0: none): its
+  // cached_tokens and prefix lookup, counted now rather than at admission, and the fair-share
+  // charge for what it computes itself instead.
+  void SettleShare(Sequence& seq, int got);
   Sequence* PickVictim(int priority) const;
   Sequence* PickFairShareVictim(const TenantTag& tenant) const;
   void Preempt(Sequence& seq);
@@ -299,7 +303,7 @@ class Scheduler {
   std::uint64_t disk_hits_ = 0;
   // Hashes of the (scope, tokens) WriteBranch has written; cleared when it reaches
   // kMaxBranches (a rewrite only refreshes the file's mtime).
-  std::unordered_set<std::size_t> disk_branches_;
+  std::unordered_set<std::uint64_t> disk_branches_;
   static constexpr std::size_t kMaxBranches = 4096;
   std::thread thread_;
 };
