@@ -27,7 +27,19 @@ for preset in "${presets[@]}"; do
     "$( ((status)) && echo FAILED || echo passed)" >&2
   ((status)) && failed+=("$preset")
 done
+# CI keeps only the tail of the output: repeat each failed test's name and the end of its output
+# (from ctest's log) after the last preset, so the tail says what failed under which sanitizer.
+summarize() {
+  local dir="$repo/build/$1/Testing/Temporary" name
+  [[ -f "$dir/LastTestsFailed.log" ]] || return 0
+  while IFS=: read -r _ name; do
+    echo "[sanitize] $1: $name failed; the end of its output:" >&2
+    awk -v t="$name" 'index($0, " Testing: ") { on = substr($0, index($0, " Testing: ") + 10) == t
+      next } on && /^<end of output>/ { on = 0 } on' "$dir/LastTest.log" | tail -n 40 >&2
+  done < <(head -n 5 "$dir/LastTestsFailed.log")
+}
 if ((${#failed[@]})); then
+  for preset in "${failed[@]}"; do summarize "$preset"; done
   echo "[sanitize] failed under: ${failed[*]}" >&2
   exit 1
 fi
