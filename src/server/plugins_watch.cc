@@ -2,29 +2,11 @@
 
 #ifdef EMBER_HAVE_PLUGINS
 
-#include <fstream>
-#include <sstream>
-
 #include "common/log.h"
 #include "server/app.h"
+#include "server/text_file.h"
 
 namespace ember::server {
-namespace {
-
-Status ReadFile(const std::filesystem::path& path, std::string& out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Unavailable(StrCat("cannot open ", path.string()));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return Unavailable(StrCat("cannot read ", path.string()));
-  out = text.str();
-  // As at start-up before reloads existed: an empty file is a mistake (or a write caught
-  // halfway), never "no plugins" — that would silently drop every guardrail.
-  if (out.empty()) return InvalidArgument(StrCat(path.string(), " is empty"));
-  return {};
-}
-
-}  // namespace
 
 PluginsWatcher::PluginsWatcher(std::filesystem::path file, int threads, App& app,
                                ServerMetrics& metrics, std::chrono::milliseconds period)
@@ -57,7 +39,7 @@ Result<std::shared_ptr<plugins::HookRunner>> PluginsWatcher::Load(Stamps& stamps
   stamps.clear();
   stamps[file_] = tenancy::StampOf(file_);
   std::string text;
-  if (Status read = ReadFile(file_, text); !read) {
+  if (Status read = ReadNonEmptyTextFile(file_, text); !read) {
     return std::unexpected(read.error());
   }
   auto config = plugins::ParsePluginsConfig(text, file_.string());

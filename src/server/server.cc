@@ -10,10 +10,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <future>
 #include <map>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -39,22 +37,11 @@
 #include "plugins/config.h"
 #include "server/plugins_watch.h"
 #endif
+#include "server/text_file.h"
 #include "tenancy/tenancy.h"
 
 namespace ember::server {
 namespace {
-
-// The whole of a small text file (a chat template).
-Status ReadTextFile(const std::string& path, std::string& out) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Unavailable(StrCat("cannot open ", path));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return Unavailable(StrCat("cannot read ", path));
-  out = text.str();
-  if (out.empty()) return InvalidArgument(StrCat(path, " is empty"));
-  return {};
-}
 
 // Blocks SIGTERM/SIGINT in every thread (call before starting any) so one thread can
 // sigwait for them.
@@ -382,7 +369,7 @@ int RunServe(const ServeOptions& options) {
     const std::string id = has_id ? value.substr(0, eq) : "";
     const std::string path = has_id ? value.substr(eq + 1) : value;
     std::string text;
-    if (Status read = ReadTextFile(path, text); !read) {
+    if (Status read = ReadNonEmptyTextFile(path, text); !read) {
       log::Error("cannot serve: --chat-template-file ", value, ": ", read.error().message);
       return 1;
     }
