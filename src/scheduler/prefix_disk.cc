@@ -12,6 +12,7 @@
 #include <iterator>
 #include <system_error>
 
+#include "common/file_io.h"
 #include "common/log.h"
 #include "common/sha256.h"
 
@@ -67,26 +68,6 @@ struct Reader {
     return out;
   }
 };
-
-bool WriteAll(int fd, std::string_view bytes) {
-  while (!bytes.empty()) {
-    const ssize_t n = ::write(fd, bytes.data(), bytes.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    bytes.remove_prefix(static_cast<std::size_t>(n));
-  }
-  return true;
-}
-
-void SyncDirectory(const fs::path& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-}
 
 // A temporary file of a process that is gone: "<name>.pfx.tmp.<pid>".
 bool StaleTemp(const fs::path& path) {
@@ -325,7 +306,8 @@ void PrefixDisk::WriteOne(const Job& job) {
   if (!MakeRoom(header.size() + blob.size())) return;
   const fs::path tmp = StrCat(path.string(), ".tmp.", ::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  bool ok = fd >= 0 && WriteAll(fd, header) && WriteAll(fd, AsChars(blob)) && ::fsync(fd) == 0;
+  bool ok =
+      fd >= 0 && WriteAllToFd(fd, header) && WriteAllToFd(fd, AsChars(blob)) && ::fsync(fd) == 0;
   if (fd >= 0) ok = ::close(fd) == 0 && ok;
   if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
     log::Warn("prefix cache: cannot write ", path.string(), ": ", std::strerror(errno));

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <system_error>
 
+#include "common/file_io.h"
 #include "common/log.h"
 #include "common/money.h"
 #include "tenancy/validate.h"
@@ -57,16 +58,6 @@ class Fd {
   int fd_;
 };
 
-Status WriteAll(int fd, std::string_view data, const fs::path& path) {
-  while (!data.empty()) {
-    const ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return IoError("write", path);
-    data.remove_prefix(static_cast<std::size_t>(n));
-  }
-  return {};
-}
-
 // Writes `text` to `tmp`, fsyncs it and renames it over `file`, then fsyncs the directory so
 // the rename itself survives a crash. The new file keeps the old one's permissions.
 Status ReplaceFile(const fs::path& file, const fs::path& tmp, std::string_view text) {
@@ -76,13 +67,12 @@ Status ReplaceFile(const fs::path& file, const fs::path& tmp, std::string_view t
     Fd out(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
     if (!out.ok()) return IoError("create", tmp);
     if (::fchmod(out.get(), mode) != 0) return IoError("set the permissions of", tmp);
-    if (auto ok = WriteAll(out.get(), text, tmp); !ok) return ok;
+    if (!WriteAllToFd(out.get(), text)) return IoError("write", tmp);
     if (::fsync(out.get()) != 0) return IoError("fsync", tmp);
   }
   if (::rename(tmp.c_str(), file.c_str()) != 0) return IoError("rename over", file);
   const fs::path dir = file.parent_path().empty() ? fs::path(".") : file.parent_path();
-  Fd d(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!d.ok() || ::fsync(d.get()) != 0) return IoError("fsync the directory", dir);
+  if (!SyncDirectory(dir)) return IoError("fsync the directory", dir);
   return {};
 }
 

@@ -18,6 +18,7 @@
 #include <map>
 #include <sstream>
 
+#include "common/file_io.h"
 #include "common/hash.h"
 #include "common/log.h"
 
@@ -28,7 +29,6 @@ constexpr char kMagic[8] = {'E', 'M', 'B', 'R', 'P', 'A', 'C', 'K'};
 constexpr std::uint32_t kFormat = 1;
 constexpr std::size_t kHeaderBytes = 4096;  // the payload starts page-aligned
 constexpr std::size_t kHeaderHashAt = kHeaderBytes - sizeof(std::uint64_t);
-constexpr std::size_t kWriteChunk = std::size_t{8} << 20;
 
 // The fixed part of the header; the identity string follows it, then zeros, and the last
 // 8 bytes hold Hash64 of everything before them.
@@ -54,46 +54,18 @@ std::size_t PageSize() {
 
 std::size_t RoundUp(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
 
-// Writes all of [data, data+size) at the file's current offset; false with errno set.
-bool WriteAllBytes(int fd, const void* data, std::size_t size, const std::atomic<bool>* stop) {
-  const auto* p = static_cast<const char*>(data);
-  while (size > 0) {
-    if (stop != nullptr && stop->load()) {
-      errno = ECANCELED;
-      return false;
-    }
-    const ssize_t n = ::write(fd, p, std::min(size, kWriteChunk));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    p += n;
-    size -= static_cast<std::size_t>(n);
-  }
-  return true;
-}
-
 // Writes `text` to `path` atomically (temp file, fsync unless !sync, rename).
 bool WriteSmallFileAtomically(const std::string& path, const std::string& text, bool sync = true) {
   const std::string tmp = StrCat(path, ".tmp.", getpid(), ".memo");
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return false;
-  const bool ok =
-      WriteAllBytes(fd, text.data(), text.size(), nullptr) && (!sync || ::fsync(fd) == 0);
+  const bool ok = WriteAllToFd(fd, text) && (!sync || ::fsync(fd) == 0);
   ::close(fd);
   if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
     ::unlink(tmp.c_str());
     return false;
   }
   return true;
-}
-
-void SyncDirectory(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
 }
 
 // What identifies one version of a file without reading it: any write changes ctime.
@@ -601,8 +573,9 @@ bool RepackCache::WriteFile(const Region& region) {
   int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(kHeaderBytes + region.size));
   bool ok = rc == 0 || rc == EOPNOTSUPP || rc == EINVAL;
   if (!ok) errno = rc;
-  ok = ok && WriteAllBytes(fd, header, kHeaderBytes, &stop_) &&
-       WriteAllBytes(fd, region.base, region.size, &stop_) && ::fsync(fd) == 0;
+  ok = ok && WriteAllToFd(fd, {header, kHeaderBytes}, &stop_) &&
+       WriteAllToFd(fd, {static_cast<const char*>(region.base), region.size}, &stop_) &&
+       ::fsync(fd) == 0;
   const int saved = errno;
   ::close(fd);
   if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
