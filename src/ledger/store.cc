@@ -660,4 +660,6 @@ Status Store::SetMaxPageCountForTest(std::int64_t pages) {
   return {};
 }
 
+std::int64_t SqliteMemoryBytes() { return sqlite3_memory_used(); }
+
 }  // namespace ember::ledger

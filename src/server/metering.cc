@@ -7,6 +7,7 @@
 #include "common/json_text.h"
 #include "common/log.h"
 #include "ledger/cost.h"
+#include "ledger/store.h"
 #include "server/models.h"
 
 namespace ember::server {
@@ -65,6 +66,10 @@ Metering::Metering(MeteringOptions options, ServerMetrics& metrics,
   r.AddCallbackGauge("ember_ledger_dropped_records",
                      "Usage records lost because the ledger's buffer was full.", {},
                      [book] { return book ? static_cast<double>(book->dropped_total()) : 0.0; });
+  r.AddCallbackGauge("ember_ledger_sqlite_memory_bytes",
+                     "Heap bytes SQLite holds in this process: the ledger connections' page "
+                     "caches (at most 2,000 KiB each, filling as the file grows) and statements.",
+                     {}, [] { return static_cast<double>(ledger::SqliteMemoryBytes()); });
   http::WebhookSender* hook = webhook_.get();
   r.AddCallbackGauge("ember_budget_webhook_delivered",
                      "Budget notices the --budget-webhook receiver accepted (2xx).", {},
