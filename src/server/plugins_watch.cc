@@ -56,7 +56,7 @@ Result<std::shared_ptr<plugins::HookRunner>> PluginsWatcher::Load(Stamps& stamps
   auto runner = plugins::HookRunner::Create(std::move(*config), base.string(), threads_,
                                             plugin_metrics.get());
   if (!runner) return std::unexpected(runner.error());
-  plugin_metrics_.push_back(std::move(plugin_metrics));
+  plugin_metrics_.emplace(runner->get(), std::move(plugin_metrics));
   return std::shared_ptr<plugins::HookRunner>(runner->release(),
                                               [this](plugins::HookRunner* r) { Release(r); });
 }
@@ -152,8 +152,12 @@ void PluginsWatcher::DestroyReleased() {
     std::lock_guard lock(mu_);
     released.swap(released_);
   }
-  // Each finishes what is queued on its workers and joins them.
-  for (plugins::HookRunner* runner : released) delete runner;
+  // Each finishes what is queued on its workers and joins them, then its series go.
+  for (plugins::HookRunner* runner : released) {
+    const auto series = plugin_metrics_.find(runner);
+    delete runner;
+    if (series != plugin_metrics_.end()) plugin_metrics_.erase(series);
+  }
 }
 
 }  // namespace ember::server

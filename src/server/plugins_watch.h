@@ -75,9 +75,11 @@ class PluginsWatcher {
   ServerMetrics& metrics_;
   const std::chrono::milliseconds period_;
   Stamps stamps_;  // poll thread only (and LoadInitial before it starts)
-  // Per-plugin series by plugins-file order; one per load, kept as long as the watcher (a
-  // runner reports to its own until it is destroyed; the series themselves are shared by name).
-  std::vector<std::unique_ptr<PluginMetrics>> plugin_metrics_;  // poll thread only
+  // Each live runner's per-plugin series, by plugins-file order: a runner reports to its own
+  // until it is destroyed, and they go with it, so reloads do not pile them up (the series
+  // themselves are shared by name in the registry).
+  std::map<const plugins::HookRunner*, std::unique_ptr<PluginMetrics>>
+      plugin_metrics_;  // poll thread only
 
   std::mutex mu_;
   std::condition_variable wake_;
