@@ -85,11 +85,14 @@ void CheckAgreesWithBody(const GenerationParams& p, const Json& body) {
   FUZZ_CHECK(p.model == (model.is_string() ? model.get<std::string>() : ""), "model");
   FUZZ_CHECK(p.stream == (Member(body, "stream") == true), "stream");
   FUZZ_CHECK(p.sampling.deterministic == (Member(body, "deterministic") == true), "deterministic");
+  // The Responses API has no "logprobs" member (its top_logprobs must be 0): ignored there like
+  // any other member it does not define.
   const Json logprobs = Member(body, "logprobs");
-  FUZZ_CHECK(p.sampling.logprobs == (p.endpoint == Endpoint::kChatCompletions
-                                         ? logprobs == true
-                                         : logprobs.is_number_integer()),
-             "logprobs");
+  FUZZ_CHECK(
+      p.sampling.logprobs == (p.endpoint == Endpoint::kChatCompletions ? logprobs == true
+                              : p.endpoint == Endpoint::kCompletions ? logprobs.is_number_integer()
+                                                                     : false),
+      "logprobs");
   // The Responses API has no stop sequences: a "stop" member there is ignored like any other
   // member it does not define.
   const Json stop = Member(body, "stop");
